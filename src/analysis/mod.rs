@@ -1,0 +1,1 @@
+//! Statistics, pairing and primary-versus-shadow diffs, computed off the request path.

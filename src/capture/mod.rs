@@ -1,0 +1,183 @@
+//! Captured exchanges: what the proxy saw of one client request, its primary answer and
+//! every mirror's fate. The proxy produces them; analysis, export and the UI read them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use crate::routing::RouteTrace;
+
+/// A body as captured: the first bytes up to the capture cap, and how long it really was.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedBody {
+    /// The captured prefix of the body (the whole body when `truncated` is false).
+    pub bytes: Bytes,
+    /// Total body length seen on the wire.
+    pub total_len: u64,
+    /// True when `bytes` is shorter than the body because of the capture cap.
+    pub truncated: bool,
+}
+
+/// The client's request as the proxy received it.
+#[derive(Debug, Clone)]
+pub struct CapturedRequest {
+    /// Request method.
+    pub method: http::Method,
+    /// Request target as sent upstream (origin form: path and query).
+    pub uri: String,
+    /// Host the request was routed by (authority without port).
+    pub authority: String,
+    /// HTTP version of the client's request.
+    pub version: http::Version,
+    /// Request headers as forwarded to the primary (hop-by-hop removed, x-request-id set).
+    pub headers: http::HeaderMap,
+    /// Request body.
+    pub body: CapturedBody,
+}
+
+/// A response as captured from one upstream.
+#[derive(Debug, Clone)]
+pub struct CapturedResponse {
+    /// Status code.
+    pub status: http::StatusCode,
+    /// Response headers.
+    pub headers: http::HeaderMap,
+    /// Response body.
+    pub body: CapturedBody,
+    /// Time from sending the request to receiving the response head.
+    pub ttfb: Duration,
+    /// Time from sending the request to the end of the response body.
+    pub total: Duration,
+}
+
+/// Why an upstream exchange failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamErrorKind {
+    /// The connection was refused (nothing listening).
+    Refused,
+    /// The connection was reset or closed before a full response.
+    Reset,
+    /// No (complete) answer within the timeout.
+    Timeout,
+    /// The upstream answered with something that is not valid HTTP.
+    Protocol,
+    /// The host name could not be resolved.
+    Dns,
+    /// Anything else (I/O error, ...).
+    Other,
+}
+
+impl UpstreamErrorKind {
+    /// Stable lowercase name used in reports and the UI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Refused => "refused",
+            UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Protocol => "protocol",
+            UpstreamErrorKind::Dns => "dns",
+            UpstreamErrorKind::Other => "other",
+        }
+    }
+}
+
+/// A failed upstream exchange.
+#[derive(Debug, Clone)]
+pub struct UpstreamFailure {
+    /// What kind of failure.
+    pub kind: UpstreamErrorKind,
+    /// Human detail, e.g. `connection refused by 127.0.0.1:9081`.
+    pub detail: String,
+    /// Time from sending the request to the failure.
+    pub elapsed: Duration,
+    /// Response head, when the failure happened mid-body (status already received).
+    pub partial: Option<CapturedResponse>,
+}
+
+/// The result of talking to one upstream.
+#[derive(Debug, Clone)]
+pub enum UpstreamOutcome {
+    /// A full response.
+    Response(CapturedResponse),
+    /// No (complete) response.
+    Failed(UpstreamFailure),
+}
+
+/// Why a mirror policy sent no copy for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The `mirrorPercentage` draw said no.
+    NotSampled,
+    /// The request body was above the mirror buffer limit.
+    BodyTooLarge,
+    /// Too many shadow requests were already in flight.
+    NoSlot,
+}
+
+impl SkipReason {
+    /// Stable lowercase name used in reports and the UI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NotSampled => "not_sampled",
+            SkipReason::BodyTooLarge => "body_too_large",
+            SkipReason::NoSlot => "no_slot",
+        }
+    }
+}
+
+/// What happened to one mirror policy of the matched route for one request.
+#[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "records already live in a Vec on the heap; boxing would add an allocation per shadow"
+)]
+pub enum ShadowOutcome {
+    /// No copy was sent.
+    Skipped(SkipReason),
+    /// A copy was sent; this is how the shadow answered.
+    Sent(UpstreamOutcome),
+}
+
+/// One mirror policy's record in an exchange.
+#[derive(Debug, Clone)]
+pub struct ShadowRecord {
+    /// Label of the mirror destination (`reviews-v2/v2`).
+    pub target: Arc<str>,
+    /// Endpoint the copy went to, when one was sent.
+    pub endpoint: Option<String>,
+    /// What happened.
+    pub outcome: ShadowOutcome,
+}
+
+/// The primary leg of an exchange.
+#[derive(Debug, Clone)]
+pub struct PrimaryRecord {
+    /// Label of the picked destination (`reviews/v1`).
+    pub target: Arc<str>,
+    /// Endpoint the request went to.
+    pub endpoint: String,
+    /// How it answered.
+    pub outcome: UpstreamOutcome,
+}
+
+/// Everything the lab saw of one client request.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// Lab-local sequence number, unique per run.
+    pub id: u64,
+    /// The `x-request-id` shared by the primary and every shadow.
+    pub request_id: String,
+    /// When the request arrived.
+    pub started_at: SystemTime,
+    /// Where it went in the config; `None` when no route matched (the client got a 404).
+    pub trace: Option<RouteTrace>,
+    /// The client's request.
+    pub request: CapturedRequest,
+    /// The primary's answer; `None` when no route matched.
+    pub primary: Option<PrimaryRecord>,
+    /// One record per mirror policy of the matched route, in config order.
+    pub shadows: Vec<ShadowRecord>,
+}

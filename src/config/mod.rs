@@ -1,0 +1,1 @@
+//! Istio resources: serde model, multi-document loading with line numbers, validation diagnostics.

@@ -1,0 +1,1 @@
+//! Demo upstream services (a Bookinfo-like reviews service) and a traffic generator.

@@ -1,0 +1,1 @@
+//! Exports of captured traffic and analysis: the JSON report and HAR.

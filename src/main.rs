@@ -1,0 +1,46 @@
+//! The `mirrorlab` binary: desktop app, headless proxy, config checker and demo services.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A desktop lab for Istio-style traffic mirroring.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mirrorlab",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Istio YAML to open in the desktop app.
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print diagnostics for Istio YAML files; exit 1 if any error.
+    Check {
+        /// Files to check together, as `istioctl analyze` does.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check { files }) => {
+            let _ = files;
+            eprintln!("mirrorlab check: not built yet");
+            ExitCode::from(2)
+        }
+        None => {
+            eprintln!("mirrorlab: desktop app not built yet");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The mirroring proxy: listener, primary forwarding, shadow dispatch, body buffering, hot reload.

@@ -1,0 +1,192 @@
+//! Compiled, immutable route tables: which VirtualService, which route, which match block,
+//! which weighted destination and which mirror policies a request gets.
+//!
+//! The proxy only sees the types in this file; how they are built from the Istio model in
+//! `crate::config` is this module's business.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The parts of an incoming request that routing looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// HTTP method, e.g. `GET`.
+    pub method: &'a str,
+    /// `http` or `https` (the scheme the client used, `http` for the lab's plain listener).
+    pub scheme: &'a str,
+    /// Host the request is addressed to, lowercase, without the port.
+    pub authority: &'a str,
+    /// Path with query string, as the client sent it.
+    pub path_and_query: &'a str,
+    /// Request headers (names are lowercase in `http::HeaderMap`).
+    pub headers: &'a http::HeaderMap,
+    /// Port the request was addressed to.
+    pub port: u16,
+}
+
+/// Where a destination really lives on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EndpointAddr {
+    /// An IP endpoint (ServiceEntry endpoint address or a literal IP host).
+    Socket(SocketAddr),
+    /// A DNS name reached on a port (a host with no ServiceEntry).
+    Dns { host: String, port: u16 },
+}
+
+impl std::fmt::Display for EndpointAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndpointAddr::Socket(addr) => write!(f, "{addr}"),
+            EndpointAddr::Dns { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// A resolved destination (host + optional subset + port) and the endpoints that serve it.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Destination host as written in the VirtualService (e.g. `reviews`).
+    pub host: String,
+    /// Subset name, if the destination names one.
+    pub subset: Option<String>,
+    /// `destination.port.number`, if given.
+    pub port: Option<u16>,
+    /// Human label used in captures, reports and the UI: `reviews/v1`, `reviews-v2`, `reviews:9080`.
+    pub label: String,
+    /// Endpoints that serve this destination; never empty in a compiled table.
+    pub endpoints: Vec<EndpointAddr>,
+    /// Round-robin cursor over `endpoints`.
+    cursor: AtomicUsize,
+}
+
+impl Upstream {
+    /// Builds an upstream; `endpoints` must not be empty.
+    pub fn new(
+        host: String,
+        subset: Option<String>,
+        port: Option<u16>,
+        label: String,
+        endpoints: Vec<EndpointAddr>,
+    ) -> Self {
+        Self {
+            host,
+            subset,
+            port,
+            label,
+            endpoints,
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next endpoint in round-robin order, or `None` when the upstream has none.
+    pub fn next_endpoint(&self) -> Option<&EndpointAddr> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        self.endpoints.get(i)
+    }
+}
+
+/// One weighted destination of a route.
+#[derive(Debug, Clone)]
+pub struct WeightedUpstream {
+    /// The destination.
+    pub upstream: Arc<Upstream>,
+    /// Istio weight (0..=100; a lone destination without weight counts as 100).
+    pub weight: u32,
+}
+
+/// One mirror policy of a route: `mirror` + `mirrorPercentage`, or one entry of `mirrors`.
+#[derive(Debug, Clone)]
+pub struct MirrorPolicy {
+    /// Where the copy goes.
+    pub upstream: Arc<Upstream>,
+    /// Fraction of requests to mirror, 0.0..=1.0 (absent percentage: 1.0; explicit 0: 0.0).
+    pub fraction: f64,
+}
+
+/// Where a request went in the config: the route trace shown in captures and the UI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTrace {
+    /// `namespace/name` of the VirtualService.
+    pub virtual_service: String,
+    /// Index of the route in `spec.http`.
+    pub route_index: usize,
+    /// `spec.http[i].name`, if set.
+    pub route_name: Option<String>,
+    /// Index of the match block that matched; `None` for a route without `match`.
+    pub match_index: Option<usize>,
+    /// Human description of the matched block, e.g. `header user-agent ~ .*testing.*`.
+    pub match_summary: String,
+}
+
+/// What the route table says about a request.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// Where the request went in the config.
+    pub trace: RouteTrace,
+    /// Weighted primary destinations of the matched route (the proxy picks one).
+    pub destinations: Arc<[WeightedUpstream]>,
+    /// Mirror policies of the matched route, in config order.
+    pub mirrors: Arc<[MirrorPolicy]>,
+    /// `spec.http[i].timeout`, if set.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Resolution {
+    /// Picks the primary destination for a uniform draw `u` in `0.0..1.0` by weight.
+    pub fn pick_destination(&self, u: f64) -> Option<&Arc<Upstream>> {
+        let total: u32 = self.destinations.iter().map(|d| d.weight).sum();
+        if total == 0 {
+            return self.destinations.first().map(|d| &d.upstream);
+        }
+        let mut target = u.clamp(0.0, 1.0) * f64::from(total);
+        for d in self.destinations.iter() {
+            let w = f64::from(d.weight);
+            if target < w {
+                return Some(&d.upstream);
+            }
+            target -= w;
+        }
+        self.destinations
+            .iter()
+            .rev()
+            .find(|d| d.weight > 0)
+            .map(|d| &d.upstream)
+    }
+}
+
+/// Why a request got no route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoRoute {
+    /// No VirtualService claims the host.
+    #[error(
+        "no VirtualService for host '{host}'; configured hosts: {}. Address one with a Host header (curl -H 'Host: {}' ...), by using the lab as HTTP_PROXY, or start the lab with --host NAME",
+        configured.join(", "),
+        configured.first().map(String::as_str).unwrap_or("reviews")
+    )]
+    UnknownHost {
+        /// The host the request asked for.
+        host: String,
+        /// Hosts the config serves.
+        configured: Vec<String>,
+    },
+    /// The VirtualService exists but none of its routes matched.
+    #[error(
+        "VirtualService {virtual_service} serves host '{host}' but none of its {routes} http routes matched {method} {path}"
+    )]
+    NoMatchingRoute {
+        /// The host the request asked for.
+        host: String,
+        /// `namespace/name` of the VirtualService.
+        virtual_service: String,
+        /// How many routes were tried.
+        routes: usize,
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
+}

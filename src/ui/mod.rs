@@ -1,0 +1,1 @@
+//! The desktop app (eframe). One file per panel.
