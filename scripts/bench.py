@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""mirrorlab against direct access and nginx, on 127.0.0.1, with wrk.
+
+Cases (issue 6):
+  A  the primary directly (the limit)
+  B  nginx as a plain reverse proxy, keep-alive to the primary
+  C  nginx `mirror` to a fast shadow
+  D  mirrorlab, 100% mirrored to a fast shadow, capture and analysis on
+  E  mirrorlab and nginx, shadow answers after 200 ms
+  F  mirrorlab and nginx, shadow port refuses connections
+  G  mirrorlab with 0% mirrored (routing only)
+  M  (--soak) mirrorlab as D for 1,000,000 requests, RSS sampled every 5 s
+
+The primary and the shadows are nginx (worker_processes 2), so the shadow keeps up and the
+figures measure the proxies. Shadow-received counts come from the shadows' access logs and
+are checked against the requests the client completed.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+PRIMARY, SHADOW_FAST, SHADOW_SLOW, SHADOW_REFUSED = 18080, 18081, 18082, 18083
+NGX_PLAIN, NGX_MIRROR_FAST, NGX_MIRROR_SLOW, NGX_MIRROR_REFUSED = 18090, 18091, 18092, 18093
+MIRRORLAB = 18100
+BODY = '{"id":1,"product":"reviews","reviews":[{"reviewer":"Reviewer1","rating":5}]}'
+
+
+def free(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_port(port, timeout=15.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if not free(port):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def nginx_conf(work, name, servers, workers=2):
+    echo = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+    conf = f"""
+load_module {echo};
+worker_processes {workers};
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  client_body_temp_path {work}/{name}-body;
+  proxy_temp_path {work}/{name}-proxy;
+  fastcgi_temp_path {work}/{name}-fcgi;
+  uwsgi_temp_path {work}/{name}-uwsgi;
+  scgi_temp_path {work}/{name}-scgi;
+  upstream primary {{ server 127.0.0.1:{PRIMARY}; keepalive 64; }}
+  upstream shadow_fast {{ server 127.0.0.1:{SHADOW_FAST}; keepalive 64; }}
+  upstream shadow_slow {{ server 127.0.0.1:{SHADOW_SLOW}; keepalive 64; }}
+  upstream shadow_refused {{ server 127.0.0.1:{SHADOW_REFUSED}; keepalive 64; }}
+{servers}
+}}
+"""
+    path = os.path.join(work, f"{name}.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return path
+
+
+def upstream_servers(work):
+    def answer(port, log, delay=""):
+        sleep = f"echo_sleep {delay};" if delay else ""
+        return f"""
+  server {{
+    listen 127.0.0.1:{port} reuseport backlog=4096;
+    access_log {log};
+    location / {{ default_type application/json; {sleep} echo '{BODY}'; }}
+  }}"""
+    return (
+        answer(PRIMARY, "off")
+        + answer(SHADOW_FAST, f"{work}/shadow-fast.log")
+        + answer(SHADOW_SLOW, f"{work}/shadow-slow.log", "0.2")
+    )
+
+
+def proxy_servers():
+    keep = 'proxy_http_version 1.1; proxy_set_header Connection "";'
+
+    def mirror(port, shadow):
+        return f"""
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{ mirror /__mirror; mirror_request_body on; proxy_pass http://primary; {keep} }}
+    location = /__mirror {{ internal; proxy_pass http://{shadow}$request_uri; {keep} }}
+  }}"""
+
+    plain = f"""
+  server {{
+    listen 127.0.0.1:{NGX_PLAIN} backlog=4096;
+    location / {{ proxy_pass http://primary; {keep} }}
+  }}"""
+    return (
+        plain
+        + mirror(NGX_MIRROR_FAST, "shadow_fast")
+        + mirror(NGX_MIRROR_SLOW, "shadow_slow")
+        + mirror(NGX_MIRROR_REFUSED, "shadow_refused")
+    )
+
+
+def lab_config(shadow_port, percent):
+    return f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: primary
+spec:
+  hosts: [primary.bench]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {PRIMARY}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: shadow
+spec:
+  hosts: [shadow.bench]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {shadow_port}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: bench
+spec:
+  hosts: [primary.bench]
+  http:
+  - route:
+    - destination: {{host: primary.bench, port: {{number: 80}}}}
+    mirror: {{host: shadow.bench, port: {{number: 80}}}}
+    mirrorPercentage: {{value: {percent}}}
+"""
+
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(out):
+    def lat(pct):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (
+        sum(int(g) for g in sock.groups()) if sock else 0
+    )
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "requests": int(total.group(1)) if total else 0,
+        "p50": lat(50),
+        "p99": lat(99),
+        "errors": errors,
+    }
+
+
+def wrk(port, seconds, connections=32, timeout_s=5):
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s}s",
+           "--latency", f"http://127.0.0.1:{port}/reviews/1"]
+    return parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        status = f.read()
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
+    now = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+    return now / 1024.0, hwm / 1024.0
+
+
+class Lab:
+    """A `mirrorlab run` process for one case."""
+
+    def __init__(self, binary, work, name, shadow_port, percent):
+        self.cfg = os.path.join(work, f"{name}.yaml")
+        with open(self.cfg, "w") as f:
+            f.write(lab_config(shadow_port, percent))
+        self.report = os.path.join(work, f"{name}-report.json")
+        self.log = open(os.path.join(work, f"{name}.log"), "w")
+        self.proc = subprocess.Popen(
+            [binary, "run", self.cfg, "--listen", f"127.0.0.1:{MIRRORLAB}", "--report", self.report],
+            stdout=subprocess.PIPE, stderr=self.log, text=True,
+        )
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            raise SystemExit(f"mirrorlab did not start for case {name}: {line!r}; see {self.log.name}")
+        wait_port(MIRRORLAB)
+
+    def stop(self):
+        rss = rss_mb(self.proc.pid)
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise SystemExit("mirrorlab did not exit within 30 s of SIGINT")
+        self.log.close()
+        report = None
+        if os.path.exists(self.report):
+            with open(self.report) as f:
+                report = json.load(f)
+        return rss, report
+
+
+def shadow_sent(report):
+    """Copies mirrorlab says it sent, summed over mirror destinations (schema-tolerant)."""
+    if not report:
+        return None
+    total = 0
+    def walk(node):
+        nonlocal total
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "sent" and isinstance(v, int):
+                    total += v
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(report.get("routes", report))
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mirrorlab", required=True)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--cases", default="A,B,C,D,E,F,G")
+    ap.add_argument("--soak", action="store_true", help="also run M: 1,000,000 requests through mirrorlab")
+    ap.add_argument("--json", help="write the results here too")
+    args = ap.parse_args()
+    cases = set(args.cases.split(","))
+    if args.soak:
+        cases.add("M")
+
+    for port in (PRIMARY, SHADOW_FAST, SHADOW_SLOW, SHADOW_REFUSED, NGX_PLAIN,
+                 NGX_MIRROR_FAST, NGX_MIRROR_SLOW, NGX_MIRROR_REFUSED, MIRRORLAB):
+        if not free(port):
+            raise SystemExit(f"port {port} is in use; stop what listens there first")
+
+    work = tempfile.mkdtemp(prefix="mirrorlab-bench-")
+    nginxes = []
+    for name, servers in (("upstreams", upstream_servers(work)), ("proxies", proxy_servers())):
+        conf = nginx_conf(work, name, servers)
+        subprocess.run(["nginx", "-p", work, "-c", conf], check=True)
+        nginxes.append(os.path.join(work, f"{name}.pid"))
+    for port in (PRIMARY, SHADOW_FAST, SHADOW_SLOW, NGX_PLAIN, NGX_MIRROR_FAST):
+        wait_port(port)
+
+    results = {}
+    fast_log, slow_log = f"{work}/shadow-fast.log", f"{work}/shadow-slow.log"
+
+    def run_case(key, label, port, shadow_log=None, lab=None):
+        wrk(port, args.warmup)
+        # Let copies from the warm-up land before counting.
+        time.sleep(0.5 if shadow_log != slow_log else 1.0)
+        before = count_lines(shadow_log) if shadow_log else 0
+        r = wrk(port, args.duration)
+        time.sleep(0.5 if shadow_log != slow_log else 1.5)
+        r["shadow"] = count_lines(shadow_log) - before if shadow_log else None
+        r["label"] = label
+        if lab:
+            rss, report = lab.stop()
+            r["rss_mb"], r["peak_rss_mb"] = rss
+            r["lab_sent"] = shadow_sent(report)
+        results[key] = r
+        shadow = "-" if r["shadow"] is None else r["shadow"]
+        print(f"  {key}: {r['rps']:.0f} req/s, p50 {r['p50']:.3f} ms, p99 {r['p99']:.3f} ms, "
+              f"errors {r['errors']}, shadow received {shadow}", file=sys.stderr, flush=True)
+
+    try:
+        print(f"work dir {work}", file=sys.stderr)
+        if "A" in cases:
+            run_case("A", "primary directly", PRIMARY)
+        if "B" in cases:
+            run_case("B", "nginx proxy", NGX_PLAIN)
+        if "C" in cases:
+            run_case("C", "nginx mirror, fast shadow", NGX_MIRROR_FAST, fast_log)
+        if "D" in cases:
+            lab = Lab(args.mirrorlab, work, "D", SHADOW_FAST, 100)
+            run_case("D", "mirrorlab 100%, fast shadow", MIRRORLAB, fast_log, lab)
+        if "E" in cases:
+            run_case("E-nginx", "nginx mirror, 200 ms shadow", NGX_MIRROR_SLOW, slow_log)
+            lab = Lab(args.mirrorlab, work, "E", SHADOW_SLOW, 100)
+            run_case("E", "mirrorlab, 200 ms shadow", MIRRORLAB, slow_log, lab)
+        if "F" in cases:
+            run_case("F-nginx", "nginx mirror, refused shadow", NGX_MIRROR_REFUSED)
+            lab = Lab(args.mirrorlab, work, "F", SHADOW_REFUSED, 100)
+            run_case("F", "mirrorlab, refused shadow", MIRRORLAB, None, lab)
+        if "G" in cases:
+            lab = Lab(args.mirrorlab, work, "G", SHADOW_FAST, 0)
+            run_case("G", "mirrorlab 0% mirrored", MIRRORLAB, fast_log, lab)
+        if "M" in cases:
+            soak(args, work, results, fast_log)
+    finally:
+        for pid_file in nginxes:
+            try:
+                with open(pid_file) as f:
+                    os.kill(int(f.read().strip()), signal.SIGQUIT)
+            except (OSError, ValueError):
+                pass
+
+    print_table(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def soak(args, work, results, fast_log):
+    lab = Lab(args.mirrorlab, work, "M", SHADOW_FAST, 100)
+    rps_guess = results.get("D", {}).get("rps") or 20000
+    seconds = int(1_000_000 / rps_guess) + 5
+    before = count_lines(fast_log)
+    proc = subprocess.Popen(
+        ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{MIRRORLAB}/reviews/1"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    samples = []
+    start = time.time()
+    while proc.poll() is None:
+        time.sleep(5)
+        if proc.poll() is None:
+            samples.append((round(time.time() - start), round(rss_mb(lab.proc.pid)[0], 1)))
+    r = parse_wrk(proc.stdout.read())
+    time.sleep(1)
+    r["shadow"] = count_lines(fast_log) - before
+    rss, report = lab.stop()
+    r["rss_mb"], r["peak_rss_mb"] = rss
+    r["lab_sent"] = shadow_sent(report)
+    r["rss_samples"] = samples
+    r["label"] = f"mirrorlab soak, {r['requests']} requests"
+    results["M"] = r
+    print(f"  M: {r['requests']} requests, peak RSS {r['peak_rss_mb']:.1f} MB, samples {samples}",
+          file=sys.stderr)
+
+
+def print_table(results):
+    print()
+    print(f"{'case':8} {'what':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+          f"{'shadow got':>10} {'peak RSS':>9}")
+    for key, r in results.items():
+        shadow = "-" if r.get("shadow") is None else str(r["shadow"])
+        rss = f"{r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else "-"
+        print(f"{key:8} {r['label']:34} {r['rps']:9.0f} {r['p50']:8.3f} {r['p99']:8.3f} "
+              f"{r['errors']:7d} {shadow:>10} {rss:>9}")
+
+    def ratio(a, b, field="rps"):
+        if a in results and b in results and results[b][field]:
+            return results[a][field] / results[b][field]
+        return None
+
+    print()
+    for name, a, b in (("D/C", "D", "C"), ("D/B", "D", "B"), ("D/A", "D", "A"), ("G/B", "G", "B"),
+                       ("E/D", "E", "D"), ("F/D", "F", "D")):
+        v = ratio(a, b)
+        if v is not None:
+            print(f"{name} requests/s: {v:.2f}x")
+    if "D" in results and "A" in results:
+        print(f"D p50 - A p50: {results['D']['p50'] - results['A']['p50']:+.3f} ms")
+    for proxy, e, d in (("mirrorlab", "E", "D"), ("nginx", "E-nginx", "C")):
+        v = ratio(e, d, "p99")
+        if v is not None:
+            print(f"{proxy}: p99 with a 200 ms shadow / p99 with a fast shadow: {v:.2f}x")
+    for key in ("D", "M"):
+        r = results.get(key)
+        if r and r.get("shadow") is not None:
+            # A copy is sent per request the proxy served, warm-up excluded; allow the copies of
+            # requests still in flight when wrk stopped.
+            ok = r["shadow"] >= r["requests"] - 64
+            print(f"{key}: shadow received {r['shadow']} of {r['requests']} requests "
+                  f"({'every copy' if ok else 'COPIES MISSING'}); mirrorlab reports {r.get('lab_sent')} sent")
+
+
+if __name__ == "__main__":
+    main()
