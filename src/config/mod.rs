@@ -576,6 +576,9 @@ fn typed<T: serde::de::DeserializeOwned>(value: Opaque) -> Result<T, TypedError>
             Some((field, expected)) => {
                 let suggestion = did_you_mean(&field, &expected);
                 let help = match suggestion {
+                    _ if misplaced_mirror_percentage(&path, &field) => format!(
+                        "`{field}` belongs to the route, next to `mirror`, not inside it: move it two spaces left"
+                    ),
                     Some(s) => format!("did you mean `{s}`?"),
                     None if expected.is_empty() => "remove the field".to_owned(),
                     None => format!(
@@ -602,6 +605,16 @@ fn typed<T: serde::de::DeserializeOwned>(value: Opaque) -> Result<T, TypedError>
             },
         }
     })
+}
+
+/// The mistake some mirroring guides print: `mirrorPercentage` nested inside `mirror`.
+fn misplaced_mirror_percentage(path: &str, field: &str) -> bool {
+    matches!(
+        field,
+        "mirrorPercentage" | "mirrorPercent" | "mirror_percent"
+    ) && path
+        .strip_suffix(field)
+        .is_some_and(|parent| parent.ends_with(".mirror."))
 }
 
 /// Reads serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`", or
