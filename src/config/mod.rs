@@ -592,7 +592,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: Opaque) -> Result<T, TypedError>
                 };
                 TypedError {
                     code: codes::UNKNOWN_FIELD,
-                    message: format!("unknown field `{field}` (the API server rejects it as well)"),
+                    message: format!("unknown field `{field}` (kubectl apply rejects it too)"),
                     path,
                     help: Some(help),
                 }

@@ -192,7 +192,7 @@ impl<'a> Checker<'a> {
                 codes::NOT_SIMULATED,
                 r,
                 base,
-                "route answers with a redirect, directResponse or delegate, which the lab does not simulate; its requests get 503 in the lab".into(),
+                "route answers with a redirect, directResponse or delegate, which the lab does not simulate: it has no destination to forward these requests to".into(),
                 None,
             );
         }
