@@ -680,3 +680,84 @@ fn string_match_model_serializes_minimally() {
     };
     assert_eq!(yaml_serde::to_string(&m).unwrap(), "prefix: /api\n");
 }
+
+#[test]
+fn ports_hosts_subsets_and_routes_without_destination() {
+    // ML0106: ports outside 1..65535, in routes and ServiceEntries.
+    let set = load(&vs_with("").replace(
+        "{host: reviews, subset: v1}",
+        "{host: reviews, subset: v1, port: {number: 70000}}",
+    ));
+    let d = only(&set, "ML0106");
+    assert_eq!(
+        d.field_path.as_deref(),
+        Some("spec.http[0].route[0].destination.port.number")
+    );
+    let set = load(&vs_with("").replace("ports: {http: 9082}", "ports: {http: 0}"));
+    let d = only(&set, "ML0106");
+    assert_eq!(
+        d.field_path.as_deref(),
+        Some("spec.endpoints[1].ports.http")
+    );
+    assert_eq!(d.line, 27);
+
+    // ML0107: resources without hosts.
+    let set = load(&vs_with("").replace("  hosts: [reviews]\n", ""));
+    assert_eq!(
+        only(&set, "ML0107").field_path.as_deref(),
+        Some("spec.hosts")
+    );
+
+    // ML0108: a subset defined twice.
+    let set = load(&vs_with("").replace(
+        "  - {name: v2, labels: {version: v2}}\n",
+        "  - {name: v2, labels: {version: v2}}\n  - {name: v1, labels: {version: v2}}\n",
+    ));
+    let d = only(&set, "ML0108");
+    assert_eq!(d.field_path.as_deref(), Some("spec.subsets[2].name"));
+    assert_eq!(d.line, 18);
+
+    // ML0109: a route with nowhere to go; ML0301: one the lab does not simulate.
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {exact: /a}}]
+    timeout: 1s
+  - match: [{uri: {exact: /b}}]
+    directResponse: {status: 204}
+  - route: [{destination: {host: reviews}}]
+    timeout: soon
+";
+    let set = load(yaml);
+    let d = only(&set, "ML0109");
+    assert_eq!((d.field_path.as_deref(), d.line), (Some("spec.http[0]"), 7));
+    let d = only(&set, "ML0301");
+    assert_eq!(
+        (d.field_path.as_deref(), d.severity),
+        (Some("spec.http[1]"), Severity::Warning)
+    );
+    // ML0003 also covers values serde accepts but Istio does not, such as a bad duration.
+    let d = only(&set, "ML0003");
+    assert_eq!(
+        (d.field_path.as_deref(), d.line),
+        (Some("spec.http[2].timeout"), 12)
+    );
+}
+
+#[test]
+fn recheck_after_an_edit_updates_the_findings() {
+    let mut set = load(&vs_with("    mirror: {host: reviews, subset: v9}\n"));
+    assert!(set.has_errors());
+    for r in set.resources_mut() {
+        if let IstioObject::VirtualService(vs) = &mut r.object
+            && let Some(m) = vs.spec.http[0].mirror.as_mut()
+        {
+            m.subset = Some("v2".into());
+        }
+    }
+    set.recheck();
+    assert!(set.diagnostics().is_empty(), "{:#?}", set.diagnostics());
+}
