@@ -761,3 +761,38 @@ fn recheck_after_an_edit_updates_the_findings() {
     set.recheck();
     assert!(set.diagnostics().is_empty(), "{:#?}", set.diagnostics());
 }
+
+#[test]
+fn near_misses_get_did_you_mean() {
+    // A subset name close to an existing one.
+    let set = load(&vs_with("    mirror: {host: reviews, subset: V2}\n"));
+    let d = only(&set, "IST0101");
+    assert!(d.help.unwrap().ends_with("Did you mean subset `v2`?"));
+    // Another version is not a typo: v3 gets the DestinationRule example, not "v1?".
+    let set = load(&vs_with("    mirror: {host: reviews, subset: v3}\n"));
+    let help = only(&set, "IST0101").help.unwrap();
+    assert!(help.contains("- name: v3"), "{help}");
+    let set2 = load(
+        &vs_with("    mirror: {host: reviews, subset: canery}\n")
+            .replace("name: v2,", "name: canary,"),
+    );
+    assert!(
+        only(&set2, "IST0101")
+            .help
+            .unwrap()
+            .ends_with("Did you mean subset `canary`?")
+    );
+    // A misspelt kind of networking.istio.io.
+    let set =
+        load("apiVersion: networking.istio.io/v1\nkind: VirtualServce\nmetadata: {name: x}\n");
+    let d = only(&set, "ML0005");
+    assert_eq!(
+        d.help.as_deref(),
+        Some("did you mean `kind: VirtualService`?")
+    );
+    assert_eq!(d.field_path.as_deref(), Some("kind"));
+    // A known kind without apiVersion is an error, not an unknown kind.
+    let set = load("kind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [a]}\n");
+    let d = only(&set, "ML0006");
+    assert_eq!(d.severity, Severity::Error);
+}

@@ -25,6 +25,9 @@ pub const SUPPORTED_API_VERSIONS: [&str; 3] = [
     "networking.istio.io/v1alpha3",
 ];
 
+/// The kinds the lab reads.
+const KNOWN_KINDS: [&str; 3] = ["VirtualService", "DestinationRule", "ServiceEntry"];
+
 /// One loaded document of a kind the lab knows, or kept verbatim when it does not.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IstioObject {
@@ -309,18 +312,37 @@ impl ConfigSet {
                 get("name").unwrap_or_default()
             )
         };
-        let known = matches!(
-            kind.as_deref(),
-            Some("VirtualService" | "DestinationRule" | "ServiceEntry")
-        );
+        let known = kind.as_deref().is_some_and(|k| KNOWN_KINDS.contains(&k));
         let istio_group = api_version
             .as_deref()
             .is_some_and(|v| v.starts_with("networking.istio.io/"));
+        if known && api_version.is_none() {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    codes::API_VERSION,
+                    format!("{} has no apiVersion", kind.as_deref().unwrap_or_default()),
+                    name.to_owned(),
+                    source.line,
+                )
+                .with_resource(resource_label)
+                .with_field("apiVersion")
+                .with_help("add `apiVersion: networking.istio.io/v1`"),
+            );
+            return;
+        }
         if !known || !istio_group {
             let what = match (&kind, &api_version) {
                 (Some(k), Some(v)) => format!("kind {k} ({v})"),
                 (Some(k), None) => format!("kind {k} (no apiVersion)"),
                 (None, _) => "a document without `kind`".to_owned(),
+            };
+            let typo = kind
+                .as_deref()
+                .filter(|_| istio_group)
+                .and_then(|k| did_you_mean(k, &KNOWN_KINDS.map(str::to_owned)).map(str::to_owned));
+            let help = match typo {
+                Some(k) => format!("did you mean `kind: {k}`?"),
+                None => "the lab reads VirtualService, DestinationRule and ServiceEntry of networking.istio.io; other documents are kept and written back unchanged".to_owned(),
             };
             self.diagnostics.push(
                 Diagnostic::warning(
@@ -330,9 +352,8 @@ impl ConfigSet {
                     source.line,
                 )
                 .with_resource(resource_label)
-                .with_help(
-                    "the lab reads VirtualService, DestinationRule and ServiceEntry of networking.istio.io; other documents are kept and written back unchanged",
-                ),
+                .with_field(if kind.is_some() { "kind" } else { "" })
+                .with_help(help),
             );
             self.resources.push(Resource {
                 source,

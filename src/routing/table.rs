@@ -421,6 +421,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn route_tables_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<RouteTable>();
+    }
+
+    #[test]
     fn ports_are_stripped() {
         assert_eq!(strip_port("reviews:9080"), "reviews");
         assert_eq!(strip_port("reviews"), "reviews");
