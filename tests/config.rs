@@ -796,3 +796,21 @@ fn near_misses_get_did_you_mean() {
     let d = only(&set, "ML0006");
     assert_eq!(d.severity, Severity::Error);
 }
+
+#[test]
+fn anchors_and_merge_keys_load() {
+    let yaml = vs_with("").replace(
+        "  - route:\n    - destination: {host: reviews, subset: v1}\n",
+        "  - route:\n    - destination: &v1 {host: reviews, subset: v1}\n    mirror:\n      <<: *v1\n      subset: v2\n",
+    );
+    let set = load(&yaml);
+    assert!(set.diagnostics().is_empty(), "{:#?}", set.diagnostics());
+    let IstioObject::VirtualService(vs) = &set.resources()[0].object else {
+        panic!("a VirtualService first");
+    };
+    let mirror = vs.spec.http[0].mirror.as_ref().unwrap();
+    assert_eq!(
+        (mirror.host.as_str(), mirror.subset.as_deref()),
+        ("reviews", Some("v2"))
+    );
+}

@@ -224,7 +224,13 @@ impl ConfigSet {
                 .copied()
                 .unwrap_or(text.len());
             let slice = text.get(from..to.max(from)).unwrap_or_default();
-            let value: Opaque = match yaml_serde::from_str(slice) {
+            // `<<: *base` merge keys are YAML 1.1 that kubectl accepts; resolve them before
+            // the typed model sees them (written back, the merged fields appear in full).
+            let parsed = yaml_serde::from_str::<Opaque>(slice).and_then(|mut v| {
+                v.apply_merge()?;
+                Ok(v)
+            });
+            let value: Opaque = match parsed {
                 Ok(v) => v,
                 Err(e) => {
                     let line = e
