@@ -4,6 +4,12 @@
 //! The proxy only sees the types in this file; how they are built from the Istio model in
 //! `crate::config` is this module's business.
 
+pub mod matchers;
+pub mod table;
+
+pub use matchers::{MatchBlock, MatcherError, StringMatcher};
+pub use table::RouteTable;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +37,12 @@ pub enum EndpointAddr {
     /// An IP endpoint (ServiceEntry endpoint address or a literal IP host).
     Socket(SocketAddr),
     /// A DNS name reached on a port (a host with no ServiceEntry).
-    Dns { host: String, port: u16 },
+    Dns {
+        /// The DNS name.
+        host: String,
+        /// The port to connect to.
+        port: u16,
+    },
 }
 
 impl std::fmt::Display for EndpointAddr {
@@ -54,7 +65,8 @@ pub struct Upstream {
     pub port: Option<u16>,
     /// Human label used in captures, reports and the UI: `reviews/v1`, `reviews-v2`, `reviews:9080`.
     pub label: String,
-    /// Endpoints that serve this destination; never empty in a compiled table.
+    /// Endpoints that serve this destination. Empty only when a subset selects no
+    /// ServiceEntry endpoint (`mirrorlab check` warns ML0206); the proxy answers 503 then.
     pub endpoints: Vec<EndpointAddr>,
     /// Round-robin cursor over `endpoints`.
     cursor: AtomicUsize,
