@@ -381,7 +381,10 @@ impl<'a> Checker<'a> {
             );
         }
         if let Some(re) = &sm.regex
-            && let Err(e) = regex::Regex::new(&format!("^(?:{re})$"))
+            // Checked on its own, not only wrapped: `a)|(b` or `)\` is invalid RE2 but
+            // becomes valid inside `^(?:…)$`, where it would match partially.
+            && let Err(e) = regex::Regex::new(re)
+                .and_then(|_| regex::Regex::new(&format!("^(?:{re})$")))
         {
             let reason = e.to_string();
             let reason = reason.lines().last().unwrap_or_default().trim().to_owned();

@@ -63,7 +63,10 @@ impl StringMatcher {
 
     /// Compiles a whole-value (RE2-style) regex.
     pub fn regex(source: &str, field: &str) -> Result<Self, MatcherError> {
-        Regex::new(&format!("^(?:{source})$"))
+        // The source must parse on its own first: wrapped unchecked, `a)|(b` or `)\` would
+        // close the anchoring group early and match part of a value, where Istio rejects it.
+        Regex::new(source)
+            .and_then(|_| Regex::new(&format!("^(?:{source})$")))
             .map(|compiled| Self::Regex {
                 source: source.to_owned(),
                 compiled,
