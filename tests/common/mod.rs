@@ -393,3 +393,156 @@ pub async fn wait_for_exchanges(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Where the test mesh's services live: `reviews` v1 and v3, and `reviews-v2` (v2).
+#[derive(Debug, Clone, Copy)]
+pub struct MeshPorts {
+    pub v1: u16,
+    pub v2: u16,
+    pub v3: u16,
+}
+
+/// The ServiceEntries and DestinationRules of the test mesh, followed by `virtual_service`
+/// (Istio YAML, as a user would write it).
+pub fn mesh_yaml(ports: MeshPorts, virtual_service: &str) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: 9080
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: 127.0.0.1
+    ports:
+      http: {v1}
+    labels:
+      version: v1
+  - address: 127.0.0.1
+    ports:
+      http: {v3}
+    labels:
+      version: v3
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v3
+    labels:
+      version: v3
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews-v2
+spec:
+  hosts:
+  - reviews-v2
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: 9080
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: 127.0.0.1
+    ports:
+      http: {v2}
+    labels:
+      version: v2
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews-v2
+spec:
+  host: reviews-v2
+  subsets:
+  - name: v2
+    labels:
+      version: v2
+---
+{virtual_service}"#,
+        v1 = ports.v1,
+        v2 = ports.v2,
+        v3 = ports.v3,
+    )
+}
+
+/// Three recording upstreams standing in for reviews v1, reviews-v2 (v2) and reviews v3.
+pub struct Mesh {
+    pub v1: TestUpstream,
+    pub v2: TestUpstream,
+    pub v3: TestUpstream,
+}
+
+impl Mesh {
+    pub async fn start() -> Mesh {
+        Mesh {
+            v1: TestUpstream::start("v1", Reply::ok(r#"{"version":"v1"}"#)).await,
+            v2: TestUpstream::start("v2", Reply::ok(r#"{"version":"v2"}"#)).await,
+            v3: TestUpstream::start("v3", Reply::ok(r#"{"version":"v3"}"#)).await,
+        }
+    }
+
+    pub fn ports(&self) -> MeshPorts {
+        MeshPorts {
+            v1: self.v1.addr.port(),
+            v2: self.v2.addr.port(),
+            v3: self.v3.addr.port(),
+        }
+    }
+
+    pub fn yaml(&self, virtual_service: &str) -> String {
+        mesh_yaml(self.ports(), virtual_service)
+    }
+}
+
+/// Compiles Istio YAML into a route table, failing the test with the diagnostics.
+pub fn route_table(yaml: &str) -> mirrorlab::routing::RouteTable {
+    let set = mirrorlab::config::ConfigSet::load_str("test.yaml", yaml);
+    assert!(
+        !set.has_errors(),
+        "test config has errors:\n{}",
+        set.diagnostics()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    mirrorlab::routing::RouteTable::compile(&set).unwrap_or_else(|errors| {
+        panic!(
+            "test config does not compile:\n{}",
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        )
+    })
+}
+
+/// A lab on an ephemeral port serving `yaml`.
+pub fn start_lab(yaml: &str, seed: Option<u64>) -> mirrorlab::lab::Lab {
+    mirrorlab::lab::Lab::start(
+        &tokio::runtime::Handle::current(),
+        CancellationToken::new(),
+        mirrorlab::lab::LabSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seed,
+            ..mirrorlab::lab::LabSettings::default()
+        },
+        route_table(yaml),
+    )
+    .expect("start lab")
+}
