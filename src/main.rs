@@ -109,11 +109,7 @@ fn report_failure(result: anyhow::Result<()>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check { files }) => {
-            let _ = files;
-            eprintln!("mirrorlab check: not built yet");
-            ExitCode::from(2)
-        }
+        Some(Command::Check { files }) => check(&files),
         Some(Command::Run {
             config,
             listen,
@@ -128,7 +124,9 @@ fn main() -> ExitCode {
             let duration = match duration.map(Duration::try_from_secs_f64).transpose() {
                 Ok(duration) => duration,
                 Err(err) => {
-                    eprintln!("mirrorlab run: --duration must be a positive number of seconds: {err}");
+                    eprintln!(
+                        "mirrorlab run: --duration must be a positive number of seconds: {err}"
+                    );
                     return ExitCode::from(2);
                 }
             };
@@ -167,5 +165,26 @@ fn main() -> ExitCode {
             eprintln!("mirrorlab: desktop app not built yet");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `mirrorlab check FILE...`: diagnostics as a compiler prints them; exit 1 on any error.
+fn check(files: &[PathBuf]) -> ExitCode {
+    let set = mirrorlab::config::ConfigSet::load_files(files);
+    for d in set.diagnostics() {
+        println!("{d}");
+    }
+    let count = |s| set.diagnostics().iter().filter(|d| d.severity == s).count();
+    let errors = count(mirrorlab::config::Severity::Error);
+    let warnings = count(mirrorlab::config::Severity::Warning);
+    let resources = set.resources().len();
+    println!(
+        "{} file(s), {resources} resource(s): {errors} error(s), {warnings} warning(s)",
+        set.files().len()
+    );
+    if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -107,7 +107,10 @@ spec:
     let failures = v2_statuses.iter().filter(|s| **s == 500).count();
     assert_eq!(failures, 2, "a few 500s: one answer in fifty");
     let v2 = v2_body.expect("a 200 from v2");
-    assert!(v2["summary"]["average_stars"].is_number(), "v2 adds a field");
+    assert!(
+        v2["summary"]["average_stars"].is_number(),
+        "v2 adds a field"
+    );
     assert_ne!(
         v2["reviews"][0]["rating"]["stars"], v1["reviews"][0]["rating"]["stars"],
         "v2 rates product 5 differently"
@@ -163,13 +166,20 @@ async fn traffic_through_a_lab_with_the_demo_services_is_captured_with_its_shado
             )
         })
         .collect();
-    assert!(complete.len() >= 35, "{} of {} answered", complete.len(), exchanges.len());
+    assert!(
+        complete.len() >= 35,
+        "{} of {} answered",
+        complete.len(),
+        exchanges.len()
+    );
     assert!(complete.iter().all(|e| matches!(
         e.shadows[0].outcome,
         ShadowOutcome::Sent(UpstreamOutcome::Response(_))
     )));
-    let methods: std::collections::BTreeSet<&str> =
-        exchanges.iter().map(|e| e.request.method.as_str()).collect();
+    let methods: std::collections::BTreeSet<&str> = exchanges
+        .iter()
+        .map(|e| e.request.method.as_str())
+        .collect();
     assert!(methods.contains("GET"));
     lab.shutdown(Duration::from_secs(5)).await;
     services.stop().await;

@@ -109,7 +109,11 @@ spec:
     );
     assert_eq!(mesh.v3.received().len(), 1);
     assert_eq!(mesh.v1.received().len(), 2);
-    assert_eq!(mesh.v2.wait_for(2, WAIT).await.len(), 2, "only the second route mirrors");
+    assert_eq!(
+        mesh.v2.wait_for(2, WAIT).await.len(),
+        2,
+        "only the second route mirrors"
+    );
     assert!(exchanges[0].shadows.is_empty());
     lab.shutdown(WAIT).await;
 }
@@ -175,8 +179,15 @@ spec:
         .map(|r| r.headers["user-agent"].to_str().expect("ascii"))
         .collect();
     mirrored_agents.sort_unstable();
-    assert_eq!(mirrored_agents, vec!["load-testing-bot", "my-testing-tool/1.0", "testing"]);
-    assert_eq!(mesh.v1.received().len(), agents.len(), "every request reaches the primary");
+    assert_eq!(
+        mirrored_agents,
+        vec!["load-testing-bot", "my-testing-tool/1.0", "testing"]
+    );
+    assert_eq!(
+        mesh.v1.received().len(),
+        agents.len(),
+        "every request reaches the primary"
+    );
     let route_indexes: Vec<usize> = exchanges
         .iter()
         .map(|e| e.trace.as_ref().map_or(99, |t| t.route_index))
@@ -273,7 +284,10 @@ spec:
     let to_v3 = exchanges.iter().filter(|e| sent(e, 1)).count();
     assert_eq!(to_v2, 1000);
     // Binomial(1000, 0.4): mean 400, sd 15.5; 4.5 sd either side.
-    assert!((330..=470).contains(&to_v3), "{to_v3} of 1000 mirrored at 40%");
+    assert!(
+        (330..=470).contains(&to_v3),
+        "{to_v3} of 1000 mirrored at 40%"
+    );
     assert_eq!(mesh.v2.wait_for(1000, WAIT).await.len(), 1000);
     let v3 = mesh.v3.wait_for(to_v3, WAIT).await;
     assert_eq!(v3.len(), to_v3);
@@ -282,10 +296,18 @@ spec:
         .v1
         .received()
         .iter()
-        .map(|r| r.headers["x-request-id"].to_str().expect("ascii").to_owned())
+        .map(|r| {
+            r.headers["x-request-id"]
+                .to_str()
+                .expect("ascii")
+                .to_owned()
+        })
         .collect();
     assert_eq!(primary_ids.len(), 1000, "one fresh id per request");
-    assert!(v3.iter().all(|r| primary_ids.contains(r.headers["x-request-id"].to_str().expect("ascii"))));
+    assert!(
+        v3.iter()
+            .all(|r| primary_ids.contains(r.headers["x-request-id"].to_str().expect("ascii")))
+    );
     let targets: Vec<&str> = exchanges[0].shadows.iter().map(|s| &*s.target).collect();
     assert_eq!(targets.len(), 2);
     lab.shutdown(WAIT).await;
@@ -359,7 +381,9 @@ async fn a_hot_reload_with_a_broken_config_keeps_the_old_routes_serving() {
     match CompiledConfig::from_text("broken.yaml", &broken) {
         Err(LabError::Config { diagnostics, .. }) => {
             assert!(
-                diagnostics.iter().any(|d| d.contains("IST0101") && d.contains("v9")),
+                diagnostics
+                    .iter()
+                    .any(|d| d.contains("IST0101") && d.contains("v9")),
                 "diagnostics name the problem: {diagnostics:?}"
             );
         }
@@ -375,11 +399,10 @@ async fn a_hot_reload_with_a_broken_config_keeps_the_old_routes_serving() {
     // A good config is swapped in: new requests go to v3, unmirrored.
     let to_v3 = CompiledConfig::from_text(
         "fixed.yaml",
-        &mesh.yaml(
-            &TO_V1_MIRRORED
-                .replace("subset: v1", "subset: v3")
-                .replace("    mirror:\n      host: reviews-v2\n      subset: v2\n", ""),
-        ),
+        &mesh.yaml(&TO_V1_MIRRORED.replace("subset: v1", "subset: v3").replace(
+            "    mirror:\n      host: reviews-v2\n      subset: v2\n",
+            "",
+        )),
     )
     .expect("valid config");
     lab.apply_config(to_v3);
@@ -423,6 +446,10 @@ async fn in_flight_requests_finish_on_the_table_they_started_with() {
     )));
     assert_eq!(in_flight.await.expect("request"), "old table");
     send_many(&lab, 1, 1, "/reviews/1").await;
-    assert_eq!(mesh.v3.received().len(), 1, "new requests use the new table");
+    assert_eq!(
+        mesh.v3.received().len(),
+        1,
+        "new requests use the new table"
+    );
     lab.shutdown(WAIT).await;
 }

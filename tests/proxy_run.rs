@@ -85,7 +85,10 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
     // A broken edit (a subset nothing defines) is refused; the old routes keep serving.
     std::fs::write(
         &config,
-        mesh.yaml(&format!("# edited\n{}", VIRTUAL_SERVICE.replace("subset: v2", "subset: v9"))),
+        mesh.yaml(&format!(
+            "# edited\n{}",
+            VIRTUAL_SERVICE.replace("subset: v2", "subset: v9")
+        )),
     )
     .expect("write broken config");
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -95,7 +98,10 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
     // A good edit is picked up: traffic moves to v3.
     std::fs::write(
         &config,
-        mesh.yaml(&format!("# fixed\n{}", VIRTUAL_SERVICE.replace("subset: v1", "subset: v3"))),
+        mesh.yaml(&format!(
+            "# fixed\n{}",
+            VIRTUAL_SERVICE.replace("subset: v1", "subset: v3")
+        )),
     )
     .expect("write new config");
     let mut moved = false;
@@ -123,7 +129,10 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
     let logs = logs.await.expect("stderr");
     assert!(status.success(), "exit status {status}; stderr:\n{logs}");
     assert!(logs.contains("config change refused"), "stderr:\n{logs}");
-    assert!(logs.contains("IST0101"), "the refusal names the problem; stderr:\n{logs}");
+    assert!(
+        logs.contains("IST0101"),
+        "the refusal names the problem; stderr:\n{logs}"
+    );
     assert!(logs.contains("config reloaded"), "stderr:\n{logs}");
     assert!(logs.contains("SIGTERM"), "stderr:\n{logs}");
 
@@ -133,13 +142,19 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["run"]["seed"], 5);
     let routes = report["routes"].as_array().expect("routes");
-    let requests: u64 = routes.iter().map(|r| r["requests"].as_u64().unwrap_or(0)).sum();
+    let requests: u64 = routes
+        .iter()
+        .map(|r| r["requests"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(requests, total_requests as u64);
     let route = &routes[0];
     assert_eq!(route["route_name"], "reviews-v1-mirrored");
     assert_eq!(route["primary"]["status"]["codes"]["200"], requests);
     let mirror = &route["mirrors"][0];
-    assert_eq!(mirror["sent"], requests, "every request was mirrored: {mirror}");
+    assert_eq!(
+        mirror["sent"], requests,
+        "every request was mirrored: {mirror}"
+    );
     assert_eq!(mirror["status"]["codes"]["200"], requests);
     for side in [&route["primary"], mirror] {
         let latency = &side["latency_ms"]["total"];
@@ -186,6 +201,9 @@ async fn run_refuses_a_broken_config_at_start_with_its_diagnostics() {
         .expect("run mirrorlab");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("IST0101") && stderr.contains("broken.yaml"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("IST0101") && stderr.contains("broken.yaml"),
+        "stderr: {stderr}"
+    );
     assert!(output.stdout.is_empty(), "never said it was listening");
 }

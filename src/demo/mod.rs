@@ -84,7 +84,8 @@ pub fn endpoints_from_config(config: &ConfigSet) -> Vec<DemoEndpoint> {
                     continue;
                 }
             };
-            let version = ReviewsVersion::from_label(workload.labels.get("version").map(String::as_str));
+            let version =
+                ReviewsVersion::from_label(workload.labels.get("version").map(String::as_str));
             for port in &entry.spec.ports {
                 // Istio: the endpoint's `ports` map by port name, else targetPort, else
                 // the service port number.
@@ -290,9 +291,9 @@ async fn wait_for_signal() -> Result<(), DemoError> {
     #[cfg(unix)]
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| DemoError::Signal {
-            signal: "SIGTERM",
-            source,
-        })?;
+        signal: "SIGTERM",
+        source,
+    })?;
     #[cfg(unix)]
     let terminated = terminate.recv();
     #[cfg(not(unix))]

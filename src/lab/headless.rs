@@ -155,7 +155,9 @@ fn reload(lab: &Lab, path: &Path) {
                 "config reloaded; new requests use the new routes"
             );
         }
-        Err(err) => tracing::warn!("config change refused, still serving the previous routes: {err}"),
+        Err(err) => {
+            tracing::warn!("config change refused, still serving the previous routes: {err}")
+        }
     }
 }
 
@@ -170,9 +172,9 @@ async fn wait_for_stop(duration: Option<Duration>) -> Result<&'static str, LabEr
     #[cfg(unix)]
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| LabError::Signal {
-            signal: "SIGTERM",
-            source,
-        })?;
+        signal: "SIGTERM",
+        source,
+    })?;
     #[cfg(unix)]
     let terminated = terminate.recv();
     #[cfg(not(unix))]

@@ -74,7 +74,10 @@ impl CompiledConfig {
         let mut virtual_services = 0;
         for (resource, virtual_service) in set.virtual_services() {
             virtual_services += 1;
-            let Some(text) = virtual_service.metadata.annotations.get(DIFF_IGNORE_ANNOTATION)
+            let Some(text) = virtual_service
+                .metadata
+                .annotations
+                .get(DIFF_IGNORE_ANNOTATION)
             else {
                 continue;
             };

@@ -527,7 +527,11 @@ pub fn route_table(yaml: &str) -> mirrorlab::routing::RouteTable {
     mirrorlab::routing::RouteTable::compile(&set).unwrap_or_else(|errors| {
         panic!(
             "test config does not compile:\n{}",
-            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })
 }
