@@ -362,10 +362,15 @@ impl ResponseHead {
     }
 }
 
+/// How long the proxy keeps reading a primary's body after its client went away, so the
+/// capture still shows the whole answer.
+const DRAIN_AFTER_CLIENT_LEFT: Duration = Duration::from_secs(10);
+
 /// The primary's response body on its way to the client, with its first bytes captured.
 #[derive(Debug)]
 pub(crate) struct CaptureBody {
-    inner: Incoming,
+    /// `None` only once dropped (the rest may be drained by a spawned task).
+    inner: Option<Incoming>,
     head: Option<ResponseHead>,
     capture: BodyCapture,
     done: Option<oneshot::Sender<UpstreamOutcome>>,
@@ -380,7 +385,7 @@ impl CaptureBody {
         done: oneshot::Sender<UpstreamOutcome>,
     ) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             head: Some(head),
             capture: BodyCapture::new(cap),
             done: Some(done),
@@ -391,14 +396,53 @@ impl CaptureBody {
         let (Some(head), Some(done)) = (self.head.take(), self.done.take()) else {
             return;
         };
-        let body = self.capture.take();
-        let outcome = match failure {
-            None => UpstreamOutcome::Response(head.into_response(body)),
-            Some((kind, detail)) => UpstreamOutcome::Failed(head.into_failure(kind, detail, body)),
-        };
-        // The exchange task is gone only when the lab is shutting down.
-        let _ = done.send(outcome);
+        let _ = done.send(outcome(head, self.capture.take(), failure));
     }
+
+    fn inner_ended(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+}
+
+fn outcome(
+    head: ResponseHead,
+    body: CapturedBody,
+    failure: Option<(UpstreamErrorKind, String)>,
+) -> UpstreamOutcome {
+    match failure {
+        None => UpstreamOutcome::Response(head.into_response(body)),
+        Some((kind, detail)) => UpstreamOutcome::Failed(head.into_failure(kind, detail, body)),
+    }
+}
+
+/// Reads the rest of a primary's body whose client went away, then reports the outcome.
+async fn drain(
+    mut inner: Incoming,
+    head: ResponseHead,
+    mut capture: BodyCapture,
+    done: oneshot::Sender<UpstreamOutcome>,
+) {
+    let read_rest = async {
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut inner).await {
+            let frame = frame.map_err(|err| classify(&err))?;
+            if let Some(data) = frame.data_ref() {
+                capture.record(data);
+            }
+        }
+        Ok(())
+    };
+    let failure = match tokio::time::timeout(DRAIN_AFTER_CLIENT_LEFT, read_rest).await {
+        Ok(Ok(())) => None,
+        Ok(Err(failure)) => Some(failure),
+        Err(_) => Some((
+            UpstreamErrorKind::Other,
+            format!(
+                "the client went away and the rest of the response did not arrive within {DRAIN_AFTER_CLIENT_LEFT:?}"
+            ),
+        )),
+    };
+    // The exchange task is gone only when the lab is shutting down.
+    let _ = done.send(outcome(head, capture.take(), failure));
 }
 
 impl Body for CaptureBody {
@@ -410,12 +454,15 @@ impl Body for CaptureBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.capture.record(data);
                 }
-                if this.inner.is_end_stream() {
+                if this.inner_ended() {
                     this.finish(None);
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -433,23 +480,43 @@ impl Body for CaptureBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner_ended()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
 impl Drop for CaptureBody {
     fn drop(&mut self) {
-        if self.inner.is_end_stream() {
+        if self.inner_ended() {
             self.finish(None);
-        } else {
-            self.finish(Some((
-                UpstreamErrorKind::Other,
-                "the client went away before the end of the response".to_owned(),
-            )));
+            return;
+        }
+        // The client left before the end (or never read the body). The primary's answer
+        // is still worth having whole: read the rest off the request path.
+        let parts = (
+            self.inner.take(),
+            self.head.take(),
+            self.done.take(),
+            tokio::runtime::Handle::try_current(),
+        );
+        match parts {
+            (Some(inner), Some(head), Some(done), Ok(runtime)) => {
+                let capture = std::mem::replace(&mut self.capture, BodyCapture::new(0));
+                runtime.spawn(drain(inner, head, capture, done));
+            }
+            (_, head, done, _) => {
+                self.head = head;
+                self.done = done;
+                self.finish(Some((
+                    UpstreamErrorKind::Other,
+                    "the client went away before the end of the response".to_owned(),
+                )));
+            }
         }
     }
 }
