@@ -456,6 +456,31 @@ fn diff_headers(
     out
 }
 
+/// A body after content decoding, for exports that show bodies as the client saw them.
+#[derive(Debug, Clone)]
+pub struct DecodedBody<'a> {
+    /// The decoded bytes (the captured bytes when there was nothing to decode or decoding
+    /// failed).
+    pub bytes: Cow<'a, [u8]>,
+    /// The `content-encoding` that was undone.
+    pub encoding: Option<String>,
+    /// Why decoding failed, if it did.
+    pub error: Option<String>,
+    /// The bytes are only a prefix of the body.
+    pub cut: bool,
+}
+
+/// Undoes the `content-encoding` (gzip, br, deflate) of a captured body.
+pub fn decode_body<'a>(body: &'a CapturedBody, headers: &http::HeaderMap) -> DecodedBody<'a> {
+    let d = decode(body, headers, "body");
+    DecodedBody {
+        bytes: d.bytes,
+        encoding: d.encoding,
+        error: d.error,
+        cut: d.cut,
+    }
+}
+
 /// A body after content decoding.
 struct Decoded<'a> {
     bytes: Cow<'a, [u8]>,
