@@ -285,3 +285,20 @@ fn long_run_keeps_ten_minutes_and_late_exchanges_count() {
     assert_eq!(open.requests, 2);
     assert!(open.max_ms.is_some_and(|m| m > 800.0), "{open:?}");
 }
+
+#[test]
+fn snapshot_crosses_threads_and_clear_forgets() {
+    fn send_sync<T: Send + Sync + Clone>(_: &T) {}
+    let mut a = known_run();
+    let snap = a.snapshot();
+    send_sync(&snap);
+    let ui = std::thread::spawn(move || snap.routes[0].requests);
+    assert_eq!(ui.join().ok(), Some(100));
+    a.clear();
+    let s = a.snapshot();
+    assert_eq!((s.exchanges, s.routes.len(), s.summaries.len()), (0, 0, 0));
+    assert!(
+        s.ignore_rules.contains("header:date"),
+        "settings survive Clear"
+    );
+}
