@@ -339,8 +339,11 @@ spec:
         ),
         None,
     );
+    // A subscriber that never reads: its captures are dropped and counted, never waited on.
+    let _stalled = lab.subscribe(1);
     send_many(&lab, 200, 4, "/reviews/3").await;
     let exchanges = all_exchanges(&lab, 200).await;
+    assert_eq!(lab.counters().captures_dropped, 199);
     assert!(exchanges.iter().all(|e| matches!(
         e.shadows[0].outcome,
         ShadowOutcome::Skipped(SkipReason::NotSampled)
