@@ -102,8 +102,12 @@ fn round_trips(set: &ConfigSet) {
     if set.has_errors() {
         return;
     }
-    let Ok(text) = set.to_yaml_string(0) else {
-        panic!("an error-free config could not be written back");
+    let text = match set.to_yaml_string(0) {
+        Ok(text) => text,
+        Err(err) => panic!(
+            "an error-free config could not be written back: {err}\n---\n{}",
+            set.files().first().map_or("", |f| f.text.as_str())
+        ),
     };
     let again = ConfigSet::load_str("written.yaml", &text);
     let errors: Vec<String> = again
@@ -931,5 +935,29 @@ spec:
             .unwrap_or_else(|| panic!("no ML0103 for `{bad}`: {:?}", set.diagnostics()));
         assert_eq!(d.line, 9, "{d}");
         assert!(RouteTable::compile(&set).is_err());
+    }
+}
+
+/// Found by `mutated_samples_never_panic`: a document whose key is itself a mapping
+/// (`? mirrors: []`) loaded as an ignored kind without an error, and then could not be
+/// written back. Kubernetes objects are JSON, so such keys are refused where they stand.
+#[test]
+fn complex_mapping_keys_are_refused_where_they_stand() {
+    for (text, line) in [
+        ("? mirrors: []\n# comment\n", 1),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  ? [a, b]\n  : c\n",
+            5,
+        ),
+    ] {
+        let set = exercise("complex-key.yaml", text);
+        let d = set
+            .diagnostics()
+            .iter()
+            .find(|d| d.code == "ML0003")
+            .unwrap_or_else(|| panic!("no ML0003 for {text:?}: {:?}", set.diagnostics()));
+        assert!(d.message.contains("keys are strings"), "{d}");
+        assert_eq!(d.line, line, "{d}");
+        assert!(set.has_errors());
     }
 }

@@ -62,6 +62,8 @@ pub mod codes {
     pub const DUPLICATE_SUBSET: &str = "ML0108";
     /// A route with nowhere to go (no route, redirect, directResponse or delegate).
     pub const NO_DESTINATION: &str = "ML0109";
+    /// A malformed `mirrorlab.dev/` mirror header annotation.
+    pub const INVALID_ANNOTATION: &str = "ML0110";
     /// `mirrorPercent` is deprecated.
     pub const DEPRECATED_MIRROR_PERCENT: &str = "ML0201";
     /// A header matcher key with uppercase letters never matches.
@@ -74,6 +76,8 @@ pub mod codes {
     pub const CONFLICTING_HOSTS: &str = "ML0205";
     /// A subset whose labels select no ServiceEntry endpoint.
     pub const SUBSET_WITHOUT_ENDPOINTS: &str = "ML0206";
+    /// A route-scoped `mirrorlab.dev/` annotation names a route the VirtualService lacks.
+    pub const ANNOTATION_UNKNOWN_ROUTE: &str = "ML0207";
     /// A feature the lab loads but does not act on.
     pub const NOT_SIMULATED: &str = "ML0301";
 }

@@ -8,6 +8,7 @@
 mod diagnostic;
 pub mod hosts;
 pub mod lines;
+pub mod mirror_headers;
 pub mod model;
 mod validate;
 
@@ -318,6 +319,26 @@ impl ConfigSet {
                 get("name").unwrap_or_default()
             )
         };
+        if let Some((path, what)) = complex_key(&value, String::new()) {
+            // A YAML-only construct (`? [a, b]: x`): no Kubernetes object can hold it, and the
+            // lab could not write the document back, so it is refused here.
+            let full = join_prefix(&source.path_prefix, &path);
+            self.diagnostics.push(
+                Diagnostic::error(
+                    codes::SCHEMA,
+                    format!(
+                        "a mapping key {} is a {what}; Kubernetes resources are JSON objects, whose keys are strings",
+                        if path.is_empty() { "at the top level".to_owned() } else { format!("under `{path}`") }
+                    ),
+                    name.to_owned(),
+                    doc.line_of(&full),
+                )
+                .with_resource(resource_label)
+                .with_field(path)
+                .with_help("write the key as a plain string"),
+            );
+            return;
+        }
         let known = kind.as_deref().is_some_and(|k| KNOWN_KINDS.contains(&k));
         let istio_group = api_version
             .as_deref()
@@ -516,6 +537,38 @@ impl ConfigSet {
             out.push_str(&text);
         }
         Ok(out)
+    }
+}
+
+/// The path of the first mapping key that is itself a mapping or a sequence, and which.
+fn complex_key(value: &Opaque, path: String) -> Option<(String, &'static str)> {
+    match value {
+        Opaque::Mapping(map) => map.iter().find_map(|(k, v)| {
+            let what = match k {
+                Opaque::Mapping(_) => Some("mapping"),
+                Opaque::Sequence(_) => Some("sequence"),
+                Opaque::Tagged(_) => Some("tagged value"),
+                _ => None,
+            };
+            match what {
+                Some(what) => Some((path.clone(), what)),
+                None => {
+                    let key = match k {
+                        Opaque::String(s) => s.clone(),
+                        other => yaml_serde::to_string(other)
+                            .map(|t| t.trim_end().to_owned())
+                            .unwrap_or_default(),
+                    };
+                    complex_key(v, push_key(&path, &key))
+                }
+            }
+        }),
+        Opaque::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| complex_key(v, push_index(&path, i))),
+        Opaque::Tagged(tagged) => complex_key(&tagged.value, path),
+        _ => None,
     }
 }
 

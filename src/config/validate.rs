@@ -4,6 +4,10 @@
 use std::collections::HashMap;
 
 use super::hosts::{fqdn, host_matches, labels_contain};
+use super::lines::push_key;
+use super::mirror_headers::{
+    MIRROR_REMOVE_HEADERS, MIRROR_SET_HEADERS, MirrorHeaderEdits, parse_remove, parse_set,
+};
 use super::model::{
     DestinationRule, HttpMatchRequest, HttpRoute, Percent, ServiceEntry, StringMatch,
     VirtualService,
@@ -148,6 +152,7 @@ impl<'a> Checker<'a> {
                 Some("add an `http:` route with a destination".into()),
             );
         }
+        self.mirror_header_annotations(r, vs);
         let mut catch_all: Option<usize> = None;
         for (i, route) in vs.spec.http.iter().enumerate() {
             let base = format!("spec.http[{i}]");
@@ -395,6 +400,52 @@ impl<'a> Checker<'a> {
                 format!("invalid regex `{re}`: {reason}"),
                 Some("Istio uses RE2 syntax (no look-around, no backreferences); the regex must match the whole value".into()),
             );
+        }
+    }
+
+    /// `mirrorlab.dev/mirror-remove-headers` and `-set-headers`, VirtualService-wide or
+    /// keyed by a route name: well-formed, and naming a route that exists.
+    fn mirror_header_annotations(&mut self, r: &Resource, vs: &VirtualService) {
+        for (key, text) in &vs.metadata.annotations {
+            let parsed = if key.starts_with(MIRROR_SET_HEADERS) {
+                parse_set(key, text).map(|_| ())
+            } else if key.starts_with(MIRROR_REMOVE_HEADERS) {
+                parse_remove(key, text).map(|_| ())
+            } else {
+                continue;
+            };
+            if let Err(err) = parsed {
+                self.error(
+                    codes::INVALID_ANNOTATION,
+                    r,
+                    &push_key("metadata.annotations", key),
+                    err.reason,
+                    Some(format!(
+                        "{MIRROR_REMOVE_HEADERS} takes names separated by commas; {MIRROR_SET_HEADERS} takes one `name: value` per line"
+                    )),
+                );
+            }
+        }
+        for (key, route) in MirrorHeaderEdits::scoped_route_names(&vs.metadata.annotations) {
+            if !vs
+                .spec
+                .http
+                .iter()
+                .any(|h| h.name.as_deref() == Some(route.as_str()))
+            {
+                self.warning(
+                    codes::ANNOTATION_UNKNOWN_ROUTE,
+                    r,
+                    &push_key("metadata.annotations", &key),
+                    format!(
+                        "no http route is named `{route}`, so these header edits apply to nothing"
+                    ),
+                    Some(
+                        "give the route `name: ...` or fix the name after the `.` in the key"
+                            .into(),
+                    ),
+                );
+            }
         }
     }
 

@@ -21,6 +21,10 @@ pub const REDACTED_HEADERS: &[&str] = &[
     "proxy-authorization",
     "cookie",
     "set-cookie",
+    // API keys travel in headers of their own; the common spellings.
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
 ];
 
 /// What a redacted value reads.

@@ -21,7 +21,7 @@ use crate::analysis::{
 use crate::capture::{CaptureHub, CaptureStore, Exchange, StoreBounds};
 use crate::config::{ConfigSet, Severity};
 use crate::proxy::{CounterSnapshot, Proxy, ProxyError, ProxySettings, Routes};
-use crate::routing::{NoRoute, RequestHead, Resolution, RouteTable};
+use crate::routing::{MirrorHeaders, NoRoute, RequestHead, Resolution, RouteTable};
 
 impl Routes for RouteTable {
     fn resolve(&self, head: &RequestHead<'_>) -> Result<Resolution, NoRoute> {
@@ -142,6 +142,9 @@ pub struct LabSettings {
     pub max_shadows_in_flight: usize,
     /// Each shadow's own timeout (10 s).
     pub shadow_timeout: Duration,
+    /// Header edits for every mirrored copy (e.g. remove `authorization`), before each
+    /// route's own `mirrorlab.dev/mirror-*-headers` annotations.
+    pub mirror_headers: MirrorHeaders,
     /// Bounds of the capture ring buffer.
     pub store: StoreBounds,
     /// Capacity of the channel from the proxy to the analysis task.
@@ -163,6 +166,7 @@ impl Default for LabSettings {
             capture_body_cap: proxy.capture_body_cap,
             max_shadows_in_flight: proxy.max_shadows_in_flight,
             shadow_timeout: proxy.shadow_timeout,
+            mirror_headers: proxy.mirror_headers,
             store: StoreBounds::default(),
             analysis_queue: 16_384,
             analysis: AnalysisSettings::default(),
@@ -181,6 +185,7 @@ impl LabSettings {
             capture_body_cap: self.capture_body_cap,
             max_shadows_in_flight: self.max_shadows_in_flight,
             shadow_timeout: self.shadow_timeout,
+            mirror_headers: self.mirror_headers.clone(),
             ..ProxySettings::default()
         }
     }

@@ -464,6 +464,8 @@ impl Shared {
         };
         self.counters.mirrored();
         let mut headers = request.headers.clone();
+        self.settings.mirror_headers.apply(&mut headers);
+        policy.headers.apply(&mut headers);
         if self.settings.shadow_host_suffix {
             shadow_host(&mut headers);
         }

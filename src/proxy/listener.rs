@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -16,9 +16,30 @@ use super::Shared;
 /// How long open connections get to finish their requests once the lab stops.
 const GRACE: Duration = Duration::from_secs(5);
 
+/// hyper's smallest read buffer; a smaller header limit would make it panic.
+const MIN_HEADER_BYTES: usize = 8192;
+
 /// Accepts connections until `cancel` fires, then lets open ones finish within [`GRACE`].
 pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.settings.header_read_timeout)
+        // hyper answers 431 when the head does not fit its read buffer; the buffer only
+        // bounds what is held at once, so bodies still stream in chunks of this size.
+        .max_buf_size(
+            shared
+                .settings
+                .max_request_header_bytes
+                .max(MIN_HEADER_BYTES),
+        );
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(
+            u32::try_from(shared.settings.max_request_header_bytes).unwrap_or(u32::MAX),
+        );
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::CaptureHub;
-use crate::routing::{NoRoute, RequestHead, Resolution};
+use crate::routing::{MirrorHeaders, NoRoute, RequestHead, Resolution};
 
 pub use body::ProxyBody;
 pub use counters::{CounterSnapshot, ProxyCounters};
@@ -63,6 +63,16 @@ pub struct ProxySettings {
     pub shadow_timeout: Duration,
     /// TCP connect timeout for upstreams (Istio's default `connectTimeout`, 10 s).
     pub connect_timeout: Duration,
+    /// Largest request head (request line and headers) a client may send; past it the
+    /// client gets 431. At least 8 KiB (hyper's floor); default 60 KiB, Envoy's
+    /// `max_request_headers_kb`.
+    pub max_request_header_bytes: usize,
+    /// A client that has not sent its whole request head this long after connecting (or
+    /// after its previous request) is disconnected: the slowloris defence. Default 30 s.
+    pub header_read_timeout: Duration,
+    /// Header edits for every mirrored copy, before each route's own (the lab-wide
+    /// setting; the per-route ones come from VirtualService annotations).
+    pub mirror_headers: MirrorHeaders,
 }
 
 impl Default for ProxySettings {
@@ -77,6 +87,9 @@ impl Default for ProxySettings {
             max_shadows_in_flight: 1024,
             shadow_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            max_request_header_bytes: 60 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            mirror_headers: MirrorHeaders::default(),
         }
     }
 }

@@ -117,6 +117,55 @@ pub struct MirrorPolicy {
     pub upstream: Arc<Upstream>,
     /// Fraction of requests to mirror, 0.0..=1.0 (absent percentage: 1.0; explicit 0: 0.0).
     pub fraction: f64,
+    /// Header edits for the copy (from `mirrorlab.dev/mirror-*-headers` annotations).
+    pub headers: Arc<MirrorHeaders>,
+}
+
+/// Headers removed from or set on a mirrored copy, never on the primary's request: keeps
+/// production credentials away from a service under test.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorHeaders {
+    /// Removed first.
+    pub remove: Vec<http::HeaderName>,
+    /// Then set, replacing whatever the client sent.
+    pub set: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl MirrorHeaders {
+    /// Converts checked annotation edits; names or values `http` refuses are an error.
+    pub fn from_edits(
+        edits: &crate::config::mirror_headers::MirrorHeaderEdits,
+    ) -> Result<MirrorHeaders, String> {
+        let name = |n: &str| {
+            http::HeaderName::from_bytes(n.as_bytes())
+                .map_err(|e| format!("`{n}` is not a header name: {e}"))
+        };
+        let mut out = MirrorHeaders::default();
+        for n in &edits.remove {
+            out.remove.push(name(n)?);
+        }
+        for (n, v) in &edits.set {
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|e| format!("the value of `{n}` is not a header value: {e}"))?;
+            out.set.push((name(n)?, value));
+        }
+        Ok(out)
+    }
+
+    /// True when the edits change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty()
+    }
+
+    /// Applies the edits to a copy's headers.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 /// Where a request went in the config: the route trace shown in captures and the UI.

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use super::matchers::MatchBlock;
 use super::{
-    EndpointAddr, MirrorPolicy, NoRoute, RequestHead, Resolution, RouteTrace, Upstream,
-    WeightedUpstream,
+    EndpointAddr, MirrorHeaders, MirrorPolicy, NoRoute, RequestHead, Resolution, RouteTrace,
+    Upstream, WeightedUpstream,
 };
 use crate::config::hosts::{
     CLUSTER_DOMAIN, fqdn, host_matches, labels_contain, request_host_candidates, specificity,
 };
-use crate::config::model::{Destination, HttpRoute};
+use crate::config::mirror_headers::MirrorHeaderEdits;
+use crate::config::model::{Destination, HttpRoute, OrderedMap};
 use crate::config::parse_duration;
 use crate::config::{ConfigSet, Diagnostic, Resource, Severity, codes};
 
@@ -72,7 +73,12 @@ impl RouteTable {
             let namespace = vs.metadata.namespace_or_default().to_owned();
             let mut routes = Vec::new();
             for (index, route) in vs.spec.http.iter().enumerate() {
-                match compile_route(set, resource, &namespace, index, route, &mut resolver) {
+                let scope = RouteScope {
+                    resource,
+                    namespace: &namespace,
+                    annotations: &vs.metadata.annotations,
+                };
+                match compile_route(set, &scope, index, route, &mut resolver) {
                     Ok(r) => routes.push(r),
                     Err(d) => errors.push(*d),
                 }
@@ -228,14 +234,21 @@ fn strip_port(authority: &str) -> &str {
     }
 }
 
+/// Where a route sits: its VirtualService, namespace and the VirtualService's annotations.
+struct RouteScope<'a> {
+    resource: &'a Resource,
+    namespace: &'a str,
+    annotations: &'a OrderedMap<String>,
+}
+
 fn compile_route(
     set: &ConfigSet,
-    resource: &Resource,
-    namespace: &str,
+    scope: &RouteScope<'_>,
     index: usize,
     route: &HttpRoute,
     resolver: &mut UpstreamResolver<'_>,
 ) -> Result<CompiledRoute, Box<Diagnostic>> {
+    let (resource, namespace) = (scope.resource, scope.namespace);
     let base = format!("spec.http[{index}]");
     let fail = |field: String, message: String| {
         Box::new(
@@ -264,6 +277,13 @@ fn compile_route(
             weight: d.weight.unwrap_or(if lone { 100 } else { 0 }),
         })
         .collect();
+    // The checker already refused malformed annotations; a failure here means the config
+    // was compiled without being checked, and is reported the same way.
+    let headers = MirrorHeaderEdits::for_route(scope.annotations, route.name.as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|edits| MirrorHeaders::from_edits(&edits))
+        .map(Arc::new)
+        .map_err(|message| fail("metadata.annotations".to_owned(), message))?;
     let mut mirrors = Vec::new();
     if let Some(m) = &route.mirror {
         let percent = route
@@ -275,12 +295,14 @@ fn compile_route(
         mirrors.push(MirrorPolicy {
             upstream: resolver.upstream(m, namespace),
             fraction: fraction(percent),
+            headers: Arc::clone(&headers),
         });
     }
     for m in &route.mirrors {
         mirrors.push(MirrorPolicy {
             upstream: resolver.upstream(&m.destination, namespace),
             fraction: fraction(m.percentage.as_ref().map(|p| p.value)),
+            headers: Arc::clone(&headers),
         });
     }
     let timeout = match &route.timeout {

@@ -321,6 +321,7 @@ impl FixedRoutes {
                     .map(|(i, (addr, fraction))| MirrorPolicy {
                         upstream: upstream(format!("{host}/mirror{i}"), *addr),
                         fraction: *fraction,
+                        headers: Default::default(),
                     })
                     .collect(),
                 timeout,
