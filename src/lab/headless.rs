@@ -157,6 +157,12 @@ fn settings_drain() -> Duration {
 /// Applies a changed config, or logs why it was refused (the old routes keep serving).
 fn reload(lab: &Lab, path: &Path) {
     match CompiledConfig::load(path) {
+        // An editor that truncates before writing, or a save caught midway, leaves a file
+        // with no VirtualService for a moment: serving nothing is never what was meant.
+        Ok(loaded) if loaded.virtual_services == 0 => tracing::warn!(
+            config = %path.display(),
+            "config change refused, still serving the previous routes: the file has no VirtualService (empty, or caught half-written?)"
+        ),
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 tracing::warn!("{warning}");

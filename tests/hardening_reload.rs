@@ -1,0 +1,140 @@
+//! Hot reload of broken YAML keeps the old config: `mirrorlab run` watching a file that an
+//! editor breaks in the ways editors do (a syntax error, a save caught half-written, an
+//! emptied file, a deleted file). The routes in force keep serving until a good config
+//! arrives, and that one is applied.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Mesh, client};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+const VIRTUAL_SERVICE: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts:
+  - reviews
+  http:
+  - name: reviews-v1-mirrored
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+    mirror:
+      host: reviews-v2
+      subset: v2
+"#;
+
+/// Longer than the run's file watch interval (1 s), so a change has been seen.
+const SETTLE: Duration = Duration::from_millis(2500);
+
+async fn status_of(addr: &str) -> u16 {
+    client()
+        .get(format!("http://{addr}/reviews/1"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("the proxy answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_half_written_emptied_or_deleted_files_keep_the_old_routes_serving() {
+    let mesh = Mesh::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("reviews.yaml");
+    let good = mesh.yaml(VIRTUAL_SERVICE);
+    std::fs::write(&config, &good).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
+        .arg("run")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--duration", "120"])
+        .arg("--report")
+        .arg(dir.path().join("report.json"))
+        .env("RUST_LOG", "info")
+        .env_remove("HTTP_PROXY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start mirrorlab run");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = child.stderr.take().expect("stderr");
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+        .await
+        .expect("listening line in time")
+        .expect("read stdout")
+        .expect("a first line");
+    let addr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned();
+    assert_eq!(status_of(&addr).await, 200);
+
+    let half = &good[..good.len() * 2 / 3];
+    let breakages: [(&str, Option<String>); 5] = [
+        (
+            "a YAML syntax error",
+            Some(good.replace("  hosts:\n  - reviews\n", "  hosts: [reviews\n")),
+        ),
+        ("a save caught half-written", Some(half.to_owned())),
+        ("an emptied file", Some(String::new())),
+        (
+            "a file of comments only",
+            Some("# nothing here yet\n".to_owned()),
+        ),
+        ("a deleted file", None),
+    ];
+    for (what, text) in &breakages {
+        match text {
+            Some(text) => std::fs::write(&config, text).expect("write broken config"),
+            None => std::fs::remove_file(&config).expect("delete config"),
+        }
+        tokio::time::sleep(SETTLE).await;
+        for _ in 0..5 {
+            assert_eq!(
+                status_of(&addr).await,
+                200,
+                "after {what}, the old routes serve"
+            );
+        }
+    }
+    let before = mesh.v3.received().len();
+    // A good edit is still picked up afterwards: traffic moves to v3.
+    std::fs::write(
+        &config,
+        mesh.yaml(&VIRTUAL_SERVICE.replace("subset: v1", "subset: v3")),
+    )
+    .expect("write new config");
+    let mut moved = false;
+    for _ in 0..50 {
+        assert_eq!(status_of(&addr).await, 200);
+        if mesh.v3.received().len() > before {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(moved, "a good config after the broken ones is applied");
+    let pid = child.id().expect("child pid");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    let logs = logs.await.expect("stderr");
+    assert!(
+        logs.matches("config change refused").count() >= breakages.len(),
+        "each breakage is refused and logged; stderr:\n{logs}"
+    );
+}
