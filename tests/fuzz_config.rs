@@ -961,3 +961,21 @@ fn complex_mapping_keys_are_refused_where_they_stand() {
         assert!(set.has_errors());
     }
 }
+
+/// Found by `arbitrary_text_never_panics`: the YAML parser breaks lines at U+2028 (and
+/// U+2029, U+0085), editors do not, so a syntax error after one was reported lines below
+/// the end of the file.
+#[test]
+fn syntax_errors_after_unicode_line_separators_keep_editor_line_numbers() {
+    for text in [
+        "A:\u{2028}\u{3a3}",
+        "a: 1\nb\u{2029}c: [\n",
+        "x: \u{85}\u{85}y\nz",
+    ] {
+        let set = exercise("separators.yaml", text);
+        let lines = text.split('\n').count();
+        for d in set.diagnostics() {
+            assert!(d.line <= lines, "{text:?} has {lines} lines: {d}");
+        }
+    }
+}

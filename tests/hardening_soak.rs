@@ -318,6 +318,11 @@ async fn a_million_requests_with_a_failing_shadow_keep_memory_flat_and_counts_ex
     tokio::time::sleep(SHADOW_TIMEOUT * 3).await;
     let counters = lab.counters();
     let hub = lab.captures_handle();
+    println!(
+        "capture ring: {} exchanges, {:.1} MiB by its own estimate",
+        hub.store().len(),
+        mib(hub.store().bytes() as u64)
+    );
     drop(http);
     let _ = lab.shutdown(Duration::from_secs(10)).await;
     counted.cancel();

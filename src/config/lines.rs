@@ -90,10 +90,18 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-impl From<ScanError> for SyntaxError {
-    fn from(e: ScanError) -> Self {
+impl SyntaxError {
+    /// The error at its line as editors count lines (by `\n`): the scanner also breaks
+    /// lines at `\r`, U+0085, U+2028 and U+2029 in some contexts, and its own line number
+    /// can then point past the end of the file.
+    fn in_text(text: &str, e: &ScanError) -> Self {
+        let line = 1 + text
+            .chars()
+            .take(e.marker().index())
+            .filter(|c| *c == '\n')
+            .count();
         Self {
-            line: e.marker().line(),
+            line,
             column: e.marker().col() + 1,
             message: e.info().to_owned(),
         }
@@ -124,7 +132,7 @@ pub fn index_documents(text: &str) -> Result<Vec<DocumentIndex>, SyntaxError> {
     let total_lines = text.lines().count() + 1;
 
     for item in Parser::new_from_str(text) {
-        let (event, span) = item?;
+        let (event, span) = item.map_err(|e| SyntaxError::in_text(text, &e))?;
         let line = span.start.line();
         match event {
             Event::DocumentStart(explicit) => {

@@ -234,9 +234,9 @@ impl ConfigSet {
             let value: Opaque = match parsed {
                 Ok(v) => v,
                 Err(e) => {
-                    let line = e
-                        .location()
-                        .map_or(doc.start_line, |l| l.line() + doc.start_line - 1);
+                    let line = e.location().map_or(doc.start_line, |l| {
+                        text_line_of_yaml_line(slice, l.line()) + doc.start_line - 1
+                    });
                     self.diagnostics.push(Diagnostic::error(
                         codes::YAML_SYNTAX,
                         format!("YAML error: {}", strip_location(&e.to_string())),
@@ -538,6 +538,28 @@ impl ConfigSet {
         }
         Ok(out)
     }
+}
+
+/// The 1-based line of `text`, counted by `\n` as editors count, where the YAML parser's
+/// 1-based `yaml_line` is. The parser (YAML 1.1) also breaks lines at U+0085, U+2028 and
+/// U+2029, which editors show inside a line.
+fn text_line_of_yaml_line(text: &str, yaml_line: usize) -> usize {
+    let mut yaml = 1;
+    let mut line = 1;
+    for c in text.chars() {
+        if yaml >= yaml_line {
+            break;
+        }
+        match c {
+            '\n' => {
+                yaml += 1;
+                line += 1;
+            }
+            '\u{85}' | '\u{2028}' | '\u{2029}' => yaml += 1,
+            _ => {}
+        }
+    }
+    line
 }
 
 /// The path of the first mapping key that is itself a mapping or a sequence, and which.
