@@ -1,1 +1,699 @@
-//! The desktop app (eframe). One file per panel.
+//! The desktop app (eframe). One file per panel; the app drains the panels' commands once
+//! a frame and is the only place that talks to the running lab.
+
+mod document;
+pub mod files;
+pub mod help;
+pub mod screenshot;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use document::Document;
+use files::{DialogBackend, DialogOutcome, DialogPurpose, FileDialog};
+
+/// Storage key of the persisted [`State`].
+const STATE_KEY: &str = "mirrorlab-state";
+/// How many recent files the File menu keeps.
+const MAX_RECENT: usize = 8;
+/// How often the open file's modification time is checked.
+const DISK_POLL: Duration = Duration::from_secs(1);
+/// The default proxy address (DESIGN.md §5).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
+
+/// The panels, one per tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Tab {
+    /// The route editor (forms over the open config).
+    #[default]
+    Routes,
+    /// Primary versus shadow statistics and plots.
+    Dashboard,
+    /// The live table of exchanges.
+    Traffic,
+    /// Where shadow responses differ from the primary's.
+    Diffs,
+    /// The YAML that will be saved.
+    Yaml,
+}
+
+impl Tab {
+    /// All tabs in display order.
+    pub const ALL: [Tab; 5] = [
+        Tab::Routes,
+        Tab::Dashboard,
+        Tab::Traffic,
+        Tab::Diffs,
+        Tab::Yaml,
+    ];
+
+    /// The tab's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Routes => "Routes",
+            Tab::Dashboard => "Dashboard",
+            Tab::Traffic => "Traffic",
+            Tab::Diffs => "Diffs",
+            Tab::Yaml => "YAML",
+        }
+    }
+}
+
+/// Colour scheme preference, persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Theme {
+    /// Follow the desktop.
+    #[default]
+    System,
+    /// Dark.
+    Dark,
+    /// Light.
+    Light,
+}
+
+impl Theme {
+    fn preference(self) -> egui::ThemePreference {
+        match self {
+            Theme::System => egui::ThemePreference::System,
+            Theme::Dark => egui::ThemePreference::Dark,
+            Theme::Light => egui::ThemePreference::Light,
+        }
+    }
+}
+
+/// Settings and layout that persist between runs (runtime handles live in the app).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct State {
+    /// The selected tab.
+    pub tab: Tab,
+    /// Most recently opened files, newest first.
+    pub recent_files: Vec<PathBuf>,
+    /// Address the proxy listens on.
+    pub listen_addr: String,
+    /// Host used for requests addressed to the proxy itself (empty: the config's first).
+    pub default_host: String,
+    /// Colour scheme.
+    pub theme: Theme,
+    /// Diff ignore rules set in the app (JSON paths with `*`, or header names), one a line.
+    pub ignore_rules: Vec<String>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            tab: Tab::default(),
+            recent_files: Vec::new(),
+            listen_addr: DEFAULT_LISTEN.to_owned(),
+            default_host: String::new(),
+            theme: Theme::default(),
+            ignore_rules: Vec::new(),
+        }
+    }
+}
+
+impl State {
+    /// Moves `path` to the front of the recent files.
+    pub fn remember_file(&mut self, path: &Path) {
+        self.recent_files.retain(|p| p != path);
+        self.recent_files.insert(0, path.to_path_buf());
+        self.recent_files.truncate(MAX_RECENT);
+    }
+}
+
+/// What a panel or menu asks the app to do; the app drains them once a frame.
+#[must_use]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Show the open-file dialog.
+    OpenDialog,
+    /// Open this file (asks first when there are unsaved edits).
+    Open(PathBuf),
+    /// Save to the current path (or ask for one).
+    Save,
+    /// Show the save-as dialog.
+    SaveAsDialog,
+    /// Save to this path and make it the current one.
+    SaveTo(PathBuf),
+    /// Re-read the current file from disk, dropping edits.
+    Reload,
+    /// Switch to a tab.
+    ShowTab(Tab),
+    /// Close the window (asks first when there are unsaved edits).
+    Quit,
+}
+
+/// Options fixed at start-up (command line), not persisted.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// A config to open at start.
+    pub config: Option<PathBuf>,
+    /// Write a PNG of the window to this path after a few seconds, then exit.
+    pub screenshot: Option<PathBuf>,
+    /// Start the demo services and traffic at launch.
+    pub demo: bool,
+    /// How the app asks for paths.
+    pub dialogs: DialogBackend,
+    /// Ignore the persisted state (tests).
+    pub fresh_state: bool,
+    /// Filled when a `--screenshot` run ends: the PNG's path or why it failed.
+    pub screenshot_outcome: screenshot::ScreenshotOutcome,
+}
+
+/// A message in the status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// True for failures (shown in red).
+    pub is_error: bool,
+    /// What happened and what to do.
+    pub text: String,
+}
+
+/// What waits behind the "unsaved changes" question.
+#[derive(Debug, Clone, PartialEq)]
+enum Pending {
+    Quit,
+    Open(PathBuf),
+    Reload,
+}
+
+/// The mirrorlab desktop app.
+pub struct MirrorlabApp {
+    /// Persisted settings and layout.
+    pub state: State,
+    /// The open config.
+    pub doc: Document,
+    runtime: tokio::runtime::Handle,
+    options: AppOptions,
+    commands: Vec<Command>,
+    dialog: Option<FileDialog>,
+    notice: Option<Notice>,
+    /// An action waiting for the user to confirm dropping unsaved edits.
+    confirm: Option<Pending>,
+    /// Set once the user agreed to quit, so the next close request goes through.
+    quit_confirmed: bool,
+    /// The file changed on disk since we read or wrote it.
+    disk_changed: bool,
+    last_disk_poll: Instant,
+    title: String,
+    screenshot: Option<screenshot::ScreenshotJob>,
+    yaml: yaml::YamlPanel,
+}
+
+impl MirrorlabApp {
+    /// Builds the app for eframe: restores persisted state and opens the command line's file.
+    pub fn new(
+        cc: &eframe::CreationContext<'_>,
+        runtime: tokio::runtime::Handle,
+        options: AppOptions,
+    ) -> Self {
+        let state = if options.fresh_state {
+            State::default()
+        } else {
+            cc.storage
+                .and_then(|s| eframe::get_value::<State>(s, STATE_KEY))
+                .unwrap_or_default()
+        };
+        Self::with_state(&cc.egui_ctx, runtime, options, state)
+    }
+
+    /// Builds the app with the given state (tests use this to start clean).
+    pub fn with_state(
+        ctx: &egui::Context,
+        runtime: tokio::runtime::Handle,
+        options: AppOptions,
+        state: State,
+    ) -> Self {
+        ctx.set_theme(state.theme.preference());
+        let screenshot = options.screenshot.clone().map(|path| {
+            screenshot::ScreenshotJob::new(
+                path,
+                options.demo,
+                std::sync::Arc::clone(&options.screenshot_outcome),
+            )
+        });
+        let mut app = Self {
+            state,
+            doc: Document::default(),
+            runtime,
+            options,
+            commands: Vec::new(),
+            dialog: None,
+            notice: None,
+            confirm: None,
+            quit_confirmed: false,
+            disk_changed: false,
+            last_disk_poll: Instant::now(),
+            title: String::new(),
+            screenshot,
+            yaml: yaml::YamlPanel::default(),
+        };
+        if let Some(path) = app.options.config.clone() {
+            app.open_now(&path);
+        }
+        app
+    }
+
+    /// The tokio runtime the engine runs on.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// The status line's current message, if any.
+    pub fn notice(&self) -> Option<&Notice> {
+        self.notice.as_ref()
+    }
+
+    /// Queues a command as if a widget had sent it.
+    pub fn push_command(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
+    /// The window title: the file name, a dot when there are unsaved edits.
+    pub fn window_title(&self) -> String {
+        let name = self.doc.display_name();
+        let mark = if self.doc.is_dirty() { " ●" } else { "" };
+        format!("{name}{mark} — mirrorlab")
+    }
+
+    fn info(&mut self, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            is_error: false,
+            text: text.into(),
+        });
+    }
+
+    fn error(&mut self, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            is_error: true,
+            text: text.into(),
+        });
+    }
+
+    /// Opens `path` right away, replacing the current document.
+    fn open_now(&mut self, path: &Path) {
+        match Document::load(path) {
+            Ok(doc) => {
+                self.doc = doc;
+                self.disk_changed = false;
+                self.state.remember_file(path);
+                let summary = self.doc.summary();
+                self.info(format!("Opened {} ({summary})", path.display()));
+            }
+            Err(e) => self.error(format!("{e:#}")),
+        }
+    }
+
+    fn save_to(&mut self, path: &Path) {
+        match self.doc.save_as(path) {
+            Ok(()) => {
+                self.disk_changed = false;
+                self.state.remember_file(path);
+                self.info(format!("Saved {}", path.display()));
+            }
+            Err(e) => self.error(format!(
+                "Not saved — your edits are kept. {e}. Try Save As… to another place."
+            )),
+        }
+    }
+
+    fn open_dialog(&mut self, purpose: DialogPurpose, ctx: &egui::Context) {
+        let start = self.doc.path().map(Path::to_path_buf);
+        self.dialog = Some(FileDialog::open(
+            purpose,
+            self.options.dialogs,
+            start.as_deref(),
+            ctx,
+        ));
+    }
+
+    /// Drains the commands queued this frame.
+    fn run_commands(&mut self, ctx: &egui::Context) {
+        for command in std::mem::take(&mut self.commands) {
+            match command {
+                Command::OpenDialog => self.open_dialog(DialogPurpose::Open, ctx),
+                Command::Open(path) => {
+                    if self.doc.is_dirty() {
+                        self.confirm = Some(Pending::Open(path));
+                    } else {
+                        self.open_now(&path);
+                    }
+                }
+                Command::Save => match self.doc.path().map(Path::to_path_buf) {
+                    Some(path) => self.save_to(&path),
+                    None => self.open_dialog(DialogPurpose::SaveAs, ctx),
+                },
+                Command::SaveAsDialog => self.open_dialog(DialogPurpose::SaveAs, ctx),
+                Command::SaveTo(path) => self.save_to(&path),
+                Command::Reload => {
+                    if self.doc.is_dirty() {
+                        self.confirm = Some(Pending::Reload);
+                    } else {
+                        self.reload_now();
+                    }
+                }
+                Command::ShowTab(tab) => self.state.tab = tab,
+                Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            }
+        }
+    }
+
+    fn reload_now(&mut self) {
+        if let Some(path) = self.doc.path().map(Path::to_path_buf) {
+            self.open_now(&path);
+        }
+    }
+
+    fn run_pending(&mut self, pending: Pending, ctx: &egui::Context) {
+        match pending {
+            Pending::Quit => {
+                self.quit_confirmed = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            Pending::Open(path) => self.open_now(&path),
+            Pending::Reload => self.reload_now(),
+        }
+    }
+
+    /// Handles the window's close button: with unsaved edits, ask first.
+    fn guard_close(&mut self, ctx: &egui::Context) {
+        if ctx.input(|i| i.viewport().close_requested())
+            && self.doc.is_dirty()
+            && !self.quit_confirmed
+            && self.screenshot.is_none()
+        {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.confirm = Some(Pending::Quit);
+        }
+    }
+
+    fn handle_dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        if let Some(path) = dropped.into_iter().next() {
+            self.commands.push(Command::Open(path));
+        }
+    }
+
+    fn poll_disk(&mut self) {
+        if self.last_disk_poll.elapsed() < DISK_POLL {
+            return;
+        }
+        self.last_disk_poll = Instant::now();
+        if self.doc.changed_on_disk() {
+            self.disk_changed = true;
+        }
+    }
+
+    fn update_title(&mut self, ctx: &egui::Context) {
+        let title = self.window_title();
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+    }
+
+    fn menu_bar(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("Open…").clicked() {
+                    self.commands.push(Command::OpenDialog);
+                }
+                ui.menu_button("Open recent", |ui| {
+                    if self.state.recent_files.is_empty() {
+                        ui.label("No recent files");
+                    }
+                    for path in &self.state.recent_files {
+                        if ui.button(path.display().to_string()).clicked() {
+                            self.commands.push(Command::Open(path.clone()));
+                        }
+                    }
+                });
+                let has_path = self.doc.path().is_some();
+                if ui.button("Save").clicked() {
+                    self.commands.push(Command::Save);
+                }
+                if ui.button("Save As…").clicked() {
+                    self.commands.push(Command::SaveAsDialog);
+                }
+                if ui
+                    .add_enabled(has_path, egui::Button::new("Reload"))
+                    .clicked()
+                {
+                    self.commands.push(Command::Reload);
+                }
+                ui.separator();
+                if ui.button("Quit").clicked() {
+                    self.commands.push(Command::Quit);
+                }
+            });
+            ui.menu_button("View", |ui| {
+                ui.label("Theme");
+                for (theme, name) in [
+                    (Theme::System, "Follow system"),
+                    (Theme::Dark, "Dark"),
+                    (Theme::Light, "Light"),
+                ] {
+                    if ui.radio_value(&mut self.state.theme, theme, name).clicked() {
+                        ui.ctx().set_theme(theme.preference());
+                    }
+                }
+            });
+        });
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.strong(self.doc.display_name());
+            if self.doc.is_dirty() {
+                ui.label("●").on_hover_text("Unsaved changes");
+            }
+            ui.separator();
+            self.config_status_ui(ui);
+        });
+    }
+
+    fn config_status_ui(&mut self, ui: &mut egui::Ui) {
+        let (errors, warnings) = self.doc.problem_counts();
+        if errors > 0 {
+            let text = format!("✖ {errors} error{}", plural(errors));
+            if ui
+                .add(egui::Button::new(
+                    egui::RichText::new(text).color(ui.visuals().error_fg_color),
+                ))
+                .on_hover_text("The config has errors; Apply is blocked. Click to see them.")
+                .clicked()
+            {
+                self.commands.push(Command::ShowTab(Tab::Routes));
+            }
+        } else if warnings > 0 {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!("⚠ valid, {warnings} warning{}", plural(warnings)),
+            );
+        } else {
+            ui.label("✔ valid");
+        }
+    }
+
+    fn tab_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            for tab in Tab::ALL {
+                ui.selectable_value(&mut self.state.tab, tab, tab.title());
+            }
+        });
+    }
+
+    fn banners(&mut self, ui: &mut egui::Ui) {
+        if self.disk_changed {
+            ui.horizontal(|ui| {
+                ui.colored_label(
+                    ui.visuals().warn_fg_color,
+                    "The file changed on disk since it was opened.",
+                );
+                let label = if self.doc.is_dirty() {
+                    "Reload and drop my edits"
+                } else {
+                    "Reload"
+                };
+                if ui.button(label).clicked() {
+                    self.disk_changed = false;
+                    self.reload_now();
+                }
+                if ui.button("Keep mine").clicked() {
+                    self.disk_changed = false;
+                    self.doc.accept_disk_version();
+                }
+            });
+        }
+        if let Some(dialog) = &mut self.dialog {
+            if dialog.is_native_pending() {
+                ui.label("A file dialog is open…");
+            } else {
+                let outcome = dialog.path_field_ui(ui);
+                self.finish_dialog(outcome);
+            }
+        }
+        if let Some(notice) = self.notice.clone() {
+            ui.horizontal(|ui| {
+                if notice.is_error {
+                    ui.colored_label(ui.visuals().error_fg_color, &notice.text);
+                } else {
+                    ui.label(&notice.text);
+                }
+                if ui.small_button("✕").on_hover_text("Dismiss").clicked() {
+                    self.notice = None;
+                }
+            });
+        }
+    }
+
+    fn poll_dialog(&mut self) {
+        if let Some(dialog) = &mut self.dialog {
+            let outcome = dialog.poll();
+            self.finish_dialog(outcome);
+        }
+    }
+
+    fn finish_dialog(&mut self, outcome: DialogOutcome) {
+        let Some(dialog) = &self.dialog else { return };
+        let purpose = dialog.purpose;
+        match outcome {
+            DialogOutcome::Waiting => {}
+            DialogOutcome::Cancelled => self.dialog = None,
+            DialogOutcome::Picked(path) => {
+                self.dialog = None;
+                self.commands.push(match purpose {
+                    DialogPurpose::Open => Command::Open(path),
+                    DialogPurpose::SaveAs => Command::SaveTo(path),
+                });
+            }
+        }
+    }
+
+    fn confirm_modal(&mut self, ctx: &egui::Context) {
+        let Some(pending) = self.confirm.clone() else {
+            return;
+        };
+        let question = match &pending {
+            Pending::Quit => "Quit without saving?".to_owned(),
+            Pending::Open(path) => format!("Open {} and drop your edits?", path.display()),
+            Pending::Reload => "Reload from disk and drop your edits?".to_owned(),
+        };
+        let mut choice = None;
+        egui::Modal::new(egui::Id::unique("unsaved-changes")).show(ctx, |ui| {
+            ui.heading("Unsaved changes");
+            ui.label(format!(
+                "{} has unsaved changes. {question}",
+                self.doc.display_name()
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Save first").clicked() {
+                    choice = Some(0);
+                }
+                if ui.button("Discard changes").clicked() {
+                    choice = Some(1);
+                }
+                if ui.button("Cancel").clicked() {
+                    choice = Some(2);
+                }
+            });
+        });
+        match choice {
+            Some(0) => {
+                self.confirm = None;
+                match self.doc.path().map(Path::to_path_buf) {
+                    Some(path) => {
+                        self.save_to(&path);
+                        if !self.doc.is_dirty() {
+                            self.run_pending(pending, ctx);
+                        }
+                    }
+                    None => self.open_dialog(DialogPurpose::SaveAs, ctx),
+                }
+            }
+            Some(1) => {
+                self.confirm = None;
+                self.run_pending(pending, ctx);
+            }
+            Some(_) => self.confirm = None,
+            None => {}
+        }
+    }
+
+    fn keyboard_shortcuts(&mut self, ctx: &egui::Context) {
+        use egui::{Key, KeyboardShortcut, Modifiers};
+        let open = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
+        let save = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
+        let save_as = KeyboardShortcut::new(Modifiers::COMMAND | Modifiers::SHIFT, Key::S);
+        ctx.input_mut(|i| {
+            if i.consume_shortcut(&save_as) {
+                self.commands.push(Command::SaveAsDialog);
+            }
+            if i.consume_shortcut(&save) {
+                self.commands.push(Command::Save);
+            }
+            if i.consume_shortcut(&open) {
+                self.commands.push(Command::OpenDialog);
+            }
+        });
+    }
+
+    fn central_ui(&mut self, ui: &mut egui::Ui) {
+        match self.state.tab {
+            Tab::Yaml => {
+                let mut panel = yaml::YamlView {
+                    panel: &mut self.yaml,
+                    doc: &mut self.doc,
+                };
+                panel.ui(ui);
+            }
+            Tab::Routes | Tab::Dashboard | Tab::Traffic | Tab::Diffs => {
+                help::no_traffic_ui(ui, &self.doc.hosts(), None, "the proxy is stopped");
+            }
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+impl eframe::App for MirrorlabApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.guard_close(ctx);
+        self.handle_dropped_files(ctx);
+        self.keyboard_shortcuts(ctx);
+        self.poll_dialog();
+        self.poll_disk();
+        if let Some(job) = &mut self.screenshot {
+            job.tick(ctx);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        egui::Panel::top("menu").show(ui, |ui| {
+            self.menu_bar(ui);
+            self.top_bar(ui);
+            self.tab_bar(ui);
+        });
+        egui::Panel::bottom("status").show(ui, |ui| self.banners(ui));
+        egui::CentralPanel::default().show(ui, |ui| self.central_ui(ui));
+        self.confirm_modal(&ctx);
+        self.run_commands(&ctx);
+        self.update_title(&ctx);
+        // Disk polling and dialog answers need a frame now and then even without input.
+        ctx.request_repaint_after(DISK_POLL);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STATE_KEY, &self.state);
+    }
+}
