@@ -35,7 +35,7 @@ pub fn no_traffic_ui(ui: &mut egui::Ui, hosts: &[String], listen: Option<&str>, 
     ui.add_space(4.0);
     let Some(listen) = listen else {
         ui.label(
-            "The proxy is not running. Open a config and press ▶ Start in the top bar, \
+            "The proxy is not running. Open a config and press Start in the top bar, \
              or press Start demo to run the demo services with generated traffic.",
         );
         return;
@@ -61,7 +61,7 @@ fn copy_line(ui: &mut egui::Ui, what: &str, line: &str) {
         ui.label(format!("{what}:"));
         ui.code(line);
         if ui
-            .button("📋")
+            .button("Copy")
             .on_hover_text(format!("Copy: {line}"))
             .clicked()
         {

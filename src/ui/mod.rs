@@ -270,11 +270,11 @@ impl MirrorlabApp {
         self.commands.push(command);
     }
 
-    /// The window title: the file name, a dot when there are unsaved edits.
+    /// The window title: the file name, starred when there are unsaved edits.
     pub fn window_title(&self) -> String {
         let name = self.doc.display_name();
-        let mark = if self.doc.is_dirty() { " ●" } else { "" };
-        format!("{name}{mark} — mirrorlab")
+        let mark = if self.doc.is_dirty() { "*" } else { "" };
+        format!("{mark}{name} — mirrorlab")
     }
 
     fn info(&mut self, text: impl Into<String>) {
@@ -472,7 +472,8 @@ impl MirrorlabApp {
         ui.horizontal(|ui| {
             ui.strong(self.doc.display_name());
             if self.doc.is_dirty() {
-                ui.label("●").on_hover_text("Unsaved changes");
+                ui.label("• unsaved")
+                    .on_hover_text("There are edits that are not saved yet");
             }
             ui.separator();
             self.config_status_ui(ui);
@@ -482,7 +483,7 @@ impl MirrorlabApp {
     fn config_status_ui(&mut self, ui: &mut egui::Ui) {
         let (errors, warnings) = self.doc.problem_counts();
         if errors > 0 {
-            let text = format!("✖ {errors} error{}", plural(errors));
+            let text = format!("{errors} error{}", plural(errors));
             if ui
                 .add(egui::Button::new(
                     egui::RichText::new(text).color(ui.visuals().error_fg_color),
@@ -495,10 +496,11 @@ impl MirrorlabApp {
         } else if warnings > 0 {
             ui.colored_label(
                 ui.visuals().warn_fg_color,
-                format!("⚠ valid, {warnings} warning{}", plural(warnings)),
+                format!("valid, {warnings} warning{}", plural(warnings)),
             );
         } else {
-            ui.label("✔ valid");
+            ui.colored_label(egui::Color32::from_rgb(80, 180, 100), "valid")
+                .on_hover_text("No errors: Apply will hot-swap the running proxy");
         }
     }
 
@@ -547,7 +549,7 @@ impl MirrorlabApp {
                 } else {
                     ui.label(&notice.text);
                 }
-                if ui.small_button("✕").on_hover_text("Dismiss").clicked() {
+                if ui.small_button("x").on_hover_text("Dismiss").clicked() {
                     self.notice = None;
                 }
             });

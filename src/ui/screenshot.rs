@@ -110,12 +110,10 @@ impl ScreenshotJob {
         } else if elapsed >= self.settle + GIVE_UP
             && let Ok(mut slot) = self.outcome.lock()
         {
-            {
-                *slot = Some(Err(format!(
-                    "the renderer sent no screenshot within {} s",
-                    GIVE_UP.as_secs()
-                )));
-            }
+            *slot = Some(Err(format!(
+                "the renderer sent no screenshot within {} s",
+                GIVE_UP.as_secs()
+            )));
         }
     }
 }

@@ -18,14 +18,15 @@ impl YamlView<'_> {
     /// Shows the panel.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let _ = &self.panel;
-        ui.label("This is what Save writes.");
+        let label = ui.label("This is what Save writes.");
         let mut text = self.doc.yaml().to_owned();
         egui::ScrollArea::both().show(ui, |ui| {
             ui.add(
                 egui::TextEdit::multiline(&mut text)
                     .code_editor()
                     .desired_width(f32::INFINITY),
-            );
+            )
+            .labelled_by(label.id);
         });
         self.doc.set_yaml(text);
     }
