@@ -696,6 +696,10 @@ impl eframe::App for MirrorlabApp {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        // A screenshot run starts from defaults; it must not overwrite the user's settings.
+        if self.screenshot.is_some() {
+            return;
+        }
         eframe::set_value(storage, STATE_KEY, &self.state);
     }
 }
