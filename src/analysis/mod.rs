@@ -1,1 +1,529 @@
 //! Statistics, pairing and primary-versus-shadow diffs, computed off the request path.
+//!
+//! The lab's analysis task owns an [`Analyzer`], feeds it every finished
+//! [`Exchange`](crate::capture::Exchange) with [`Analyzer::ingest`], and publishes
+//! [`Analyzer::snapshot`] for the app (up to 30 times a second) and the headless report.
+
+pub mod diff;
+mod endpoint;
+mod ignore;
+mod noise;
+mod stats;
+mod summary;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::capture::{Exchange, ShadowOutcome, SkipReason, UpstreamErrorKind, UpstreamOutcome};
+
+pub use endpoint::endpoint_template;
+pub use ignore::{
+    DEFAULT_IGNORED_HEADERS, DIFF_IGNORE_ANNOTATION, FieldPath, IgnoreRuleError, IgnoreRules,
+    JsonPathPattern,
+};
+pub use noise::{DiffAggregateRow, NoiseThresholds, Verdict};
+pub use stats::{
+    DeltaSummary, DistributionBucket, LatencySummary, SERIES_WINDOW_SECONDS, SeriesPoint,
+    StatusCounts,
+};
+pub use summary::{ExchangeDiffSummary, ExchangeSummaries, ShadowState, ShadowSummary};
+
+use noise::EndpointDiffs;
+use stats::SideAccumulator;
+
+/// What the analyzer is told at start (and may be told again at run time).
+#[derive(Debug, Clone)]
+pub struct AnalysisSettings {
+    /// Rules for every route: by default the headers of [`DEFAULT_IGNORED_HEADERS`].
+    pub ignore: IgnoreRules,
+    /// Extra rules per VirtualService (`namespace/name`), from its
+    /// [`DIFF_IGNORE_ANNOTATION`] annotation.
+    pub virtual_service_rules: BTreeMap<String, IgnoreRules>,
+    /// When a field counts as a real difference rather than noise.
+    pub thresholds: NoiseThresholds,
+    /// How many per-exchange diff summaries to keep for the traffic table.
+    pub max_exchange_summaries: usize,
+    /// How many sample exchange ids to keep per field path.
+    pub samples_per_field: usize,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        Self {
+            ignore: IgnoreRules::with_default_headers(),
+            virtual_service_rules: BTreeMap::new(),
+            thresholds: NoiseThresholds::default(),
+            max_exchange_summaries: 100_000,
+            samples_per_field: 5,
+        }
+    }
+}
+
+impl AnalysisSettings {
+    /// Adds the rules of a VirtualService's [`DIFF_IGNORE_ANNOTATION`] value.
+    /// `virtual_service` is `namespace/name`, as in [`RouteTrace`](crate::routing::RouteTrace).
+    pub fn add_annotation(
+        &mut self,
+        virtual_service: &str,
+        annotation: &str,
+    ) -> Result<(), IgnoreRuleError> {
+        let rules = IgnoreRules::parse(annotation)?;
+        self.virtual_service_rules
+            .entry(virtual_service.to_owned())
+            .or_default()
+            .extend(&rules);
+        Ok(())
+    }
+
+    /// The rules that apply to exchanges of `virtual_service`: the global ones plus its own.
+    pub fn rules_for(&self, virtual_service: Option<&str>) -> IgnoreRules {
+        let mut rules = self.ignore.clone();
+        if let Some(own) = virtual_service.and_then(|vs| self.virtual_service_rules.get(vs)) {
+            rules.extend(own);
+        }
+        rules
+    }
+}
+
+/// Which route of the config an exchange took.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct RouteKey {
+    /// `namespace/name` of the VirtualService.
+    pub virtual_service: String,
+    /// Index of the route in `spec.http`.
+    pub route_index: usize,
+    /// `spec.http[i].name`, if set.
+    pub route_name: Option<String>,
+}
+
+impl RouteKey {
+    /// Display label: `default/reviews:canary` for a named route, `default/reviews:http[0]`
+    /// otherwise.
+    pub fn label(&self) -> String {
+        match &self.route_name {
+            Some(name) => format!("{}:{name}", self.virtual_service),
+            None => format!("{}:http[{}]", self.virtual_service, self.route_index),
+        }
+    }
+}
+
+/// Statistics of one side of a route: the primary, or one mirror destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideSnapshot {
+    /// `primary`, or the mirror destination label (`reviews/v2`).
+    pub label: String,
+    /// For a mirror: it goes to the same destination as the primary (a baseline for noise).
+    pub baseline: bool,
+    /// Requests sent to this side (mirrors: copies sent).
+    pub sent: u64,
+    /// Copies not sent, by reason (mirrors only).
+    pub skipped: BTreeMap<SkipReason, u64>,
+    /// Complete responses by status code and class.
+    pub status: StatusCounts,
+    /// Failed exchanges by kind.
+    pub errors: BTreeMap<UpstreamErrorKind, u64>,
+    /// Requests per destination label (the primary can be split by weight).
+    pub targets: BTreeMap<String, u64>,
+    /// Time to first byte of complete responses.
+    pub ttfb: LatencySummary,
+    /// Total time of complete responses.
+    pub total: LatencySummary,
+    /// Shadow minus primary total time of paired responses (mirrors only).
+    pub delta: Option<DeltaSummary>,
+    /// Distribution of total time, for a histogram or CDF plot.
+    pub distribution: Arc<[DistributionBucket]>,
+    /// One point per second over the last ten minutes.
+    pub series: Arc<[SeriesPoint]>,
+}
+
+impl SideSnapshot {
+    /// Failed exchanges of all kinds.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Copies not sent, all reasons.
+    pub fn skipped_count(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+}
+
+/// Statistics of one route.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteSnapshot {
+    /// Which route.
+    pub route: RouteKey,
+    /// `RouteKey::label`.
+    pub label: String,
+    /// Exchanges that took this route.
+    pub requests: u64,
+    /// The primary side.
+    pub primary: SideSnapshot,
+    /// One side per mirror destination, in order of first appearance.
+    pub mirrors: Vec<SideSnapshot>,
+}
+
+/// A plain-data view of everything analysed so far; cloning it is cheap (shared parts are
+/// behind `Arc`), so the app can hold the latest one each frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalysisSnapshot {
+    /// Exchanges ingested.
+    pub exchanges: u64,
+    /// Exchanges that matched no route (the client got a 404 from the lab).
+    pub unrouted: u64,
+    /// Unix second the time series end at.
+    pub now_unix_second: Option<u64>,
+    /// Per-route statistics, in order of first appearance.
+    pub routes: Arc<[RouteSnapshot]>,
+    /// The diff aggregates table.
+    pub diffs: Arc<[DiffAggregateRow]>,
+    /// Thresholds the verdicts were made with.
+    pub thresholds: NoiseThresholds,
+    /// The global ignore rules in their text form.
+    pub ignore_rules: Arc<str>,
+    /// Per-exchange diff summaries, looked up with [`AnalysisSnapshot::diff_summary`].
+    #[serde(skip)]
+    pub summaries: ExchangeSummaries,
+    /// The settings the analysis ran with (for [`AnalysisSnapshot::rules_for`]).
+    #[serde(skip)]
+    pub settings: Arc<AnalysisSettings>,
+}
+
+impl AnalysisSnapshot {
+    /// Diff summary of one exchange, for the traffic table.
+    pub fn diff_summary(&self, exchange_id: u64) -> Option<&ExchangeDiffSummary> {
+        self.summaries.get(exchange_id)
+    }
+
+    /// Rules to pass to [`diff::diff_exchange`] for an exchange of `virtual_service`.
+    pub fn rules_for(&self, virtual_service: Option<&str>) -> IgnoreRules {
+        self.settings.rules_for(virtual_service)
+    }
+
+    /// Statistics of one route, by label.
+    pub fn route(&self, label: &str) -> Option<&RouteSnapshot> {
+        self.routes.iter().find(|r| r.label == label)
+    }
+}
+
+/// Accumulated state of one route.
+#[derive(Debug)]
+struct RouteAccumulator {
+    key: RouteKey,
+    requests: u64,
+    primary: SideAccumulator,
+    /// Mirror sides in order of first appearance, with the baseline mark of the last record.
+    mirrors: Vec<(Arc<str>, bool, SideAccumulator)>,
+    endpoints: HashMap<String, EndpointDiffs>,
+}
+
+/// Most endpoint templates tracked per route; the rest are counted under
+/// [`OTHER_ENDPOINTS`] so an unbounded id space cannot exhaust memory.
+const MAX_ENDPOINTS_PER_ROUTE: usize = 1000;
+
+/// Row name for endpoints beyond [`MAX_ENDPOINTS_PER_ROUTE`].
+pub const OTHER_ENDPOINTS: &str = "(other endpoints)";
+
+/// Turns finished exchanges into statistics and diff aggregates.
+#[derive(Debug)]
+pub struct Analyzer {
+    settings: Arc<AnalysisSettings>,
+    /// Global plus per-VirtualService rules, resolved once per VirtualService.
+    resolved_rules: HashMap<String, IgnoreRules>,
+    exchanges: u64,
+    unrouted: u64,
+    newest_second: Option<u64>,
+    routes: Vec<RouteAccumulator>,
+    route_index: HashMap<RouteKey, usize>,
+    summaries: summary::SummaryStore,
+}
+
+/// Unix second of a time (0 for times before the epoch).
+fn unix_second(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Analyzer {
+    /// A fresh analyzer.
+    pub fn new(settings: AnalysisSettings) -> Self {
+        let summaries = summary::SummaryStore::new(settings.max_exchange_summaries);
+        Self {
+            settings: Arc::new(settings),
+            resolved_rules: HashMap::new(),
+            exchanges: 0,
+            unrouted: 0,
+            newest_second: None,
+            routes: Vec::new(),
+            route_index: HashMap::new(),
+            summaries,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &AnalysisSettings {
+        &self.settings
+    }
+
+    /// Replaces the global ignore rules (the app's editor). Exchanges already ingested keep
+    /// their counts, but fields the new rules ignore leave the aggregates at once.
+    pub fn set_ignore_rules(&mut self, rules: IgnoreRules) {
+        Arc::make_mut(&mut self.settings).ignore = rules;
+        self.rules_changed();
+    }
+
+    /// Replaces the rules of one VirtualService (`namespace/name`), as from its annotation.
+    pub fn set_virtual_service_rules(&mut self, virtual_service: &str, rules: IgnoreRules) {
+        Arc::make_mut(&mut self.settings)
+            .virtual_service_rules
+            .insert(virtual_service.to_owned(), rules);
+        self.rules_changed();
+    }
+
+    /// Replaces the noise thresholds; verdicts are recomputed at the next snapshot.
+    pub fn set_thresholds(&mut self, thresholds: NoiseThresholds) {
+        Arc::make_mut(&mut self.settings).thresholds = thresholds;
+    }
+
+    fn rules_changed(&mut self) {
+        self.resolved_rules.clear();
+        for route in &mut self.routes {
+            let rules = self.settings.rules_for(Some(&route.key.virtual_service));
+            for e in route.endpoints.values_mut() {
+                e.forget_ignored(&rules);
+            }
+        }
+    }
+
+    /// Forgets everything ingested (the app's Clear); settings stay.
+    pub fn clear(&mut self) {
+        let settings = Arc::clone(&self.settings);
+        *self = Self::new(AnalysisSettings::clone(&settings));
+        self.settings = settings;
+    }
+
+    /// Takes one finished exchange into account.
+    pub fn ingest(&mut self, exchange: &Exchange) {
+        self.exchanges += 1;
+        let second = unix_second(exchange.started_at);
+        self.newest_second = Some(self.newest_second.map_or(second, |n| n.max(second)));
+        let Some(trace) = &exchange.trace else {
+            self.unrouted += 1;
+            return;
+        };
+        let key = RouteKey {
+            virtual_service: trace.virtual_service.clone(),
+            route_index: trace.route_index,
+            route_name: trace.route_name.clone(),
+        };
+        let idx = match self.route_index.get(&key) {
+            Some(i) => *i,
+            None => {
+                self.routes.push(RouteAccumulator {
+                    key: key.clone(),
+                    requests: 0,
+                    primary: SideAccumulator::default(),
+                    mirrors: Vec::new(),
+                    endpoints: HashMap::new(),
+                });
+                let i = self.routes.len() - 1;
+                self.route_index.insert(key, i);
+                i
+            }
+        };
+        if !self.resolved_rules.contains_key(&trace.virtual_service) {
+            let rules = self.settings.rules_for(Some(&trace.virtual_service));
+            self.resolved_rules
+                .insert(trace.virtual_service.clone(), rules);
+        }
+        let rules = self
+            .resolved_rules
+            .get(&trace.virtual_service)
+            .unwrap_or(&self.settings.ignore);
+        let Some(route) = self.routes.get_mut(idx) else {
+            return; // idx was just looked up or pushed
+        };
+        route.requests += 1;
+
+        let primary_response = match &exchange.primary {
+            Some(p) => {
+                let side = &mut route.primary;
+                side.sent += 1;
+                *side.targets.entry(p.target.to_string()).or_default() += 1;
+                match &p.outcome {
+                    UpstreamOutcome::Response(r) => {
+                        side.status.record(r.status.as_u16());
+                        side.ttfb.record(r.ttfb);
+                        side.total.record(r.total);
+                        side.series
+                            .record(second, Some(r.total), r.status.is_server_error());
+                        Some(r)
+                    }
+                    UpstreamOutcome::Failed(f) => {
+                        *side.errors.entry(f.kind).or_default() += 1;
+                        side.series.record(second, None, true);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+
+        let endpoint = if route.endpoints.len() < MAX_ENDPOINTS_PER_ROUTE {
+            endpoint_template(exchange.request.method.as_str(), &exchange.request.uri)
+        } else {
+            let e = endpoint_template(exchange.request.method.as_str(), &exchange.request.uri);
+            if route.endpoints.contains_key(&e) {
+                e
+            } else {
+                OTHER_ENDPOINTS.to_owned()
+            }
+        };
+
+        let mut shadow_summaries = Vec::with_capacity(exchange.shadows.len());
+        for record in &exchange.shadows {
+            let baseline = exchange
+                .primary
+                .as_ref()
+                .is_some_and(|p| p.target == record.target);
+            let side = match route
+                .mirrors
+                .iter()
+                .position(|(t, _, _)| *t == record.target)
+            {
+                Some(i) => route.mirrors.get_mut(i),
+                None => {
+                    route.mirrors.push((
+                        Arc::clone(&record.target),
+                        baseline,
+                        SideAccumulator::default(),
+                    ));
+                    route.mirrors.last_mut()
+                }
+            };
+            let Some((_, side_baseline, side)) = side else {
+                continue; // found or pushed just above
+            };
+            *side_baseline = baseline;
+            let state = match &record.outcome {
+                ShadowOutcome::Skipped(reason) => {
+                    *side.skipped.entry(*reason).or_default() += 1;
+                    ShadowState::Skipped(*reason)
+                }
+                ShadowOutcome::Sent(UpstreamOutcome::Failed(f)) => {
+                    side.sent += 1;
+                    *side.errors.entry(f.kind).or_default() += 1;
+                    side.series.record(second, None, true);
+                    ShadowState::Failed(f.kind)
+                }
+                ShadowOutcome::Sent(UpstreamOutcome::Response(r)) => {
+                    side.sent += 1;
+                    *side.targets.entry(record.target.to_string()).or_default() += 1;
+                    side.status.record(r.status.as_u16());
+                    side.ttfb.record(r.ttfb);
+                    side.total.record(r.total);
+                    side.series
+                        .record(second, Some(r.total), r.status.is_server_error());
+                    match primary_response {
+                        Some(pr) => {
+                            side.delta.record(r.total, pr.total);
+                            let d = diff::diff_with_detail(pr, r, rules, diff::Detail::Paths);
+                            let paths = d.field_paths();
+                            let diffs = route.endpoints.entry(endpoint.clone()).or_default();
+                            diffs.record(
+                                &record.target,
+                                baseline,
+                                &paths,
+                                exchange.id,
+                                self.settings.samples_per_field,
+                            );
+                            ShadowState::Compared {
+                                status: d
+                                    .status
+                                    .filter(|s| !s.ignored)
+                                    .map(|s| (s.primary, s.shadow)),
+                                differing_fields: u32::try_from(paths.len()).unwrap_or(u32::MAX),
+                            }
+                        }
+                        None => ShadowState::PrimaryFailed,
+                    }
+                }
+            };
+            shadow_summaries.push(ShadowSummary {
+                target: Arc::clone(&record.target),
+                baseline,
+                state,
+            });
+        }
+        self.summaries.push(ExchangeDiffSummary {
+            exchange_id: exchange.id,
+            shadows: shadow_summaries,
+        });
+    }
+
+    /// A snapshot whose time series end at the newest second seen in the traffic.
+    pub fn snapshot(&self) -> AnalysisSnapshot {
+        self.snapshot_ending(self.newest_second)
+    }
+
+    /// A snapshot whose time series end at `now` (the live app, so the plot keeps moving
+    /// when traffic stops).
+    pub fn snapshot_at(&self, now: SystemTime) -> AnalysisSnapshot {
+        let now = unix_second(now);
+        self.snapshot_ending(Some(self.newest_second.map_or(now, |n| n.max(now))))
+    }
+
+    fn snapshot_ending(&self, now: Option<u64>) -> AnalysisSnapshot {
+        let side =
+            |label: String, baseline: bool, acc: &SideAccumulator, mirror: bool| SideSnapshot {
+                label,
+                baseline,
+                sent: acc.sent,
+                skipped: acc.skipped.clone(),
+                status: acc.status.clone(),
+                errors: acc.errors.clone(),
+                targets: acc.targets.clone(),
+                ttfb: acc.ttfb.summary(),
+                total: acc.total.summary(),
+                delta: if mirror { acc.delta.summary() } else { None },
+                distribution: acc.total.distribution().into(),
+                series: now.map(|n| acc.series.points(n)).unwrap_or_default().into(),
+            };
+        let routes: Vec<RouteSnapshot> = self
+            .routes
+            .iter()
+            .map(|r| RouteSnapshot {
+                route: r.key.clone(),
+                label: r.key.label(),
+                requests: r.requests,
+                primary: side("primary".to_owned(), false, &r.primary, false),
+                mirrors: r
+                    .mirrors
+                    .iter()
+                    .map(|(t, b, acc)| side(t.to_string(), *b, acc, true))
+                    .collect(),
+            })
+            .collect();
+        let mut diffs = Vec::new();
+        for r in &self.routes {
+            let label = r.key.label();
+            for (endpoint, e) in &r.endpoints {
+                e.rows(&label, endpoint, &self.settings.thresholds, &mut diffs);
+            }
+        }
+        noise::sort_rows(&mut diffs);
+        AnalysisSnapshot {
+            exchanges: self.exchanges,
+            unrouted: self.unrouted,
+            now_unix_second: now,
+            routes: routes.into(),
+            diffs: diffs.into(),
+            thresholds: self.settings.thresholds,
+            ignore_rules: self.settings.ignore.to_string().into(),
+            summaries: self.summaries.view(),
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}

@@ -1,1 +1,10 @@
 //! Exports of captured traffic and analysis: the JSON report and HAR.
+
+pub mod report;
+
+pub use report::{REPORT_SCHEMA_VERSION, Report, ReportError, RunInfo};
+
+/// RFC 3339 UTC time with milliseconds, as HAR and the report write it.
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,870 @@
+//! Primary-versus-shadow response diffs: status, headers and body.
+//!
+//! Bodies are decoded first (gzip, br, deflate). Two JSON bodies are compared structurally:
+//! key order does not matter, numbers compare as numbers (`1` equals `1.0`), and each
+//! difference is named by its JSON Pointer and kind. Other text is compared by line with
+//! `similar`; binary bodies by length and SHA-256. A body cut at the capture cap is compared
+//! only as far as both bodies go, and the diff says so.
+
+use std::borrow::Cow;
+use std::io::Read;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::ignore::{FieldPath, IgnoreRules};
+use crate::capture::{CapturedBody, CapturedResponse, Exchange, ShadowOutcome, UpstreamOutcome};
+
+/// Largest decoded body the diff looks at; a compressed body that inflates beyond this is
+/// treated as cut here, so a zip bomb costs bounded memory.
+pub const MAX_DECODED_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most text lines kept in a [`TextDiff`] for display.
+const MAX_TEXT_LINES: usize = 2000;
+
+/// How long a line diff may search for a minimal edit script before settling for a
+/// coarser one: the app calls this on the UI's behalf and must not stall.
+const TEXT_DIFF_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Why a diff could not be computed for a selected exchange.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiffError {
+    /// The exchange has no shadow record at that index.
+    #[error("exchange {exchange_id} has {count} mirror records; there is no record {index}")]
+    NoSuchShadow {
+        /// The exchange.
+        exchange_id: u64,
+        /// Requested index.
+        index: usize,
+        /// Shadow records present.
+        count: usize,
+    },
+    /// The primary gave no complete response, so there is nothing to compare against.
+    #[error("exchange {exchange_id}: the primary gave no complete response ({reason})")]
+    NoPrimaryResponse {
+        /// The exchange.
+        exchange_id: u64,
+        /// What happened instead.
+        reason: String,
+    },
+    /// The shadow gave no complete response.
+    #[error("exchange {exchange_id}: mirror {target} gave no response ({reason})")]
+    NoShadowResponse {
+        /// The exchange.
+        exchange_id: u64,
+        /// Mirror destination label.
+        target: String,
+        /// What happened instead: skipped and why, or how it failed.
+        reason: String,
+    },
+}
+
+/// Kind of a difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffKind {
+    /// Present in the shadow only.
+    Added,
+    /// Present in the primary only.
+    Removed,
+    /// Present in both with different values of the same type.
+    Changed,
+    /// Present in both with different JSON types.
+    TypeChanged,
+}
+
+impl DiffKind {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffKind::Added => "added",
+            DiffKind::Removed => "removed",
+            DiffKind::Changed => "changed",
+            DiffKind::TypeChanged => "type_changed",
+        }
+    }
+}
+
+/// Status codes of both sides, when they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatusDiff {
+    /// Primary status.
+    pub primary: u16,
+    /// Shadow status.
+    pub shadow: u16,
+    /// An ignore rule covers status differences.
+    pub ignored: bool,
+}
+
+/// One header that differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeaderDifference {
+    /// Lowercase header name.
+    pub name: String,
+    /// Added, removed or changed.
+    pub kind: DiffKind,
+    /// Primary values (empty when absent).
+    pub primary: Vec<String>,
+    /// Shadow values (empty when absent).
+    pub shadow: Vec<String>,
+    /// Ignored by a rule, or implied by another difference (content-length of differing
+    /// bodies); shown greyed out and left out of the aggregates.
+    pub ignored: bool,
+}
+
+/// One difference between two JSON bodies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JsonDifference {
+    /// JSON Pointer of the place (`""` for the root).
+    pub pointer: String,
+    /// The same place with array indexes written `*`: the field path the aggregates count.
+    pub field: String,
+    /// Kind of difference.
+    pub kind: DiffKind,
+    /// Primary value (absent when added).
+    pub primary: Option<Value>,
+    /// Shadow value (absent when removed).
+    pub shadow: Option<Value>,
+    /// An ignore rule covers this place.
+    pub ignored: bool,
+}
+
+/// Tag of one line of a text diff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineTag {
+    /// In both bodies (context).
+    Equal,
+    /// In the primary only.
+    Removed,
+    /// In the shadow only.
+    Added,
+}
+
+/// One line of a text diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TextLine {
+    /// Added, removed or context.
+    pub tag: LineTag,
+    /// 1-based line number in the primary body.
+    pub primary_line: Option<usize>,
+    /// 1-based line number in the shadow body.
+    pub shadow_line: Option<usize>,
+    /// The line, without its newline.
+    pub text: String,
+}
+
+/// Line diff of two text bodies: changed lines with three lines of context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TextDiff {
+    /// Lines in the shadow only.
+    pub added: usize,
+    /// Lines in the primary only.
+    pub removed: usize,
+    /// Hunks, separated by `None` where context was skipped.
+    pub lines: Vec<Option<TextLine>>,
+    /// More than the displayed lines differ.
+    pub lines_cut: bool,
+}
+
+/// Comparison of two binary bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BinaryDiff {
+    /// Primary body length compared.
+    pub primary_len: usize,
+    /// Shadow body length compared.
+    pub shadow_len: usize,
+    /// SHA-256 of the compared primary bytes, lowercase hex.
+    pub primary_sha256: String,
+    /// SHA-256 of the compared shadow bytes, lowercase hex.
+    pub shadow_sha256: String,
+}
+
+/// What the body comparison found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BodyComparison {
+    /// Byte-for-byte the same (after decoding, as far as compared).
+    Identical,
+    /// Both JSON; the list is empty when they are equal as JSON (key order, `1` vs `1.0`).
+    Json {
+        /// Differences in document order.
+        differences: Vec<JsonDifference>,
+    },
+    /// Text compared by line.
+    Text(TextDiff),
+    /// Binary compared by length and hash.
+    Binary(BinaryDiff),
+}
+
+/// Body part of a diff.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BodyDiff {
+    /// What the comparison found.
+    pub comparison: BodyComparison,
+    /// A body was cut at the capture cap (or by the decode limit), so only the first
+    /// `compared_bytes` decoded bytes of each were compared.
+    pub truncated: bool,
+    /// Decoded bytes compared on each side when `truncated`.
+    pub compared_bytes: Option<usize>,
+    /// `content-encoding` of the primary body, when it was decoded.
+    pub primary_encoding: Option<String>,
+    /// `content-encoding` of the shadow body, when it was decoded.
+    pub shadow_encoding: Option<String>,
+    /// Problems decoding either body (the raw bytes were compared instead).
+    pub decode_errors: Vec<String>,
+    /// An ignore rule covers whole-body differences (text and binary bodies).
+    pub ignored: bool,
+}
+
+impl BodyDiff {
+    /// True when the bodies are the same as far as they were compared (ignoring what the
+    /// rules ignore).
+    pub fn is_same(&self) -> bool {
+        match &self.comparison {
+            BodyComparison::Identical => true,
+            BodyComparison::Json { differences } => differences.iter().all(|d| d.ignored),
+            BodyComparison::Text(_) | BodyComparison::Binary(_) => self.ignored,
+        }
+    }
+}
+
+/// Full diff of one shadow response against its primary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResponseDiff {
+    /// Status codes, when they differ.
+    pub status: Option<StatusDiff>,
+    /// Headers that differ, by name.
+    pub headers: Vec<HeaderDifference>,
+    /// The bodies.
+    pub body: BodyDiff,
+}
+
+impl ResponseDiff {
+    /// Field paths of the differences that are not ignored, for the aggregates; JSON places
+    /// are given with array indexes as `*`, and each path appears once.
+    pub fn field_paths(&self) -> Vec<FieldPath> {
+        let mut out = Vec::new();
+        if self.status.is_some_and(|s| !s.ignored) {
+            out.push(FieldPath::Status);
+        }
+        out.extend(
+            self.headers
+                .iter()
+                .filter(|h| !h.ignored)
+                .map(|h| FieldPath::Header(h.name.clone())),
+        );
+        match &self.body.comparison {
+            BodyComparison::Identical => {}
+            BodyComparison::Json { differences } => {
+                for d in differences.iter().filter(|d| !d.ignored) {
+                    let p = if d.pointer.is_empty() {
+                        FieldPath::Body
+                    } else {
+                        FieldPath::Json(d.field.clone())
+                    };
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
+                }
+            }
+            BodyComparison::Text(_) | BodyComparison::Binary(_) => {
+                if !self.body.ignored {
+                    out.push(FieldPath::Body);
+                }
+            }
+        }
+        out
+    }
+
+    /// True when nothing but ignored differences were found.
+    pub fn is_same(&self) -> bool {
+        self.status.is_none_or(|s| s.ignored)
+            && self.headers.iter().all(|h| h.ignored)
+            && self.body.is_same()
+    }
+
+    /// One-line summary for the traffic table: `same`, `status 200→500`, `3 fields differ`.
+    pub fn summary(&self) -> String {
+        summarize(self.status.filter(|s| !s.ignored), self.field_paths().len())
+    }
+}
+
+/// The summary text shared by full diffs and the analyzer's per-exchange lookup.
+pub(crate) fn summarize(status: Option<StatusDiff>, differing_fields: usize) -> String {
+    if let Some(s) = status {
+        let others = differing_fields.saturating_sub(1);
+        if others == 0 {
+            return format!("status {}→{}", s.primary, s.shadow);
+        }
+        return format!("status {}→{}, {others} more differ", s.primary, s.shadow);
+    }
+    match differing_fields {
+        0 => "same".to_owned(),
+        1 => "1 field differs".to_owned(),
+        n => format!("{n} fields differ"),
+    }
+}
+
+/// How much detail to compute: the UI wants text hunks and values; the analyzer only needs
+/// to know which fields differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detail {
+    /// Everything, for display.
+    Full,
+    /// Field paths only (no text hunks, no hashes).
+    Paths,
+}
+
+/// Diffs the shadow record at `shadow_index` of `exchange` against its primary.
+pub fn diff_exchange(
+    exchange: &Exchange,
+    shadow_index: usize,
+    rules: &IgnoreRules,
+) -> Result<ResponseDiff, DiffError> {
+    let record = exchange
+        .shadows
+        .get(shadow_index)
+        .ok_or(DiffError::NoSuchShadow {
+            exchange_id: exchange.id,
+            index: shadow_index,
+            count: exchange.shadows.len(),
+        })?;
+    let primary = match exchange.primary.as_ref().map(|p| &p.outcome) {
+        Some(UpstreamOutcome::Response(r)) => r,
+        Some(UpstreamOutcome::Failed(f)) => {
+            return Err(DiffError::NoPrimaryResponse {
+                exchange_id: exchange.id,
+                reason: format!("{}: {}", f.kind.as_str(), f.detail),
+            });
+        }
+        None => {
+            return Err(DiffError::NoPrimaryResponse {
+                exchange_id: exchange.id,
+                reason: "no route matched".to_owned(),
+            });
+        }
+    };
+    let shadow = match &record.outcome {
+        ShadowOutcome::Sent(UpstreamOutcome::Response(r)) => r,
+        ShadowOutcome::Sent(UpstreamOutcome::Failed(f)) => {
+            return Err(DiffError::NoShadowResponse {
+                exchange_id: exchange.id,
+                target: record.target.to_string(),
+                reason: format!("{}: {}", f.kind.as_str(), f.detail),
+            });
+        }
+        ShadowOutcome::Skipped(reason) => {
+            return Err(DiffError::NoShadowResponse {
+                exchange_id: exchange.id,
+                target: record.target.to_string(),
+                reason: format!("not sent: {}", reason.as_str()),
+            });
+        }
+    };
+    Ok(diff_responses(primary, shadow, rules))
+}
+
+/// Diffs two captured responses in full detail.
+pub fn diff_responses(
+    primary: &CapturedResponse,
+    shadow: &CapturedResponse,
+    rules: &IgnoreRules,
+) -> ResponseDiff {
+    diff_with_detail(primary, shadow, rules, Detail::Full)
+}
+
+/// Diffs two responses with the given amount of detail.
+pub(crate) fn diff_with_detail(
+    primary: &CapturedResponse,
+    shadow: &CapturedResponse,
+    rules: &IgnoreRules,
+    detail: Detail,
+) -> ResponseDiff {
+    let status = (primary.status != shadow.status).then(|| StatusDiff {
+        primary: primary.status.as_u16(),
+        shadow: shadow.status.as_u16(),
+        ignored: rules.ignores(&FieldPath::Status),
+    });
+    let body = diff_bodies(primary, shadow, rules, detail);
+    let headers = diff_headers(
+        &primary.headers,
+        &shadow.headers,
+        rules,
+        !body_bytes_equal(&body),
+    );
+    ResponseDiff {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// True when the bodies compared equal byte for byte (JSON equality still lets
+/// content-length differ, e.g. by whitespace, so only `Identical` counts).
+fn body_bytes_equal(body: &BodyDiff) -> bool {
+    matches!(body.comparison, BodyComparison::Identical) && !body.truncated
+}
+
+/// Header values as display strings.
+fn header_values(map: &http::HeaderMap, name: &http::HeaderName) -> Vec<String> {
+    map.get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect()
+}
+
+/// Headers that only describe framing of the connection, never content.
+const FRAMING_HEADERS: &[&str] = &["transfer-encoding", "connection", "keep-alive"];
+
+fn diff_headers(
+    primary: &http::HeaderMap,
+    shadow: &http::HeaderMap,
+    rules: &IgnoreRules,
+    bodies_differ: bool,
+) -> Vec<HeaderDifference> {
+    let mut names: Vec<&http::HeaderName> = primary.keys().chain(shadow.keys()).collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        let p = header_values(primary, name);
+        let s = header_values(shadow, name);
+        if p == s {
+            continue;
+        }
+        let kind = match (p.is_empty(), s.is_empty()) {
+            (true, _) => DiffKind::Added,
+            (_, true) => DiffKind::Removed,
+            _ => DiffKind::Changed,
+        };
+        let n = name.as_str();
+        // content-length follows the body (the body diff already reports it) and is absent
+        // under chunked framing; framing headers say nothing about the answer.
+        let implied = (n == "content-length" && (bodies_differ || kind != DiffKind::Changed))
+            || FRAMING_HEADERS.contains(&n);
+        out.push(HeaderDifference {
+            name: n.to_owned(),
+            kind,
+            primary: p,
+            shadow: s,
+            ignored: implied || rules.ignores_header(n),
+        });
+    }
+    out
+}
+
+/// A body after content decoding.
+struct Decoded<'a> {
+    bytes: Cow<'a, [u8]>,
+    encoding: Option<String>,
+    error: Option<String>,
+    /// The decoded bytes are a prefix of the real body.
+    cut: bool,
+}
+
+/// Decodes `content-encoding` (outermost coding last in the header, so undone first).
+fn decode<'a>(body: &'a CapturedBody, headers: &http::HeaderMap, side: &str) -> Decoded<'a> {
+    let codings: Vec<String> = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty() && c != "identity")
+        .collect();
+    let mut out = Decoded {
+        bytes: Cow::Borrowed(&body.bytes[..]),
+        encoding: (!codings.is_empty()).then(|| codings.join(", ")),
+        error: None,
+        cut: body.truncated,
+    };
+    for coding in codings.iter().rev() {
+        let input: &[u8] = &out.bytes;
+        let result = match coding.as_str() {
+            "gzip" | "x-gzip" => inflate(flate2::read::MultiGzDecoder::new(input), out.cut),
+            "deflate" => {
+                // HTTP deflate is zlib-wrapped, but some servers send raw deflate.
+                let zlib = inflate(flate2::read::ZlibDecoder::new(input), out.cut);
+                if zlib.is_err() {
+                    inflate(flate2::read::DeflateDecoder::new(input), out.cut)
+                } else {
+                    zlib
+                }
+            }
+            "br" => inflate(brotli::Decompressor::new(input, 4096), out.cut),
+            other => Err(format!("unsupported content-encoding '{other}'")),
+        };
+        match result {
+            Ok((bytes, cut)) => {
+                out.bytes = Cow::Owned(bytes);
+                out.cut |= cut;
+            }
+            Err(e) => {
+                out.error = Some(format!("{side} body: {e}; compared as sent"));
+                out.bytes = Cow::Borrowed(&body.bytes[..]);
+                out.cut = body.truncated;
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// Reads a decoder to the end. For a cut body, an error at the cut is expected: whatever
+/// was decoded so far is kept. Returns the bytes and whether they are only a prefix.
+fn inflate<R: Read>(decoder: R, input_cut: bool) -> Result<(Vec<u8>, bool), String> {
+    let mut out = Vec::new();
+    let limit = u64::try_from(MAX_DECODED_BYTES).unwrap_or(u64::MAX);
+    let mut limited = decoder.take(limit + 1);
+    let mut buf = [0u8; 8192];
+    loop {
+        match limited.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(buf.get(..n).unwrap_or(&[])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                if input_cut {
+                    return Ok((out, true));
+                }
+                return Err(format!("cannot decode: {e}"));
+            }
+        }
+    }
+    if out.len() > MAX_DECODED_BYTES {
+        out.truncate(MAX_DECODED_BYTES);
+        return Ok((out, true));
+    }
+    Ok((out, input_cut))
+}
+
+/// True when the content type or the first byte says JSON.
+fn looks_like_json(headers: &http::HeaderMap, bytes: &[u8]) -> bool {
+    let ct_json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            ct.contains("/json") || ct.contains("+json")
+        });
+    ct_json
+        || bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{' || *b == b'[')
+}
+
+fn diff_bodies(
+    primary: &CapturedResponse,
+    shadow: &CapturedResponse,
+    rules: &IgnoreRules,
+    detail: Detail,
+) -> BodyDiff {
+    let p = decode(&primary.body, &primary.headers, "primary");
+    let s = decode(&shadow.body, &shadow.headers, "shadow");
+    let decode_errors: Vec<String> = [p.error.clone(), s.error.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let truncated = p.cut || s.cut;
+    let mut body = BodyDiff {
+        comparison: BodyComparison::Identical,
+        truncated,
+        compared_bytes: None,
+        primary_encoding: p.encoding.clone(),
+        shadow_encoding: s.encoding.clone(),
+        decode_errors,
+        ignored: rules.ignores(&FieldPath::Body),
+    };
+    let (pb, sb): (&[u8], &[u8]) = if truncated {
+        // Compare only as far as both go: past the cut we know nothing.
+        let n = p.bytes.len().min(s.bytes.len());
+        body.compared_bytes = Some(n);
+        (
+            p.bytes.get(..n).unwrap_or(&[]),
+            s.bytes.get(..n).unwrap_or(&[]),
+        )
+    } else {
+        (&p.bytes, &s.bytes)
+    };
+    if pb == sb {
+        return body;
+    }
+    // A cut JSON document does not parse, so cut bodies go to the text or binary comparison.
+    if !truncated
+        && (looks_like_json(&primary.headers, pb) || looks_like_json(&shadow.headers, sb))
+        && let (Ok(pj), Ok(sj)) = (
+            serde_json::from_slice::<Value>(pb),
+            serde_json::from_slice::<Value>(sb),
+        )
+    {
+        let mut differences = Vec::new();
+        let mut pointer = String::new();
+        let mut field = String::new();
+        diff_json(&pj, &sj, &mut pointer, &mut field, rules, &mut differences);
+        body.comparison = BodyComparison::Json { differences };
+        return body;
+    }
+    body.comparison = match (text_of(pb, truncated), text_of(sb, truncated)) {
+        (Some(pt), Some(st)) => BodyComparison::Text(match detail {
+            Detail::Full => line_diff(pt, st),
+            Detail::Paths => TextDiff {
+                added: 0,
+                removed: 0,
+                lines: Vec::new(),
+                lines_cut: true,
+            },
+        }),
+        _ => BodyComparison::Binary(match detail {
+            Detail::Full => BinaryDiff {
+                primary_len: pb.len(),
+                shadow_len: sb.len(),
+                primary_sha256: sha256_hex(pb),
+                shadow_sha256: sha256_hex(sb),
+            },
+            Detail::Paths => BinaryDiff {
+                primary_len: pb.len(),
+                shadow_len: sb.len(),
+                primary_sha256: String::new(),
+                shadow_sha256: String::new(),
+            },
+        }),
+    };
+    body
+}
+
+/// The bytes as text, if they are UTF-8 without NUL bytes. A cut body may end inside a
+/// character; that partial character is dropped.
+fn text_of(bytes: &[u8], cut: bool) -> Option<&str> {
+    if bytes.contains(&0) {
+        return None;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Some(s),
+        Err(e) if cut && e.error_len().is_none() => bytes
+            .get(..e.valid_up_to())
+            .and_then(|b| std::str::from_utf8(b).ok()),
+        Err(_) => None,
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn line_diff(primary: &str, shadow: &str) -> TextDiff {
+    let diff = similar::TextDiff::configure()
+        .timeout(TEXT_DIFF_TIMEOUT)
+        .diff_lines(primary, shadow);
+    let mut out = TextDiff {
+        added: 0,
+        removed: 0,
+        lines: Vec::new(),
+        lines_cut: false,
+    };
+    for change in diff.iter_all_changes() {
+        match change.tag() {
+            similar::ChangeTag::Insert => out.added += 1,
+            similar::ChangeTag::Delete => out.removed += 1,
+            similar::ChangeTag::Equal => {}
+        }
+    }
+    for (i, group) in diff.grouped_ops(3).iter().enumerate() {
+        if i > 0 {
+            out.lines.push(None);
+        }
+        for op in group {
+            for change in diff.iter_changes(op) {
+                if out.lines.len() >= MAX_TEXT_LINES {
+                    out.lines_cut = true;
+                    return out;
+                }
+                let tag = match change.tag() {
+                    similar::ChangeTag::Equal => LineTag::Equal,
+                    similar::ChangeTag::Delete => LineTag::Removed,
+                    similar::ChangeTag::Insert => LineTag::Added,
+                };
+                out.lines.push(Some(TextLine {
+                    tag,
+                    primary_line: change.old_index().map(|i| i + 1),
+                    shadow_line: change.new_index().map(|i| i + 1),
+                    text: change.value().trim_end_matches(['\n', '\r']).to_owned(),
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// JSON type name used in type-change reports.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Numbers compare by value: `1` equals `1.0`; integers compare exactly.
+fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x == y;
+    }
+    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+        return x == y;
+    }
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Appends one RFC 6901 reference token (`~` → `~0`, `/` → `~1`).
+fn push_token(path: &mut String, token: &str) {
+    path.push('/');
+    for c in token.chars() {
+        match c {
+            '~' => path.push_str("~0"),
+            '/' => path.push_str("~1"),
+            c => path.push(c),
+        }
+    }
+}
+
+fn push_difference(
+    kind: DiffKind,
+    primary: Option<&Value>,
+    shadow: Option<&Value>,
+    pointer: &str,
+    field: &str,
+    rules: &IgnoreRules,
+    out: &mut Vec<JsonDifference>,
+) {
+    let ignored = if pointer.is_empty() {
+        rules.ignores(&FieldPath::Body)
+    } else {
+        rules.json_paths.iter().any(|p| p.matches(pointer))
+    };
+    out.push(JsonDifference {
+        pointer: pointer.to_owned(),
+        field: field.to_owned(),
+        kind,
+        primary: primary.cloned(),
+        shadow: shadow.cloned(),
+        ignored,
+    });
+}
+
+/// Structural diff; `pointer` and `field` are the current place, restored on return.
+fn diff_json(
+    p: &Value,
+    s: &Value,
+    pointer: &mut String,
+    field: &mut String,
+    rules: &IgnoreRules,
+    out: &mut Vec<JsonDifference>,
+) {
+    match (p, s) {
+        (Value::Object(po), Value::Object(so)) => {
+            for (k, pv) in po {
+                let (pl, fl) = (pointer.len(), field.len());
+                push_token(pointer, k);
+                push_token(field, k);
+                match so.get(k) {
+                    Some(sv) => diff_json(pv, sv, pointer, field, rules, out),
+                    None => push_difference(
+                        DiffKind::Removed,
+                        Some(pv),
+                        None,
+                        pointer,
+                        field,
+                        rules,
+                        out,
+                    ),
+                }
+                pointer.truncate(pl);
+                field.truncate(fl);
+            }
+            for (k, sv) in so {
+                if po.contains_key(k) {
+                    continue;
+                }
+                let (pl, fl) = (pointer.len(), field.len());
+                push_token(pointer, k);
+                push_token(field, k);
+                push_difference(DiffKind::Added, None, Some(sv), pointer, field, rules, out);
+                pointer.truncate(pl);
+                field.truncate(fl);
+            }
+        }
+        (Value::Array(pa), Value::Array(sa)) => {
+            for i in 0..pa.len().max(sa.len()) {
+                let (pl, fl) = (pointer.len(), field.len());
+                pointer.push('/');
+                pointer.push_str(&i.to_string());
+                field.push_str("/*");
+                match (pa.get(i), sa.get(i)) {
+                    (Some(pv), Some(sv)) => diff_json(pv, sv, pointer, field, rules, out),
+                    (Some(pv), None) => push_difference(
+                        DiffKind::Removed,
+                        Some(pv),
+                        None,
+                        pointer,
+                        field,
+                        rules,
+                        out,
+                    ),
+                    (None, Some(sv)) => {
+                        push_difference(DiffKind::Added, None, Some(sv), pointer, field, rules, out)
+                    }
+                    (None, None) => {}
+                }
+                pointer.truncate(pl);
+                field.truncate(fl);
+            }
+        }
+        (Value::Number(a), Value::Number(b)) => {
+            if !numbers_equal(a, b) {
+                push_difference(
+                    DiffKind::Changed,
+                    Some(p),
+                    Some(s),
+                    pointer,
+                    field,
+                    rules,
+                    out,
+                );
+            }
+        }
+        _ if type_name(p) != type_name(s) => {
+            push_difference(
+                DiffKind::TypeChanged,
+                Some(p),
+                Some(s),
+                pointer,
+                field,
+                rules,
+                out,
+            );
+        }
+        _ => {
+            if p != s {
+                push_difference(
+                    DiffKind::Changed,
+                    Some(p),
+                    Some(s),
+                    pointer,
+                    field,
+                    rules,
+                    out,
+                );
+            }
+        }
+    }
+}
