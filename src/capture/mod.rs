@@ -8,6 +8,10 @@ use bytes::Bytes;
 
 use crate::routing::RouteTrace;
 
+pub mod store;
+
+pub use store::{CaptureHub, CaptureStore, StoreBounds};
+
 /// A body as captured: the first bytes up to the capture cap, and how long it really was.
 #[derive(Debug, Clone, Default)]
 pub struct CapturedBody {
@@ -115,6 +119,9 @@ pub enum SkipReason {
     BodyTooLarge,
     /// Too many shadow requests were already in flight.
     NoSlot,
+    /// The client's request body never arrived in full (the client aborted the upload, or
+    /// the primary answered and stopped reading it), so there was no verbatim copy to send.
+    RequestIncomplete,
 }
 
 impl SkipReason {
@@ -124,6 +131,7 @@ impl SkipReason {
             SkipReason::NotSampled => "not_sampled",
             SkipReason::BodyTooLarge => "body_too_large",
             SkipReason::NoSlot => "no_slot",
+            SkipReason::RequestIncomplete => "request_incomplete",
         }
     }
 }
@@ -180,4 +188,66 @@ pub struct Exchange {
     pub primary: Option<PrimaryRecord>,
     /// One record per mirror policy of the matched route, in config order.
     pub shadows: Vec<ShadowRecord>,
+}
+
+/// Rough per-record overhead (structs, `Arc`s, vectors) used when bounding the store in bytes.
+const RECORD_OVERHEAD: usize = 512;
+
+fn headers_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
+}
+
+impl CapturedResponse {
+    fn approx_bytes(&self) -> usize {
+        headers_bytes(&self.headers) + self.body.bytes.len()
+    }
+}
+
+impl UpstreamOutcome {
+    /// The status code, when a response head arrived (also for a body that failed midway).
+    pub fn status(&self) -> Option<http::StatusCode> {
+        match self {
+            UpstreamOutcome::Response(response) => Some(response.status),
+            UpstreamOutcome::Failed(failure) => failure.partial.as_ref().map(|p| p.status),
+        }
+    }
+
+    fn approx_bytes(&self) -> usize {
+        match self {
+            UpstreamOutcome::Response(response) => response.approx_bytes(),
+            UpstreamOutcome::Failed(failure) => {
+                failure.detail.len() + failure.partial.as_ref().map_or(0, |p| p.approx_bytes())
+            }
+        }
+    }
+}
+
+impl Exchange {
+    /// Approximate heap size of this record, used to bound the capture store in bytes.
+    pub fn approx_bytes(&self) -> usize {
+        let request = self.request.uri.len()
+            + self.request.authority.len()
+            + headers_bytes(&self.request.headers)
+            + self.request.body.bytes.len();
+        let primary = self
+            .primary
+            .as_ref()
+            .map_or(0, |p| p.endpoint.len() + p.outcome.approx_bytes());
+        let shadows: usize = self
+            .shadows
+            .iter()
+            .map(|s| {
+                RECORD_OVERHEAD / 2
+                    + s.endpoint.as_ref().map_or(0, String::len)
+                    + match &s.outcome {
+                        ShadowOutcome::Skipped(_) => 0,
+                        ShadowOutcome::Sent(outcome) => outcome.approx_bytes(),
+                    }
+            })
+            .sum();
+        RECORD_OVERHEAD + self.request_id.len() + request + primary + shadows
+    }
 }

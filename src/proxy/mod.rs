@@ -1,1 +1,211 @@
 //! The mirroring proxy: listener, primary forwarding, shadow dispatch, body buffering, hot reload.
+//!
+//! A request is routed on the current route table snapshot, streamed to one weighted
+//! primary destination, and copied to each sampled mirror from a spawned task. When the
+//! primary's body and every shadow are done, one [`Exchange`](crate::capture::Exchange) goes
+//! to the [`CaptureHub`].
+
+mod body;
+mod counters;
+mod error;
+mod handler;
+pub mod hop;
+mod listener;
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::CaptureHub;
+use crate::routing::{NoRoute, RequestHead, Resolution};
+
+pub use body::ProxyBody;
+pub use counters::{CounterSnapshot, ProxyCounters};
+pub use error::ProxyError;
+
+/// What the proxy needs from a route table. `routing::RouteTable` is the real one.
+pub trait Routes: Send + Sync + 'static {
+    /// The route a request takes, or why it has none.
+    fn resolve(&self, head: &RequestHead<'_>) -> Result<Resolution, NoRoute>;
+    /// The host a request addressed to the proxy itself goes to, if the table has one.
+    fn default_host(&self) -> Option<String>;
+    /// Every host the table serves, for the 404 body.
+    fn hosts(&self) -> Vec<String>;
+}
+
+/// How the proxy behaves; the defaults are Envoy's and Istio's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxySettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Host for requests addressed to the proxy itself; `None`: the table's default host.
+    pub default_host: Option<String>,
+    /// Seed for weight and mirror draws; `None`: a fresh random seed.
+    pub seed: Option<u64>,
+    /// Append `-shadow` to the Host of mirrored requests (Envoy, Istio before 1.28).
+    pub shadow_host_suffix: bool,
+    /// Request bodies above this are not mirrored (Envoy's buffer limit, 1 MiB).
+    pub mirror_body_limit: usize,
+    /// Bodies are captured up to this many bytes.
+    pub capture_body_cap: usize,
+    /// Most shadow requests in flight at once; past that a mirror is skipped.
+    pub max_shadows_in_flight: usize,
+    /// Each shadow request's own timeout.
+    pub shadow_timeout: Duration,
+    /// TCP connect timeout for upstreams (Istio's default `connectTimeout`, 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 15001)),
+            default_host: None,
+            seed: None,
+            shadow_host_suffix: false,
+            mirror_body_limit: 1024 * 1024,
+            capture_body_cap: 64 * 1024,
+            max_shadows_in_flight: 1024,
+            shadow_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+type UpstreamClient = Client<HttpConnector, body::UpstreamBody>;
+
+/// State shared by every connection of one running proxy.
+struct Shared {
+    routes: ArcSwap<Box<dyn Routes>>,
+    settings: ProxySettings,
+    seed: u64,
+    local_addr: SocketAddr,
+    client: UpstreamClient,
+    shadow_slots: Arc<Semaphore>,
+    counters: ProxyCounters,
+    hub: Arc<CaptureHub>,
+    next_id: AtomicU64,
+    /// Exchanges not yet published (primary or shadows still running).
+    in_flight: AtomicU64,
+}
+
+/// A running proxy: listening, forwarding and mirroring until its token is cancelled.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("local_addr", &self.shared.local_addr)
+            .field("seed", &self.shared.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Binds `settings.listen` and starts serving on `handle` until `cancel` fires.
+    pub fn start(
+        handle: &tokio::runtime::Handle,
+        cancel: CancellationToken,
+        settings: ProxySettings,
+        routes: Box<dyn Routes>,
+        hub: Arc<CaptureHub>,
+    ) -> Result<Proxy, ProxyError> {
+        let bind_err = |source| ProxyError::Bind {
+            addr: settings.listen,
+            source,
+        };
+        let std_listener = StdTcpListener::bind(settings.listen).map_err(bind_err)?;
+        std_listener.set_nonblocking(true).map_err(bind_err)?;
+        let local_addr = std_listener.local_addr().map_err(bind_err)?;
+        let _runtime = handle.enter();
+        let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
+
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            // A request that failed on a stale pooled connection is retried on a fresh one,
+            // as Envoy does, instead of surfacing as a reset.
+            .retry_canceled_requests(true)
+            .build(connector);
+
+        let shared = Arc::new(Shared {
+            routes: ArcSwap::from_pointee(routes),
+            seed: settings.seed.unwrap_or_else(|| fastrand::u64(..)),
+            local_addr,
+            client,
+            shadow_slots: Arc::new(Semaphore::new(settings.max_shadows_in_flight)),
+            counters: ProxyCounters::default(),
+            hub,
+            next_id: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            settings,
+        });
+        let task = handle.spawn(listener::serve(listener, Arc::clone(&shared), cancel));
+        Ok(Proxy { shared, task })
+    }
+
+    /// The address the proxy listens on (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The seed of the mirror and weight draws (given, or drawn at start).
+    pub fn seed(&self) -> u64 {
+        self.shared.seed
+    }
+
+    /// The settings the proxy runs with.
+    pub fn settings(&self) -> &ProxySettings {
+        &self.shared.settings
+    }
+
+    /// Swaps in a new route table; requests in flight finish on the one they started with.
+    pub fn apply(&self, routes: Box<dyn Routes>) {
+        self.shared.routes.store(Arc::new(routes));
+    }
+
+    /// The live counters.
+    pub fn counters(&self) -> CounterSnapshot {
+        let available = self.shared.shadow_slots.available_permits();
+        let in_flight = self
+            .shared
+            .settings
+            .max_shadows_in_flight
+            .saturating_sub(available) as u64;
+        self.shared
+            .counters
+            .snapshot(self.shared.hub.dropped(), in_flight)
+    }
+
+    /// The capture hub exchanges go to.
+    pub fn hub(&self) -> &Arc<CaptureHub> {
+        &self.shared.hub
+    }
+
+    /// Exchanges not yet published: their primary or a shadow is still running.
+    pub fn exchanges_in_flight(&self) -> u64 {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the listener has stopped (after cancellation) and open connections
+    /// have finished or were cut after a grace period.
+    pub async fn stopped(self) {
+        // A panic in the accept loop is already reported by the runtime; stopping is all
+        // that is left to do.
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,563 @@
+//! Body plumbing: the request body streams to the primary while a bounded copy is kept for
+//! the shadows and the capture; the primary's response streams to the client while its
+//! first bytes are captured.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use crate::capture::{
+    CapturedBody, CapturedResponse, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
+};
+
+use super::error::classify;
+
+/// What the proxy kept of a request body once the body ended (or was abandoned).
+#[derive(Debug, Default)]
+pub(crate) struct RequestBodyCopy {
+    /// The kept chunks, shared with the primary's copy (no deep copy).
+    chunks: Vec<Bytes>,
+    /// Bytes in `chunks`.
+    kept: usize,
+    /// Bytes seen on the wire.
+    total: u64,
+    /// More than the buffer limit arrived: `chunks` holds only the capture prefix.
+    over_limit: bool,
+    /// The body arrived in full.
+    complete: bool,
+}
+
+impl RequestBodyCopy {
+    /// An empty body that is already complete (GET and friends).
+    pub(crate) fn empty() -> Self {
+        Self {
+            complete: true,
+            ..Self::default()
+        }
+    }
+
+    /// The whole body, when it arrived in full and within the limit: what shadows get.
+    pub(crate) fn for_shadows(&self) -> Option<Arc<[Bytes]>> {
+        (self.complete && !self.over_limit).then(|| self.chunks.iter().cloned().collect())
+    }
+
+    /// True when the body arrived in full.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// True when the body was bigger than the buffer limit.
+    pub(crate) fn is_over_limit(&self) -> bool {
+        self.over_limit
+    }
+
+    /// The first `cap` bytes, copied so the capture does not pin the connection's buffers.
+    pub(crate) fn captured(&self, cap: usize) -> CapturedBody {
+        let mut bytes = BytesMut::with_capacity(self.kept.min(cap));
+        for chunk in &self.chunks {
+            let room = cap - bytes.len();
+            if room == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        CapturedBody {
+            truncated: (bytes.len() as u64) < self.total,
+            bytes: bytes.freeze(),
+            total_len: self.total,
+        }
+    }
+
+    fn record(&mut self, data: &Bytes, limit: usize, cap: usize) {
+        self.total += data.len() as u64;
+        if !self.over_limit && self.kept + data.len() <= limit {
+            self.chunks.push(data.clone());
+            self.kept += data.len();
+            return;
+        }
+        if !self.over_limit {
+            // Past the mirror limit no shadow will get this body: keep only what the
+            // capture shows, so a huge upload is not held in memory.
+            self.over_limit = true;
+            let mut kept = 0;
+            self.chunks.retain_mut(|chunk| {
+                if kept >= cap {
+                    return false;
+                }
+                if kept + chunk.len() > cap {
+                    chunk.truncate(cap - kept);
+                }
+                kept += chunk.len();
+                true
+            });
+            self.kept = kept;
+        }
+        if self.kept < cap {
+            let take = data.len().min(cap - self.kept);
+            self.chunks.push(data.slice(..take));
+            self.kept += take;
+        }
+    }
+}
+
+/// The client's request body on its way to the primary, copied (by reference) up to a limit.
+#[derive(Debug)]
+pub(crate) struct TeeBody {
+    inner: Incoming,
+    copy: RequestBodyCopy,
+    limit: usize,
+    cap: usize,
+    done: Option<oneshot::Sender<RequestBodyCopy>>,
+}
+
+impl TeeBody {
+    /// Wraps `inner`, keeping up to `limit` bytes (or only `cap` once past it), and sends
+    /// the copy on `done` when the body ends or is abandoned.
+    pub(crate) fn new(
+        inner: Incoming,
+        limit: usize,
+        cap: usize,
+        done: oneshot::Sender<RequestBodyCopy>,
+    ) -> Self {
+        Self {
+            inner,
+            copy: RequestBodyCopy::default(),
+            limit: limit.max(cap),
+            cap,
+            done: Some(done),
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(done) = self.done.take() {
+            let mut copy = std::mem::take(&mut self.copy);
+            copy.complete = complete;
+            // The exchange task may be gone when the lab shuts down; nothing to tell then.
+            let _ = done.send(copy);
+        }
+    }
+}
+
+impl Body for TeeBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.copy.record(data, this.limit, this.cap);
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                this.finish(false);
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Ready(None) => {
+                this.finish(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TeeBody {
+    fn drop(&mut self) {
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
+    }
+}
+
+/// A request body made of chunks that are already in memory: what a shadow gets.
+#[derive(Debug)]
+pub(crate) struct ChunkBody {
+    chunks: Arc<[Bytes]>,
+    next: usize,
+    remaining: u64,
+}
+
+impl ChunkBody {
+    /// A body that yields `chunks` in order.
+    pub(crate) fn new(chunks: Arc<[Bytes]>) -> Self {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Self {
+            chunks,
+            next: 0,
+            remaining,
+        }
+    }
+}
+
+impl Body for ChunkBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        while let Some(chunk) = this.chunks.get(this.next) {
+            this.next += 1;
+            if !chunk.is_empty() {
+                this.remaining -= chunk.len() as u64;
+                return Poll::Ready(Some(Ok(Frame::data(chunk.clone()))));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// The body of a request the proxy sends upstream.
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    /// No body.
+    Empty,
+    /// The client's body, streamed through.
+    Tee(TeeBody),
+    /// A buffered copy (shadows).
+    Chunks(ChunkBody),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Tee(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Chunks(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Tee(body) => body.is_end_stream(),
+            UpstreamBody::Chunks(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Tee(body) => body.size_hint(),
+            UpstreamBody::Chunks(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Collects up to `cap` bytes of a body while it streams, and counts the rest.
+#[derive(Debug)]
+pub(crate) struct BodyCapture {
+    bytes: BytesMut,
+    total: u64,
+    cap: usize,
+}
+
+impl BodyCapture {
+    /// An empty capture keeping at most `cap` bytes.
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            bytes: BytesMut::new(),
+            total: 0,
+            cap,
+        }
+    }
+
+    /// Notes one data chunk.
+    pub(crate) fn record(&mut self, data: &[u8]) {
+        self.total += data.len() as u64;
+        let room = self.cap - self.bytes.len();
+        if room > 0 {
+            self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+
+    /// The captured body so far.
+    pub(crate) fn take(&mut self) -> CapturedBody {
+        let bytes = std::mem::take(&mut self.bytes).freeze();
+        CapturedBody {
+            truncated: (bytes.len() as u64) < self.total,
+            bytes,
+            total_len: self.total,
+        }
+    }
+}
+
+/// The head of an upstream response and when it arrived, kept until its body ends.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    /// Status code.
+    pub status: http::StatusCode,
+    /// Headers as the upstream sent them (hop-by-hop removed).
+    pub headers: http::HeaderMap,
+    /// When the request was sent.
+    pub sent_at: Instant,
+    /// Time from sending to the response head.
+    pub ttfb: Duration,
+}
+
+impl ResponseHead {
+    /// The captured response once the body is done.
+    pub(crate) fn into_response(self, body: CapturedBody) -> CapturedResponse {
+        CapturedResponse {
+            status: self.status,
+            headers: self.headers,
+            body,
+            ttfb: self.ttfb,
+            total: self.sent_at.elapsed(),
+        }
+    }
+
+    /// A failure midway through the body, keeping what arrived.
+    pub(crate) fn into_failure(
+        self,
+        kind: UpstreamErrorKind,
+        detail: String,
+        body: CapturedBody,
+    ) -> UpstreamFailure {
+        let elapsed = self.sent_at.elapsed();
+        UpstreamFailure {
+            kind,
+            detail,
+            elapsed,
+            partial: Some(self.into_response(body)),
+        }
+    }
+}
+
+/// The primary's response body on its way to the client, with its first bytes captured.
+#[derive(Debug)]
+pub(crate) struct CaptureBody {
+    inner: Incoming,
+    head: Option<ResponseHead>,
+    capture: BodyCapture,
+    done: Option<oneshot::Sender<UpstreamOutcome>>,
+}
+
+impl CaptureBody {
+    /// Wraps the primary's body; the outcome goes to `done` when the body ends.
+    pub(crate) fn new(
+        inner: Incoming,
+        head: ResponseHead,
+        cap: usize,
+        done: oneshot::Sender<UpstreamOutcome>,
+    ) -> Self {
+        Self {
+            inner,
+            head: Some(head),
+            capture: BodyCapture::new(cap),
+            done: Some(done),
+        }
+    }
+
+    fn finish(&mut self, failure: Option<(UpstreamErrorKind, String)>) {
+        let (Some(head), Some(done)) = (self.head.take(), self.done.take()) else {
+            return;
+        };
+        let body = self.capture.take();
+        let outcome = match failure {
+            None => UpstreamOutcome::Response(head.into_response(body)),
+            Some((kind, detail)) => UpstreamOutcome::Failed(head.into_failure(kind, detail, body)),
+        };
+        // The exchange task is gone only when the lab is shutting down.
+        let _ = done.send(outcome);
+    }
+}
+
+impl Body for CaptureBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.capture.record(data);
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(None);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                this.finish(Some(classify(&err)));
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Ready(None) => {
+                this.finish(None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for CaptureBody {
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.finish(None);
+        } else {
+            self.finish(Some((
+                UpstreamErrorKind::Other,
+                "the client went away before the end of the response".to_owned(),
+            )));
+        }
+    }
+}
+
+/// The body of a response the proxy sends to its client.
+#[derive(Debug)]
+pub struct ProxyBody(ProxyBodyKind);
+
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every response is the streamed one; boxing it would cost an allocation each"
+)]
+enum ProxyBodyKind {
+    /// The primary's body, streamed.
+    Upstream(CaptureBody),
+    /// A body the proxy wrote itself (404, 502, ...).
+    Local(Option<Bytes>),
+}
+
+impl ProxyBody {
+    /// A body the proxy writes itself.
+    pub fn text(text: impl Into<Bytes>) -> Self {
+        ProxyBody(ProxyBodyKind::Local(Some(text.into())))
+    }
+
+    /// The primary's body, streamed through the capture.
+    pub(crate) fn upstream(body: CaptureBody) -> Self {
+        ProxyBody(ProxyBodyKind::Upstream(body))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().0 {
+            ProxyBodyKind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBodyKind::Local(text) => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            ProxyBodyKind::Upstream(body) => body.is_end_stream(),
+            ProxyBodyKind::Local(text) => text.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            ProxyBodyKind::Upstream(body) => body.size_hint(),
+            ProxyBodyKind::Local(text) => {
+                SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_within_the_limit_keeps_every_chunk_by_reference() {
+        let mut copy = RequestBodyCopy::default();
+        let a = Bytes::from_static(b"hello ");
+        let b = Bytes::from_static(b"world");
+        copy.record(&a, 100, 4);
+        copy.record(&b, 100, 4);
+        copy.complete = true;
+        let shadow = copy.for_shadows().unwrap_or_else(|| Arc::from(Vec::new()));
+        assert_eq!(shadow.len(), 2);
+        assert_eq!(shadow[0].as_ptr(), a.as_ptr(), "no deep copy for shadows");
+        let captured = copy.captured(4);
+        assert_eq!(&captured.bytes[..], b"hell");
+        assert!(captured.truncated);
+        assert_eq!(captured.total_len, 11);
+    }
+
+    #[test]
+    fn copy_past_the_limit_keeps_only_the_capture_prefix() {
+        let mut copy = RequestBodyCopy::default();
+        for _ in 0..10 {
+            copy.record(&Bytes::from(vec![7u8; 1000]), 2500, 1500);
+        }
+        copy.complete = true;
+        assert!(copy.is_over_limit());
+        assert!(copy.for_shadows().is_none());
+        assert_eq!(copy.kept, 1500);
+        assert_eq!(copy.total, 10_000);
+        let captured = copy.captured(1500);
+        assert_eq!(captured.bytes.len(), 1500);
+        assert!(captured.truncated);
+    }
+
+    #[test]
+    fn body_capture_counts_past_its_cap() {
+        let mut capture = BodyCapture::new(3);
+        capture.record(b"ab");
+        capture.record(b"cdef");
+        let body = capture.take();
+        assert_eq!(&body.bytes[..], b"abc");
+        assert_eq!(body.total_len, 6);
+        assert!(body.truncated);
+    }
+}

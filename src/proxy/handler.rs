@@ -1,0 +1,672 @@
+//! One request's journey: route, forward to the primary, copy to the mirrors, capture.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{EXPECT, HOST};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::capture::{
+    CapturedBody, CapturedRequest, Exchange, PrimaryRecord, ShadowOutcome, ShadowRecord,
+    SkipReason, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
+};
+use crate::routing::{EndpointAddr, MirrorPolicy, NoRoute, RequestHead, RouteTrace};
+
+use super::Shared;
+use super::body::{
+    BodyCapture, CaptureBody, ChunkBody, ProxyBody, RequestBodyCopy, ResponseHead, TeeBody,
+    UpstreamBody,
+};
+use super::error::{ProxyError, classify};
+use super::hop::strip_hop_by_hop;
+
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Everything the exchange task needs to finish one request's record.
+struct PendingExchange {
+    id: u64,
+    request_id: String,
+    started_at: SystemTime,
+    trace: RouteTrace,
+    request: CapturedRequest,
+    primary_target: Arc<str>,
+    primary_endpoint: String,
+    mirrors: Arc<[MirrorPolicy]>,
+    sampled: Vec<bool>,
+    body: oneshot::Receiver<RequestBodyCopy>,
+    primary: oneshot::Receiver<UpstreamOutcome>,
+}
+
+/// A shadow that was sent, or why it was not.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "legs live briefly in one Vec per request; boxing would add an allocation each"
+)]
+enum ShadowLeg {
+    Done(ShadowRecord),
+    Running {
+        target: Arc<str>,
+        endpoint: String,
+        task: JoinHandle<UpstreamOutcome>,
+    },
+}
+
+impl Shared {
+    /// Handles one client request; never fails (errors become 4xx/5xx answers).
+    pub(super) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let started_at = SystemTime::now();
+        self.counters.request();
+        let (mut parts, body) = request.into_parts();
+
+        let (host, port) = target_authority(&parts);
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+
+        let resolution = {
+            let routes = self.routes.load();
+            let route_host = if self.is_own_address(&host, port) {
+                self.settings
+                    .default_host
+                    .clone()
+                    .or_else(|| routes.default_host())
+            } else {
+                Some(host.clone())
+            };
+            match route_host {
+                Some(route_host) => routes.resolve(&RequestHead {
+                    method: parts.method.as_str(),
+                    scheme: "http",
+                    authority: &route_host,
+                    path_and_query: &path_and_query,
+                    headers: &parts.headers,
+                    port: port.unwrap_or(80),
+                }),
+                None => Err(NoRoute::UnknownHost {
+                    host: host.clone(),
+                    configured: routes.hosts(),
+                }),
+            }
+        };
+        let resolution = match resolution {
+            Ok(resolution) => resolution,
+            Err(no_route) => {
+                self.counters.no_route();
+                self.publish_unrouted(id, started_at, &parts, host, path_and_query, &body);
+                return error_response(&ProxyError::NoRoute(no_route));
+            }
+        };
+
+        strip_hop_by_hop(&mut parts.headers);
+        // The proxy answers `Expect: 100-continue` itself (hyper does, when the body is
+        // read), as Envoy does by default; the upstream gets the body without waiting.
+        parts.headers.remove(EXPECT);
+        let request_id = ensure_request_id(&mut parts.headers);
+        if !parts.headers.contains_key(HOST) {
+            // HTTP/2 clients send `:authority` instead of Host; HTTP/1.1 upstreams need Host.
+            if let Some(authority) = parts.uri.authority()
+                && let Ok(value) = HeaderValue::from_str(authority.as_str())
+            {
+                parts.headers.insert(HOST, value);
+            }
+        }
+
+        // One generator per request, seeded from the run seed and the request's sequence
+        // number, so a seed repeats the same draws whatever the interleaving of requests.
+        let mut rng = fastrand::Rng::with_seed(splitmix64(self.seed ^ splitmix64(id)));
+        let Some(upstream) = resolution.pick_destination(rng.f64()).cloned() else {
+            return error_response(&ProxyError::NoEndpoint {
+                upstream: resolution.trace.virtual_service.clone(),
+            });
+        };
+        let sampled: Vec<bool> = resolution
+            .mirrors
+            .iter()
+            .map(|mirror| rng.f64() < mirror.fraction)
+            .collect();
+        let Some(endpoint) = upstream.next_endpoint().cloned() else {
+            return error_response(&ProxyError::NoEndpoint {
+                upstream: upstream.label.clone(),
+            });
+        };
+        let endpoint_text = endpoint.to_string();
+
+        let cap = self.settings.capture_body_cap;
+        let buffer_limit = if sampled.iter().any(|s| *s) {
+            self.settings.mirror_body_limit
+        } else {
+            cap
+        };
+        let (body_done, body_copy) = oneshot::channel();
+        let upstream_body = if http_body::Body::is_end_stream(&body) {
+            // Receiver is in this function; it cannot be gone yet.
+            let _ = body_done.send(RequestBodyCopy::empty());
+            UpstreamBody::Empty
+        } else {
+            UpstreamBody::Tee(TeeBody::new(body, buffer_limit, cap, body_done))
+        };
+
+        let captured_request = CapturedRequest {
+            method: parts.method.clone(),
+            uri: path_and_query.clone(),
+            authority: host,
+            version: parts.version,
+            headers: parts.headers.clone(),
+            body: CapturedBody::default(),
+        };
+        let (primary_done, primary_outcome) = oneshot::channel();
+        let primary_target: Arc<str> = Arc::from(upstream.label.as_str());
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(Arc::clone(&self).finish_exchange(PendingExchange {
+            id,
+            request_id,
+            started_at,
+            trace: resolution.trace.clone(),
+            request: captured_request,
+            primary_target,
+            primary_endpoint: endpoint_text.clone(),
+            mirrors: Arc::clone(&resolution.mirrors),
+            sampled,
+            body: body_copy,
+            primary: primary_outcome,
+        }));
+
+        let uri = match upstream_uri(&endpoint, &path_and_query) {
+            Ok(uri) => uri,
+            Err(detail) => {
+                let err = ProxyError::BadRequest {
+                    upstream: upstream.label.clone(),
+                    detail,
+                };
+                self.fail_primary(
+                    primary_done,
+                    UpstreamErrorKind::Other,
+                    err.to_string(),
+                    Instant::now(),
+                );
+                return error_response(&err);
+            }
+        };
+        let mut forward = Request::new(upstream_body);
+        *forward.method_mut() = parts.method;
+        *forward.uri_mut() = uri;
+        *forward.headers_mut() = parts.headers;
+
+        let sent_at = Instant::now();
+        let sent = self.client.request(forward);
+        let result = match resolution.timeout {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(result) => result.map_err(|e| classify(&e)),
+                Err(_) => Err((
+                    UpstreamErrorKind::Timeout,
+                    format!("no response within the route timeout of {limit:?}"),
+                )),
+            },
+            None => sent.await.map_err(|e| classify(&e)),
+        };
+        match result {
+            Ok(response) => {
+                let ttfb = sent_at.elapsed();
+                let (mut head, body) = response.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                let capture = CaptureBody::new(
+                    body,
+                    ResponseHead {
+                        status: head.status,
+                        headers: head.headers.clone(),
+                        sent_at,
+                        ttfb,
+                    },
+                    cap,
+                    primary_done,
+                );
+                Response::from_parts(head, ProxyBody::upstream(capture))
+            }
+            Err((kind, detail)) => {
+                let err =
+                    ProxyError::upstream(kind, upstream.label.as_str(), endpoint_text, detail);
+                self.fail_primary(primary_done, kind, err.to_string(), sent_at);
+                error_response(&err)
+            }
+        }
+    }
+
+    fn fail_primary(
+        &self,
+        done: oneshot::Sender<UpstreamOutcome>,
+        kind: UpstreamErrorKind,
+        detail: String,
+        sent_at: Instant,
+    ) {
+        self.counters.primary_error();
+        let _ = done.send(UpstreamOutcome::Failed(UpstreamFailure {
+            kind,
+            detail,
+            elapsed: sent_at.elapsed(),
+            partial: None,
+        }));
+    }
+
+    /// True when the request is addressed to the proxy itself rather than to a service.
+    fn is_own_address(&self, host: &str, port: Option<u16>) -> bool {
+        if host.is_empty() {
+            return true;
+        }
+        if port != Some(self.local_addr.port()) {
+            return false;
+        }
+        if host == "localhost" {
+            return true;
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<IpAddr>() {
+            Ok(ip) => {
+                let own = self.local_addr.ip();
+                ip == own || own.is_unspecified() || (ip.is_loopback() && own.is_loopback())
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Records a request that got a 404 (its body is not read).
+    fn publish_unrouted(
+        &self,
+        id: u64,
+        started_at: SystemTime,
+        parts: &Parts,
+        host: String,
+        uri: String,
+        body: &Incoming,
+    ) {
+        let total_len = http_body::Body::size_hint(body).exact().unwrap_or(0);
+        self.hub.publish(Exchange {
+            id,
+            request_id: parts
+                .headers
+                .get(X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            started_at,
+            trace: None,
+            request: CapturedRequest {
+                method: parts.method.clone(),
+                uri,
+                authority: host,
+                version: parts.version,
+                headers: parts.headers.clone(),
+                body: CapturedBody {
+                    bytes: Bytes::new(),
+                    total_len,
+                    truncated: total_len > 0,
+                },
+            },
+            primary: None,
+            shadows: Vec::new(),
+        });
+    }
+
+    /// Waits for the request body, sends the shadows, waits for the primary and every
+    /// shadow, then publishes the exchange.
+    async fn finish_exchange(self: Arc<Self>, pending: PendingExchange) {
+        let PendingExchange {
+            id,
+            request_id,
+            started_at,
+            trace,
+            mut request,
+            primary_target,
+            primary_endpoint,
+            mirrors,
+            sampled,
+            body,
+            primary,
+        } = pending;
+
+        // A dropped sender means the body was abandoned before it was read at all.
+        let body = body.await.unwrap_or_default();
+        request.body = body.captured(self.settings.capture_body_cap);
+        let shadow_body = body.for_shadows();
+
+        let mut legs = Vec::with_capacity(mirrors.len());
+        for (policy, sampled) in mirrors.iter().zip(sampled) {
+            let target: Arc<str> = Arc::from(policy.upstream.label.as_str());
+            let skip = |reason| {
+                ShadowLeg::Done(ShadowRecord {
+                    target: Arc::clone(&target),
+                    endpoint: None,
+                    outcome: ShadowOutcome::Skipped(reason),
+                })
+            };
+            let leg = if !sampled {
+                skip(SkipReason::NotSampled)
+            } else if !body.is_complete() {
+                skip(SkipReason::RequestIncomplete)
+            } else if body.is_over_limit() {
+                skip(SkipReason::BodyTooLarge)
+            } else {
+                match (
+                    Arc::clone(&self.shadow_slots).try_acquire_owned(),
+                    &shadow_body,
+                ) {
+                    (Ok(permit), Some(chunks)) => {
+                        self.send_shadow(policy, &request, chunks, permit, target)
+                    }
+                    _ => skip(SkipReason::NoSlot),
+                }
+            };
+            if let ShadowLeg::Done(ShadowRecord {
+                outcome: ShadowOutcome::Skipped(reason),
+                ..
+            }) = &leg
+            {
+                self.counters.skipped(*reason);
+            }
+            legs.push(leg);
+        }
+
+        let primary_outcome = primary.await.unwrap_or_else(|_| {
+            UpstreamOutcome::Failed(UpstreamFailure {
+                kind: UpstreamErrorKind::Other,
+                detail: "the proxy stopped before the primary answered".to_owned(),
+                elapsed: started_at.elapsed().unwrap_or_default(),
+                partial: None,
+            })
+        });
+
+        let mut shadows = Vec::with_capacity(legs.len());
+        for leg in legs {
+            shadows.push(match leg {
+                ShadowLeg::Done(record) => record,
+                ShadowLeg::Running {
+                    target,
+                    endpoint,
+                    task,
+                } => {
+                    let outcome = task.await.unwrap_or_else(|join_error| {
+                        UpstreamOutcome::Failed(UpstreamFailure {
+                            kind: UpstreamErrorKind::Other,
+                            detail: format!("the shadow task ended abnormally: {join_error}"),
+                            elapsed: started_at.elapsed().unwrap_or_default(),
+                            partial: None,
+                        })
+                    });
+                    if matches!(outcome, UpstreamOutcome::Failed(_)) {
+                        self.counters.shadow_error();
+                    }
+                    ShadowRecord {
+                        target,
+                        endpoint: Some(endpoint),
+                        outcome: ShadowOutcome::Sent(outcome),
+                    }
+                }
+            });
+        }
+
+        self.hub.publish(Exchange {
+            id,
+            request_id,
+            started_at,
+            trace: Some(trace),
+            request,
+            primary: Some(PrimaryRecord {
+                target: primary_target,
+                endpoint: primary_endpoint,
+                outcome: primary_outcome,
+            }),
+            shadows,
+        });
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Spawns one shadow request: a verbatim copy of the client's request.
+    fn send_shadow(
+        self: &Arc<Self>,
+        policy: &MirrorPolicy,
+        request: &CapturedRequest,
+        chunks: &Arc<[Bytes]>,
+        permit: OwnedSemaphorePermit,
+        target: Arc<str>,
+    ) -> ShadowLeg {
+        let Some(endpoint) = policy.upstream.next_endpoint().cloned() else {
+            return ShadowLeg::Done(ShadowRecord {
+                target,
+                endpoint: None,
+                outcome: ShadowOutcome::Sent(UpstreamOutcome::Failed(UpstreamFailure {
+                    kind: UpstreamErrorKind::Other,
+                    detail: format!("mirror {} has no endpoints", policy.upstream.label),
+                    elapsed: std::time::Duration::ZERO,
+                    partial: None,
+                })),
+            });
+        };
+        self.counters.mirrored();
+        let mut headers = request.headers.clone();
+        if self.settings.shadow_host_suffix {
+            shadow_host(&mut headers);
+        }
+        let shared = Arc::clone(self);
+        let method = request.method.clone();
+        let uri = upstream_uri(&endpoint, &request.uri);
+        let chunks = Arc::clone(chunks);
+        let endpoint_text = endpoint.to_string();
+        let task = tokio::spawn(async move {
+            let outcome = match uri {
+                Ok(uri) => shared.shadow_exchange(method, uri, headers, chunks).await,
+                Err(detail) => UpstreamOutcome::Failed(UpstreamFailure {
+                    kind: UpstreamErrorKind::Other,
+                    detail,
+                    elapsed: std::time::Duration::ZERO,
+                    partial: None,
+                }),
+            };
+            drop(permit);
+            outcome
+        });
+        ShadowLeg::Running {
+            target,
+            endpoint: endpoint_text,
+            task,
+        }
+    }
+
+    /// Sends a shadow copy and reads its whole answer, within the shadow timeout.
+    async fn shadow_exchange(
+        &self,
+        method: http::Method,
+        uri: Uri,
+        headers: HeaderMap,
+        chunks: Arc<[Bytes]>,
+    ) -> UpstreamOutcome {
+        let mut request = Request::new(UpstreamBody::Chunks(ChunkBody::new(chunks)));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let limit = self.settings.shadow_timeout;
+        let cap = self.settings.capture_body_cap;
+        let sent_at = Instant::now();
+        let mut head = None;
+        let mut capture = BodyCapture::new(cap);
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| classify(&e))?;
+            let ttfb = sent_at.elapsed();
+            let (parts, mut body) = response.into_parts();
+            head = Some(ResponseHead {
+                status: parts.status,
+                headers: parts.headers,
+                sent_at,
+                ttfb,
+            });
+            while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+                let frame = frame.map_err(|e| classify(&e))?;
+                if let Some(data) = frame.data_ref() {
+                    capture.record(data);
+                }
+            }
+            Ok::<(), (UpstreamErrorKind, String)>(())
+        };
+        let result = match tokio::time::timeout(limit, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err((
+                UpstreamErrorKind::Timeout,
+                format!("no complete answer within the shadow timeout of {limit:?}"),
+            )),
+        };
+        match (result, head) {
+            (Ok(()), Some(head)) => UpstreamOutcome::Response(head.into_response(capture.take())),
+            (Err((kind, detail)), Some(head)) => {
+                UpstreamOutcome::Failed(head.into_failure(kind, detail, capture.take()))
+            }
+            (Err((kind, detail)), None) => UpstreamOutcome::Failed(UpstreamFailure {
+                kind,
+                detail,
+                elapsed: sent_at.elapsed(),
+                partial: None,
+            }),
+            (Ok(()), None) => UpstreamOutcome::Failed(UpstreamFailure {
+                kind: UpstreamErrorKind::Other,
+                detail: "the shadow finished without a response head".to_owned(),
+                elapsed: sent_at.elapsed(),
+                partial: None,
+            }),
+        }
+    }
+}
+
+/// The host (lowercase, without port) and port a request is addressed to: the absolute-form
+/// target or `:authority` when present (the lab used as `HTTP_PROXY`, HTTP/2), else Host.
+fn target_authority(parts: &Parts) -> (String, Option<u16>) {
+    if let Some(authority) = parts.uri.authority() {
+        return (authority.host().to_ascii_lowercase(), authority.port_u16());
+    }
+    let Some(host) = parts.headers.get(HOST).and_then(|v| v.to_str().ok()) else {
+        return (String::new(), None);
+    };
+    match host.parse::<http::uri::Authority>() {
+        Ok(authority) => (authority.host().to_ascii_lowercase(), authority.port_u16()),
+        Err(_) => (host.to_ascii_lowercase(), None),
+    }
+}
+
+/// Keeps the client's `x-request-id`, or adds a fresh one, and returns it.
+fn ensure_request_id(headers: &mut HeaderMap) -> String {
+    if let Some(id) = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        return id.to_owned();
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(X_REQUEST_ID, value);
+    }
+    id
+}
+
+/// Appends `-shadow` to the Host's name, before any port, as Envoy does.
+fn shadow_host(headers: &mut HeaderMap) {
+    let Some(host) = headers.get(HOST).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let shadowed = match host.parse::<http::uri::Authority>() {
+        Ok(authority) => match authority.port_u16() {
+            Some(port) => format!("{}-shadow:{port}", authority.host()),
+            None => format!("{}-shadow", authority.host()),
+        },
+        Err(_) => format!("{host}-shadow"),
+    };
+    if let Ok(value) = HeaderValue::from_str(&shadowed) {
+        headers.insert(HOST, value);
+    }
+}
+
+/// `http://endpoint/path?query` for an upstream request.
+fn upstream_uri(endpoint: &EndpointAddr, path_and_query: &str) -> Result<Uri, String> {
+    let path_and_query = if path_and_query.starts_with('/') {
+        path_and_query
+    } else {
+        // `OPTIONS *` and similar: forward to the root rather than build an invalid URI.
+        "/"
+    };
+    format!("http://{endpoint}{path_and_query}")
+        .parse::<Uri>()
+        .map_err(|e| format!("invalid upstream target http://{endpoint}{path_and_query}: {e}"))
+}
+
+/// The proxy's own answer for an error: its status and a one-line text body.
+fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::text(format!("{err}\n")));
+    *response.status_mut() = err.status();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// SplitMix64: spreads consecutive request numbers into unrelated seeds.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_host_goes_before_the_port() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("reviews:9080"));
+        shadow_host(&mut headers);
+        assert_eq!(headers[HOST], "reviews-shadow:9080");
+        headers.insert(HOST, HeaderValue::from_static("reviews"));
+        shadow_host(&mut headers);
+        assert_eq!(headers[HOST], "reviews-shadow");
+    }
+
+    #[test]
+    fn a_client_request_id_is_kept_and_a_missing_one_is_added() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_REQUEST_ID, HeaderValue::from_static("abc"));
+        assert_eq!(ensure_request_id(&mut headers), "abc");
+        let mut headers = HeaderMap::new();
+        let id = ensure_request_id(&mut headers);
+        assert_eq!(id.len(), 36);
+        assert_eq!(headers[X_REQUEST_ID], id.as_str());
+    }
+
+    #[test]
+    fn authority_prefers_the_absolute_form_target() {
+        let request = Request::builder()
+            .uri("http://Reviews:9080/reviews/1")
+            .header(HOST, "other")
+            .body(())
+            .expect("valid test request");
+        let (parts, ()) = request.into_parts();
+        assert_eq!(target_authority(&parts), ("reviews".to_owned(), Some(9080)));
+        let request = Request::builder()
+            .uri("/reviews/1")
+            .header(HOST, "127.0.0.1:15001")
+            .body(())
+            .expect("valid test request");
+        let (parts, ()) = request.into_parts();
+        assert_eq!(
+            target_authority(&parts),
+            ("127.0.0.1".to_owned(), Some(15001))
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! Connection-specific ("hop-by-hop") header fields, which a proxy must not forward
+//! (RFC 9110 section 7.6.1).
+
+use http::HeaderMap;
+use http::header::{CONNECTION, HeaderName, TE, TRANSFER_ENCODING, UPGRADE};
+
+/// Fields RFC 9110 section 7.6.1 names as connection-specific even when `Connection` does
+/// not list them.
+const ALWAYS_HOP_BY_HOP: [&str; 2] = ["proxy-connection", "keep-alive"];
+
+/// Removes the `Connection` field, every field it names, and the fields that are always
+/// connection-specific (`Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`,
+/// `Upgrade`).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|option| HeaderName::from_bytes(option.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in ALWAYS_HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(TE);
+    headers.remove(TRANSFER_ENCODING);
+    headers.remove(UPGRADE);
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn removes_fields_named_by_connection_and_the_fixed_set() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Private-Hop"),
+        );
+        headers.insert("x-private-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert("x-end-to-end", HeaderValue::from_static("kept"));
+        headers.insert("authorization", HeaderValue::from_static("Bearer t"));
+        strip_hop_by_hop(&mut headers);
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["authorization", "x-end-to-end"]);
+    }
+}
