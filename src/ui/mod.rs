@@ -1,10 +1,17 @@
 //! The desktop app (eframe). One file per panel; the app drains the panels' commands once
 //! a frame and is the only place that talks to the running lab.
 
+pub mod dashboard;
+pub mod diffs;
 mod document;
 pub mod files;
+pub mod form;
 pub mod help;
+pub mod routes;
 pub mod screenshot;
+mod send;
+pub mod session;
+pub mod traffic;
 mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +19,7 @@ use std::time::{Duration, Instant};
 
 pub use document::Document;
 use files::{DialogBackend, DialogOutcome, DialogPurpose, FileDialog};
+use session::{SendOutcome, Session};
 
 /// Storage key of the persisted [`State`].
 const STATE_KEY: &str = "mirrorlab-state";
@@ -21,6 +29,12 @@ const MAX_RECENT: usize = 8;
 const DISK_POLL: Duration = Duration::from_secs(1);
 /// The default proxy address (DESIGN.md §5).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
+/// How often the app repaints while the proxy runs (live panels update at this rate).
+const LIVE_REPAINT: Duration = Duration::from_millis(66);
+/// Requests per second of the demo's generated traffic.
+const DEMO_RPS: f64 = 40.0;
+/// The sample config "Start demo" opens when no file is open.
+pub const SAMPLE_CONFIG: &str = include_str!("../../sample-configs/reviews-mirror.yaml");
 
 /// The panels, one per tab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -96,8 +110,14 @@ pub struct State {
     pub default_host: String,
     /// Colour scheme.
     pub theme: Theme,
-    /// Diff ignore rules set in the app (JSON paths with `*`, or header names), one a line.
-    pub ignore_rules: Vec<String>,
+    /// Diff ignore rules for every route, in the annotation's text form (one a line).
+    pub ignore_rules: String,
+    /// Dashboard layout.
+    pub dashboard: dashboard::DashboardPanel,
+    /// Diffs table layout.
+    pub diffs: diffs::DiffsPanel,
+    /// The Send request form's last values.
+    pub send: session::OneRequest,
 }
 
 impl Default for State {
@@ -108,7 +128,14 @@ impl Default for State {
             listen_addr: DEFAULT_LISTEN.to_owned(),
             default_host: String::new(),
             theme: Theme::default(),
-            ignore_rules: Vec::new(),
+            ignore_rules: String::new(),
+            dashboard: dashboard::DashboardPanel::default(),
+            diffs: diffs::DiffsPanel::default(),
+            send: session::OneRequest {
+                method: "GET".to_owned(),
+                path: "/reviews/1".to_owned(),
+                ..session::OneRequest::default()
+            },
         }
     }
 }
@@ -142,6 +169,29 @@ pub enum Command {
     ShowTab(Tab),
     /// Close the window (asks first when there are unsaved edits).
     Quit,
+    /// Compile the routes and hot-swap them into the running proxy.
+    Apply,
+    /// Start the proxy with the open config.
+    StartProxy,
+    /// Stop the proxy.
+    StopProxy,
+    /// Start the demo services, the proxy and generated traffic.
+    StartDemo,
+    /// Stop the demo services and their traffic.
+    StopDemo,
+    /// Forget the captured traffic and the analysis.
+    ClearTraffic,
+    /// Send the Send request form's request through the proxy.
+    SendRequest,
+    /// Select an exchange in the Traffic tab.
+    ShowExchange(u64),
+    /// Ignore a field in diffs: write it into the VirtualService's annotation.
+    IgnoreField {
+        /// `namespace/name` of the VirtualService.
+        virtual_service: String,
+        /// The rule, in the annotation's syntax (`/json/pointer`, `header:name`, ...).
+        rule: String,
+    },
 }
 
 /// Options fixed at start-up (command line), not persisted.
@@ -199,6 +249,16 @@ pub struct MirrorlabApp {
     title: String,
     screenshot: Option<screenshot::ScreenshotJob>,
     yaml: yaml::YamlPanel,
+    routes: routes::RoutesPanel,
+    /// The Traffic tab's rows, filter and selection.
+    pub traffic: traffic::TrafficPanel,
+    /// The engine.
+    pub session: Session,
+    analysis: std::sync::Arc<crate::analysis::AnalysisSnapshot>,
+    rps: f64,
+    send_window: bool,
+    settings_window: bool,
+    last_send: Option<SendOutcome>,
 }
 
 impl MirrorlabApp {
@@ -236,7 +296,7 @@ impl MirrorlabApp {
         let mut app = Self {
             state,
             doc: Document::default(),
-            runtime,
+            runtime: runtime.clone(),
             options,
             commands: Vec::new(),
             dialog: None,
@@ -248,9 +308,23 @@ impl MirrorlabApp {
             title: String::new(),
             screenshot,
             yaml: yaml::YamlPanel::default(),
+            routes: routes::RoutesPanel::default(),
+            traffic: traffic::TrafficPanel::default(),
+            session: Session::new(runtime.clone()),
+            analysis: std::sync::Arc::new(
+                crate::analysis::Analyzer::new(crate::analysis::AnalysisSettings::default())
+                    .snapshot(),
+            ),
+            rps: 0.0,
+            send_window: false,
+            settings_window: false,
+            last_send: None,
         };
         if let Some(path) = app.options.config.clone() {
             app.open_now(&path);
+        }
+        if app.options.demo {
+            app.commands.push(Command::StartDemo);
         }
         app
     }
@@ -355,7 +429,197 @@ impl MirrorlabApp {
                 }
                 Command::ShowTab(tab) => self.state.tab = tab,
                 Command::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+                Command::Apply => self.apply(),
+                Command::StartProxy => {
+                    self.start_proxy();
+                }
+                Command::StopProxy => {
+                    self.session.stop();
+                    self.info("Proxy stopped.");
+                }
+                Command::StartDemo => self.start_demo(),
+                Command::StopDemo => {
+                    self.session.stop_demo();
+                    self.info("Demo services and their traffic stopped.");
+                }
+                Command::ClearTraffic => {
+                    self.traffic.clear();
+                    self.session.with_analyzer(|a| a.clear());
+                }
+                Command::SendRequest => self.send_request(ctx),
+                Command::ShowExchange(id) => {
+                    self.traffic.selected = Some(id);
+                    self.traffic.filter = traffic::TrafficFilter::default();
+                    self.traffic.reveal_selected();
+                    self.state.tab = Tab::Traffic;
+                }
+                Command::IgnoreField {
+                    virtual_service,
+                    rule,
+                } => self.ignore_field(&virtual_service, &rule),
             }
+        }
+    }
+
+    /// Analysis settings from the config's annotations and the app's own rules.
+    fn analysis_settings(&mut self) -> crate::analysis::AnalysisSettings {
+        let mut settings = crate::analysis::AnalysisSettings::default();
+        match crate::analysis::IgnoreRules::parse(&self.state.ignore_rules) {
+            Ok(rules) => settings.ignore.extend(&rules),
+            Err(e) => self.error(format!("Settings: {e}")),
+        }
+        for (vs, annotation) in self.doc.ignore_annotations() {
+            if let Err(e) = settings.add_annotation(&vs, &annotation) {
+                self.error(format!(
+                    "VirtualService {vs}, annotation {}: {e}",
+                    crate::analysis::DIFF_IGNORE_ANNOTATION
+                ));
+            }
+        }
+        settings
+    }
+
+    fn compile_or_explain(&mut self) -> Option<crate::routing::RouteTable> {
+        match self.doc.compile() {
+            Ok(table) => Some(table),
+            Err(errors) => {
+                let first = errors
+                    .first()
+                    .map(|d| format!("line {}: {}", d.line, d.message))
+                    .unwrap_or_default();
+                self.error(format!(
+                    "The config has {} error(s), so the proxy keeps its routes: {first}. \
+                     The Routes tab shows each next to its field.",
+                    errors.len()
+                ));
+                None
+            }
+        }
+    }
+
+    /// Starts the proxy with the open config; true when it runs.
+    fn start_proxy(&mut self) -> bool {
+        let Some(table) = self.compile_or_explain() else {
+            return false;
+        };
+        let default_host = Some(self.state.default_host.trim().to_owned()).filter(|h| !h.is_empty());
+        let analysis = self.analysis_settings();
+        let listen = self.state.listen_addr.clone();
+        match self.session.start(&listen, default_host, analysis, table) {
+            Ok(addr) => {
+                self.doc.mark_applied();
+                self.traffic.clear();
+                self.info(format!("Proxy listening on {addr}"));
+                true
+            }
+            Err(e) => {
+                self.error(format!("Cannot start the proxy: {e}"));
+                false
+            }
+        }
+    }
+
+    fn apply(&mut self) {
+        if !self.session.is_running() {
+            self.start_proxy();
+            return;
+        }
+        let Some(table) = self.compile_or_explain() else {
+            return;
+        };
+        match self.session.apply(table) {
+            Ok(()) => {
+                self.doc.mark_applied();
+                let rules: Vec<(String, String)> = self.doc.ignore_annotations();
+                self.session.with_analyzer(|a| {
+                    for (vs, text) in &rules {
+                        if let Ok(r) = crate::analysis::IgnoreRules::parse(text) {
+                            a.set_virtual_service_rules(vs, r);
+                        }
+                    }
+                });
+                self.info("Applied: the proxy now routes with these routes.");
+            }
+            Err(e) => self.error(format!("Not applied: {e}")),
+        }
+    }
+
+    /// One click from nothing to live plots: sample config if none, demo services, proxy,
+    /// generated traffic, Dashboard.
+    fn start_demo(&mut self) {
+        if self.doc.config().resources().is_empty() {
+            self.doc = Document::untitled(SAMPLE_CONFIG);
+        }
+        if let Err(e) = self.session.start_demo(self.doc.config()) {
+            self.error(format!("Cannot start the demo: {e}"));
+            return;
+        }
+        if !self.session.is_running() && !self.start_proxy() {
+            self.session.stop_demo();
+            return;
+        }
+        let host = self.doc.hosts().into_iter().next();
+        if let Err(e) = self.session.start_traffic(host, DEMO_RPS) {
+            self.error(format!("Cannot start the demo traffic: {e}"));
+            return;
+        }
+        self.state.tab = Tab::Dashboard;
+        self.info(format!(
+            "Demo running: services from the config's ServiceEntries, {DEMO_RPS} requests/s through the proxy."
+        ));
+    }
+
+    fn send_request(&mut self, ctx: &egui::Context) {
+        if !self.session.is_running() && !self.start_proxy() {
+            return;
+        }
+        let mut request = self.state.send.clone();
+        if request.host.trim().is_empty() {
+            request.host = self.doc.hosts().into_iter().next().unwrap_or_default();
+        }
+        match self.session.send(&request, ctx) {
+            Ok(id) => {
+                self.traffic.select_request_id = Some(id);
+                self.traffic.paused = false;
+                self.state.tab = Tab::Traffic;
+            }
+            Err(e) => self.error(format!("Not sent: {e}")),
+        }
+    }
+
+    fn ignore_field(&mut self, virtual_service: &str, rule: &str) {
+        match self.doc.add_ignore_rule(virtual_service, rule) {
+            Some(annotation) => {
+                match crate::analysis::IgnoreRules::parse(&annotation) {
+                    Ok(rules) => self
+                        .session
+                        .with_analyzer(|a| a.set_virtual_service_rules(virtual_service, rules)),
+                    Err(e) => self.error(format!("The annotation does not parse: {e}")),
+                }
+                self.info(format!(
+                    "Ignoring {rule} for {virtual_service} (written to its {} annotation; save to keep it).",
+                    crate::analysis::DIFF_IGNORE_ANNOTATION
+                ));
+            }
+            None => self.error(format!(
+                "VirtualService {virtual_service} is not in the open file, so the rule has nowhere to go."
+            )),
+        }
+    }
+
+    /// Pulls the engine's news once a frame: new exchanges, answers, the latest analysis.
+    fn poll_engine(&mut self) {
+        self.analysis = self.session.analysis();
+        self.rps = self.session.requests_per_second();
+        if !self.traffic.paused {
+            let new = self.session.new_exchanges(50_000);
+            self.traffic.push(new, Some(&self.analysis));
+        }
+        for outcome in self.session.sent() {
+            if let SendOutcome::Failed(why) = &outcome {
+                self.error(why.clone());
+            }
+            self.last_send = Some(outcome);
         }
     }
 
@@ -453,6 +717,14 @@ impl MirrorlabApp {
                     self.commands.push(Command::Quit);
                 }
             });
+            ui.menu_button("Lab", |ui| {
+                if ui.button("Settings...").clicked() {
+                    self.settings_window = true;
+                }
+                if ui.button("Clear traffic").clicked() {
+                    self.commands.push(Command::ClearTraffic);
+                }
+            });
             ui.menu_button("View", |ui| {
                 ui.label("Theme");
                 for (theme, name) in [
@@ -470,12 +742,73 @@ impl MirrorlabApp {
 
     fn top_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            ui.strong(self.doc.display_name());
+            ui.label("Proxy");
+            let running = self.session.local_addr();
+            match running {
+                Some(addr) => {
+                    ui.strong(format!("listening on {addr}"));
+                    if ui
+                        .button("Stop")
+                        .on_hover_text("Stop the proxy (requests in flight finish first)")
+                        .clicked()
+                    {
+                        self.commands.push(Command::StopProxy);
+                    }
+                    ui.label(format!("{:.0} req/s", self.rps))
+                        .on_hover_text("Requests per second through the proxy now");
+                }
+                None => {
+                    let l = ui.label("listen on");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.state.listen_addr)
+                            .desired_width(130.0),
+                    )
+                    .labelled_by(l.id);
+                    let start = ui
+                        .button("Start")
+                        .on_hover_text("Start the proxy with the open config");
+                    if start.clicked() {
+                        self.commands.push(Command::StartProxy);
+                    }
+                }
+            }
+            if !listen_is_loopback(&self.state.listen_addr) {
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    "Not a loopback address: other machines could send traffic through the lab",
+                );
+            }
+            ui.separator();
+            if self.session.demo_running() {
+                if ui.button("Stop demo").clicked() {
+                    self.commands.push(Command::StopDemo);
+                }
+            } else if ui
+                .button("Start demo")
+                .on_hover_text(
+                    "Start the demo reviews services, the proxy and generated traffic: live data in one click",
+                )
+                .clicked()
+            {
+                self.commands.push(Command::StartDemo);
+            }
+            if ui
+                .button("Send request...")
+                .on_hover_text("Send one request through the proxy and see it in Traffic")
+                .clicked()
+            {
+                self.send_window = true;
+            }
+            ui.separator();
+            ui.strong(self.doc.display_name())
+                .on_hover_text(self.doc.path().map_or_else(
+                    || "Not saved yet".to_owned(),
+                    |p| p.display().to_string(),
+                ));
             if self.doc.is_dirty() {
                 ui.label("• unsaved")
                     .on_hover_text("There are edits that are not saved yet");
             }
-            ui.separator();
             self.config_status_ui(ui);
         });
     }
@@ -648,19 +981,92 @@ impl MirrorlabApp {
     }
 
     fn central_ui(&mut self, ui: &mut egui::Ui) {
+        let listen = self.session.local_addr().map(|a| a.to_string());
+        let no_traffic = self.analysis.exchanges == 0 && self.traffic.is_empty();
         match self.state.tab {
             Tab::Yaml => {
-                let mut panel = yaml::YamlView {
+                yaml::YamlView {
                     panel: &mut self.yaml,
                     doc: &mut self.doc,
-                };
-                panel.ui(ui);
+                }
+                .ui(ui);
             }
-            Tab::Routes | Tab::Dashboard | Tab::Traffic | Tab::Diffs => {
-                help::no_traffic_ui(ui, &self.doc.hosts(), None, "the proxy is stopped");
+            Tab::Routes => {
+                routes::RoutesView {
+                    panel: &mut self.routes,
+                    doc: &mut self.doc,
+                    commands: &mut self.commands,
+                    proxy_running: self.session.is_running(),
+                }
+                .ui(ui);
+            }
+            Tab::Dashboard if no_traffic => {
+                help::no_traffic_ui(ui, &self.doc.hosts(), listen.as_deref(), "the dashboard fills as requests pass");
+            }
+            Tab::Dashboard => {
+                dashboard::DashboardView {
+                    panel: &mut self.state.dashboard,
+                    snapshot: &self.analysis,
+                }
+                .ui(ui);
+            }
+            Tab::Traffic if no_traffic => {
+                help::no_traffic_ui(ui, &self.doc.hosts(), listen.as_deref(), "every exchange will be listed here");
+            }
+            Tab::Traffic => {
+                traffic::TrafficView {
+                    panel: &mut self.traffic,
+                    snapshot: Some(&self.analysis),
+                    proxy: listen.as_deref(),
+                }
+                .ui(ui);
+            }
+            Tab::Diffs if no_traffic => {
+                help::no_traffic_ui(ui, &self.doc.hosts(), listen.as_deref(), "differences between primary and shadow show here");
+            }
+            Tab::Diffs => {
+                diffs::DiffsView {
+                    panel: &mut self.state.diffs,
+                    snapshot: &self.analysis,
+                    commands: &mut self.commands,
+                }
+                .ui(ui);
             }
         }
     }
+
+    fn windows(&mut self, ctx: &egui::Context) {
+        if self.send_window {
+            let mut open = true;
+            let mut send = false;
+            egui::Window::new("Send request")
+                .open(&mut open)
+                .resizable(true)
+                .show(ctx, |ui| {
+                    let hosts = self.doc.hosts();
+                    send = send::send_form_ui(ui, &mut self.state.send, &hosts, self.last_send.as_ref());
+                });
+            if send {
+                self.commands.push(Command::SendRequest);
+            }
+            self.send_window = open;
+        }
+        if self.settings_window {
+            let mut open = true;
+            egui::Window::new("Settings")
+                .open(&mut open)
+                .resizable(true)
+                .show(ctx, |ui| send::settings_ui(ui, &mut self.state));
+            self.settings_window = open;
+        }
+    }
+}
+
+/// True when `addr` parses as a loopback socket address (or does not parse yet).
+fn listen_is_loopback(addr: &str) -> bool {
+    addr.trim()
+        .parse::<std::net::SocketAddr>()
+        .map_or(true, |a| a.ip().is_loopback())
 }
 
 fn plural(n: usize) -> &'static str {
@@ -674,6 +1080,7 @@ impl eframe::App for MirrorlabApp {
         self.keyboard_shortcuts(ctx);
         self.poll_dialog();
         self.poll_disk();
+        self.poll_engine();
         if let Some(job) = &mut self.screenshot {
             job.tick(ctx);
         }
@@ -688,11 +1095,16 @@ impl eframe::App for MirrorlabApp {
         });
         egui::Panel::bottom("status").show(ui, |ui| self.banners(ui));
         egui::CentralPanel::default().show(ui, |ui| self.central_ui(ui));
+        self.windows(&ctx);
         self.confirm_modal(&ctx);
         self.run_commands(&ctx);
         self.update_title(&ctx);
-        // Disk polling and dialog answers need a frame now and then even without input.
-        ctx.request_repaint_after(DISK_POLL);
+        if self.session.is_running() {
+            ctx.request_repaint_after(LIVE_REPAINT);
+        } else {
+            // Disk polling and dialog answers need a frame now and then even without input.
+            ctx.request_repaint_after(DISK_POLL);
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

@@ -1,4 +1,5 @@
-//! The YAML panel: exactly what Save will write.
+//! The YAML panel: exactly what Save writes. Editing it here reloads the forms; editing the
+//! forms rewrites it.
 
 use super::Document;
 
@@ -17,17 +18,37 @@ pub struct YamlView<'a> {
 impl YamlView<'_> {
     /// Shows the panel.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let label = ui.label(
+            "This is what Save writes. Edit it here or in the Routes forms; each updates the other.",
+        );
+        let diagnostics = self.doc.config().diagnostics().to_vec();
+        if !diagnostics.is_empty() {
+            egui::CollapsingHeader::new(format!("{} diagnostics", diagnostics.len()))
+                .default_open(true)
+                .show(ui, |ui| {
+                    for d in &diagnostics {
+                        super::form::diagnostic_ui(ui, d);
+                    }
+                });
+        }
         let _ = &self.panel;
-        let label = ui.label("This is what Save writes.");
         let mut text = self.doc.yaml().to_owned();
-        egui::ScrollArea::both().show(ui, |ui| {
-            ui.add(
-                egui::TextEdit::multiline(&mut text)
-                    .code_editor()
-                    .desired_width(f32::INFINITY),
-            )
-            .labelled_by(label.id);
-        });
-        self.doc.set_yaml(text);
+        let mut changed = false;
+        egui::ScrollArea::both()
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                changed = ui
+                    .add(
+                        egui::TextEdit::multiline(&mut text)
+                            .code_editor()
+                            .desired_rows(30)
+                            .desired_width(f32::INFINITY),
+                    )
+                    .labelled_by(label.id)
+                    .changed();
+            });
+        if changed {
+            self.doc.set_yaml(text);
+        }
     }
 }

@@ -1,0 +1,78 @@
+//! The Traffic and Diffs panels on the real app with real upstreams: selecting an exchange
+//! shows both responses and where they differ; a field can be ignored from Diffs.
+
+mod ui_common;
+
+use egui_kittest::kittest::Queryable as _;
+use mirrorlab::ui::Tab;
+use ui_common::{Upstream, app, mirror_config, runtime, send_requests, wait_until};
+
+#[test]
+fn selecting_an_exchange_shows_both_responses_and_the_difference() {
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let v2 = Upstream::start(&rt, Some(r#""stars":5"#));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    h.get_by_label("Start").click();
+    h.run_ok();
+    let addr = h.state().session.local_addr().expect("the proxy runs");
+    send_requests(&rt, addr, 5);
+
+    h.get_by_label("Traffic").click();
+    assert!(
+        wait_until(&mut h, 10, |app| app.traffic.len() == 5),
+        "5 exchanges in the table"
+    );
+    // The analysis catches up with its own task; wait for the diff summaries.
+    assert!(wait_until(&mut h, 10, |app| app.session.analysis().exchanges == 5));
+    h.run_ok();
+    h.get_by_label("/reviews/3").click();
+    h.run_ok();
+    let selected = h.state().traffic.selected.expect("a row is selected");
+    let e = h.state().traffic.find(selected).unwrap();
+    assert_eq!(e.request.uri, "/reviews/3");
+
+    // Both responses, side by side, and the difference.
+    h.get_by_label("Primary: reviews/v1");
+    h.get_by_label("Shadow: reviews/v2");
+    h.get_by_label("Differences: 1 field differs");
+    h.get_by_label("body /stars added: (absent) -> 5");
+    h.query_by(|n| n.label().is_some_and(|l| l.contains("\"stars\": 5")))
+        .expect("the shadow's body line with the added field");
+    h.query_by(|n| {
+        n.label()
+            .is_some_and(|l| l.starts_with("VirtualService default/reviews-vs, route 0 (to-v1)"))
+    })
+    .expect("the route trace");
+}
+
+#[test]
+fn ignoring_a_field_in_diffs_writes_the_annotation() {
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let v2 = Upstream::start(&rt, Some(r#""stars":5,"color":"red""#));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    h.get_by_label("Start").click();
+    h.run_ok();
+    let addr = h.state().session.local_addr().unwrap();
+    send_requests(&rt, addr, 10);
+    assert!(wait_until(&mut h, 10, |app| app.session.analysis().diffs.len() >= 2));
+    h.state_mut().state.tab = Tab::Diffs;
+    h.run_ok();
+    // Rows: /stars and /color. Ignore the first row's field.
+    h.get_by_label("/stars");
+    let ignore = h.get_all_by_label("Ignore").next().expect("an Ignore button");
+    ignore.click();
+    h.run_ok();
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(yaml.contains("mirrorlab.dev/diff-ignore:"), "{yaml}");
+    assert!(h.state().doc.is_dirty());
+}
