@@ -39,11 +39,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check { files }) => {
-            let _ = files;
-            eprintln!("mirrorlab check: not built yet");
-            ExitCode::from(2)
-        }
+        Some(Command::Check { files }) => check(&files),
         None => match run_desktop(cli.config, cli.screenshot, cli.demo) {
             Ok(code) => code,
             Err(e) => {
@@ -108,5 +104,26 @@ fn run_desktop(
         }
         Some(Err(e)) => anyhow::bail!("screenshot failed: {e}"),
         None => anyhow::bail!("the window closed before the screenshot was taken"),
+    }
+}
+
+/// `mirrorlab check FILE...`: diagnostics as a compiler prints them; exit 1 on any error.
+fn check(files: &[PathBuf]) -> ExitCode {
+    let set = mirrorlab::config::ConfigSet::load_files(files);
+    for d in set.diagnostics() {
+        println!("{d}");
+    }
+    let count = |s| set.diagnostics().iter().filter(|d| d.severity == s).count();
+    let errors = count(mirrorlab::config::Severity::Error);
+    let warnings = count(mirrorlab::config::Severity::Warning);
+    let resources = set.resources().len();
+    println!(
+        "{} file(s), {resources} resource(s): {errors} error(s), {warnings} warning(s)",
+        set.files().len()
+    );
+    if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -1,1 +1,683 @@
-//! Istio resources: serde model, multi-document loading with line numbers, validation diagnostics.
+//! Istio resources: serde model, multi-document loading with line numbers, validation
+//! diagnostics.
+//!
+//! A [`ConfigSet`] is what `istioctl analyze a.yaml b.yaml` sees: every VirtualService,
+//! DestinationRule and ServiceEntry of several files, in order, each with the file and line it
+//! came from, plus the diagnostics found while loading and checking them.
+
+mod diagnostic;
+pub mod hosts;
+pub mod lines;
+pub mod model;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, Severity, codes};
+use lines::{DocumentIndex, push_index, push_key};
+use model::{DestinationRule, Opaque, ServiceEntry, VirtualService};
+
+/// API versions of `networking.istio.io` the lab loads.
+pub const SUPPORTED_API_VERSIONS: [&str; 3] = [
+    "networking.istio.io/v1",
+    "networking.istio.io/v1beta1",
+    "networking.istio.io/v1alpha3",
+];
+
+/// One loaded document of a kind the lab knows, or kept verbatim when it does not.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IstioObject {
+    /// A VirtualService.
+    VirtualService(Box<VirtualService>),
+    /// A DestinationRule.
+    DestinationRule(Box<DestinationRule>),
+    /// A ServiceEntry.
+    ServiceEntry(Box<ServiceEntry>),
+    /// Any other kind: ignored by the lab (with a warning) but written back unchanged.
+    Other(Opaque),
+}
+
+impl IstioObject {
+    /// The resource's kind, e.g. `VirtualService`.
+    pub fn kind(&self) -> &str {
+        match self {
+            IstioObject::VirtualService(r) => &r.kind,
+            IstioObject::DestinationRule(r) => &r.kind,
+            IstioObject::ServiceEntry(r) => &r.kind,
+            IstioObject::Other(v) => v.get("kind").and_then(Opaque::as_str).unwrap_or("?"),
+        }
+    }
+
+    /// `namespace/name`, the namespace defaulting to `default`.
+    pub fn qualified_name(&self) -> String {
+        let meta = match self {
+            IstioObject::VirtualService(r) => &r.metadata,
+            IstioObject::DestinationRule(r) => &r.metadata,
+            IstioObject::ServiceEntry(r) => &r.metadata,
+            IstioObject::Other(v) => {
+                let meta = v.get("metadata");
+                let get = |k: &str| {
+                    meta.and_then(|m| m.get(k))
+                        .and_then(Opaque::as_str)
+                        .map(str::to_owned)
+                };
+                return format!(
+                    "{}/{}",
+                    get("namespace").unwrap_or_else(|| "default".into()),
+                    get("name").unwrap_or_default()
+                );
+            }
+        };
+        format!(
+            "{}/{}",
+            meta.namespace_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    fn to_value(&self) -> Result<Opaque, yaml_serde::Error> {
+        match self {
+            IstioObject::VirtualService(r) => yaml_serde::to_value(&**r),
+            IstioObject::DestinationRule(r) => yaml_serde::to_value(&**r),
+            IstioObject::ServiceEntry(r) => yaml_serde::to_value(&**r),
+            IstioObject::Other(v) => Ok(v.clone()),
+        }
+    }
+}
+
+/// Where a resource came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Index of the file in [`ConfigSet::files`].
+    pub file: usize,
+    /// Index of the YAML document in that file.
+    pub document: usize,
+    /// Line where the resource starts, 1-based.
+    pub line: usize,
+    /// Field path prefix of the resource inside its document: empty, or `items[3]` for an
+    /// entry of a `kind: List`.
+    pub path_prefix: String,
+}
+
+/// One resource with its source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// Where it came from.
+    pub source: Source,
+    /// The resource itself.
+    pub object: IstioObject,
+}
+
+impl Resource {
+    /// `Kind namespace/name`, as diagnostics name a resource.
+    pub fn display_name(&self) -> String {
+        format!("{} {}", self.object.kind(), self.object.qualified_name())
+    }
+}
+
+/// One loaded file: its name as given, its text and its document index.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The path as the user gave it (or the name passed to [`ConfigSet::load_str`]).
+    pub name: String,
+    /// The file's text.
+    pub text: String,
+    documents: Vec<DocumentIndex>,
+}
+
+/// Everything loaded from one or more files: resources in order, and diagnostics.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSet {
+    files: Vec<SourceFile>,
+    resources: Vec<Resource>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl ConfigSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Loads and checks several files together; unreadable files become error diagnostics.
+    pub fn load_files(paths: &[PathBuf]) -> Self {
+        let mut set = Self::new();
+        for path in paths {
+            set.add_file(path);
+        }
+        set.validate();
+        set
+    }
+
+    /// Loads and checks one in-memory text, `file_name` naming it in diagnostics.
+    pub fn load_str(file_name: &str, text: &str) -> Self {
+        let mut set = Self::new();
+        set.add_str(file_name, text);
+        set.validate();
+        set
+    }
+
+    /// Loads and checks several in-memory texts together, as (file name, text) pairs.
+    pub fn load_strs<'a>(texts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut set = Self::new();
+        for (name, text) in texts {
+            set.add_str(name, text);
+        }
+        set.validate();
+        set
+    }
+
+    /// Reads one file and adds its resources (no cross-resource checks until `validate`).
+    fn add_file(&mut self, path: &Path) {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.add_str(&name, &text),
+            Err(e) => self.diagnostics.push(Diagnostic::error(
+                codes::READ_FAILED,
+                format!("cannot read the file: {e}"),
+                name,
+                0,
+            )),
+        }
+    }
+
+    /// Parses one text and adds its resources.
+    fn add_str(&mut self, name: &str, text: &str) {
+        let file = self.files.len();
+        let documents = match lines::index_documents(text) {
+            Ok(docs) => docs,
+            Err(e) => {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        codes::YAML_SYNTAX,
+                        format!("YAML syntax error: {} (column {})", e.message, e.column),
+                        name.to_owned(),
+                        e.line,
+                    )
+                    .with_help("fix the YAML syntax; nothing in this file was loaded"),
+                );
+                self.files.push(SourceFile {
+                    name: name.to_owned(),
+                    text: text.to_owned(),
+                    documents: Vec::new(),
+                });
+                return;
+            }
+        };
+        let line_starts: Vec<usize> = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        for (doc_index, doc) in documents.iter().enumerate() {
+            if !doc.has_content {
+                continue;
+            }
+            let from = line_starts
+                .get(doc.start_line.saturating_sub(1))
+                .copied()
+                .unwrap_or(text.len());
+            let to = line_starts
+                .get(doc.end_line.saturating_sub(1))
+                .copied()
+                .unwrap_or(text.len());
+            let slice = text.get(from..to.max(from)).unwrap_or_default();
+            let value: Opaque = match yaml_serde::from_str(slice) {
+                Ok(v) => v,
+                Err(e) => {
+                    let line = e
+                        .location()
+                        .map_or(doc.start_line, |l| l.line() + doc.start_line - 1);
+                    self.diagnostics.push(Diagnostic::error(
+                        codes::YAML_SYNTAX,
+                        format!("YAML error: {}", strip_location(&e.to_string())),
+                        name.to_owned(),
+                        line,
+                    ));
+                    continue;
+                }
+            };
+            self.add_document(name, file, doc_index, doc, value);
+        }
+        self.files.push(SourceFile {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            documents,
+        });
+    }
+
+    fn add_document(
+        &mut self,
+        name: &str,
+        file: usize,
+        doc_index: usize,
+        doc: &DocumentIndex,
+        value: Opaque,
+    ) {
+        if value.is_null() {
+            return;
+        }
+        let kind = value.get("kind").and_then(Opaque::as_str);
+        if kind == Some("List") {
+            match value.get("items") {
+                Some(Opaque::Sequence(items)) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let prefix = push_index("items", i);
+                        let source = Source {
+                            file,
+                            document: doc_index,
+                            line: doc.line_of(&prefix),
+                            path_prefix: prefix,
+                        };
+                        self.add_object(name, doc, source, item.clone());
+                    }
+                }
+                Some(Opaque::Null) | None => {}
+                Some(_) => self.diagnostics.push(Diagnostic::error(
+                    codes::SCHEMA,
+                    "`items` of a kind: List must be a sequence of resources".to_owned(),
+                    name.to_owned(),
+                    doc.line_of("items"),
+                )),
+            }
+            return;
+        }
+        let source = Source {
+            file,
+            document: doc_index,
+            line: doc.start_line_of_content(),
+            path_prefix: String::new(),
+        };
+        self.add_object(name, doc, source, value);
+    }
+
+    fn add_object(&mut self, name: &str, doc: &DocumentIndex, source: Source, value: Opaque) {
+        let kind = value
+            .get("kind")
+            .and_then(Opaque::as_str)
+            .map(str::to_owned);
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Opaque::as_str)
+            .map(str::to_owned);
+        let resource_label = {
+            let meta = value.get("metadata");
+            let get = |k: &str| meta.and_then(|m| m.get(k)).and_then(Opaque::as_str);
+            format!(
+                "{} {}/{}",
+                kind.as_deref().unwrap_or("?"),
+                get("namespace").unwrap_or("default"),
+                get("name").unwrap_or_default()
+            )
+        };
+        let known = matches!(
+            kind.as_deref(),
+            Some("VirtualService" | "DestinationRule" | "ServiceEntry")
+        );
+        let istio_group = api_version
+            .as_deref()
+            .is_some_and(|v| v.starts_with("networking.istio.io/"));
+        if !known || !istio_group {
+            let what = match (&kind, &api_version) {
+                (Some(k), Some(v)) => format!("kind {k} ({v})"),
+                (Some(k), None) => format!("kind {k} (no apiVersion)"),
+                (None, _) => "a document without `kind`".to_owned(),
+            };
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    codes::UNKNOWN_KIND,
+                    format!("{what} is not one the lab uses; it is ignored"),
+                    name.to_owned(),
+                    source.line,
+                )
+                .with_resource(resource_label)
+                .with_help(
+                    "the lab reads VirtualService, DestinationRule and ServiceEntry of networking.istio.io; other documents are kept and written back unchanged",
+                ),
+            );
+            self.resources.push(Resource {
+                source,
+                object: IstioObject::Other(value),
+            });
+            return;
+        }
+        if let Some(v) = api_version.as_deref()
+            && !SUPPORTED_API_VERSIONS.contains(&v)
+        {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    codes::API_VERSION,
+                    format!("unsupported apiVersion `{v}`"),
+                    name.to_owned(),
+                    doc.line_of(&push_key(&source.path_prefix, "apiVersion")),
+                )
+                .with_resource(resource_label)
+                .with_field("apiVersion")
+                .with_help(format!("use one of {}", SUPPORTED_API_VERSIONS.join(", "))),
+            );
+            return;
+        }
+        let parsed = match kind.as_deref() {
+            Some("VirtualService") => {
+                typed(value).map(|r| IstioObject::VirtualService(Box::new(r)))
+            }
+            Some("DestinationRule") => {
+                typed(value).map(|r| IstioObject::DestinationRule(Box::new(r)))
+            }
+            _ => typed(value).map(|r| IstioObject::ServiceEntry(Box::new(r))),
+        };
+        match parsed {
+            Ok(object) => self.resources.push(Resource { source, object }),
+            Err(e) => {
+                let full_path = join_prefix(&source.path_prefix, &e.path);
+                let mut d =
+                    Diagnostic::error(e.code, e.message, name.to_owned(), doc.line_of(&full_path))
+                        .with_resource(resource_label)
+                        .with_field(e.path);
+                if let Some(help) = e.help {
+                    d = d.with_help(help);
+                }
+                self.diagnostics.push(d);
+            }
+        }
+    }
+
+    /// Runs the cross-resource checks (subsets, hosts, routes) and appends their diagnostics.
+    fn validate(&mut self) {
+        let found = validate::check(self);
+        self.diagnostics.extend(found);
+    }
+
+    /// Files in load order.
+    pub fn files(&self) -> &[SourceFile] {
+        &self.files
+    }
+
+    /// Resources in load order (files in the order given, documents in file order).
+    pub fn resources(&self) -> &[Resource] {
+        &self.resources
+    }
+
+    /// Mutable resources, for editors; call [`ConfigSet::recheck`] after changing them.
+    pub fn resources_mut(&mut self) -> &mut Vec<Resource> {
+        &mut self.resources
+    }
+
+    /// Every diagnostic, loading ones first, then checks, in file order.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+
+    /// Re-runs the cross-resource checks after an edit; loading diagnostics are kept.
+    pub fn recheck(&mut self) {
+        self.diagnostics.retain(|d| !d.from_checks);
+        self.validate();
+    }
+
+    /// VirtualServices in load order.
+    pub fn virtual_services(&self) -> impl Iterator<Item = (&Resource, &VirtualService)> {
+        self.resources.iter().filter_map(|r| match &r.object {
+            IstioObject::VirtualService(vs) => Some((r, &**vs)),
+            _ => None,
+        })
+    }
+
+    /// DestinationRules in load order.
+    pub fn destination_rules(&self) -> impl Iterator<Item = (&Resource, &DestinationRule)> {
+        self.resources.iter().filter_map(|r| match &r.object {
+            IstioObject::DestinationRule(dr) => Some((r, &**dr)),
+            _ => None,
+        })
+    }
+
+    /// ServiceEntries in load order.
+    pub fn service_entries(&self) -> impl Iterator<Item = (&Resource, &ServiceEntry)> {
+        self.resources.iter().filter_map(|r| match &r.object {
+            IstioObject::ServiceEntry(se) => Some((r, &**se)),
+            _ => None,
+        })
+    }
+
+    /// The file name of a resource.
+    pub fn file_name(&self, resource: &Resource) -> &str {
+        self.files
+            .get(resource.source.file)
+            .map_or("?", |f| f.name.as_str())
+    }
+
+    /// The line of `field_path` (relative to the resource, e.g. `spec.http[0].mirror`) in the
+    /// resource's file, or of its nearest ancestor; the resource's line when unknown.
+    pub fn line_of(&self, resource: &Resource, field_path: &str) -> usize {
+        let full = join_prefix(&resource.source.path_prefix, field_path);
+        self.files
+            .get(resource.source.file)
+            .and_then(|f| f.documents.get(resource.source.document))
+            .map_or(resource.source.line, |d| {
+                let line = d.line_of(&full);
+                line.max(resource.source.line)
+            })
+    }
+
+    /// Serialises the resources that came from file `file` back to multi-document YAML, in
+    /// their original order (entries of a `kind: List` become documents of their own).
+    pub fn to_yaml_string(&self, file: usize) -> Result<String, ConfigError> {
+        let name = self
+            .files
+            .get(file)
+            .map_or_else(|| format!("#{file}"), |f| f.name.clone());
+        let mut out = String::new();
+        for r in self.resources.iter().filter(|r| r.source.file == file) {
+            let value = r.object.to_value().map_err(|e| ConfigError::Serialize {
+                file: name.clone(),
+                resource: r.display_name(),
+                message: e.to_string(),
+            })?;
+            let text = yaml_serde::to_string(&value).map_err(|e| ConfigError::Serialize {
+                file: name.clone(),
+                resource: r.display_name(),
+                message: e.to_string(),
+            })?;
+            if !out.is_empty() {
+                out.push_str("---\n");
+            }
+            out.push_str(&text);
+        }
+        Ok(out)
+    }
+}
+
+/// Failures of the config layer that are not diagnostics of the user's YAML.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A resource could not be written back as YAML.
+    #[error("cannot write {resource} of {file} as YAML: {message}")]
+    Serialize {
+        /// File name.
+        file: String,
+        /// `Kind namespace/name`.
+        resource: String,
+        /// What the serializer said.
+        message: String,
+    },
+}
+
+impl DocumentIndex {
+    /// Line of the document's first node (skipping a leading `---` and comments).
+    fn start_line_of_content(&self) -> usize {
+        self.exact_line_of("").unwrap_or(self.start_line)
+    }
+}
+
+/// Parses a protobuf-style duration as Istio writes it: `1.5s`, `250ms`, `1m`, `1h`, `10us`.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let secs = match unit {
+        "h" => n * 3600.0,
+        "m" => n * 60.0,
+        "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "ns" => n / 1e9,
+        _ => return None,
+    };
+    std::time::Duration::try_from_secs_f64(secs).ok()
+}
+
+/// `items[3]` + `spec.http` → `items[3].spec.http`.
+fn join_prefix(prefix: &str, path: &str) -> String {
+    match (prefix.is_empty(), path.is_empty()) {
+        (true, _) => path.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) if path.starts_with('[') => format!("{prefix}{path}"),
+        (false, false) => format!("{prefix}.{path}"),
+    }
+}
+
+/// Drops yaml_serde's " at line L column C" suffix: we print the line ourselves.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// A typed-deserialisation failure: message, field path and help.
+struct TypedError {
+    code: &'static str,
+    message: String,
+    path: String,
+    help: Option<String>,
+}
+
+/// Deserialises a resource, turning serde's error into a path-located diagnostic with a
+/// "did you mean" for unknown fields.
+fn typed<T: serde::de::DeserializeOwned>(value: Opaque) -> Result<T, TypedError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut path = String::new();
+        for seg in e.path().iter() {
+            path = match seg {
+                serde_path_to_error::Segment::Seq { index } => push_index(&path, *index),
+                serde_path_to_error::Segment::Map { key } => push_key(&path, key),
+                serde_path_to_error::Segment::Enum { variant } => push_key(&path, variant),
+                serde_path_to_error::Segment::Unknown => path,
+            };
+        }
+        let inner = strip_location(&e.into_inner().to_string());
+        match parse_unknown_field(&inner) {
+            Some((field, expected)) => {
+                let suggestion = did_you_mean(&field, &expected);
+                let help = match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if expected.is_empty() => "remove the field".to_owned(),
+                    None => format!(
+                        "remove it; fields allowed here: {}",
+                        expected
+                            .iter()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                TypedError {
+                    code: codes::UNKNOWN_FIELD,
+                    message: format!("unknown field `{field}` (the API server rejects it as well)"),
+                    path,
+                    help: Some(help),
+                }
+            }
+            None => TypedError {
+                code: codes::SCHEMA,
+                message: inner,
+                path,
+                help: None,
+            },
+        }
+    })
+}
+
+/// Reads serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`", or
+/// "there are no fields") into the field and the allowed names.
+fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let end = rest.find('`')?;
+    let field = rest[..end].to_owned();
+    let expected = rest[end + 1..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    Some((field, expected))
+}
+
+/// The closest allowed name, if close enough to be a typo (case-insensitive edit distance).
+fn did_you_mean<'a>(field: &str, candidates: &'a [String]) -> Option<&'a str> {
+    let lower = field.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (strsim::levenshtein(&lower, &c.to_ascii_lowercase()), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
+}
+
+impl fmt::Display for IstioObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.qualified_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_message_is_parsed() {
+        let (f, e) =
+            parse_unknown_field("unknown field `mirorr`, expected one of `name`, `mirror`")
+                .unwrap();
+        assert_eq!(f, "mirorr");
+        assert_eq!(e, vec!["name", "mirror"]);
+        assert_eq!(did_you_mean("mirorr", &e), Some("mirror"));
+        assert_eq!(did_you_mean("zzzzzzzz", &e), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("1.5s"),
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_duration("250ms"),
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("2m"),
+            Some(std::time::Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_duration("1h"),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("5 days"), None);
+    }
+
+    #[test]
+    fn join_prefix_handles_lists() {
+        assert_eq!(join_prefix("items[2]", "spec.http"), "items[2].spec.http");
+        assert_eq!(join_prefix("", "spec"), "spec");
+        assert_eq!(join_prefix("items[2]", ""), "items[2]");
+    }
+}

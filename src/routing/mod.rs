@@ -54,7 +54,8 @@ pub struct Upstream {
     pub port: Option<u16>,
     /// Human label used in captures, reports and the UI: `reviews/v1`, `reviews-v2`, `reviews:9080`.
     pub label: String,
-    /// Endpoints that serve this destination; never empty in a compiled table.
+    /// Endpoints that serve this destination. Empty only when a subset selects no
+    /// ServiceEntry endpoint (`mirrorlab check` warns ML0206); the proxy answers 503 then.
     pub endpoints: Vec<EndpointAddr>,
     /// Round-robin cursor over `endpoints`.
     cursor: AtomicUsize,
@@ -190,3 +191,9 @@ pub enum NoRoute {
         path: String,
     },
 }
+
+pub mod matchers;
+pub mod table;
+
+pub use matchers::{MatchBlock, MatcherError, StringMatcher};
+pub use table::RouteTable;

@@ -1,0 +1,428 @@
+//! Compiled request matchers: Istio's `HTTPMatchRequest` turned into something that tests a
+//! [`RequestHead`] without allocating per request where it can be avoided.
+
+use regex::Regex;
+
+use super::RequestHead;
+use crate::config::model::{HttpMatchRequest, StringMatch};
+
+/// Why a match block could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatcherError {
+    /// A regex did not compile.
+    #[error("invalid regex `{regex}` at {field}: {reason}")]
+    InvalidRegex {
+        /// Field path relative to the match block, e.g. `headers.user-agent.regex`.
+        field: String,
+        /// The regex as written.
+        regex: String,
+        /// What the regex crate said.
+        reason: String,
+    },
+    /// More than one of exact/prefix/regex.
+    #[error("{field} sets more than one of exact, prefix and regex; Istio allows exactly one")]
+    Ambiguous {
+        /// Field path relative to the match block.
+        field: String,
+    },
+}
+
+/// One compiled `StringMatch`.
+#[derive(Debug, Clone)]
+pub enum StringMatcher {
+    /// The whole value equals this.
+    Exact(String),
+    /// The value starts with this.
+    Prefix(String),
+    /// The regex matches the whole value (anchored at compile time).
+    Regex {
+        /// The regex as written, for summaries.
+        source: String,
+        /// `^(?:source)$`.
+        compiled: Regex,
+    },
+    /// `{}`: the header or parameter is present, whatever its value.
+    Present,
+}
+
+impl StringMatcher {
+    /// Compiles a `StringMatch`; `field` names it in errors.
+    pub fn compile(m: &StringMatch, field: &str) -> Result<Self, MatcherError> {
+        match (&m.exact, &m.prefix, &m.regex) {
+            (None, None, None) => Ok(Self::Present),
+            (Some(e), None, None) => Ok(Self::Exact(e.clone())),
+            (None, Some(p), None) => Ok(Self::Prefix(p.clone())),
+            (None, None, Some(r)) => Self::regex(r, &format!("{field}.regex")),
+            _ => Err(MatcherError::Ambiguous {
+                field: field.to_owned(),
+            }),
+        }
+    }
+
+    /// Compiles a whole-value (RE2-style) regex.
+    pub fn regex(source: &str, field: &str) -> Result<Self, MatcherError> {
+        Regex::new(&format!("^(?:{source})$"))
+            .map(|compiled| Self::Regex {
+                source: source.to_owned(),
+                compiled,
+            })
+            .map_err(|e| MatcherError::InvalidRegex {
+                field: field.to_owned(),
+                regex: source.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Whether `value` matches; `ignore_case` applies to exact and prefix only, as in Envoy.
+    pub fn matches(&self, value: &str, ignore_case: bool) -> bool {
+        match self {
+            Self::Exact(e) if ignore_case => value.eq_ignore_ascii_case(e),
+            Self::Exact(e) => value == e,
+            Self::Prefix(p) if ignore_case => value
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p)),
+            Self::Prefix(p) => value.starts_with(p.as_str()),
+            Self::Regex { compiled, .. } => compiled.is_match(value),
+            Self::Present => true,
+        }
+    }
+
+    /// `subject = v`, `subject prefix v`, `subject ~ re`, `subject present`.
+    fn summary(&self, subject: &str) -> String {
+        match self {
+            Self::Exact(e) => format!("{subject} = {e}"),
+            Self::Prefix(p) => format!("{subject} prefix {p}"),
+            Self::Regex { source, .. } => format!("{subject} ~ {source}"),
+            Self::Present => format!("{subject} present"),
+        }
+    }
+}
+
+/// One compiled match block: every condition must hold (AND).
+#[derive(Debug, Clone)]
+pub struct MatchBlock {
+    uri: Option<StringMatcher>,
+    ignore_uri_case: bool,
+    scheme: Option<StringMatcher>,
+    method: Option<StringMatcher>,
+    authority: Option<StringMatcher>,
+    headers: Vec<(String, StringMatcher)>,
+    without_headers: Vec<(String, StringMatcher)>,
+    query_params: Vec<(String, StringMatcher)>,
+    port: Option<u32>,
+    summary: String,
+}
+
+impl MatchBlock {
+    /// Compiles one `HTTPMatchRequest`.
+    pub fn compile(m: &HttpMatchRequest) -> Result<Self, MatcherError> {
+        let opt = |sm: &Option<StringMatch>, field: &str| {
+            sm.as_ref()
+                .map(|s| StringMatcher::compile(s, field))
+                .transpose()
+        };
+        let map = |entries: &indexmap::IndexMap<String, StringMatch>, field: &str| {
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    // Header names are case-insensitive on the wire; http::HeaderMap keys
+                    // are lowercase, so compare lowercase (uppercase keys get a warning).
+                    let key = if field == "queryParams" {
+                        k.clone()
+                    } else {
+                        k.to_ascii_lowercase()
+                    };
+                    StringMatcher::compile(v, &format!("{field}.{k}")).map(|m| (key, m))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut block = Self {
+            uri: opt(&m.uri, "uri")?,
+            ignore_uri_case: m.ignore_uri_case.unwrap_or(false),
+            scheme: opt(&m.scheme, "scheme")?,
+            method: opt(&m.method, "method")?,
+            authority: opt(&m.authority, "authority")?,
+            headers: map(&m.headers, "headers")?,
+            without_headers: map(&m.without_headers, "withoutHeaders")?,
+            query_params: map(&m.query_params, "queryParams")?,
+            port: m.port,
+            summary: String::new(),
+        };
+        block.summary = block.describe();
+        Ok(block)
+    }
+
+    /// Whether the request satisfies every condition of the block.
+    pub fn matches(&self, req: &RequestHead<'_>) -> bool {
+        let path = req
+            .path_and_query
+            .split_once('?')
+            .map_or(req.path_and_query, |(p, _)| p);
+        let query = req.path_and_query.split_once('?').map(|(_, q)| q);
+        self.uri
+            .as_ref()
+            .is_none_or(|m| m.matches(path, self.ignore_uri_case))
+            && self
+                .scheme
+                .as_ref()
+                .is_none_or(|m| m.matches(req.scheme, false))
+            && self
+                .method
+                .as_ref()
+                .is_none_or(|m| m.matches(req.method, false))
+            && self
+                .authority
+                .as_ref()
+                .is_none_or(|m| m.matches(req.authority, false))
+            && self.port.is_none_or(|p| p == u32::from(req.port))
+            && self.headers.iter().all(|(name, m)| {
+                header_value(req.headers, name).is_some_and(|v| m.matches(&v, false))
+            })
+            && self.without_headers.iter().all(|(name, m)| {
+                !header_value(req.headers, name).is_some_and(|v| m.matches(&v, false))
+            })
+            && self
+                .query_params
+                .iter()
+                .all(|(name, m)| query_value(query, name).is_some_and(|v| m.matches(v, false)))
+    }
+
+    /// Short human text of the block, e.g. `uri prefix /api and header x-user = jason`.
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(m) = &self.uri {
+            let mut s = m.summary("uri");
+            if self.ignore_uri_case {
+                s.push_str(" (ignore case)");
+            }
+            parts.push(s);
+        }
+        for (subject, m) in [
+            ("scheme", &self.scheme),
+            ("method", &self.method),
+            ("authority", &self.authority),
+        ] {
+            if let Some(m) = m {
+                parts.push(m.summary(subject));
+            }
+        }
+        for (name, m) in &self.headers {
+            parts.push(m.summary(&format!("header {name}")));
+        }
+        for (name, m) in &self.without_headers {
+            parts.push(format!("not {}", m.summary(&format!("header {name}"))));
+        }
+        for (name, m) in &self.query_params {
+            parts.push(m.summary(&format!("query {name}")));
+        }
+        if let Some(p) = self.port {
+            parts.push(format!("port {p}"));
+        }
+        if parts.is_empty() {
+            "any request".to_owned()
+        } else {
+            parts.join(" and ")
+        }
+    }
+}
+
+/// The header's value; several values are joined with `,` as Envoy does before matching.
+fn header_value(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    let joined = values
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect::<Vec<_>>()
+        .join(",");
+    Some(joined)
+}
+
+/// The first value of query parameter `name` (`?a` alone gives `""`), not percent-decoded,
+/// as Envoy compares it.
+fn query_value<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    fn sm(exact: Option<&str>, prefix: Option<&str>, regex: Option<&str>) -> StringMatch {
+        StringMatch {
+            exact: exact.map(Into::into),
+            prefix: prefix.map(Into::into),
+            regex: regex.map(Into::into),
+        }
+    }
+
+    fn head<'a>(path: &'a str, headers: &'a HeaderMap) -> RequestHead<'a> {
+        RequestHead {
+            method: "GET",
+            scheme: "http",
+            authority: "reviews",
+            path_and_query: path,
+            headers,
+            port: 9080,
+        }
+    }
+
+    fn block(yaml: &str) -> MatchBlock {
+        let m: HttpMatchRequest = yaml_serde::from_str(yaml).unwrap();
+        MatchBlock::compile(&m).unwrap()
+    }
+
+    #[test]
+    fn string_matchers() {
+        let exact = StringMatcher::compile(&sm(Some("/a"), None, None), "uri").unwrap();
+        assert!(exact.matches("/a", false));
+        assert!(!exact.matches("/ab", false));
+        assert!(!exact.matches("/A", false));
+        assert!(exact.matches("/A", true));
+
+        let prefix = StringMatcher::compile(&sm(None, Some("/api"), None), "uri").unwrap();
+        assert!(prefix.matches("/api/v1", false));
+        assert!(!prefix.matches("/ap", false));
+        assert!(!prefix.matches("/API/v1", false));
+        assert!(prefix.matches("/API/v1", true));
+
+        let re = StringMatcher::compile(&sm(None, None, Some(".*testing.*")), "h").unwrap();
+        assert!(re.matches("my-testing-agent", false));
+        assert!(!re.matches("curl", false));
+        // Whole-value match: a partial hit is not enough.
+        let re = StringMatcher::compile(&sm(None, None, Some("v[0-9]")), "h").unwrap();
+        assert!(re.matches("v1", false));
+        assert!(!re.matches("xv1", false));
+        assert!(!re.matches("v12", false));
+
+        let present = StringMatcher::compile(&sm(None, None, None), "h").unwrap();
+        assert!(present.matches("", false));
+    }
+
+    #[test]
+    fn bad_matchers_are_errors_not_panics() {
+        let e = StringMatcher::compile(&sm(None, None, Some("(unclosed")), "uri").unwrap_err();
+        assert!(matches!(e, MatcherError::InvalidRegex { .. }), "{e}");
+        let e = StringMatcher::compile(&sm(Some("a"), Some("b"), None), "uri").unwrap_err();
+        assert!(matches!(e, MatcherError::Ambiguous { .. }), "{e}");
+    }
+
+    #[test]
+    fn uri_ignores_query_and_honours_ignore_case() {
+        let h = HeaderMap::new();
+        let b = block("uri: {exact: /productpage}");
+        assert!(b.matches(&head("/productpage?u=1", &h)));
+        assert!(!b.matches(&head("/ProductPage", &h)));
+        let b = block("uri: {prefix: /api}\nignoreUriCase: true");
+        assert!(b.matches(&head("/API/reviews", &h)));
+        assert!(!b.matches(&head("/other", &h)));
+        assert_eq!(b.summary(), "uri prefix /api (ignore case)");
+        // ignoreUriCase does not apply to regex (Envoy ignores it there too).
+        let b = block("uri: {regex: /api/.*}\nignoreUriCase: true");
+        assert!(!b.matches(&head("/API/x", &h)));
+        assert!(b.matches(&head("/api/x", &h)));
+    }
+
+    #[test]
+    fn scheme_method_authority_port() {
+        let h = HeaderMap::new();
+        let b = block(
+            "scheme: {exact: http}\nmethod: {regex: GET|HEAD}\nauthority: {prefix: rev}\nport: 9080",
+        );
+        assert!(b.matches(&head("/", &h)));
+        let mut req = head("/", &h);
+        req.method = "POST";
+        assert!(!b.matches(&req));
+        let mut req = head("/", &h);
+        req.scheme = "https";
+        assert!(!b.matches(&req));
+        let mut req = head("/", &h);
+        req.authority = "ratings";
+        assert!(!b.matches(&req));
+        let mut req = head("/", &h);
+        req.port = 80;
+        assert!(!b.matches(&req));
+        assert_eq!(
+            b.summary(),
+            "scheme = http and method ~ GET|HEAD and authority prefix rev and port 9080"
+        );
+    }
+
+    #[test]
+    fn headers_presence_and_negation() {
+        let b = block("headers:\n  user-agent: {regex: '.*testing.*'}\n  x-debug: {}");
+        assert_eq!(
+            b.summary(),
+            "header user-agent ~ .*testing.* and header x-debug present"
+        );
+        let mut h = HeaderMap::new();
+        h.insert("user-agent", "load-testing/1".parse().unwrap());
+        assert!(!b.matches(&head("/", &h)), "x-debug missing");
+        h.insert("x-debug", "".parse().unwrap());
+        assert!(b.matches(&head("/", &h)));
+        h.insert("user-agent", "curl/8".parse().unwrap());
+        assert!(!b.matches(&head("/", &h)));
+
+        let b = block("withoutHeaders:\n  x-canary: {exact: 'true'}");
+        let mut h = HeaderMap::new();
+        assert!(b.matches(&head("/", &h)), "absent header is not excluded");
+        h.insert("x-canary", "false".parse().unwrap());
+        assert!(b.matches(&head("/", &h)));
+        h.insert("x-canary", "true".parse().unwrap());
+        assert!(!b.matches(&head("/", &h)));
+
+        let b = block("withoutHeaders:\n  x-canary: {}");
+        let mut h = HeaderMap::new();
+        assert!(b.matches(&head("/", &h)));
+        h.insert("x-canary", "anything".parse().unwrap());
+        assert!(!b.matches(&head("/", &h)));
+        assert_eq!(b.summary(), "not header x-canary present");
+    }
+
+    #[test]
+    fn uppercase_header_keys_still_match_lowercase_names() {
+        let b = block("headers:\n  End-User: {exact: jason}");
+        let mut h = HeaderMap::new();
+        h.insert("end-user", "jason".parse().unwrap());
+        assert!(b.matches(&head("/", &h)));
+    }
+
+    #[test]
+    fn repeated_headers_are_joined() {
+        let b = block("headers:\n  x-tag: {exact: 'a,b'}");
+        let mut h = HeaderMap::new();
+        h.append("x-tag", "a".parse().unwrap());
+        h.append("x-tag", "b".parse().unwrap());
+        assert!(b.matches(&head("/", &h)));
+    }
+
+    #[test]
+    fn query_params() {
+        let h = HeaderMap::new();
+        let b = block("queryParams:\n  user: {exact: jason}\n  debug: {}");
+        assert!(b.matches(&head("/p?user=jason&debug", &h)));
+        assert!(b.matches(&head("/p?debug=1&user=jason", &h)));
+        assert!(!b.matches(&head("/p?user=jason", &h)));
+        assert!(!b.matches(&head("/p?user=jasonx&debug", &h)));
+        assert!(!b.matches(&head("/p", &h)));
+        let b = block("queryParams:\n  v: {regex: '[0-9]+'}");
+        assert!(b.matches(&head("/p?v=42", &h)));
+        assert!(!b.matches(&head("/p?v=42a", &h)));
+        assert_eq!(b.summary(), "query v ~ [0-9]+");
+    }
+
+    #[test]
+    fn empty_block_matches_everything() {
+        let h = HeaderMap::new();
+        let b = block("{}");
+        assert!(b.matches(&head("/anything", &h)));
+        assert_eq!(b.summary(), "any request");
+    }
+}

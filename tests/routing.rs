@@ -1,0 +1,417 @@
+//! Route table behaviour on real Istio YAML: VirtualService selection, first-match routes,
+//! weights, mirror percentages, subsets and endpoint resolution.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use http::HeaderMap;
+use mirrorlab::config::ConfigSet;
+use mirrorlab::routing::{EndpointAddr, NoRoute, RequestHead, Resolution, RouteTable};
+
+fn sample(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("sample-configs")
+        .join(name)
+}
+
+fn table_of(yaml: &str) -> RouteTable {
+    let set = ConfigSet::load_str("test.yaml", yaml);
+    match RouteTable::compile(&set) {
+        Ok(t) => t,
+        Err(errors) => panic!(
+            "config did not compile:\n{}",
+            errors
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
+}
+
+struct Req {
+    method: &'static str,
+    authority: &'static str,
+    path: &'static str,
+    headers: HeaderMap,
+    port: u16,
+}
+
+impl Req {
+    fn get(authority: &'static str, path: &'static str) -> Self {
+        Self {
+            method: "GET",
+            authority,
+            path,
+            headers: HeaderMap::new(),
+            port: 9080,
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.insert(name, value.parse().unwrap());
+        self
+    }
+
+    fn resolve(&self, table: &RouteTable) -> Result<Resolution, NoRoute> {
+        table.resolve(&RequestHead {
+            method: self.method,
+            scheme: "http",
+            authority: self.authority,
+            path_and_query: self.path,
+            headers: &self.headers,
+            port: self.port,
+        })
+    }
+}
+
+fn sock(port: u16) -> EndpointAddr {
+    EndpointAddr::Socket(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+#[test]
+fn main_sample_routes_to_v1_and_mirrors_everything_to_reviews_v2() {
+    let set = ConfigSet::load_files(&[sample("reviews-mirror.yaml")]);
+    assert!(
+        set.diagnostics().is_empty(),
+        "{:#?}",
+        set.diagnostics()
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+    );
+    let table = RouteTable::compile(&set).unwrap();
+    assert_eq!(table.default_host(), Some("reviews"));
+    assert_eq!(table.hosts(), ["reviews".to_owned()]);
+
+    let r = Req::get("reviews", "/reviews/1").resolve(&table).unwrap();
+    assert_eq!(r.trace.virtual_service, "default/reviews-vs");
+    assert_eq!(r.trace.route_index, 0);
+    assert_eq!(r.trace.route_name.as_deref(), Some("reviews-v1-mirrored"));
+    assert_eq!(r.trace.match_index, None);
+    assert_eq!(r.trace.match_summary, "any request");
+    assert_eq!(r.destinations.len(), 1);
+    assert_eq!(r.destinations[0].weight, 100);
+    let primary = r.pick_destination(0.5).unwrap();
+    assert_eq!(primary.label, "reviews/v1");
+    assert_eq!(primary.endpoints, vec![sock(9081)]);
+    assert_eq!(r.mirrors.len(), 1);
+    assert_eq!(r.mirrors[0].fraction, 1.0);
+    assert_eq!(r.mirrors[0].upstream.label, "reviews-v2/v2");
+    assert_eq!(r.mirrors[0].upstream.endpoints, vec![sock(9082)]);
+}
+
+#[test]
+fn short_names_and_fqdns_resolve_alike() {
+    let table =
+        RouteTable::compile(&ConfigSet::load_files(&[sample("reviews-mirror.yaml")])).unwrap();
+    for host in [
+        "reviews",
+        "reviews:9080",
+        "reviews.default",
+        "reviews.default.svc",
+        "reviews.default.svc.cluster.local",
+        "REVIEWS.default.svc.cluster.local",
+    ] {
+        let r = Req::get(host, "/").resolve(&table);
+        assert!(r.is_ok(), "{host}: {r:?}");
+    }
+    let err = Req::get("ratings", "/").resolve(&table).unwrap_err();
+    assert!(matches!(err, NoRoute::UnknownHost { .. }));
+    assert!(err.to_string().contains("reviews"), "{err}");
+    // A different namespace is a different service.
+    assert!(
+        Req::get("reviews.prod.svc.cluster.local", "/")
+            .resolve(&table)
+            .is_err()
+    );
+}
+
+#[test]
+fn fqdn_hosts_in_the_virtual_service_match_short_request_names() {
+    let table = table_of(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  http:
+  - route: [{destination: {host: 127.0.0.1, port: {number: 9081}}}]
+",
+    );
+    let r = Req::get("reviews", "/").resolve(&table).unwrap();
+    assert_eq!(r.destinations[0].upstream.endpoints, vec![sock(9081)]);
+}
+
+#[test]
+fn user_agent_scenario_mirrors_only_testing_clients() {
+    let table = RouteTable::compile(&ConfigSet::load_files(&[sample(
+        "reviews-mirror-testing-user-agent.yaml",
+    )]))
+    .unwrap();
+    let r = Req::get("reviews", "/")
+        .header("user-agent", "my-testing-client/1.0")
+        .resolve(&table)
+        .unwrap();
+    assert_eq!(r.trace.route_index, 0);
+    assert_eq!(r.trace.match_index, Some(0));
+    assert_eq!(r.trace.match_summary, "header user-agent ~ .*testing.*");
+    assert_eq!(r.mirrors.len(), 1);
+
+    let r = Req::get("reviews", "/")
+        .header("user-agent", "curl/8.5")
+        .resolve(&table)
+        .unwrap();
+    assert_eq!(r.trace.route_index, 1);
+    assert_eq!(r.trace.route_name.as_deref(), Some("everyone-else"));
+    assert!(r.mirrors.is_empty());
+
+    // No user-agent at all: the header matcher fails, the catch-all takes it.
+    let r = Req::get("reviews", "/").resolve(&table).unwrap();
+    assert_eq!(r.trace.route_index, 1);
+}
+
+#[test]
+fn mirror_percentages_absent_zero_25_and_100() {
+    let vs = |extra: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: vs}}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{{destination: {{host: reviews}}}}]
+    mirror: {{host: shadow}}
+{extra}"
+        )
+    };
+    let fraction = |extra: &str| {
+        let t = table_of(&vs(extra));
+        Req::get("reviews", "/").resolve(&t).unwrap().mirrors[0].fraction
+    };
+    assert_eq!(fraction(""), 1.0);
+    assert_eq!(fraction("    mirrorPercentage: {value: 0}\n"), 0.0);
+    assert_eq!(fraction("    mirrorPercentage: {value: 25}\n"), 0.25);
+    assert_eq!(fraction("    mirrorPercentage: {value: 100.0}\n"), 1.0);
+    assert_eq!(fraction("    mirrorPercent: 40\n"), 0.4);
+
+    let table = RouteTable::compile(&ConfigSet::load_files(&[sample(
+        "reviews-mirror-25-percent.yaml",
+    )]))
+    .unwrap();
+    let r = Req::get("reviews", "/").resolve(&table).unwrap();
+    assert_eq!(r.mirrors[0].fraction, 0.25);
+}
+
+#[test]
+fn mirrors_list_keeps_each_percentage_in_order() {
+    let table = RouteTable::compile(&ConfigSet::load_files(&[sample(
+        "reviews-mirrors-two-shadows.yaml",
+    )]))
+    .unwrap();
+    let r = Req::get("reviews", "/").resolve(&table).unwrap();
+    assert_eq!(r.mirrors.len(), 2);
+    assert_eq!(r.mirrors[0].upstream.label, "reviews-v2/v2");
+    assert_eq!(r.mirrors[0].fraction, 1.0);
+    assert_eq!(r.mirrors[1].upstream.label, "reviews/v3");
+    assert_eq!(r.mirrors[1].fraction, 0.1);
+    assert_eq!(r.mirrors[1].upstream.endpoints, vec![sock(9083)]);
+}
+
+#[test]
+fn baseline_sample_mirrors_to_candidate_and_primary_version() {
+    let table = RouteTable::compile(&ConfigSet::load_files(&[sample(
+        "reviews-mirrors-baseline.yaml",
+    )]))
+    .unwrap();
+    let r = Req::get("reviews", "/").resolve(&table).unwrap();
+    let labels: Vec<_> = r.mirrors.iter().map(|m| m.upstream.label.clone()).collect();
+    assert_eq!(labels, ["reviews-v2/v2", "reviews/v1"]);
+    // The primary and the baseline mirror share one upstream (and its round robin).
+    assert!(std::sync::Arc::ptr_eq(
+        &r.destinations[0].upstream,
+        &r.mirrors[1].upstream
+    ));
+}
+
+const WEIGHTED: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - uri: {prefix: /api}
+      method: {exact: POST}
+    - headers: {x-canary: {exact: 'true'}}
+    route:
+    - destination: {host: reviews, subset: v1}
+      weight: 75
+    - destination: {host: reviews, subset: v2}
+      weight: 25
+  - name: api-gets
+    match:
+    - uri: {prefix: /api}
+    route:
+    - destination: {host: reviews, subset: v3}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews.default.svc.cluster.local
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  ports: [{number: 9080, name: http}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: 9081}, labels: {version: v1, app: reviews}}
+  - {address: 127.0.0.1, ports: {http: 9082}, labels: {version: v2, app: reviews}}
+  - {address: 127.0.0.2, ports: {http: 9081}, labels: {version: v1, app: reviews}}
+  - {address: 127.0.0.1, labels: {version: v3}}
+";
+
+#[test]
+fn blocks_are_ored_fields_anded_and_first_route_wins() {
+    let table = table_of(WEIGHTED);
+    let mut post = Req::get("reviews", "/api/x");
+    post.method = "POST";
+    let r = post.resolve(&table).unwrap();
+    assert_eq!((r.trace.route_index, r.trace.match_index), (0, Some(0)));
+    assert_eq!(r.trace.match_summary, "uri prefix /api and method = POST");
+
+    // Second block of the same route (OR).
+    let r = Req::get("reviews", "/other")
+        .header("x-canary", "true")
+        .resolve(&table)
+        .unwrap();
+    assert_eq!((r.trace.route_index, r.trace.match_index), (0, Some(1)));
+
+    // GET /api fails the AND of block 0 and block 1, so route 1 takes it.
+    let r = Req::get("reviews", "/api/x").resolve(&table).unwrap();
+    assert_eq!(r.trace.route_index, 1);
+    assert_eq!(r.trace.route_name.as_deref(), Some("api-gets"));
+
+    // Nothing matches /other without the header.
+    let err = Req::get("reviews", "/other").resolve(&table).unwrap_err();
+    assert!(
+        matches!(err, NoRoute::NoMatchingRoute { routes: 2, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn weights_pick_destinations_and_subsets_select_endpoints() {
+    let table = table_of(WEIGHTED);
+    let r = Req::get("reviews", "/")
+        .header("x-canary", "true")
+        .resolve(&table)
+        .unwrap();
+    assert_eq!(r.pick_destination(0.0).unwrap().label, "reviews/v1");
+    assert_eq!(r.pick_destination(0.74).unwrap().label, "reviews/v1");
+    assert_eq!(r.pick_destination(0.76).unwrap().label, "reviews/v2");
+    assert_eq!(r.pick_destination(0.999).unwrap().label, "reviews/v2");
+
+    let v1 = &r.destinations[0].upstream;
+    assert_eq!(
+        v1.endpoints,
+        vec![
+            sock(9081),
+            EndpointAddr::Socket(SocketAddr::from(([127, 0, 0, 2], 9081)))
+        ]
+    );
+    // Round robin over the subset's endpoints.
+    let a = v1.next_endpoint().unwrap().clone();
+    let b = v1.next_endpoint().unwrap().clone();
+    assert_ne!(a, b);
+    assert_eq!(r.destinations[1].upstream.endpoints, vec![sock(9082)]);
+
+    // An endpoint without a `ports` entry is reached on the service port.
+    let r = Req::get("reviews", "/api").resolve(&table).unwrap();
+    assert_eq!(r.destinations[0].upstream.endpoints, vec![sock(9080)]);
+}
+
+#[test]
+fn hosts_without_service_entry_are_dns_names_or_ips() {
+    let table = table_of(
+        "apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: ['*.example.com', api.example.com, '*']
+  http:
+  - match: [{authority: {exact: api.example.com}}]
+    route: [{destination: {host: httpbin.org}}]
+  - match: [{port: 8080}]
+    route: [{destination: {host: 127.0.0.1, port: {number: 9089}}}]
+  - route: [{destination: {host: backend, port: {number: 8000}}}]
+    timeout: 1.5s
+",
+    );
+    let r = Req::get("api.example.com", "/").resolve(&table).unwrap();
+    assert_eq!(
+        r.destinations[0].upstream.endpoints,
+        vec![EndpointAddr::Dns {
+            host: "httpbin.org".into(),
+            port: 80
+        }]
+    );
+    let mut req = Req::get("x.example.com", "/");
+    req.port = 8080;
+    let r = req.resolve(&table).unwrap();
+    assert_eq!(r.trace.match_summary, "port 8080");
+    assert_eq!(r.destinations[0].upstream.endpoints, vec![sock(9089)]);
+    let r = Req::get("anything.else", "/").resolve(&table).unwrap();
+    assert_eq!(r.trace.route_index, 2);
+    assert_eq!(r.timeout, Some(std::time::Duration::from_millis(1500)));
+    assert_eq!(r.destinations[0].upstream.label, "backend:8000");
+    // One VirtualService: its first host is the default.
+    assert_eq!(table.default_host(), Some("*.example.com"));
+}
+
+#[test]
+fn most_specific_host_wins_between_virtual_services() {
+    let table = table_of(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: wildcard}
+spec:
+  hosts: ['*.example.com']
+  http: [{route: [{destination: {host: 127.0.0.1, port: {number: 9081}}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: exact}
+spec:
+  hosts: [api.example.com]
+  http: [{route: [{destination: {host: 127.0.0.1, port: {number: 9082}}}]}]
+",
+    );
+    let vs = |h| {
+        Req::get(h, "/")
+            .resolve(&table)
+            .unwrap()
+            .trace
+            .virtual_service
+    };
+    assert_eq!(vs("api.example.com"), "default/exact");
+    assert_eq!(vs("www.example.com"), "default/wildcard");
+    assert!(Req::get("example.com", "/").resolve(&table).is_err());
+    assert_eq!(table.default_host(), None);
+}
+
+#[test]
+fn compile_refuses_configs_with_errors() {
+    let set = ConfigSet::load_files(&[sample("reviews-mirror-missing-subset.yaml")]);
+    let errors = RouteTable::compile(&set).unwrap_err();
+    assert!(errors.iter().any(|d| d.code == "IST0101"), "{errors:?}");
+}
