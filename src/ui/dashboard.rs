@@ -253,14 +253,14 @@ fn side_name(i: usize, side: &SideSnapshot) -> String {
 /// A time-series plot: up to two measures per side, x in seconds before now.
 fn series_plot(
     ui: &mut egui::Ui,
-    id: impl std::hash::Hash,
+    id: impl egui::AsIdSalt,
     width: f32,
     sides: &[&SideSnapshot],
     now: u64,
     measures: impl Fn(&crate::analysis::SeriesPoint) -> [(&'static str, Option<f64>); 2],
 ) {
     let from = now.saturating_sub(PLOT_WINDOW_SECONDS);
-    Plot::new(egui::Id::new(id))
+    Plot::new(id)
         .width(width)
         .height(180.0)
         .legend(Legend::default().position(Corner::LeftTop))
@@ -302,8 +302,8 @@ fn series_plot(
         });
 }
 
-fn distribution_plot(ui: &mut egui::Ui, id: impl std::hash::Hash, width: f32, sides: &[&SideSnapshot], cdf: bool) {
-    Plot::new(egui::Id::new(id))
+fn distribution_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, sides: &[&SideSnapshot], cdf: bool) {
+    Plot::new(id)
         .width(width)
         .height(180.0)
         .legend(Legend::default().position(Corner::RightBottom))
@@ -342,7 +342,7 @@ fn distribution_plot(ui: &mut egui::Ui, id: impl std::hash::Hash, width: f32, si
         });
 }
 
-fn status_plot(ui: &mut egui::Ui, id: impl std::hash::Hash, width: f32, sides: &[&SideSnapshot]) {
+fn status_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, sides: &[&SideSnapshot]) {
     let codes: Vec<u16> = {
         let mut c: Vec<u16> = sides
             .iter()
@@ -355,7 +355,7 @@ fn status_plot(ui: &mut egui::Ui, id: impl std::hash::Hash, width: f32, sides: &
     let n = sides.len().max(1) as f64;
     let bar_width = 0.8 / n;
     let labels = codes.clone();
-    Plot::new(egui::Id::new(id))
+    Plot::new(id)
         .width(width)
         .height(160.0)
         .legend(Legend::default().position(Corner::RightTop))
@@ -390,7 +390,7 @@ fn status_plot(ui: &mut egui::Ui, id: impl std::hash::Hash, width: f32, sides: &
         });
 }
 
-fn skipped_plot(ui: &mut egui::Ui, id: impl std::hash::Hash, width: f32, mirrors: &[SideSnapshot]) {
+fn skipped_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, mirrors: &[SideSnapshot]) {
     const REASONS: [SkipReason; 4] = [
         SkipReason::NotSampled,
         SkipReason::BodyTooLarge,
@@ -403,7 +403,7 @@ fn skipped_plot(ui: &mut egui::Ui, id: impl std::hash::Hash, width: f32, mirrors
     let axis_labels = labels.clone();
     let n = mirrors.len().max(1) as f64;
     let bar_width = 0.8 / n;
-    Plot::new(egui::Id::new(id))
+    Plot::new(id)
         .width(width)
         .height(160.0)
         .legend(Legend::default().position(Corner::RightTop))

@@ -290,7 +290,7 @@ pub fn string_match_ui(
     let mut changed = false;
     ui.horizontal(|ui| {
         let l = ui.label(label);
-        changed |= kind_picker(ui, ui.id().with(path), label, &mut kind, "any");
+        changed |= kind_picker(ui, ui.scope_id().with(path), label, &mut kind, "any");
         if kind != MatchKind::None {
             changed |= ui
                 .add(egui::TextEdit::singleline(&mut value).desired_width(220.0))
@@ -330,7 +330,7 @@ pub fn match_rows_ui(
             let (mut kind, mut value) = MatchKind::of(m);
             let mut row_changed = kind_picker(
                 ui,
-                ui.id().with((path, i)),
+                ui.scope_id().with((path, i)),
                 &format!("{label} {name}"),
                 &mut kind,
                 "present",
@@ -443,7 +443,7 @@ pub fn destination_ui(
     let mut changed = false;
     ui.horizontal(|ui| {
         changed |= text_field(ui, &format!("{label} host"), &mut d.host, 200.0);
-        egui::ComboBox::from_id_salt(ui.id().with((path, "host")))
+        egui::ComboBox::from_id_salt(ui.scope_id().with((path, "host")))
             .selected_text("pick")
             .width(50.0)
             .show_ui(ui, |ui| {
@@ -459,7 +459,7 @@ pub fn destination_ui(
         let subsets = catalog.subsets_of(&d.host);
         let l = ui.label("subset");
         let shown = d.subset.clone().unwrap_or_else(|| "(none)".to_owned());
-        egui::ComboBox::from_id_salt(ui.id().with((path, "subset")))
+        egui::ComboBox::from_id_salt(ui.scope_id().with((path, "subset")))
             .selected_text(shown)
             .width(90.0)
             .show_ui(ui, |ui| {

@@ -201,13 +201,13 @@ impl RoutesView<'_> {
             }
             ui.separator();
             if ui.button("Add VirtualService").clicked() {
-                add = Some(IstioObject::VirtualService(new_virtual_service()));
+                add = Some(IstioObject::VirtualService(Box::new(new_virtual_service())));
             }
             if ui.button("Add DestinationRule").clicked() {
-                add = Some(IstioObject::DestinationRule(new_destination_rule()));
+                add = Some(IstioObject::DestinationRule(Box::new(new_destination_rule())));
             }
             if ui.button("Add ServiceEntry").clicked() {
-                add = Some(IstioObject::ServiceEntry(new_service_entry()));
+                add = Some(IstioObject::ServiceEntry(Box::new(new_service_entry())));
             }
         });
         if let Some(object) = add {
@@ -256,7 +256,7 @@ impl RoutesView<'_> {
         });
         if remove {
             self.doc.remove_resource(index);
-        } else if changed {
+        } else if changed == Some(true) {
             self.doc.model_edited();
         }
     }
