@@ -1,7 +1,9 @@
 //! The `mirrorlab` binary: desktop app, headless proxy, config checker and demo services.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -34,12 +36,137 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run the mirroring proxy headless: prints `listening on ADDR`, a summary every 5 s on
+    /// stderr, hot-reloads CONFIG when it changes, and writes a JSON report at exit.
+    Run {
+        /// Istio YAML to serve (VirtualServices, DestinationRules, ServiceEntries).
+        config: PathBuf,
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15001")]
+        listen: SocketAddr,
+        /// Allow a listen address other than loopback.
+        #[arg(long)]
+        allow_remote: bool,
+        /// Host for requests addressed to the proxy itself (default: the only VirtualService's first host).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+        /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+        #[arg(long, value_name = "S")]
+        duration: Option<f64>,
+        /// Write the JSON report here at exit (default: print it on stdout).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Seed for the mirror percentage draws, to repeat a run exactly.
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Append `-shadow` to the Host of mirrored requests (Envoy, Istio before 1.28).
+        #[arg(long)]
+        shadow_host_suffix: bool,
+    },
+    /// Start demo upstream services at the addresses CONFIG's ServiceEntries name.
+    Demo {
+        /// Istio YAML whose ServiceEntries say where to listen (default: the built-in sample).
+        config: Option<PathBuf>,
+        /// Also send this many requests per second through the proxy.
+        #[arg(long, value_name = "RPS")]
+        traffic: Option<f64>,
+        /// The proxy's address, for --traffic.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15001")]
+        proxy: SocketAddr,
+        /// Host header for --traffic (default: the config's first VirtualService host).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+    },
+}
+
+/// Logs go to stderr through `tracing`; RUST_LOG overrides the default level (info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs `work` on a fresh multi-thread runtime; the engine never builds one itself.
+fn on_runtime<F, Fut>(work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(tokio::runtime::Handle) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    runtime.block_on(work(handle))
+}
+
+fn report_failure(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("mirrorlab: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { files }) => check(&files),
+        Some(Command::Run {
+            config,
+            listen,
+            allow_remote,
+            host,
+            duration,
+            report,
+            seed,
+            shadow_host_suffix,
+        }) => {
+            init_logging();
+            let duration = match duration.map(Duration::try_from_secs_f64).transpose() {
+                Ok(duration) => duration,
+                Err(err) => {
+                    eprintln!(
+                        "mirrorlab run: --duration must be a positive number of seconds: {err}"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            let options = mirrorlab::lab::headless::RunOptions {
+                config,
+                listen,
+                allow_remote,
+                host,
+                duration,
+                report,
+                seed,
+                shadow_host_suffix,
+            };
+            report_failure(on_runtime(|handle| async move {
+                Ok(mirrorlab::lab::headless::run(handle, options).await?)
+            }))
+        }
+        Some(Command::Demo {
+            config,
+            traffic,
+            proxy,
+            host,
+        }) => {
+            init_logging();
+            let options = mirrorlab::demo::DemoOptions {
+                config,
+                traffic,
+                proxy,
+                host,
+            };
+            report_failure(on_runtime(|handle| async move {
+                Ok(mirrorlab::demo::run(handle, options).await?)
+            }))
+        }
         None => match run_desktop(cli.config, cli.screenshot, cli.demo) {
             Ok(code) => code,
             Err(e) => {

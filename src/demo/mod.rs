@@ -8,10 +8,14 @@ mod reviews;
 mod traffic;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener as StdTcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::ConfigSet;
 
 pub use reviews::ReviewsVersion;
 pub use traffic::{TrafficGenerator, TrafficSettings, TrafficStats};
@@ -44,6 +48,65 @@ pub enum DemoError {
     /// The HTTP client could not be built.
     #[error("cannot build the traffic generator's HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    /// A signal handler could not be installed.
+    #[error("cannot listen for {signal}: {source}")]
+    Signal {
+        /// Which signal.
+        signal: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The main sample config, built in so `mirrorlab demo` works from any directory.
+pub const SAMPLE_CONFIG: &str = include_str!("../../sample-configs/reviews-mirror.yaml");
+/// The name the built-in sample config goes by in messages.
+pub const SAMPLE_CONFIG_NAME: &str = "sample-configs/reviews-mirror.yaml (built in)";
+
+/// The endpoints of `config`'s ServiceEntries that the demo can serve: loopback addresses,
+/// one per service port, behaving as their `version` label says.
+pub fn endpoints_from_config(config: &ConfigSet) -> Vec<DemoEndpoint> {
+    let mut endpoints = Vec::new();
+    for (_, entry) in config.service_entries() {
+        let service = entry.spec.hosts.first().cloned().unwrap_or_default();
+        for workload in &entry.spec.endpoints {
+            let Some(address) = workload.address.as_deref() else {
+                continue;
+            };
+            let ip = match address.parse::<IpAddr>() {
+                Ok(ip) if ip.is_loopback() => ip,
+                _ => {
+                    tracing::warn!(
+                        service = %service,
+                        address,
+                        "not a loopback address; the demo only serves on this machine"
+                    );
+                    continue;
+                }
+            };
+            let version =
+                ReviewsVersion::from_label(workload.labels.get("version").map(String::as_str));
+            for port in &entry.spec.ports {
+                // Istio: the endpoint's `ports` map by port name, else targetPort, else
+                // the service port number.
+                let number = workload
+                    .ports
+                    .get(&port.name)
+                    .copied()
+                    .or(port.target_port)
+                    .unwrap_or(port.number);
+                let Ok(number) = u16::try_from(number) else {
+                    continue;
+                };
+                endpoints.push(DemoEndpoint {
+                    addr: SocketAddr::new(ip, number),
+                    service: service.clone(),
+                    version,
+                });
+            }
+        }
+    }
+    endpoints
 }
 
 /// One demo endpoint to start.
@@ -66,8 +129,16 @@ pub struct DemoServices {
 }
 
 impl DemoServices {
+    /// Starts a reviews server on every loopback endpoint of `config`'s ServiceEntries.
+    pub fn start(
+        handle: &tokio::runtime::Handle,
+        config: &ConfigSet,
+    ) -> Result<DemoServices, DemoError> {
+        Self::start_endpoints(handle, endpoints_from_config(config))
+    }
+
     /// Starts one server per endpoint on `handle`. Endpoints sharing an address are started
-    /// once (the first one listed wins).
+    /// once (the first one listed wins); port 0 gets a fresh ephemeral port each time.
     pub fn start_endpoints(
         handle: &tokio::runtime::Handle,
         endpoints: Vec<DemoEndpoint>,
@@ -75,9 +146,12 @@ impl DemoServices {
         if endpoints.is_empty() {
             return Err(DemoError::NoEndpoints);
         }
-        let mut unique: BTreeMap<SocketAddr, DemoEndpoint> = BTreeMap::new();
-        for endpoint in endpoints {
-            unique.entry(endpoint.addr).or_insert(endpoint);
+        // Two ServiceEntries often name one server (reviews v2 and reviews-v2); port 0
+        // asks for a fresh port each time, so those are never the same server.
+        let mut unique: BTreeMap<(SocketAddr, usize), DemoEndpoint> = BTreeMap::new();
+        for (i, endpoint) in endpoints.into_iter().enumerate() {
+            let fresh = if endpoint.addr.port() == 0 { i } else { 0 };
+            unique.entry((endpoint.addr, fresh)).or_insert(endpoint);
         }
         let cancel = CancellationToken::new();
         let _runtime = handle.enter();
@@ -123,5 +197,111 @@ impl DemoServices {
 impl Drop for DemoServices {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+/// What `mirrorlab demo` was asked to do.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The config whose ServiceEntries say where to listen; `None`: the built-in sample.
+    pub config: Option<PathBuf>,
+    /// Send this many requests a second through the proxy.
+    pub traffic: Option<f64>,
+    /// The proxy's address, for the traffic.
+    pub proxy: SocketAddr,
+    /// Host header for the traffic; `None`: the config's first VirtualService host.
+    pub host: Option<String>,
+}
+
+/// Runs the demo services (and traffic) until SIGINT or SIGTERM.
+pub async fn run(handle: tokio::runtime::Handle, options: DemoOptions) -> Result<(), DemoError> {
+    let config = match &options.config {
+        Some(path) => ConfigSet::load_files(std::slice::from_ref(path)),
+        None => ConfigSet::load_str(SAMPLE_CONFIG_NAME, SAMPLE_CONFIG),
+    };
+    for diagnostic in config.diagnostics() {
+        // The demo only needs the ServiceEntries; `mirrorlab run` refuses a broken config.
+        tracing::warn!("{diagnostic}");
+    }
+    let services = DemoServices::start(&handle, &config)?;
+    for endpoint in services.endpoints() {
+        println!(
+            "demo {} {} listening on {}",
+            endpoint.service,
+            endpoint.version.as_str(),
+            endpoint.addr
+        );
+    }
+    let cancel = CancellationToken::new();
+    let traffic = match options.traffic {
+        Some(rps) => {
+            let host = options.host.clone().or_else(|| {
+                config
+                    .virtual_services()
+                    .find_map(|(_, vs)| vs.spec.hosts.first().cloned())
+            });
+            println!(
+                "sending {rps} requests/s through the proxy at {} (Host: {})",
+                options.proxy,
+                host.as_deref().unwrap_or("the proxy's default host")
+            );
+            Some(TrafficGenerator::start(
+                &handle,
+                cancel.clone(),
+                TrafficSettings::new(options.proxy, host, rps),
+            )?)
+        }
+        None => None,
+    };
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    let mut report = tokio::time::interval(Duration::from_secs(5));
+    report.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut stop => { result?; break; }
+            _ = report.tick() => {
+                if let Some(traffic) = &traffic {
+                    let stats = traffic.stats();
+                    tracing::info!(
+                        sent = stats.sent,
+                        ok = stats.ok,
+                        not_ok = stats.not_ok,
+                        failed = stats.failed,
+                        "traffic{}",
+                        if stats.failed > 0 && stats.ok == 0 {
+                            ": nothing answers at the proxy address; is `mirrorlab run` running?"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+        }
+    }
+    cancel.cancel();
+    if let Some(traffic) = traffic {
+        traffic.stop().await;
+    }
+    services.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), DemoError> {
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| DemoError::Signal {
+        signal: "SIGTERM",
+        source,
+    })?;
+    #[cfg(unix)]
+    let terminated = terminate.recv();
+    #[cfg(not(unix))]
+    let terminated = std::future::pending::<Option<()>>();
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => {
+            interrupted.map_err(|source| DemoError::Signal { signal: "SIGINT", source })
+        }
+        _ = terminated => Ok(()),
     }
 }

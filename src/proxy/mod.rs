@@ -101,7 +101,8 @@ struct Shared {
 /// A running proxy: listening, forwarding and mirroring until its token is cancelled.
 pub struct Proxy {
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -154,8 +155,16 @@ impl Proxy {
             in_flight: AtomicU64::new(0),
             settings,
         });
-        let task = handle.spawn(listener::serve(listener, Arc::clone(&shared), cancel));
-        Ok(Proxy { shared, task })
+        let task = handle.spawn(listener::serve(
+            listener,
+            Arc::clone(&shared),
+            cancel.clone(),
+        ));
+        Ok(Proxy {
+            shared,
+            cancel,
+            task: Some(task),
+        })
     }
 
     /// The address the proxy listens on (with the real port when 0 was asked for).
@@ -201,11 +210,30 @@ impl Proxy {
         self.shared.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Waits until the listener has stopped (after cancellation) and open connections
-    /// have finished or were cut after a grace period.
-    pub async fn stopped(self) {
-        // A panic in the accept loop is already reported by the runtime; stopping is all
-        // that is left to do.
-        let _ = self.task.await;
+    /// Stops accepting, waits for open connections to finish (they get a few seconds),
+    /// then for exchanges in flight to be published, up to `drain` in all. Returns false
+    /// when something was still in flight at the deadline.
+    pub async fn stop(&mut self, drain: Duration) -> bool {
+        self.cancel.cancel();
+        let deadline = tokio::time::Instant::now() + drain;
+        if let Some(task) = self.task.take() {
+            // A panic in the accept loop is already reported by the runtime; stopping is
+            // all that is left to do.
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
+        while self.exchanges_in_flight() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Waits until the listener has stopped after its token was cancelled.
+    pub async fn stopped(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 }

@@ -1,0 +1,190 @@
+//! Headless `mirrorlab run`: serve a config, print a summary every few seconds, hot-reload
+//! the file when it changes, and write the JSON report at exit.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::analysis::AnalysisSettings;
+use crate::export::report::{Report, RunInfo};
+
+use super::{CompiledConfig, Lab, LabError, LabSettings};
+
+/// How often the one-line summary is logged.
+const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+/// How often the config file is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// What `mirrorlab run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The Istio YAML to serve (watched and hot-reloaded).
+    pub config: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Allow a non-loopback listen address.
+    pub allow_remote: bool,
+    /// Host for requests addressed to the proxy itself.
+    pub host: Option<String>,
+    /// Stop after this long; `None`: run until SIGINT or SIGTERM.
+    pub duration: Option<Duration>,
+    /// Where to write the JSON report; `None`: print it on stdout.
+    pub report: Option<PathBuf>,
+    /// Seed for repeatable mirror draws.
+    pub seed: Option<u64>,
+    /// Append `-shadow` to mirrored requests' Host.
+    pub shadow_host_suffix: bool,
+}
+
+/// A file's identity for change detection: modification time and length.
+fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Runs the lab headless on the caller's runtime until the duration ends or a signal
+/// arrives, then writes the report.
+pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<(), LabError> {
+    let loaded = CompiledConfig::load(&options.config)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let analysis = loaded.analysis_settings(AnalysisSettings::default());
+    let settings = LabSettings {
+        listen: options.listen,
+        allow_remote: options.allow_remote,
+        default_host: options.host.clone(),
+        seed: options.seed,
+        shadow_host_suffix: options.shadow_host_suffix,
+        analysis,
+        ..LabSettings::default()
+    };
+    let hosts = loaded.table.hosts().join(", ");
+    let default_host = options
+        .host
+        .clone()
+        .or_else(|| loaded.table.default_host().map(str::to_owned));
+    let started_at = SystemTime::now();
+    let lab = Lab::start(&handle, CancellationToken::new(), settings, loaded.table)?;
+    let listen = lab.local_addr();
+    {
+        // Scripts wait for this line; it must reach them before any request does.
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening on {listen}");
+        let _ = stdout.flush();
+    }
+    tracing::info!(
+        config = %options.config.display(),
+        virtual_services = loaded.virtual_services,
+        hosts = %hosts,
+        default_host = default_host.as_deref().unwrap_or("(none: address a host)"),
+        seed = lab.seed(),
+        "serving"
+    );
+
+    let stop = wait_for_stop(options.duration);
+    tokio::pin!(stop);
+    let mut summary = tokio::time::interval(SUMMARY_EVERY);
+    summary.tick().await;
+    let mut watch = tokio::time::interval(WATCH_EVERY);
+    let mut seen = fingerprint(&options.config);
+    let reason = loop {
+        tokio::select! {
+            reason = &mut stop => break reason?,
+            _ = summary.tick() => tracing::info!("{}", lab.counters()),
+            _ = watch.tick() => {
+                let now = fingerprint(&options.config);
+                if now != seen {
+                    seen = now;
+                    reload(&lab, &options.config);
+                }
+            }
+        }
+    };
+    tracing::info!("stopping ({reason}); waiting for requests and shadows in flight");
+    let counters = lab.counters();
+    let snapshot = lab.shutdown(settings_drain()).await;
+    tracing::info!("{counters}");
+    let report = Report::build(
+        &snapshot,
+        &RunInfo {
+            config: vec![options.config.clone()],
+            listen: Some(listen.to_string()),
+            started_at,
+            ended_at: SystemTime::now(),
+            seed: options.seed,
+        },
+    );
+    match &options.report {
+        Some(path) => {
+            report.write_to(path)?;
+            tracing::info!(path = %path.display(), "report written");
+        }
+        None => {
+            let json = report.to_json()?;
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{json}");
+            let _ = stdout.flush();
+        }
+    }
+    Ok(())
+}
+
+/// Time to wait at exit for shadows in flight: the default shadow timeout and a margin.
+fn settings_drain() -> Duration {
+    LabSettings::default().shadow_timeout + Duration::from_secs(2)
+}
+
+/// Applies a changed config, or logs why it was refused (the old routes keep serving).
+fn reload(lab: &Lab, path: &Path) {
+    match CompiledConfig::load(path) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
+            let hosts = loaded.table.hosts().join(", ");
+            let virtual_services = loaded.virtual_services;
+            lab.apply_config(loaded);
+            tracing::info!(
+                config = %path.display(),
+                virtual_services,
+                hosts = %hosts,
+                "config reloaded; new requests use the new routes"
+            );
+        }
+        Err(err) => {
+            tracing::warn!("config change refused, still serving the previous routes: {err}")
+        }
+    }
+}
+
+/// Resolves with why the run ends: the duration elapsed, SIGINT, or SIGTERM.
+async fn wait_for_stop(duration: Option<Duration>) -> Result<&'static str, LabError> {
+    let elapsed = async {
+        match duration {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| LabError::Signal {
+        signal: "SIGTERM",
+        source,
+    })?;
+    #[cfg(unix)]
+    let terminated = terminate.recv();
+    #[cfg(not(unix))]
+    let terminated = std::future::pending::<Option<()>>();
+    tokio::select! {
+        () = elapsed => Ok("duration elapsed"),
+        interrupted = tokio::signal::ctrl_c() => {
+            interrupted.map_err(|source| LabError::Signal { signal: "SIGINT", source })?;
+            Ok("SIGINT")
+        }
+        _ = terminated => Ok("SIGTERM"),
+    }
+}

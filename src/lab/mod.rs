@@ -1,0 +1,414 @@
+//! The running lab: wires proxy, capture and analysis together. Both the desktop app and the
+//! headless `mirrorlab run` drive it: commands in, snapshots out.
+//!
+//! [`Lab::start`] binds the proxy and starts the analysis task on the caller's runtime;
+//! the lab never creates a runtime of its own.
+
+pub mod headless;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::analysis::{
+    AnalysisSettings, AnalysisSnapshot, Analyzer, DIFF_IGNORE_ANNOTATION, IgnoreRules,
+};
+use crate::capture::{CaptureHub, CaptureStore, Exchange, StoreBounds};
+use crate::config::{ConfigSet, Severity};
+use crate::proxy::{CounterSnapshot, Proxy, ProxyError, ProxySettings, Routes};
+use crate::routing::{NoRoute, RequestHead, Resolution, RouteTable};
+
+impl Routes for RouteTable {
+    fn resolve(&self, head: &RequestHead<'_>) -> Result<Resolution, NoRoute> {
+        RouteTable::resolve(self, head)
+    }
+
+    fn default_host(&self) -> Option<String> {
+        RouteTable::default_host(self).map(str::to_owned)
+    }
+
+    fn hosts(&self) -> Vec<String> {
+        RouteTable::hosts(self).to_vec()
+    }
+}
+
+/// A config that was checked and compiled: what [`Lab::apply_config`] swaps in.
+#[derive(Debug)]
+pub struct CompiledConfig {
+    /// The route table.
+    pub table: RouteTable,
+    /// Diff ignore rules per VirtualService (`namespace/name`), from its
+    /// `mirrorlab.dev/diff-ignore` annotation.
+    pub ignore: Vec<(String, IgnoreRules)>,
+    /// How many VirtualServices the config has.
+    pub virtual_services: usize,
+    /// Warnings, each as the checker prints it.
+    pub warnings: Vec<String>,
+}
+
+impl CompiledConfig {
+    /// Checks and compiles a loaded set; errors refuse it. `file` names it in the error.
+    pub fn from_set(set: &ConfigSet, file: &str) -> Result<CompiledConfig, LabError> {
+        let refused = |diagnostics: Vec<String>| LabError::Config {
+            file: file.to_owned(),
+            diagnostics,
+        };
+        if set.has_errors() {
+            return Err(refused(
+                set.diagnostics()
+                    .iter()
+                    .filter(|d| d.severity == Severity::Error)
+                    .map(ToString::to_string)
+                    .collect(),
+            ));
+        }
+        let table = RouteTable::compile(set)
+            .map_err(|errors| refused(errors.iter().map(ToString::to_string).collect()))?;
+        let mut warnings: Vec<String> = set.diagnostics().iter().map(ToString::to_string).collect();
+        let mut ignore = Vec::new();
+        let mut virtual_services = 0;
+        for (resource, virtual_service) in set.virtual_services() {
+            virtual_services += 1;
+            let Some(text) = virtual_service
+                .metadata
+                .annotations
+                .get(DIFF_IGNORE_ANNOTATION)
+            else {
+                continue;
+            };
+            let name = resource.object.qualified_name();
+            match IgnoreRules::parse(text) {
+                Ok(rules) => ignore.push((name, rules)),
+                Err(err) => warnings.push(format!(
+                    "{file}: {name}: annotation {DIFF_IGNORE_ANNOTATION} ignored: {err}"
+                )),
+            }
+        }
+        Ok(CompiledConfig {
+            table,
+            ignore,
+            virtual_services,
+            warnings,
+        })
+    }
+
+    /// Loads, checks and compiles one file.
+    pub fn load(path: &std::path::Path) -> Result<CompiledConfig, LabError> {
+        let set = ConfigSet::load_files(&[path.to_path_buf()]);
+        Self::from_set(&set, &path.display().to_string())
+    }
+
+    /// Checks and compiles YAML text (the app's editor); `file` names it in messages.
+    pub fn from_text(file: &str, text: &str) -> Result<CompiledConfig, LabError> {
+        Self::from_set(&ConfigSet::load_str(file, text), file)
+    }
+
+    /// Analysis settings with this config's ignore rules added to `base`.
+    pub fn analysis_settings(&self, mut base: AnalysisSettings) -> AnalysisSettings {
+        for (virtual_service, rules) in &self.ignore {
+            base.virtual_service_rules
+                .entry(virtual_service.clone())
+                .or_default()
+                .extend(rules);
+        }
+        base
+    }
+}
+
+/// Everything the lab is started with. The defaults are Istio's and Envoy's.
+#[derive(Debug, Clone)]
+pub struct LabSettings {
+    /// Where the proxy listens (127.0.0.1:15001 by default).
+    pub listen: SocketAddr,
+    /// Allow a listen address other than loopback.
+    pub allow_remote: bool,
+    /// Host for requests addressed to the proxy itself (`--host`); `None`: the only
+    /// VirtualService's first host.
+    pub default_host: Option<String>,
+    /// Seed for mirror and weight draws (`--seed`); `None`: random.
+    pub seed: Option<u64>,
+    /// Append `-shadow` to the Host of mirrored requests (Envoy, Istio before 1.28).
+    pub shadow_host_suffix: bool,
+    /// Request bodies above this are not mirrored (1 MiB).
+    pub mirror_body_limit: usize,
+    /// Bodies are captured up to this many bytes (64 KiB).
+    pub capture_body_cap: usize,
+    /// Most shadow requests in flight (1024).
+    pub max_shadows_in_flight: usize,
+    /// Each shadow's own timeout (10 s).
+    pub shadow_timeout: Duration,
+    /// Bounds of the capture ring buffer.
+    pub store: StoreBounds,
+    /// Capacity of the channel from the proxy to the analysis task.
+    pub analysis_queue: usize,
+    /// What the analysis starts with (ignore rules, noise thresholds).
+    pub analysis: AnalysisSettings,
+}
+
+impl Default for LabSettings {
+    fn default() -> Self {
+        let proxy = ProxySettings::default();
+        Self {
+            listen: proxy.listen,
+            allow_remote: false,
+            default_host: None,
+            seed: None,
+            shadow_host_suffix: proxy.shadow_host_suffix,
+            mirror_body_limit: proxy.mirror_body_limit,
+            capture_body_cap: proxy.capture_body_cap,
+            max_shadows_in_flight: proxy.max_shadows_in_flight,
+            shadow_timeout: proxy.shadow_timeout,
+            store: StoreBounds::default(),
+            analysis_queue: 16_384,
+            analysis: AnalysisSettings::default(),
+        }
+    }
+}
+
+impl LabSettings {
+    fn proxy_settings(&self) -> ProxySettings {
+        ProxySettings {
+            listen: self.listen,
+            default_host: self.default_host.clone(),
+            seed: self.seed,
+            shadow_host_suffix: self.shadow_host_suffix,
+            mirror_body_limit: self.mirror_body_limit,
+            capture_body_cap: self.capture_body_cap,
+            max_shadows_in_flight: self.max_shadows_in_flight,
+            shadow_timeout: self.shadow_timeout,
+            ..ProxySettings::default()
+        }
+    }
+}
+
+/// What can go wrong running the lab.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A listen address other than loopback without the explicit flag.
+    #[error(
+        "refusing to listen on {addr}: other machines could send traffic through the lab. Pass --allow-remote if that is what you want, or listen on 127.0.0.1"
+    )]
+    RemoteListen {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// The proxy could not start.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// The config has errors; the lab keeps (or never had) its previous routes.
+    #[error("{file}: the config has {} error(s):\n{}", diagnostics.len(), diagnostics.join("\n"))]
+    Config {
+        /// The config file(s).
+        file: String,
+        /// Each error as the checker prints it.
+        diagnostics: Vec<String>,
+    },
+    /// The report could not be written.
+    #[error(transparent)]
+    Report(#[from] crate::export::report::ReportError),
+    /// A signal handler could not be installed.
+    #[error("cannot listen for {signal}: {source}")]
+    Signal {
+        /// Which signal.
+        signal: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How often the analysis task refreshes the snapshot the UI reads.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(100);
+
+/// A running lab: the proxy, its capture store, and the analysis task.
+pub struct Lab {
+    proxy: Proxy,
+    cancel: CancellationToken,
+    analyzer: Arc<Mutex<Analyzer>>,
+    snapshot: Arc<ArcSwap<AnalysisSnapshot>>,
+    analysis_stop: CancellationToken,
+    analysis_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Lab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lab")
+            .field("proxy", &self.proxy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lab {
+    /// Binds the proxy and starts serving `routes` on `handle` until `cancel` fires or
+    /// [`Lab::shutdown`] is called.
+    pub fn start(
+        handle: &tokio::runtime::Handle,
+        cancel: CancellationToken,
+        settings: LabSettings,
+        routes: impl Routes,
+    ) -> Result<Lab, LabError> {
+        if !settings.listen.ip().is_loopback() && !settings.allow_remote {
+            return Err(LabError::RemoteListen {
+                addr: settings.listen,
+            });
+        }
+        if !settings.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %settings.listen,
+                "listening on a non-loopback address: other machines can send traffic through the lab"
+            );
+        }
+        let hub = Arc::new(CaptureHub::new(settings.store));
+        let exchanges = hub.subscribe(settings.analysis_queue);
+        let cancel = cancel.child_token();
+        let proxy = Proxy::start(
+            handle,
+            cancel.clone(),
+            settings.proxy_settings(),
+            Box::new(routes),
+            hub,
+        )?;
+        let analyzer = Analyzer::new(settings.analysis);
+        let snapshot = Arc::new(ArcSwap::from_pointee(analyzer.snapshot()));
+        let analyzer = Arc::new(Mutex::new(analyzer));
+        let analysis_stop = CancellationToken::new();
+        let analysis_task = handle.spawn(analyze(
+            exchanges,
+            Arc::clone(&analyzer),
+            Arc::clone(&snapshot),
+            analysis_stop.clone(),
+        ));
+        Ok(Lab {
+            proxy,
+            cancel,
+            analyzer,
+            snapshot,
+            analysis_stop,
+            analysis_task,
+        })
+    }
+
+    /// The address the proxy listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.proxy.local_addr()
+    }
+
+    /// The seed of the mirror and weight draws (given, or drawn at start).
+    pub fn seed(&self) -> u64 {
+        self.proxy.seed()
+    }
+
+    /// Swaps in a new route table atomically; requests in flight finish on the old one.
+    pub fn apply(&self, routes: impl Routes) {
+        self.proxy.apply(Box::new(routes));
+    }
+
+    /// Swaps in a compiled config: its route table and its diff ignore annotations.
+    pub fn apply_config(&self, config: CompiledConfig) {
+        self.apply(config.table);
+        if !config.ignore.is_empty() {
+            self.with_analyzer(|analyzer| {
+                for (virtual_service, rules) in config.ignore {
+                    analyzer.set_virtual_service_rules(&virtual_service, rules);
+                }
+            });
+        }
+    }
+
+    /// The live counters (requests, mirrored, skipped by reason, shadow errors, dropped).
+    pub fn counters(&self) -> CounterSnapshot {
+        self.proxy.counters()
+    }
+
+    /// The ring buffer of recent exchanges (the traffic table).
+    pub fn captures(&self) -> &CaptureStore {
+        self.proxy.hub().store()
+    }
+
+    /// A new subscription to finished exchanges; a full channel drops and counts.
+    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<Arc<Exchange>> {
+        self.proxy.hub().subscribe(capacity)
+    }
+
+    /// The latest analysis snapshot (refreshed about ten times a second while traffic flows).
+    pub fn analysis(&self) -> Arc<AnalysisSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Changes the analyzer (ignore rules, thresholds, clear) and refreshes the snapshot.
+    pub fn with_analyzer<R>(&self, change: impl FnOnce(&mut Analyzer) -> R) -> R {
+        let mut analyzer = self.analyzer.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = change(&mut analyzer);
+        self.snapshot.store(Arc::new(analyzer.snapshot()));
+        result
+    }
+
+    /// Stops accepting, lets requests and shadows in flight finish (up to `drain`), and
+    /// returns the final analysis snapshot, which includes every exchange that finished.
+    pub async fn shutdown(self, drain: Duration) -> Arc<AnalysisSnapshot> {
+        let Lab {
+            mut proxy,
+            cancel,
+            analyzer: _,
+            snapshot,
+            analysis_stop,
+            analysis_task,
+        } = self;
+        cancel.cancel();
+        if !proxy.stop(drain).await {
+            tracing::warn!(
+                in_flight = proxy.exchanges_in_flight(),
+                "some exchanges were still in flight after {drain:?}; the report leaves them out"
+            );
+        }
+        analysis_stop.cancel();
+        // The task ends after draining its queue; a panic there leaves the last snapshot.
+        let _ = analysis_task.await;
+        snapshot.load_full()
+    }
+}
+
+/// The analysis task: ingests exchanges off the request path and publishes snapshots.
+async fn analyze(
+    mut exchanges: mpsc::Receiver<Arc<Exchange>>,
+    analyzer: Arc<Mutex<Analyzer>>,
+    snapshot: Arc<ArcSwap<AnalysisSnapshot>>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = false;
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            received = exchanges.recv_many(&mut batch, 256) => {
+                if received == 0 {
+                    break;
+                }
+                let mut analyzer = analyzer.lock().unwrap_or_else(PoisonError::into_inner);
+                for exchange in batch.drain(..) {
+                    analyzer.ingest(&exchange);
+                }
+                dirty = true;
+            }
+            _ = tick.tick() => {
+                if dirty {
+                    let fresh = analyzer.lock().unwrap_or_else(PoisonError::into_inner).snapshot();
+                    snapshot.store(Arc::new(fresh));
+                    dirty = false;
+                }
+            }
+        }
+    }
+    // Whatever finished before the stop is in the queue: include it in the final snapshot.
+    let mut analyzer = analyzer.lock().unwrap_or_else(PoisonError::into_inner);
+    while let Ok(exchange) = exchanges.try_recv() {
+        analyzer.ingest(&exchange);
+    }
+    snapshot.store(Arc::new(analyzer.snapshot()));
+}

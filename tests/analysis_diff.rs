@@ -1,0 +1,525 @@
+//! Response diffs: JSON structure, numbers, key order, arrays, type changes, text and
+//! binary bodies, content decoding, cut bodies, headers and ignore rules.
+
+mod analysis_support;
+
+use std::io::Write;
+
+use analysis_support::*;
+use bytes::Bytes;
+use mirrorlab::analysis::diff::{
+    BodyComparison, DiffError, DiffKind, JsonDifference, LineTag, ResponseDiff, diff_exchange,
+    diff_responses,
+};
+use mirrorlab::analysis::{FieldPath, IgnoreRules};
+use mirrorlab::capture::{CapturedBody, SkipReason, UpstreamErrorKind};
+use serde_json::json;
+
+fn json_diff(p: &str, s: &str, rules: &IgnoreRules) -> ResponseDiff {
+    diff_responses(
+        &response(200, p.to_owned(), 1),
+        &response(200, s.to_owned(), 1),
+        rules,
+    )
+}
+
+fn json_differences(d: &ResponseDiff) -> &[JsonDifference] {
+    match &d.body.comparison {
+        BodyComparison::Json { differences } => differences,
+        other => panic!("expected a JSON comparison, got {other:?}"),
+    }
+}
+
+fn kinds(d: &ResponseDiff) -> Vec<(String, DiffKind)> {
+    json_differences(d)
+        .iter()
+        .map(|x| (x.pointer.clone(), x.kind))
+        .collect()
+}
+
+#[test]
+fn nested_objects_report_pointers_and_kinds() {
+    let d = json_diff(
+        r#"{"user":{"name":"ann","address":{"city":"Oslo","zip":"0150"},"old":true}}"#,
+        r#"{"user":{"name":"ann","address":{"city":"Bergen","zip":"0150"},"new":1}}"#,
+        &IgnoreRules::none(),
+    );
+    assert_eq!(
+        kinds(&d),
+        vec![
+            ("/user/address/city".to_owned(), DiffKind::Changed),
+            ("/user/old".to_owned(), DiffKind::Removed),
+            ("/user/new".to_owned(), DiffKind::Added),
+        ]
+    );
+    let city = &json_differences(&d)[0];
+    assert_eq!(city.primary, Some(json!("Oslo")));
+    assert_eq!(city.shadow, Some(json!("Bergen")));
+    assert!(!d.is_same());
+    assert_eq!(d.summary(), "3 fields differ");
+}
+
+#[test]
+fn key_order_and_number_forms_do_not_differ() {
+    let d = json_diff(
+        r#"{"a":1,"b":{"x":[1,2],"y":2.50},"c":1e2}"#,
+        r#"{"c":100,"b":{"y":2.5,"x":[1.0,2]},"a":1.0}"#,
+        &IgnoreRules::none(),
+    );
+    assert_eq!(json_differences(&d), &[] as &[JsonDifference]);
+    assert!(d.is_same());
+    assert_eq!(d.summary(), "same");
+    // but a different number is a change, and 1 vs "1" is a type change
+    let d = json_diff(
+        r#"{"a":1,"b":1}"#,
+        r#"{"a":1.5,"b":"1"}"#,
+        &IgnoreRules::none(),
+    );
+    assert_eq!(
+        kinds(&d),
+        vec![
+            ("/a".to_owned(), DiffKind::Changed),
+            ("/b".to_owned(), DiffKind::TypeChanged)
+        ]
+    );
+}
+
+#[test]
+fn arrays_compare_by_position_and_fold_indexes_in_field_paths() {
+    let d = json_diff(
+        r#"{"items":[{"id":1,"price":10},{"id":2,"price":20}]}"#,
+        r#"{"items":[{"id":1,"price":11},{"id":2,"price":21},{"id":3,"price":30}]}"#,
+        &IgnoreRules::none(),
+    );
+    assert_eq!(
+        kinds(&d),
+        vec![
+            ("/items/0/price".to_owned(), DiffKind::Changed),
+            ("/items/1/price".to_owned(), DiffKind::Changed),
+            ("/items/2".to_owned(), DiffKind::Added),
+        ]
+    );
+    assert_eq!(
+        d.field_paths(),
+        vec![
+            FieldPath::Json("/items/*/price".into()),
+            FieldPath::Json("/items/*".into())
+        ]
+    );
+}
+
+#[test]
+fn type_changes_at_any_level_including_the_root() {
+    let d = json_diff(
+        r#"{"a":{"b":1},"c":[1],"d":null,"e":true}"#,
+        r#"{"a":[1],"c":{"0":1},"d":0,"e":"true"}"#,
+        &IgnoreRules::none(),
+    );
+    assert!(
+        kinds(&d).iter().all(|(_, k)| *k == DiffKind::TypeChanged),
+        "{:?}",
+        kinds(&d)
+    );
+    assert_eq!(kinds(&d).len(), 4);
+    let root = json_diff("[1,2]", r#"{"a":1}"#, &IgnoreRules::none());
+    assert_eq!(kinds(&root), vec![(String::new(), DiffKind::TypeChanged)]);
+    assert_eq!(root.field_paths(), vec![FieldPath::Body]);
+}
+
+#[test]
+fn pointer_tokens_are_escaped() {
+    let d = json_diff(
+        r#"{"a/b":{"m~n":1}}"#,
+        r#"{"a/b":{"m~n":2}}"#,
+        &IgnoreRules::none(),
+    );
+    assert_eq!(
+        kinds(&d),
+        vec![("/a~1b/m~0n".to_owned(), DiffKind::Changed)]
+    );
+}
+
+#[test]
+fn ignore_rules_mark_json_paths_and_headers() {
+    let rules =
+        IgnoreRules::parse("/meta, /items/*/updatedAt, header:x-trace").expect("valid rules");
+    let p = response_with(
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("x-trace", "a"),
+            ("x-version", "1"),
+        ],
+        body(r#"{"meta":{"ts":1},"items":[{"updatedAt":1,"v":1}],"v":1}"#),
+        1,
+    );
+    let s = response_with(
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("x-trace", "b"),
+            ("x-version", "2"),
+        ],
+        body(r#"{"meta":{"ts":2},"items":[{"updatedAt":2,"v":1}],"v":1}"#),
+        1,
+    );
+    let d = diff_responses(&p, &s, &rules);
+    let ignored: Vec<(String, bool)> = json_differences(&d)
+        .iter()
+        .map(|x| (x.pointer.clone(), x.ignored))
+        .collect();
+    assert_eq!(
+        ignored,
+        vec![
+            ("/items/0/updatedAt".to_owned(), true),
+            ("/meta/ts".to_owned(), true)
+        ]
+    );
+    assert!(d.headers.iter().any(|h| h.name == "x-trace" && h.ignored));
+    assert!(
+        d.headers
+            .iter()
+            .any(|h| h.name == "x-version" && !h.ignored)
+    );
+    assert_eq!(d.field_paths(), vec![FieldPath::Header("x-version".into())]);
+    assert_eq!(d.summary(), "1 field differs");
+}
+
+#[test]
+fn default_header_list_and_content_length() {
+    let rules = IgnoreRules::with_default_headers();
+    let p = response_with(
+        200,
+        &[
+            ("date", "Mon"),
+            ("content-length", "2"),
+            ("server", "v1"),
+            ("set-cookie", "s=1"),
+        ],
+        body("ab"),
+        1,
+    );
+    let s = response_with(
+        200,
+        &[
+            ("date", "Tue"),
+            ("content-length", "3"),
+            ("server", "v2"),
+            ("set-cookie", "s=2"),
+        ],
+        body("abc"),
+        1,
+    );
+    let d = diff_responses(&p, &s, &rules);
+    let by_name = |n: &str| d.headers.iter().find(|h| h.name == n).expect(n);
+    assert!(by_name("date").ignored);
+    assert!(by_name("set-cookie").ignored);
+    assert!(
+        by_name("content-length").ignored,
+        "implied by the body difference"
+    );
+    assert!(!by_name("server").ignored);
+    assert_eq!(by_name("server").kind, DiffKind::Changed);
+    // same body, different content-length: that one is real
+    let s2 = response_with(200, &[("content-length", "9")], body("ab"), 1);
+    let p2 = response_with(200, &[("content-length", "2")], body("ab"), 1);
+    let d2 = diff_responses(&p2, &s2, &rules);
+    assert_eq!(
+        d2.field_paths(),
+        vec![FieldPath::Header("content-length".into())]
+    );
+}
+
+#[test]
+fn status_difference_is_summarised() {
+    let d = diff_responses(
+        &response(200, "{}", 1),
+        &response(500, r#"{"e":1}"#, 1),
+        &IgnoreRules::none(),
+    );
+    assert_eq!(d.status.map(|s| (s.primary, s.shadow)), Some((200, 500)));
+    assert_eq!(d.summary(), "status 200→500, 1 more differ");
+    let d = diff_responses(
+        &response(200, "{}", 1),
+        &response(503, "{}", 1),
+        &IgnoreRules::none(),
+    );
+    assert_eq!(d.summary(), "status 200→503");
+    let ignore_status = IgnoreRules::parse("status").expect("valid");
+    assert!(
+        diff_responses(
+            &response(200, "{}", 1),
+            &response(503, "{}", 1),
+            &ignore_status
+        )
+        .is_same()
+    );
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("gzip in memory");
+    e.finish().expect("gzip in memory")
+}
+
+fn brotli_bytes(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+        w.write_all(data).expect("brotli in memory");
+    }
+    out
+}
+
+fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("deflate in memory");
+    e.finish().expect("deflate in memory")
+}
+
+#[test]
+fn compressed_bodies_are_decoded_first() {
+    let plain = r#"{"a":1,"b":"x"}"#;
+    let changed = r#"{"b":"y","a":1}"#;
+    let p = response_with(
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ],
+        body(gzip(plain.as_bytes())),
+        1,
+    );
+    // the shadow uses another encoding: still compared as JSON
+    let s = response_with(
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "br"),
+        ],
+        body(brotli_bytes(changed.as_bytes())),
+        1,
+    );
+    let d = diff_responses(&p, &s, &IgnoreRules::with_default_headers());
+    assert_eq!(kinds(&d), vec![("/b".to_owned(), DiffKind::Changed)]);
+    assert_eq!(d.body.primary_encoding.as_deref(), Some("gzip"));
+    assert_eq!(d.body.shadow_encoding.as_deref(), Some("br"));
+    assert!(d.body.decode_errors.is_empty());
+    // content-encoding itself differs and is reported as a header difference
+    assert!(
+        d.headers
+            .iter()
+            .any(|h| h.name == "content-encoding" && !h.ignored)
+    );
+
+    let s = response_with(
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "deflate"),
+        ],
+        body(deflate(plain.as_bytes())),
+        1,
+    );
+    assert!(
+        diff_responses(
+            &p,
+            &s,
+            &IgnoreRules::parse("header:content-encoding").expect("ok")
+        )
+        .is_same()
+    );
+}
+
+#[test]
+fn undecodable_body_is_compared_raw_and_says_so() {
+    let p = response_with(
+        200,
+        &[("content-encoding", "gzip")],
+        body("not gzip at all"),
+        1,
+    );
+    let s = response_with(
+        200,
+        &[("content-encoding", "gzip")],
+        body("not gzip either"),
+        1,
+    );
+    let d = diff_responses(&p, &s, &IgnoreRules::none());
+    assert_eq!(d.body.decode_errors.len(), 2, "{:?}", d.body.decode_errors);
+    assert!(d.body.decode_errors[0].contains("primary"));
+    assert!(matches!(d.body.comparison, BodyComparison::Text(_)));
+}
+
+fn cut(bytes: &[u8], keep: usize) -> CapturedBody {
+    CapturedBody {
+        bytes: Bytes::copy_from_slice(&bytes[..keep]),
+        total_len: bytes.len() as u64,
+        truncated: true,
+    }
+}
+
+#[test]
+fn cut_bodies_compare_as_far_as_both_go() {
+    let long = format!(r#"{{"items":[{}]}}"#, vec![r#"{"id":1}"#; 100].join(","));
+    let other_tail = long.replacen(r#"{"id":1}]"#, r#"{"id":2}]"#, 1);
+    // both cut at 200 bytes: the difference near the end is beyond the cut
+    let p = response_with(
+        200,
+        &[("content-type", "application/json")],
+        cut(long.as_bytes(), 200),
+        1,
+    );
+    let s = response_with(
+        200,
+        &[("content-type", "application/json")],
+        cut(other_tail.as_bytes(), 300),
+        1,
+    );
+    let d = diff_responses(&p, &s, &IgnoreRules::none());
+    assert!(d.body.truncated);
+    assert_eq!(d.body.compared_bytes, Some(200));
+    assert_eq!(d.body.comparison, BodyComparison::Identical);
+    assert!(d.is_same());
+
+    // a difference before the cut is found, by line/text since cut JSON does not parse
+    let early = long.replacen(r#"{"id":1}"#, r#"{"id":7}"#, 1);
+    let s = response_with(
+        200,
+        &[("content-type", "application/json")],
+        cut(early.as_bytes(), 250),
+        1,
+    );
+    let d = diff_responses(&p, &s, &IgnoreRules::none());
+    assert!(d.body.truncated);
+    assert_eq!(d.body.compared_bytes, Some(200));
+    assert!(
+        matches!(d.body.comparison, BodyComparison::Text(_)),
+        "{:?}",
+        d.body.comparison
+    );
+    assert_eq!(d.field_paths(), vec![FieldPath::Body]);
+
+    // a gzip body cut at the cap is decoded as far as it goes
+    let big: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+    let gz = gzip(big.as_bytes());
+    let p = response_with(
+        200,
+        &[("content-encoding", "gzip")],
+        cut(&gz, gz.len() / 2),
+        1,
+    );
+    let s = response_with(200, &[], body(big.clone()), 1);
+    let d = diff_responses(&p, &s, &IgnoreRules::none());
+    assert!(d.body.truncated);
+    assert!(
+        d.body.decode_errors.is_empty(),
+        "{:?}",
+        d.body.decode_errors
+    );
+    assert!(
+        d.body.compared_bytes.is_some_and(|n| n > 1000),
+        "{:?}",
+        d.body.compared_bytes
+    );
+    assert_eq!(d.body.comparison, BodyComparison::Identical);
+}
+
+#[test]
+fn text_bodies_diff_by_line() {
+    let p = response_with(
+        200,
+        &[("content-type", "text/plain")],
+        body("a\nb\nc\nd\ne\nf\ng\nh\n"),
+        1,
+    );
+    let s = response_with(
+        200,
+        &[("content-type", "text/plain")],
+        body("a\nb\nc\nD\ne\nf\ng\nh\ni\n"),
+        1,
+    );
+    let d = diff_responses(&p, &s, &IgnoreRules::none());
+    let BodyComparison::Text(t) = &d.body.comparison else {
+        panic!("expected text, got {:?}", d.body.comparison)
+    };
+    assert_eq!((t.added, t.removed), (2, 1));
+    let changed: Vec<(LineTag, &str)> = t
+        .lines
+        .iter()
+        .flatten()
+        .filter(|l| l.tag != LineTag::Equal)
+        .map(|l| (l.tag, l.text.as_str()))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            (LineTag::Removed, "d"),
+            (LineTag::Added, "D"),
+            (LineTag::Added, "i")
+        ]
+    );
+    let removed = t
+        .lines
+        .iter()
+        .flatten()
+        .find(|l| l.tag == LineTag::Removed)
+        .expect("a removed line");
+    assert_eq!(removed.primary_line, Some(4));
+    // ignoring whole bodies
+    assert!(diff_responses(&p, &s, &IgnoreRules::parse("body").expect("ok")).is_same());
+}
+
+#[test]
+fn binary_bodies_by_length_and_hash() {
+    let p = response_with(
+        200,
+        &[("content-type", "image/png")],
+        body(vec![0u8, 1, 2, 3]),
+        1,
+    );
+    let s = response_with(
+        200,
+        &[("content-type", "image/png")],
+        body(vec![0u8, 1, 2, 3, 4]),
+        1,
+    );
+    let d = diff_responses(&p, &s, &IgnoreRules::none());
+    let BodyComparison::Binary(b) = &d.body.comparison else {
+        panic!("expected binary, got {:?}", d.body.comparison)
+    };
+    assert_eq!((b.primary_len, b.shadow_len), (4, 5));
+    assert_eq!(
+        b.primary_sha256,
+        "054edec1d0211f624fed0cbca9d4f9400b0e491c43742af2c5b0abebf0c990d8"
+    );
+    assert_ne!(b.primary_sha256, b.shadow_sha256);
+}
+
+#[test]
+fn diff_exchange_explains_what_cannot_be_compared() {
+    let e = exchange(
+        9,
+        T0,
+        "/reviews/1",
+        ok(response(200, r#"{"a":1}"#, 1)),
+        vec![
+            sent("reviews/v2", response(200, r#"{"a":2}"#, 1)),
+            skipped("reviews/v3", SkipReason::BodyTooLarge),
+            sent_failed("reviews/v4", UpstreamErrorKind::Timeout),
+        ],
+    );
+    let d = diff_exchange(&e, 0, &IgnoreRules::none()).expect("both answered");
+    assert_eq!(kinds(&d), vec![("/a".to_owned(), DiffKind::Changed)]);
+    let skipped_err = diff_exchange(&e, 1, &IgnoreRules::none()).expect_err("not sent");
+    assert!(
+        skipped_err.to_string().contains("body_too_large"),
+        "{skipped_err}"
+    );
+    let failed = diff_exchange(&e, 2, &IgnoreRules::none()).expect_err("failed");
+    assert!(failed.to_string().contains("reviews/v4") && failed.to_string().contains("timeout"));
+    assert!(matches!(
+        diff_exchange(&e, 5, &IgnoreRules::none()),
+        Err(DiffError::NoSuchShadow { count: 3, .. })
+    ));
+}

@@ -1,0 +1,229 @@
+//! The primary leg: streaming, hop-by-hop fields, error statuses, 404s, the default host.
+//! Real servers on 127.0.0.1 with ephemeral ports; the route table is fixed (matching is
+//! covered in proxy_mirroring.rs with real Istio YAML).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{FixedRoutes, Reply, TestUpstream, client, refusing_addr, resetting_upstream};
+use mirrorlab::capture::{UpstreamErrorKind, UpstreamOutcome};
+use mirrorlab::proxy::ProxySettings;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn primary_answer_streams_back_with_hop_by_hop_fields_removed() {
+    let primary = TestUpstream::start(
+        "primary",
+        Reply::ok("first half|second half")
+            .pause_mid_body(Duration::from_millis(1500))
+            .header("x-upstream", "yes")
+            .header("keep-alive", "timeout=5"),
+    )
+    .await;
+    let (proxy, cancel) = common::start_proxy(
+        FixedRoutes::new("reviews", primary.addr, &[], None),
+        ProxySettings::default(),
+    );
+    let url = format!("http://{}/reviews/1?x=1", proxy.local_addr());
+
+    let sent = Instant::now();
+    let mut response = client()
+        .get(&url)
+        .header("host", "reviews")
+        .header("connection", "x-private-hop")
+        .header("x-private-hop", "secret")
+        .header("proxy-connection", "keep-alive")
+        .header("x-end-to-end", "kept")
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-upstream"], "yes");
+    assert!(response.headers().get("keep-alive").is_none());
+    let first = response.chunk().await.expect("first chunk").expect("data");
+    let first_at = sent.elapsed();
+    let mut body = first.to_vec();
+    while let Some(chunk) = response.chunk().await.expect("rest of body") {
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(body, b"first half|second half");
+    // The upstream holds the second half back for 1.5 s; the first must not wait for it.
+    assert!(
+        first_at < Duration::from_millis(750),
+        "first byte took {first_at:?}: the body was buffered, not streamed"
+    );
+
+    let received = primary.received();
+    assert_eq!(received.len(), 1);
+    let headers = &received[0].headers;
+    assert_eq!(headers["x-end-to-end"], "kept");
+    assert_eq!(headers["host"], "reviews");
+    assert!(
+        headers.get("x-private-hop").is_none(),
+        "field named by Connection must go"
+    );
+    assert!(headers.get("proxy-connection").is_none());
+    assert!(
+        headers.get("x-request-id").is_some(),
+        "a request id is added"
+    );
+    assert_eq!(
+        received[0].uri.path_and_query().map(|p| p.as_str()),
+        Some("/reviews/1?x=1")
+    );
+
+    let exchanges = common::wait_for_exchanges(proxy.hub().store(), 1, WAIT).await;
+    let exchange = &exchanges[0];
+    let primary_record = exchange.primary.as_ref().expect("primary record");
+    match &primary_record.outcome {
+        UpstreamOutcome::Response(r) => {
+            assert_eq!(r.status, 200);
+            assert_eq!(&r.body.bytes[..], b"first half|second half");
+            assert!(r.ttfb < r.total, "ttfb {:?} total {:?}", r.ttfb, r.total);
+        }
+        other => panic!("primary failed: {other:?}"),
+    }
+    assert_eq!(primary_record.endpoint, primary.addr.to_string());
+    cancel.cancel();
+    proxy.stopped().await;
+}
+
+#[tokio::test]
+async fn upstream_failures_map_to_503_502_504_with_a_short_body() {
+    let refusing = refusing_addr();
+    let (resetting, stop_resetting) = resetting_upstream().await;
+    let slow = TestUpstream::start("slow", Reply::ok("late").delay(Duration::from_secs(3))).await;
+    let cases = [
+        (refusing, None, 503, "refused", UpstreamErrorKind::Refused),
+        (resetting, None, 502, "reset", UpstreamErrorKind::Reset),
+        (
+            slow.addr,
+            Some(Duration::from_millis(200)),
+            504,
+            "timed out",
+            UpstreamErrorKind::Timeout,
+        ),
+    ];
+    for (addr, timeout, status, word, kind) in cases {
+        let (proxy, cancel) = common::start_proxy(
+            FixedRoutes::new("reviews", addr, &[], timeout),
+            ProxySettings::default(),
+        );
+        let response = client()
+            .get(format!("http://{}/reviews/1", proxy.local_addr()))
+            .header("host", "reviews")
+            .send()
+            .await
+            .expect("proxy answers");
+        assert_eq!(response.status(), status, "upstream {word}");
+        let body = response.text().await.expect("body");
+        assert!(
+            body.contains("reviews/primary"),
+            "body names the upstream: {body}"
+        );
+        assert!(
+            body.contains(&addr.to_string()),
+            "body names the endpoint: {body}"
+        );
+        assert!(body.contains(word), "body says why: {body}");
+        assert!(body.len() < 400, "short body: {body}");
+
+        let exchanges = common::wait_for_exchanges(proxy.hub().store(), 1, WAIT).await;
+        match &exchanges[0].primary.as_ref().expect("primary").outcome {
+            UpstreamOutcome::Failed(failure) => assert_eq!(failure.kind, kind),
+            other => panic!("expected a {kind:?} failure, got {other:?}"),
+        }
+        assert_eq!(proxy.counters().primary_errors, 1);
+        cancel.cancel();
+        proxy.stopped().await;
+    }
+    stop_resetting.cancel();
+}
+
+#[tokio::test]
+async fn unknown_host_gets_a_404_that_says_how_to_address_a_configured_one() {
+    let primary = TestUpstream::start("primary", Reply::ok("hello")).await;
+    let (proxy, cancel) = common::start_proxy(
+        FixedRoutes::new("reviews", primary.addr, &[], None),
+        ProxySettings::default(),
+    );
+    let response = client()
+        .get(format!("http://{}/ratings/1", proxy.local_addr()))
+        .header("host", "ratings:9080")
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(response.status(), 404);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("'ratings'"), "names the host: {body}");
+    assert!(
+        body.contains("reviews"),
+        "names the configured hosts: {body}"
+    );
+    assert!(body.contains("Host") && body.contains("HTTP_PROXY") && body.contains("--host"));
+    assert!(primary.received().is_empty());
+    let exchanges = common::wait_for_exchanges(proxy.hub().store(), 1, WAIT).await;
+    assert!(exchanges[0].trace.is_none() && exchanges[0].primary.is_none());
+    assert_eq!(proxy.counters().no_route, 1);
+    cancel.cancel();
+    proxy.stopped().await;
+}
+
+#[tokio::test]
+async fn requests_to_the_proxy_itself_go_to_the_default_host_and_absolute_form_works() {
+    let primary = TestUpstream::start("primary", Reply::ok("hello")).await;
+    let (proxy, cancel) = common::start_proxy(
+        FixedRoutes::new("reviews", primary.addr, &[], None),
+        ProxySettings::default(),
+    );
+    // `curl http://127.0.0.1:PORT/reviews/1` just works.
+    let response = client()
+        .get(format!("http://{}/reviews/1", proxy.local_addr()))
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), "hello");
+
+    // As HTTP_PROXY: the absolute-form target names the service.
+    let via_proxy = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://{}", proxy.local_addr())).expect("proxy url"))
+        .build()
+        .expect("client");
+    let response = via_proxy
+        .get("http://reviews/reviews/2")
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(response.status(), 200);
+    let received = primary.wait_for(2, WAIT).await;
+    assert_eq!(received[1].uri.path(), "/reviews/2");
+    cancel.cancel();
+    proxy.stopped().await;
+}
+
+#[tokio::test]
+async fn http2_cleartext_clients_are_served() {
+    let primary = TestUpstream::start("primary", Reply::ok("over h2c")).await;
+    let (proxy, cancel) = common::start_proxy(
+        FixedRoutes::new("reviews", primary.addr, &[], None),
+        ProxySettings::default(),
+    );
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client");
+    let response = h2
+        .get(format!("http://{}/reviews/1", proxy.local_addr()))
+        .send()
+        .await
+        .expect("proxy answers over h2c");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), "over h2c");
+    cancel.cancel();
+    proxy.stopped().await;
+}

@@ -1,0 +1,209 @@
+//! `mirrorlab run` as a user runs it: the real binary, a config file that changes under it,
+//! SIGTERM, and the JSON report it leaves behind.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Mesh, client};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+const VIRTUAL_SERVICE: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts:
+  - reviews
+  http:
+  - name: reviews-v1-mirrored
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+    mirror:
+      host: reviews-v2
+      subset: v2
+"#;
+
+async fn get(addr: &str, n: usize) {
+    let http = client();
+    for _ in 0..n {
+        // Addressed to the proxy itself: the only VirtualService's host is the default.
+        let response = http
+            .get(format!("http://{addr}/reviews/1"))
+            .send()
+            .await
+            .expect("proxy answers");
+        assert_eq!(response.status(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
+    let mesh = Mesh::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("reviews.yaml");
+    let report = dir.path().join("report.json");
+    std::fs::write(&config, mesh.yaml(VIRTUAL_SERVICE)).expect("write config");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
+        .arg("run")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--seed", "5", "--duration", "60"])
+        .arg("--report")
+        .arg(&report)
+        .env("RUST_LOG", "info")
+        .env_remove("HTTP_PROXY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start mirrorlab run");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = child.stderr.take().expect("stderr");
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+        .await
+        .expect("listening line in time")
+        .expect("read stdout")
+        .expect("a first line");
+    let addr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line says where it listens: {first}"))
+        .to_owned();
+
+    get(&addr, 10).await;
+    assert_eq!(mesh.v1.received().len(), 10);
+
+    // A broken edit (a subset nothing defines) is refused; the old routes keep serving.
+    std::fs::write(
+        &config,
+        mesh.yaml(&format!(
+            "# edited\n{}",
+            VIRTUAL_SERVICE.replace("subset: v2", "subset: v9")
+        )),
+    )
+    .expect("write broken config");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    get(&addr, 5).await;
+    assert_eq!(mesh.v1.received().len(), 15, "old routes still serve");
+
+    // A good edit is picked up: traffic moves to v3.
+    std::fs::write(
+        &config,
+        mesh.yaml(&format!(
+            "# fixed\n{}",
+            VIRTUAL_SERVICE.replace("subset: v1", "subset: v3")
+        )),
+    )
+    .expect("write new config");
+    let mut moved = false;
+    for _ in 0..50 {
+        get(&addr, 1).await;
+        if !mesh.v3.received().is_empty() {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(moved, "the new config was applied");
+    let total_requests = mesh.v1.received().len() + mesh.v3.received().len();
+
+    let pid = child.id().expect("child pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    let logs = logs.await.expect("stderr");
+    assert!(status.success(), "exit status {status}; stderr:\n{logs}");
+    assert!(logs.contains("config change refused"), "stderr:\n{logs}");
+    assert!(
+        logs.contains("IST0101"),
+        "the refusal names the problem; stderr:\n{logs}"
+    );
+    assert!(logs.contains("config reloaded"), "stderr:\n{logs}");
+    assert!(logs.contains("SIGTERM"), "stderr:\n{logs}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report written"))
+            .expect("report is JSON");
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["run"]["seed"], 5);
+    let routes = report["routes"].as_array().expect("routes");
+    let requests: u64 = routes
+        .iter()
+        .map(|r| r["requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(requests, total_requests as u64);
+    let route = &routes[0];
+    assert_eq!(route["route_name"], "reviews-v1-mirrored");
+    assert_eq!(route["primary"]["status"]["codes"]["200"], requests);
+    let mirror = &route["mirrors"][0];
+    assert_eq!(
+        mirror["sent"], requests,
+        "every request was mirrored: {mirror}"
+    );
+    assert_eq!(mirror["status"]["codes"]["200"], requests);
+    for side in [&route["primary"], mirror] {
+        let latency = &side["latency_ms"]["total"];
+        for key in ["p50", "p90", "p99", "max"] {
+            assert!(latency[key].as_f64().is_some(), "{key} in {latency}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn run_refuses_a_non_loopback_address_without_allow_remote() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("reviews.yaml");
+    let mesh = Mesh::start().await;
+    std::fs::write(&config, mesh.yaml(VIRTUAL_SERVICE)).expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
+        .arg("run")
+        .arg(&config)
+        .args(["--listen", "0.0.0.0:0", "--duration", "1"])
+        .output()
+        .await
+        .expect("run mirrorlab");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--allow-remote"), "stderr: {stderr}");
+}
+
+#[tokio::test]
+async fn run_refuses_a_broken_config_at_start_with_its_diagnostics() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("broken.yaml");
+    let mesh = Mesh::start().await;
+    std::fs::write(
+        &config,
+        mesh.yaml(&VIRTUAL_SERVICE.replace("subset: v2", "subset: v9")),
+    )
+    .expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
+        .arg("run")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--duration", "1"])
+        .output()
+        .await
+        .expect("run mirrorlab");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("IST0101") && stderr.contains("broken.yaml"),
+        "stderr: {stderr}"
+    );
+    assert!(output.stdout.is_empty(), "never said it was listening");
+}
