@@ -4,18 +4,26 @@
 mod ui_common;
 
 use egui::accesskit::Role;
-use egui_kittest::kittest::Queryable as _;
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
 use ui_common::{Upstream, app, mirror_config, runtime, send_requests, type_into, wait_until};
 
 #[test]
 fn a_sample_config_opens_into_the_forms() {
     let rt = runtime();
-    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-configs/reviews-mirror.yaml");
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sample-configs/reviews-mirror.yaml"
+    );
     let mut h = app(&rt, Some(std::path::Path::new(sample)));
     h.run_ok();
     let doc = &h.state().doc;
     assert_eq!(doc.hosts(), vec!["reviews".to_owned()]);
-    assert_eq!(doc.problem_counts().0, 0, "{:?}", doc.config().diagnostics());
+    assert_eq!(
+        doc.problem_counts().0,
+        0,
+        "{:?}",
+        doc.config().diagnostics()
+    );
     // The form shows the VirtualService's route and its mirror.
     h.get_by_label("Route 0: reviews-v1-mirrored");
     h.get_by_role_and_label(Role::SpinButton, "Mirror percentage");
@@ -39,19 +47,27 @@ fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
 
     // 100% to start with: every request is mirrored.
     send_requests(&rt, addr, 20);
-    assert!(wait_until(&mut h, 10, |_| v2.hits() == 20), "v2 got {} of 20", v2.hits());
+    assert!(
+        wait_until(&mut h, 10, |_| v2.hits() == 20),
+        "v2 got {} of 20",
+        v2.hits()
+    );
 
     // Set the percentage to 0 in the number field.
     let field = h.get_by_role_and_label(Role::SpinButton, "Mirror percentage");
     field.click();
     h.run_ok();
     h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
-    h.get_by_role_and_label(Role::SpinButton, "Mirror percentage").type_text("0");
+    h.get_by_role_and_label(Role::SpinButton, "Mirror percentage")
+        .type_text("0");
     h.key_press(egui::Key::Enter);
     h.run_ok();
 
     let yaml = h.state().doc.yaml().to_owned();
-    assert!(yaml.contains("mirrorPercentage:\n      value: 0.0"), "{yaml}");
+    assert!(
+        yaml.contains("mirrorPercentage:\n      value: 0.0"),
+        "{yaml}"
+    );
     assert!(h.state().doc.is_dirty());
     assert!(h.state().window_title().starts_with('*'));
 
@@ -89,14 +105,22 @@ fn an_invalid_header_regex_shows_its_error_next_to_it_and_blocks_apply() {
     type_into(&mut h, "value", "(unclosed");
 
     let yaml = h.state().doc.yaml().to_owned();
-    assert!(yaml.contains("regex: (unclosed") || yaml.contains("regex: '(unclosed'"), "{yaml}");
+    assert!(
+        yaml.contains("regex: (unclosed") || yaml.contains("regex: '(unclosed'"),
+        "{yaml}"
+    );
     let (errors, _) = h.state().doc.problem_counts();
     assert!(errors >= 1);
     // The error is shown in the form (next to the header row) ...
-    let shown = h.query_all_by(|n| n.label().is_some_and(|l| l.contains("ML0103"))).count();
+    let shown = h
+        .query_all_by(|n| n.label().is_some_and(|l| l.contains("ML0103")))
+        .count();
     assert!(shown >= 1, "the regex error is not on screen");
     // ... and Apply is disabled, saying why.
-    assert!(h.get_by_label("Apply").is_disabled());
-    h.query_by(|n| n.label().is_some_and(|l| l.starts_with("Apply is blocked: 1 error")))
-        .expect("the reason Apply is blocked");
+    assert!(h.get_by_label("Apply").accesskit_node().is_disabled());
+    h.query_by(|n| {
+        n.label()
+            .is_some_and(|l| l.starts_with("Apply is blocked: 1 error"))
+    })
+    .expect("the reason Apply is blocked");
 }

@@ -28,7 +28,11 @@ fn selecting_an_exchange_shows_both_responses_and_the_difference() {
         "5 exchanges in the table"
     );
     // The analysis catches up with its own task; wait for the diff summaries.
-    assert!(wait_until(&mut h, 10, |app| app.session.analysis().exchanges == 5));
+    assert!(wait_until(&mut h, 10, |app| app
+        .session
+        .analysis()
+        .exchanges
+        == 5));
     h.run_ok();
     h.get_by_label("/reviews/3").click();
     h.run_ok();
@@ -64,12 +68,20 @@ fn ignoring_a_field_in_diffs_writes_the_annotation() {
     h.run_ok();
     let addr = h.state().session.local_addr().unwrap();
     send_requests(&rt, addr, 10);
-    assert!(wait_until(&mut h, 10, |app| app.session.analysis().diffs.len() >= 2));
+    assert!(wait_until(&mut h, 10, |app| app
+        .session
+        .analysis()
+        .diffs
+        .len()
+        >= 2));
     h.state_mut().state.tab = Tab::Diffs;
     h.run_ok();
     // Rows: /stars and /color. Ignore the first row's field.
     h.get_by_label("/stars");
-    let ignore = h.get_all_by_label("Ignore").next().expect("an Ignore button");
+    let ignore = h
+        .get_all_by_label("Ignore")
+        .next()
+        .expect("an Ignore button");
     ignore.click();
     h.run_ok();
     let yaml = h.state().doc.yaml().to_owned();

@@ -47,7 +47,11 @@ impl DashboardView<'_> {
         let routes = &self.snapshot.routes;
         ui.horizontal(|ui| {
             let l = ui.label("Route");
-            let shown = self.panel.route.clone().unwrap_or_else(|| "All routes".to_owned());
+            let shown = self
+                .panel
+                .route
+                .clone()
+                .unwrap_or_else(|| "All routes".to_owned());
             egui::ComboBox::from_id_salt("dashboard-route")
                 .selected_text(shown)
                 .show_ui(ui, |ui| {
@@ -79,8 +83,11 @@ impl DashboardView<'_> {
             .show(ui, |ui| {
                 for route in shown {
                     egui::CollapsingHeader::new(
-                        egui::RichText::new(format!("{} — {} requests", route.label, route.requests))
-                            .strong(),
+                        egui::RichText::new(format!(
+                            "{} — {} requests",
+                            route.label, route.requests
+                        ))
+                        .strong(),
                     )
                     .id_salt(("dash-route", &route.label))
                     .default_open(true)
@@ -293,16 +300,25 @@ fn series_plot(
                         continue;
                     }
                     plot.line(
-                        Line::new(format!("{} {name}", side_name(i, side)), PlotPoints::from(xy))
-                            .color(side_color(i))
-                            .style(style),
+                        Line::new(
+                            format!("{} {name}", side_name(i, side)),
+                            PlotPoints::from(xy),
+                        )
+                        .color(side_color(i))
+                        .style(style),
                     );
                 }
             }
         });
 }
 
-fn distribution_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, sides: &[&SideSnapshot], cdf: bool) {
+fn distribution_plot(
+    ui: &mut egui::Ui,
+    id: impl egui::AsIdSalt,
+    width: f32,
+    sides: &[&SideSnapshot],
+    cdf: bool,
+) {
     Plot::new(id)
         .width(width)
         .height(180.0)
@@ -328,7 +344,8 @@ fn distribution_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, sid
                         .filter(|b| b.upper_ms > b.lower_ms)
                         .map(|b| {
                             let mid = (b.lower_ms + b.upper_ms) / 2.0;
-                            let density = b.count as f64 / total as f64 * 100.0 / (b.upper_ms - b.lower_ms);
+                            let density =
+                                b.count as f64 / total as f64 * 100.0 / (b.upper_ms - b.lower_ms);
                             [mid, density]
                         })
                         .collect()
@@ -419,8 +436,11 @@ fn skipped_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, mirrors:
         })
         .show(ui, |plot| {
             for (i, side) in mirrors.iter().enumerate() {
-                let values = std::iter::once(side.sent)
-                    .chain(REASONS.iter().map(|r| side.skipped.get(r).copied().unwrap_or(0)));
+                let values = std::iter::once(side.sent).chain(
+                    REASONS
+                        .iter()
+                        .map(|r| side.skipped.get(r).copied().unwrap_or(0)),
+                );
                 let bars: Vec<Bar> = values
                     .zip(&labels)
                     .enumerate()

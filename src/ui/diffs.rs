@@ -58,7 +58,9 @@ pub fn sort_rows(rows: &mut [&DiffAggregateRow], sort: SortBy, ascending: bool) 
     let f = |x: f64, y: f64| x.partial_cmp(&y).unwrap_or(Ordering::Equal);
     rows.sort_by(|a, b| {
         let o = match sort {
-            SortBy::Endpoint => (&a.route, &a.endpoint, &a.target).cmp(&(&b.route, &b.endpoint, &b.target)),
+            SortBy::Endpoint => {
+                (&a.route, &a.endpoint, &a.target).cmp(&(&b.route, &b.endpoint, &b.target))
+            }
             SortBy::Field => a.field.cmp(&b.field),
             SortBy::Count => a.differing.cmp(&b.differing),
             SortBy::Rate => f(a.rate, b.rate),
@@ -154,7 +156,9 @@ impl DiffsView<'_> {
             })
             .body(|body| {
                 body.rows(row_height, rows.len(), |mut row| {
-                    let Some(r) = rows.get(row.index()) else { return };
+                    let Some(r) = rows.get(row.index()) else {
+                        return;
+                    };
                     row.col(|ui| {
                         ui.label(&r.route);
                     });
@@ -178,7 +182,10 @@ impl DiffsView<'_> {
                         ui.label(format!("{:.2} %", r.rate * 100.0));
                     });
                     row.col(|ui| {
-                        ui.label(r.noise_rate.map_or_else(|| "-".to_owned(), |n| format!("{:.2} %", n * 100.0)));
+                        ui.label(
+                            r.noise_rate
+                                .map_or_else(|| "-".to_owned(), |n| format!("{:.2} %", n * 100.0)),
+                        );
                     });
                     row.col(|ui| match r.verdict {
                         Verdict::Real => {
@@ -234,7 +241,13 @@ mod tests {
 
     #[test]
     fn route_labels_name_their_virtual_service() {
-        assert_eq!(virtual_service_of("default/reviews:http[0]"), "default/reviews");
-        assert_eq!(virtual_service_of("default/reviews:canary"), "default/reviews");
+        assert_eq!(
+            virtual_service_of("default/reviews:http[0]"),
+            "default/reviews"
+        );
+        assert_eq!(
+            virtual_service_of("default/reviews:canary"),
+            "default/reviews"
+        );
     }
 }

@@ -107,10 +107,10 @@ impl Document {
 
     /// The file name for titles, `untitled.yaml` before the first save.
     pub fn display_name(&self) -> String {
-        self.path
-            .as_deref()
-            .and_then(Path::file_name)
-            .map_or_else(|| "untitled.yaml".to_owned(), |n| n.to_string_lossy().into_owned())
+        self.path.as_deref().and_then(Path::file_name).map_or_else(
+            || "untitled.yaml".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        )
     }
 
     /// True when there are edits that are not on disk.
@@ -159,7 +159,11 @@ impl Document {
     }
 
     /// Edits resource `index` in place; call [`Document::model_edited`] when it changed.
-    pub fn edit_resource<R>(&mut self, index: usize, edit: impl FnOnce(&mut Resource) -> R) -> Option<R> {
+    pub fn edit_resource<R>(
+        &mut self,
+        index: usize,
+        edit: impl FnOnce(&mut Resource) -> R,
+    ) -> Option<R> {
         self.config.resources_mut().get_mut(index).map(edit)
     }
 
@@ -299,10 +303,13 @@ impl Document {
                 continue;
             }
             if let IstioObject::VirtualService(vs) = &mut r.object {
-                let current = vs.metadata.annotations.get(key).cloned().unwrap_or_default();
-                let present = current
-                    .split([',', '\n'])
-                    .any(|e| e.trim() == rule);
+                let current = vs
+                    .metadata
+                    .annotations
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_default();
+                let present = current.split([',', '\n']).any(|e| e.trim() == rule);
                 let new = if present {
                     current
                 } else if current.trim().is_empty() {

@@ -147,7 +147,9 @@ impl Catalog {
 /// `reviews` and `reviews.default.svc.cluster.local` are the same host.
 fn same_host(a: &str, b: &str) -> bool {
     let short = |h: &str| h.split('.').next().unwrap_or(h).to_owned();
-    a == b || ((a.ends_with(".svc.cluster.local") || b.ends_with(".svc.cluster.local")) && short(a) == short(b))
+    a == b
+        || ((a.ends_with(".svc.cluster.local") || b.ends_with(".svc.cluster.local"))
+            && short(a) == short(b))
 }
 
 /// A labelled single-line text field; returns true when it changed.
@@ -286,7 +288,10 @@ pub fn string_match_ui(
     path: &str,
     diags: &Diags,
 ) -> bool {
-    let (mut kind, mut value) = m.as_ref().map(MatchKind::of).unwrap_or((MatchKind::None, String::new()));
+    let (mut kind, mut value) = m
+        .as_ref()
+        .map(MatchKind::of)
+        .unwrap_or((MatchKind::None, String::new()));
     let mut changed = false;
     ui.horizontal(|ui| {
         let l = ui.label(label);
@@ -404,7 +409,11 @@ pub fn label_rows_ui(
                 .labelled_by(l.id)
                 .on_hover_text(format!("{label} value"))
                 .changed();
-            if ui.small_button("Remove").on_hover_text(format!("Remove this {label}")).clicked() {
+            if ui
+                .small_button("Remove")
+                .on_hover_text(format!("Remove this {label}"))
+                .clicked()
+            {
                 remove = Some(i);
             }
         });
@@ -540,7 +549,10 @@ mod tests {
 
     #[test]
     fn field_paths_nest_on_dots_and_brackets_only() {
-        assert!(is_under("spec.http[0].mirror.subset", "spec.http[0].mirror"));
+        assert!(is_under(
+            "spec.http[0].mirror.subset",
+            "spec.http[0].mirror"
+        ));
         assert!(is_under("spec.http[0]", "spec.http"));
         assert!(!is_under("spec.http[0].mirrors", "spec.http[0].mirror"));
         assert!(is_under("spec.hosts", "spec.hosts"));

@@ -502,7 +502,8 @@ impl MirrorlabApp {
         let Some(table) = self.compile_or_explain() else {
             return false;
         };
-        let default_host = Some(self.state.default_host.trim().to_owned()).filter(|h| !h.is_empty());
+        let default_host =
+            Some(self.state.default_host.trim().to_owned()).filter(|h| !h.is_empty());
         let analysis = self.analysis_settings();
         let listen = self.state.listen_addr.clone();
         match self.session.start(&listen, default_host, analysis, table) {
@@ -1001,7 +1002,12 @@ impl MirrorlabApp {
                 .ui(ui);
             }
             Tab::Dashboard if no_traffic => {
-                help::no_traffic_ui(ui, &self.doc.hosts(), listen.as_deref(), "the dashboard fills as requests pass");
+                help::no_traffic_ui(
+                    ui,
+                    &self.doc.hosts(),
+                    listen.as_deref(),
+                    "the dashboard fills as requests pass",
+                );
             }
             Tab::Dashboard => {
                 dashboard::DashboardView {
@@ -1011,7 +1017,12 @@ impl MirrorlabApp {
                 .ui(ui);
             }
             Tab::Traffic if no_traffic => {
-                help::no_traffic_ui(ui, &self.doc.hosts(), listen.as_deref(), "every exchange will be listed here");
+                help::no_traffic_ui(
+                    ui,
+                    &self.doc.hosts(),
+                    listen.as_deref(),
+                    "every exchange will be listed here",
+                );
             }
             Tab::Traffic => {
                 traffic::TrafficView {
@@ -1022,7 +1033,12 @@ impl MirrorlabApp {
                 .ui(ui);
             }
             Tab::Diffs if no_traffic => {
-                help::no_traffic_ui(ui, &self.doc.hosts(), listen.as_deref(), "differences between primary and shadow show here");
+                help::no_traffic_ui(
+                    ui,
+                    &self.doc.hosts(),
+                    listen.as_deref(),
+                    "differences between primary and shadow show here",
+                );
             }
             Tab::Diffs => {
                 diffs::DiffsView {
@@ -1044,7 +1060,12 @@ impl MirrorlabApp {
                 .resizable(true)
                 .show(ctx, |ui| {
                     let hosts = self.doc.hosts();
-                    send = send::send_form_ui(ui, &mut self.state.send, &hosts, self.last_send.as_ref());
+                    send = send::send_form_ui(
+                        ui,
+                        &mut self.state.send,
+                        &hosts,
+                        self.last_send.as_ref(),
+                    );
                 });
             if send {
                 self.commands.push(Command::SendRequest);

@@ -204,7 +204,9 @@ impl RoutesView<'_> {
                 add = Some(IstioObject::VirtualService(Box::new(new_virtual_service())));
             }
             if ui.button("Add DestinationRule").clicked() {
-                add = Some(IstioObject::DestinationRule(Box::new(new_destination_rule())));
+                add = Some(IstioObject::DestinationRule(Box::new(
+                    new_destination_rule(),
+                )));
             }
             if ui.button("Add ServiceEntry").clicked() {
                 add = Some(IstioObject::ServiceEntry(Box::new(new_service_entry())));
@@ -266,7 +268,11 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn metadata_ui(ui: &mut egui::Ui, meta: &mut crate::config::model::ObjectMeta, diags: &Diags) -> bool {
+fn metadata_ui(
+    ui: &mut egui::Ui,
+    meta: &mut crate::config::model::ObjectMeta,
+    diags: &Diags,
+) -> bool {
     let mut changed = false;
     ui.horizontal(|ui| {
         changed |= form::optional_text_field(ui, "name", &mut meta.name, 160.0);
@@ -276,7 +282,13 @@ fn metadata_ui(ui: &mut egui::Ui, meta: &mut crate::config::model::ObjectMeta, d
     changed
 }
 
-fn hosts_ui(ui: &mut egui::Ui, label: &str, hosts: &mut Vec<String>, path: &str, diags: &Diags) -> bool {
+fn hosts_ui(
+    ui: &mut egui::Ui,
+    label: &str,
+    hosts: &mut Vec<String>,
+    path: &str,
+    diags: &Diags,
+) -> bool {
     let mut changed = false;
     let mut remove = None;
     ui.label(label);
@@ -284,7 +296,11 @@ fn hosts_ui(ui: &mut egui::Ui, label: &str, hosts: &mut Vec<String>, path: &str,
         ui.horizontal(|ui| {
             ui.add_space(12.0);
             changed |= form::text_field(ui, &format!("host {}", i + 1), host, 260.0);
-            if ui.small_button("Remove").on_hover_text("Remove this host").clicked() {
+            if ui
+                .small_button("Remove")
+                .on_hover_text("Remove this host")
+                .clicked()
+            {
                 remove = Some(i);
             }
         });
@@ -302,7 +318,12 @@ fn hosts_ui(ui: &mut egui::Ui, label: &str, hosts: &mut Vec<String>, path: &str,
     changed
 }
 
-fn virtual_service_ui(ui: &mut egui::Ui, vs: &mut VirtualService, catalog: &Catalog, diags: &Diags) -> bool {
+fn virtual_service_ui(
+    ui: &mut egui::Ui,
+    vs: &mut VirtualService,
+    catalog: &Catalog,
+    diags: &Diags,
+) -> bool {
     let mut changed = metadata_ui(ui, &mut vs.metadata, diags);
     changed |= hosts_ui(ui, "Hosts", &mut vs.spec.hosts, "spec.hosts", diags);
     ui.add_space(6.0);
@@ -358,7 +379,13 @@ fn virtual_service_ui(ui: &mut egui::Ui, vs: &mut VirtualService, catalog: &Cata
     changed
 }
 
-fn route_ui(ui: &mut egui::Ui, route: &mut HttpRoute, path: &str, catalog: &Catalog, diags: &Diags) -> bool {
+fn route_ui(
+    ui: &mut egui::Ui,
+    route: &mut HttpRoute,
+    path: &str,
+    catalog: &Catalog,
+    diags: &Diags,
+) -> bool {
     let mut changed = false;
     diags.exact_ui(ui, path);
 
@@ -413,7 +440,11 @@ fn route_ui(ui: &mut egui::Ui, route: &mut HttpRoute, path: &str, catalog: &Cata
             ui.add_space(12.0);
             let hint = if lone { 100 } else { 0 };
             changed |= form::optional_u32_field(ui, "weight", &mut dest.weight, hint, 0..=100);
-            if ui.small_button("Remove").on_hover_text("Remove this destination").clicked() {
+            if ui
+                .small_button("Remove")
+                .on_hover_text("Remove this destination")
+                .clicked()
+            {
                 remove = Some(k);
             }
         });
@@ -457,12 +488,48 @@ fn match_block_ui(ui: &mut egui::Ui, m: &mut HttpMatchRequest, path: &str, diags
         changed |= form::optional_u32_field(ui, "match port", &mut m.port, 80, 1..=65535);
     });
     changed |= form::string_match_ui(ui, "uri", &mut m.uri, &key_path(path, "uri"), diags);
-    changed |= form::string_match_ui(ui, "method", &mut m.method, &key_path(path, "method"), diags);
-    changed |= form::string_match_ui(ui, "authority", &mut m.authority, &key_path(path, "authority"), diags);
-    changed |= form::string_match_ui(ui, "scheme", &mut m.scheme, &key_path(path, "scheme"), diags);
-    changed |= form::match_rows_ui(ui, "header", &mut m.headers, &key_path(path, "headers"), diags);
-    changed |= form::match_rows_ui(ui, "query parameter", &mut m.query_params, &key_path(path, "queryParams"), diags);
-    changed |= form::match_rows_ui(ui, "without header", &mut m.without_headers, &key_path(path, "withoutHeaders"), diags);
+    changed |= form::string_match_ui(
+        ui,
+        "method",
+        &mut m.method,
+        &key_path(path, "method"),
+        diags,
+    );
+    changed |= form::string_match_ui(
+        ui,
+        "authority",
+        &mut m.authority,
+        &key_path(path, "authority"),
+        diags,
+    );
+    changed |= form::string_match_ui(
+        ui,
+        "scheme",
+        &mut m.scheme,
+        &key_path(path, "scheme"),
+        diags,
+    );
+    changed |= form::match_rows_ui(
+        ui,
+        "header",
+        &mut m.headers,
+        &key_path(path, "headers"),
+        diags,
+    );
+    changed |= form::match_rows_ui(
+        ui,
+        "query parameter",
+        &mut m.query_params,
+        &key_path(path, "queryParams"),
+        diags,
+    );
+    changed |= form::match_rows_ui(
+        ui,
+        "without header",
+        &mut m.without_headers,
+        &key_path(path, "withoutHeaders"),
+        diags,
+    );
     diags.under_ui(ui, &key_path(path, "port"));
     diags.under_ui(ui, &key_path(path, "ignoreUriCase"));
     changed
@@ -476,7 +543,13 @@ enum MirrorMode {
     Several,
 }
 
-fn mirror_ui(ui: &mut egui::Ui, route: &mut HttpRoute, path: &str, catalog: &Catalog, diags: &Diags) -> bool {
+fn mirror_ui(
+    ui: &mut egui::Ui,
+    route: &mut HttpRoute,
+    path: &str,
+    catalog: &Catalog,
+    diags: &Diags,
+) -> bool {
     let mut changed = false;
     let mode = if route.mirror.is_some() {
         MirrorMode::Single
@@ -519,7 +592,14 @@ fn mirror_ui(ui: &mut egui::Ui, route: &mut HttpRoute, path: &str, catalog: &Cat
         }
     }
     if let Some(mirror) = &mut route.mirror {
-        changed |= form::destination_ui(ui, "mirror", mirror, &key_path(path, "mirror"), catalog, diags);
+        changed |= form::destination_ui(
+            ui,
+            "mirror",
+            mirror,
+            &key_path(path, "mirror"),
+            catalog,
+            diags,
+        );
         changed |= percentage_option_ui(ui, "Mirror percentage", &mut route.mirror_percentage);
         diags.under_ui(ui, &key_path(path, "mirrorPercentage"));
     }
@@ -536,8 +616,13 @@ fn mirror_ui(ui: &mut egui::Ui, route: &mut HttpRoute, path: &str, catalog: &Cat
                 diags,
             );
             ui.horizontal(|ui| {
-                changed |= percentage_option_ui(ui, &format!("Mirror {k} percentage"), &mut m.percentage);
-                if ui.small_button("Remove").on_hover_text("Remove this mirror").clicked() {
+                changed |=
+                    percentage_option_ui(ui, &format!("Mirror {k} percentage"), &mut m.percentage);
+                if ui
+                    .small_button("Remove")
+                    .on_hover_text("Remove this mirror")
+                    .clicked()
+                {
                     remove = Some(k);
                 }
             });
@@ -562,7 +647,9 @@ fn mirror_ui(ui: &mut egui::Ui, route: &mut HttpRoute, path: &str, catalog: &Cat
                 format!("mirrorPercent: {old} is deprecated"),
             );
             if ui.small_button("Convert to mirrorPercentage").clicked() {
-                route.mirror_percentage = Some(Percent { value: f64::from(old) });
+                route.mirror_percentage = Some(Percent {
+                    value: f64::from(old),
+                });
                 route.mirror_percent = None;
                 route.mirror_percent_legacy = None;
                 changed = true;
@@ -600,7 +687,11 @@ fn percentage_option_ui(ui: &mut egui::Ui, label: &str, pct: &mut Option<Percent
 
 /// A sensible first mirror target: another subset of the primary's host, else the host.
 fn default_mirror(route: &HttpRoute, catalog: &Catalog) -> Destination {
-    let primary = route.route.first().map(|d| d.destination.clone()).unwrap_or_default();
+    let primary = route
+        .route
+        .first()
+        .map(|d| d.destination.clone())
+        .unwrap_or_default();
     let other_subset = catalog
         .subsets_of(&primary.host)
         .into_iter()
@@ -625,12 +716,22 @@ fn destination_rule_ui(ui: &mut egui::Ui, dr: &mut DestinationRule, diags: &Diag
         ui.group(|ui| {
             ui.horizontal(|ui| {
                 changed |= form::text_field(ui, "subset name", &mut subset.name, 120.0);
-                if ui.small_button("Remove").on_hover_text("Remove this subset").clicked() {
+                if ui
+                    .small_button("Remove")
+                    .on_hover_text("Remove this subset")
+                    .clicked()
+                {
                     remove = Some(i);
                 }
             });
             ui.label("Endpoint labels the subset selects:");
-            changed |= form::label_rows_ui(ui, "label", &mut subset.labels, &key_path(&path, "labels"), diags);
+            changed |= form::label_rows_ui(
+                ui,
+                "label",
+                &mut subset.labels,
+                &key_path(&path, "labels"),
+                diags,
+            );
             diags.under_ui(ui, &path);
         });
     }
@@ -667,7 +768,11 @@ fn service_entry_ui(ui: &mut egui::Ui, se: &mut ServiceEntry, diags: &Diags) -> 
                 .changed();
             changed |= form::text_field(ui, "port name", &mut port.name, 80.0);
             changed |= form::optional_text_field(ui, "protocol", &mut port.protocol, 70.0);
-            if ui.small_button("Remove").on_hover_text("Remove this port").clicked() {
+            if ui
+                .small_button("Remove")
+                .on_hover_text("Remove this port")
+                .clicked()
+            {
                 remove = Some(i);
             }
         });
@@ -696,7 +801,13 @@ fn service_entry_ui(ui: &mut egui::Ui, se: &mut ServiceEntry, diags: &Diags) -> 
                 changed |= form::optional_text_field(ui, "address", &mut ep.address, 140.0);
                 for name in &port_names {
                     let mut port = ep.ports.get(name).copied();
-                    if form::optional_u32_field(ui, &format!("{name} port"), &mut port, 9080, 1..=65535) {
+                    if form::optional_u32_field(
+                        ui,
+                        &format!("{name} port"),
+                        &mut port,
+                        9080,
+                        1..=65535,
+                    ) {
                         match port {
                             Some(p) => {
                                 ep.ports.insert(name.clone(), p);
@@ -708,11 +819,21 @@ fn service_entry_ui(ui: &mut egui::Ui, se: &mut ServiceEntry, diags: &Diags) -> 
                         changed = true;
                     }
                 }
-                if ui.small_button("Remove").on_hover_text("Remove this endpoint").clicked() {
+                if ui
+                    .small_button("Remove")
+                    .on_hover_text("Remove this endpoint")
+                    .clicked()
+                {
                     remove = Some(i);
                 }
             });
-            changed |= form::label_rows_ui(ui, "label", &mut ep.labels, &key_path(&path, "labels"), diags);
+            changed |= form::label_rows_ui(
+                ui,
+                "label",
+                &mut ep.labels,
+                &key_path(&path, "labels"),
+                diags,
+            );
             diags.under_ui(ui, &path);
         });
     }

@@ -107,7 +107,9 @@ pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) {
                 .desired_width(260.0),
         )
         .labelled_by(l.id)
-        .on_hover_text("For every route, on top of each VirtualService's annotation; used at the next Start");
+        .on_hover_text(
+            "For every route, on top of each VirtualService's annotation; used at the next Start",
+        );
         ui.end_row();
     });
     if let Err(e) = crate::analysis::IgnoreRules::parse(&state.ignore_rules) {

@@ -101,7 +101,10 @@ pub struct Session {
     traffic: Option<TrafficGenerator>,
     empty: Arc<AnalysisSnapshot>,
     rate: RateMeter,
-    sent: (mpsc::UnboundedSender<SendOutcome>, mpsc::UnboundedReceiver<SendOutcome>),
+    sent: (
+        mpsc::UnboundedSender<SendOutcome>,
+        mpsc::UnboundedReceiver<SendOutcome>,
+    ),
 }
 
 impl std::fmt::Debug for Session {

@@ -11,9 +11,7 @@ use egui_extras::{Column, TableBuilder};
 
 use crate::analysis::AnalysisSnapshot;
 use crate::analysis::diff::{self, BodyComparison, ResponseDiff};
-use crate::capture::{
-    CapturedBody, CapturedResponse, Exchange, ShadowOutcome, UpstreamOutcome,
-};
+use crate::capture::{CapturedBody, CapturedResponse, Exchange, ShadowOutcome, UpstreamOutcome};
 
 /// Most rows the table keeps; older ones leave as new ones arrive.
 pub const MAX_ROWS: usize = 100_000;
@@ -43,7 +41,13 @@ impl TrafficFilter {
 
     /// True when `e` passes; `differs` says whether analysis found a difference.
     pub fn matches(&self, e: &Exchange, differs: impl Fn(u64) -> bool) -> bool {
-        if !self.method.is_empty() && !e.request.method.as_str().eq_ignore_ascii_case(self.method.trim()) {
+        if !self.method.is_empty()
+            && !e
+                .request
+                .method
+                .as_str()
+                .eq_ignore_ascii_case(self.method.trim())
+        {
             return false;
         }
         if !self.path.is_empty() && !e.request.uri.contains(self.path.trim()) {
@@ -160,7 +164,11 @@ struct Detail {
 
 impl TrafficPanel {
     /// Adds exchanges that arrived since the last frame (unless paused).
-    pub fn push(&mut self, exchanges: impl IntoIterator<Item = Arc<Exchange>>, snapshot: Option<&AnalysisSnapshot>) {
+    pub fn push(
+        &mut self,
+        exchanges: impl IntoIterator<Item = Arc<Exchange>>,
+        snapshot: Option<&AnalysisSnapshot>,
+    ) {
         for e in exchanges {
             if let Some(want) = &self.select_request_id
                 && e.request_id == *want
@@ -287,17 +295,33 @@ impl TrafficView<'_> {
         ui.horizontal(|ui| {
             let f = &mut self.panel.filter;
             let l = ui.label("Method");
-            ui.add(egui::TextEdit::singleline(&mut f.method).desired_width(60.0).hint_text("any"))
-                .labelled_by(l.id);
+            ui.add(
+                egui::TextEdit::singleline(&mut f.method)
+                    .desired_width(60.0)
+                    .hint_text("any"),
+            )
+            .labelled_by(l.id);
             let l = ui.label("Path contains");
-            ui.add(egui::TextEdit::singleline(&mut f.path).desired_width(140.0).hint_text("/reviews"))
-                .labelled_by(l.id);
+            ui.add(
+                egui::TextEdit::singleline(&mut f.path)
+                    .desired_width(140.0)
+                    .hint_text("/reviews"),
+            )
+            .labelled_by(l.id);
             let l = ui.label("Status");
-            ui.add(egui::TextEdit::singleline(&mut f.status).desired_width(50.0).hint_text("5xx"))
-                .labelled_by(l.id);
+            ui.add(
+                egui::TextEdit::singleline(&mut f.status)
+                    .desired_width(50.0)
+                    .hint_text("5xx"),
+            )
+            .labelled_by(l.id);
             let l = ui.label("Route");
-            ui.add(egui::TextEdit::singleline(&mut f.route).desired_width(120.0).hint_text("any"))
-                .labelled_by(l.id);
+            ui.add(
+                egui::TextEdit::singleline(&mut f.route)
+                    .desired_width(120.0)
+                    .hint_text("any"),
+            )
+            .labelled_by(l.id);
             ui.checkbox(&mut f.differs_only, "Differs only");
             if !f.is_empty() && ui.small_button("Clear filter").clicked() {
                 *f = TrafficFilter::default();
@@ -348,7 +372,9 @@ impl TrafficView<'_> {
         }
         table
             .header(20.0, |mut header| {
-                for title in ["Time", "Method", "Path", "Route", "Primary", "Shadows", "Diff"] {
+                for title in [
+                    "Time", "Method", "Path", "Route", "Primary", "Shadows", "Diff",
+                ] {
                     header.col(|ui| {
                         ui.strong(title);
                     });
@@ -379,21 +405,34 @@ impl TrafficView<'_> {
                         ui.label(route_label(e));
                     });
                     row.col(|ui| {
-                        let text = e
-                            .primary
-                            .as_ref()
-                            .map_or_else(|| "404 (no route)".to_owned(), |p| outcome_text(&p.outcome));
+                        let text = e.primary.as_ref().map_or_else(
+                            || "404 (no route)".to_owned(),
+                            |p| outcome_text(&p.outcome),
+                        );
                         ui.label(text);
                     });
                     row.col(|ui| {
                         let text: Vec<String> = e.shadows.iter().map(shadow_text).collect();
-                        ui.label(if text.is_empty() { "-".to_owned() } else { text.join(" | ") });
+                        ui.label(if text.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            text.join(" | ")
+                        });
                     });
                     row.col(|ui| {
                         let text = self
                             .snapshot
                             .and_then(|s| s.diff_summary(e.id))
-                            .map_or_else(|| if e.shadows.is_empty() { "no mirror".to_owned() } else { "...".to_owned() }, |d| d.headline());
+                            .map_or_else(
+                                || {
+                                    if e.shadows.is_empty() {
+                                        "no mirror".to_owned()
+                                    } else {
+                                        "...".to_owned()
+                                    }
+                                },
+                                |d| d.headline(),
+                            );
                         ui.label(text);
                     });
                     if row.response().clicked() {
@@ -416,11 +455,17 @@ impl TrafficView<'_> {
             ui.weak(format!("Exchange {id} is no longer kept."));
             return;
         };
-        let fresh = self.panel.detail.as_ref().is_none_or(|d| {
-            d.exchange.id != id || d.shadow_index != self.panel.shadow_index
-        });
+        let fresh = self
+            .panel
+            .detail
+            .as_ref()
+            .is_none_or(|d| d.exchange.id != id || d.shadow_index != self.panel.shadow_index);
         if fresh {
-            self.panel.detail = Some(compute_detail(exchange, self.panel.shadow_index, self.snapshot));
+            self.panel.detail = Some(compute_detail(
+                exchange,
+                self.panel.shadow_index,
+                self.snapshot,
+            ));
         }
         let Some(detail) = &self.panel.detail else {
             return;
@@ -463,7 +508,12 @@ impl TrafficView<'_> {
                 let primary = e.primary.as_ref().map(|p| (&p.target, &p.outcome));
                 let shadow = e.shadows.get(detail.shadow_index);
                 let changed_headers: Vec<String> = match &detail.diff {
-                    Ok(d) => d.headers.iter().filter(|h| !h.ignored).map(|h| h.name.clone()).collect(),
+                    Ok(d) => d
+                        .headers
+                        .iter()
+                        .filter(|h| !h.ignored)
+                        .map(|h| h.name.clone())
+                        .collect(),
                     Err(_) => Vec::new(),
                 };
                 ui.columns(2, |cols| {
@@ -475,7 +525,12 @@ impl TrafficView<'_> {
                         if let Some((_, outcome)) = primary {
                             response_head_ui(col, outcome, &changed_headers);
                         }
-                        body_lines_ui(col, &detail.line_diff, similar::ChangeTag::Delete, &detail.primary_body);
+                        body_lines_ui(
+                            col,
+                            &detail.line_diff,
+                            similar::ChangeTag::Delete,
+                            &detail.primary_body,
+                        );
                     }
                     if let Some(col) = cols.get_mut(1) {
                         match shadow {
@@ -485,9 +540,16 @@ impl TrafficView<'_> {
                                     ShadowOutcome::Skipped(r) => {
                                         col.label(format!("Not sent: {}", r.as_str()));
                                     }
-                                    ShadowOutcome::Sent(o) => response_head_ui(col, o, &changed_headers),
+                                    ShadowOutcome::Sent(o) => {
+                                        response_head_ui(col, o, &changed_headers)
+                                    }
                                 }
-                                body_lines_ui(col, &detail.line_diff, similar::ChangeTag::Insert, &detail.shadow_body);
+                                body_lines_ui(
+                                    col,
+                                    &detail.line_diff,
+                                    similar::ChangeTag::Insert,
+                                    &detail.shadow_body,
+                                );
                             }
                             None => {
                                 col.strong("Shadow: none");
@@ -500,7 +562,11 @@ impl TrafficView<'_> {
     }
 }
 
-fn compute_detail(exchange: Arc<Exchange>, shadow_index: usize, snapshot: Option<&AnalysisSnapshot>) -> Detail {
+fn compute_detail(
+    exchange: Arc<Exchange>,
+    shadow_index: usize,
+    snapshot: Option<&AnalysisSnapshot>,
+) -> Detail {
     let rules = snapshot
         .map(|s| s.rules_for(exchange.trace.as_ref().map(|t| t.virtual_service.as_str())))
         .unwrap_or_else(crate::analysis::IgnoreRules::with_default_headers);
@@ -558,7 +624,10 @@ pub fn trace_text(e: &Exchange) -> String {
                 Some(i) => format!(", match block {i}"),
                 None => String::new(),
             };
-            format!("VirtualService {}, {route}{block}: {}", t.virtual_service, t.match_summary)
+            format!(
+                "VirtualService {}, {route}{block}: {}",
+                t.virtual_service, t.match_summary
+            )
         }
         None => "no route matched (the client got a 404 from the lab)".to_owned(),
     }
@@ -570,10 +639,16 @@ fn diff_summary_ui(ui: &mut egui::Ui, diff: &Result<ResponseDiff, String>) {
             ui.label(format!("Not compared: {why}"));
         }
         Ok(d) if d.is_same() => {
-            ui.colored_label(egui::Color32::from_rgb(80, 180, 100), "Responses are the same (after ignore rules).");
+            ui.colored_label(
+                egui::Color32::from_rgb(80, 180, 100),
+                "Responses are the same (after ignore rules).",
+            );
         }
         Ok(d) => {
-            ui.colored_label(ui.visuals().warn_fg_color, format!("Differences: {}", d.summary()));
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!("Differences: {}", d.summary()),
+            );
             if let Some(s) = d.status.filter(|s| !s.ignored) {
                 ui.label(format!("status: {} -> {}", s.primary, s.shadow));
             }
@@ -588,10 +663,17 @@ fn diff_summary_ui(ui: &mut egui::Ui, diff: &Result<ResponseDiff, String>) {
             }
             if let BodyComparison::Json { differences } = &d.body.comparison {
                 for j in differences.iter().filter(|j| !j.ignored).take(50) {
-                    let show = |v: &Option<serde_json::Value>| v.as_ref().map_or_else(|| "(absent)".to_owned(), |v| v.to_string());
+                    let show = |v: &Option<serde_json::Value>| {
+                        v.as_ref()
+                            .map_or_else(|| "(absent)".to_owned(), |v| v.to_string())
+                    };
                     ui.label(format!(
                         "body {} {}: {} -> {}",
-                        if j.pointer.is_empty() { "/" } else { &j.pointer },
+                        if j.pointer.is_empty() {
+                            "/"
+                        } else {
+                            &j.pointer
+                        },
                         j.kind.as_str(),
                         show(&j.primary),
                         show(&j.shadow)
@@ -614,7 +696,12 @@ fn response_head_ui(ui: &mut egui::Ui, outcome: &UpstreamOutcome, changed: &[Str
         UpstreamOutcome::Failed(f) => {
             ui.colored_label(
                 ui.visuals().error_fg_color,
-                format!("failed ({}) after {:.1} ms: {}", f.kind.as_str(), ms(f.elapsed), f.detail),
+                format!(
+                    "failed ({}) after {:.1} ms: {}",
+                    f.kind.as_str(),
+                    ms(f.elapsed),
+                    f.detail
+                ),
             );
         }
     }
@@ -624,7 +711,10 @@ fn headers_ui(ui: &mut egui::Ui, headers: &http::HeaderMap, changed: &[String]) 
     for (name, value) in headers {
         let text = format!("{}: {}", name, String::from_utf8_lossy(value.as_bytes()));
         if changed.iter().any(|c| c == name.as_str()) {
-            ui.colored_label(ui.visuals().warn_fg_color, egui::RichText::new(text).monospace());
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                egui::RichText::new(text).monospace(),
+            );
         } else {
             ui.monospace(text);
         }
@@ -633,7 +723,12 @@ fn headers_ui(ui: &mut egui::Ui, headers: &http::HeaderMap, changed: &[String]) 
 
 /// A body's lines with the lines of the other side's diff marked: `mine` is the tag of the
 /// lines only this side has.
-fn body_lines_ui(ui: &mut egui::Ui, lines: &[(similar::ChangeTag, String)], mine: similar::ChangeTag, whole: &str) {
+fn body_lines_ui(
+    ui: &mut egui::Ui,
+    lines: &[(similar::ChangeTag, String)],
+    mine: similar::ChangeTag,
+    whole: &str,
+) {
     if whole.is_empty() {
         ui.weak("(empty body)");
         return;
@@ -644,7 +739,10 @@ fn body_lines_ui(ui: &mut egui::Ui, lines: &[(similar::ChangeTag, String)], mine
     } else {
         egui::Color32::from_rgba_unmultiplied(60, 200, 90, 60)
     };
-    for (tag, text) in lines.iter().filter(|(t, _)| *t == mine || *t == similar::ChangeTag::Equal) {
+    for (tag, text) in lines
+        .iter()
+        .filter(|(t, _)| *t == mine || *t == similar::ChangeTag::Equal)
+    {
         let rich = egui::RichText::new(text).monospace();
         if *tag == mine {
             ui.label(rich.background_color(highlight));
@@ -688,7 +786,8 @@ pub fn body_text(body: &CapturedBody, headers: &http::HeaderMap) -> String {
         _ => raw,
     };
     let mut text = match serde_json::from_slice::<serde_json::Value>(bytes) {
-        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned()),
+        Ok(v) => serde_json::to_string_pretty(&v)
+            .unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned()),
         Err(_) => match std::str::from_utf8(bytes) {
             Ok(s) => s.chars().take(MAX_SHOWN_BODY).collect(),
             Err(_) => format!("({} bytes of binary data)", bytes.len()),
@@ -727,11 +826,17 @@ pub fn curl_command(e: &Exchange, proxy: Option<&str>) -> String {
     match proxy {
         Some(proxy) => {
             if !has_host {
-                parts.push(format!("-H {}", quote(&format!("host: {}", e.request.authority))));
+                parts.push(format!(
+                    "-H {}",
+                    quote(&format!("host: {}", e.request.authority))
+                ));
             }
             parts.push(quote(&format!("http://{proxy}{}", e.request.uri)));
         }
-        None => parts.push(quote(&format!("http://{}{}", e.request.authority, e.request.uri))),
+        None => parts.push(quote(&format!(
+            "http://{}{}",
+            e.request.authority, e.request.uri
+        ))),
     }
     parts.join(" ")
 }

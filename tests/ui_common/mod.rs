@@ -37,12 +37,20 @@ impl Upstream {
         let counter = Arc::clone(&hits);
         rt.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let counter = Arc::clone(&counter);
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         counter.fetch_add(1, Ordering::Relaxed);
-                        let id = req.uri().path().rsplit('/').next().unwrap_or("0").to_owned();
+                        let id = req
+                            .uri()
+                            .path()
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("0")
+                            .to_owned();
                         let body = match extra {
                             Some(extra) => format!(r#"{{"id":"{id}",{extra}}}"#),
                             None => format!(r#"{{"id":"{id}"}}"#),
@@ -171,7 +179,11 @@ pub fn type_into(h: &mut Harness<'_, MirrorlabApp>, label: &str, text: &str) {
 }
 
 /// Steps the app (in real time) until `done` holds or `secs` pass.
-pub fn wait_until(h: &mut Harness<'_, MirrorlabApp>, secs: u64, mut done: impl FnMut(&MirrorlabApp) -> bool) -> bool {
+pub fn wait_until(
+    h: &mut Harness<'_, MirrorlabApp>,
+    secs: u64,
+    mut done: impl FnMut(&MirrorlabApp) -> bool,
+) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {
         h.step();
