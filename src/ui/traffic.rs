@@ -356,6 +356,9 @@ impl TrafficView<'_> {
             None
         };
         let mut clicked = None;
+        // Cells are plain text: a click anywhere on a row selects it instead of starting a
+        // text selection.
+        ui.style_mut().interaction.selectable_labels = false;
         let mut table = TableBuilder::new(ui)
             .striped(true)
             .sense(egui::Sense::click())
