@@ -8,8 +8,25 @@ use egui_plot::{Bar, BarChart, Corner, Legend, Line, Plot, PlotPoints};
 use crate::analysis::{AnalysisSnapshot, RouteSnapshot, SideSnapshot};
 use crate::capture::SkipReason;
 
-/// How many seconds of history the plots show.
+/// Most seconds of history the plots show.
 const PLOT_WINDOW_SECONDS: u64 = 120;
+/// Fewest seconds the time axis spans, so a fresh run does not fill the plot with one point.
+const MIN_PLOT_SECONDS: u64 = 30;
+
+/// Seconds of history to show: from the oldest point (within the window) to now.
+fn plot_span(sides: &[&SideSnapshot], now: u64) -> u64 {
+    let oldest = sides
+        .iter()
+        .filter_map(|s| {
+            s.series
+                .iter()
+                .find(|p| p.requests > 0)
+                .map(|p| p.unix_second)
+        })
+        .min()
+        .unwrap_or(now);
+    (now.saturating_sub(oldest) + 2).clamp(MIN_PLOT_SECONDS, PLOT_WINDOW_SECONDS)
+}
 
 /// State of the Dashboard panel that lives across frames.
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -266,13 +283,14 @@ fn series_plot(
     now: u64,
     measures: impl Fn(&crate::analysis::SeriesPoint) -> [(&'static str, Option<f64>); 2],
 ) {
-    let from = now.saturating_sub(PLOT_WINDOW_SECONDS);
+    let span = plot_span(sides, now);
+    let from = now.saturating_sub(span);
     Plot::new(id)
         .width(width)
         .height(180.0)
         .legend(Legend::default().position(Corner::LeftTop))
         .include_y(0.0)
-        .include_x(-(PLOT_WINDOW_SECONDS as f64))
+        .include_x(-(span as f64))
         .include_x(0.0)
         .x_axis_label("seconds ago")
         .allow_scroll(false)

@@ -117,7 +117,7 @@ impl DiffsView<'_> {
             .column(egui_extras::Column::auto())
             .column(egui_extras::Column::auto())
             .column(egui_extras::Column::auto())
-            .column(egui_extras::Column::initial(120.0).clip(true))
+            .column(egui_extras::Column::initial(200.0).clip(true))
             .column(egui_extras::Column::remainder())
             .header(22.0, |mut h| {
                 let cols = [
@@ -196,15 +196,17 @@ impl DiffsView<'_> {
                         }
                     });
                     row.col(|ui| {
-                        for id in &r.sample_exchange_ids {
-                            if ui
-                                .small_button(format!("#{id}"))
-                                .on_hover_text("Show this exchange in Traffic")
-                                .clicked()
-                            {
-                                self.commands.push(Command::ShowExchange(*id));
+                        ui.horizontal(|ui| {
+                            for id in r.sample_exchange_ids.iter().take(4) {
+                                if ui
+                                    .small_button(format!("#{id}"))
+                                    .on_hover_text("Show this exchange in Traffic")
+                                    .clicked()
+                                {
+                                    self.commands.push(Command::ShowExchange(*id));
+                                }
                             }
-                        }
+                        });
                     });
                     row.col(|ui| {
                         if ui

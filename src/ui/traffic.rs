@@ -285,7 +285,8 @@ impl TrafficView<'_> {
         }
         egui::Panel::bottom("traffic-detail")
             .resizable(true)
-            .default_size(ui.available_height() * 0.55)
+            // At least 45% of the height: the detail is what a selected row is for.
+            .min_size((ui.available_height() * 0.45).max(160.0))
             .show(ui, |ui| self.detail_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| self.table_ui(ui));
     }
@@ -348,10 +349,12 @@ impl TrafficView<'_> {
         let scroll_to = if self.panel.scroll_to_selected {
             self.panel.scroll_to_selected = false;
             let sel = self.panel.selected;
+            let n = self.panel.filtered.len();
             self.panel
                 .filtered
                 .iter()
                 .position(|&s| self.panel.row(s).is_some_and(|e| Some(e.id) == sel))
+                .map(|i| n - 1 - i)
         } else {
             None
         };
@@ -368,8 +371,7 @@ impl TrafficView<'_> {
             .column(Column::initial(170.0).at_least(60.0).clip(true))
             .column(Column::initial(120.0).at_least(60.0))
             .column(Column::initial(170.0).at_least(60.0).clip(true))
-            .column(Column::remainder().at_least(80.0).clip(true))
-            .stick_to_bottom(scroll_to.is_none() && !self.panel.paused);
+            .column(Column::remainder().at_least(80.0).clip(true));
         if let Some(row) = scroll_to {
             table = table.scroll_to_row(row, Some(egui::Align::Center));
         }
@@ -384,11 +386,13 @@ impl TrafficView<'_> {
                 }
             })
             .body(|body| {
-                body.rows(row_height, self.panel.filtered.len(), |mut row| {
+                let n = self.panel.filtered.len();
+                // Newest first: new exchanges appear at the top.
+                body.rows(row_height, n, |mut row| {
                     let Some(e) = self
                         .panel
                         .filtered
-                        .get(row.index())
+                        .get(n - 1 - row.index())
                         .and_then(|&s| self.panel.row(s))
                     else {
                         return;
@@ -405,7 +409,15 @@ impl TrafficView<'_> {
                         ui.label(&e.request.uri);
                     });
                     row.col(|ui| {
-                        ui.label(route_label(e));
+                        let short = e.trace.as_ref().map_or_else(
+                            || "(no route)".to_owned(),
+                            |t| {
+                                t.route_name
+                                    .clone()
+                                    .unwrap_or_else(|| format!("http[{}]", t.route_index))
+                            },
+                        );
+                        ui.label(short).on_hover_text(route_label(e));
                     });
                     row.col(|ui| {
                         let text = e.primary.as_ref().map_or_else(
@@ -747,11 +759,13 @@ fn body_lines_ui(
         .filter(|(t, _)| *t == mine || *t == similar::ChangeTag::Equal)
     {
         let rich = egui::RichText::new(text).monospace();
-        if *tag == mine {
-            ui.label(rich.background_color(highlight));
+        let rich = if *tag == mine {
+            rich.background_color(highlight)
         } else {
-            ui.label(rich);
-        }
+            rich
+        };
+        // No wrapping: wrapped rows lose their leading spaces, and JSON needs its indent.
+        ui.add(egui::Label::new(rich).extend());
     }
 }
 
