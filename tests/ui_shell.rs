@@ -1,12 +1,11 @@
 //! The app shell on the real app: opening files through the path field, unsaved marks,
-//! saving, tabs.
+//! atomic saves, the reload offer, the quit question, tabs.
 
-use std::path::Path;
+mod ui_common;
 
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
-use mirrorlab::ui::files::DialogBackend;
-use mirrorlab::ui::{AppOptions, MirrorlabApp, Tab};
+use mirrorlab::ui::{Command, Tab};
+use ui_common::{app, runtime, type_into, wait_until};
 
 const VS: &str = "apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -20,36 +19,6 @@ spec:
     - destination:
         host: reviews
 ";
-
-fn app<'a>(rt: &tokio::runtime::Runtime, config: Option<&Path>) -> Harness<'a, MirrorlabApp> {
-    let handle = rt.handle().clone();
-    let options = AppOptions {
-        config: config.map(Path::to_path_buf),
-        dialogs: DialogBackend::PathField,
-        fresh_state: true,
-        ..AppOptions::default()
-    };
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_eframe(move |cc| MirrorlabApp::new(cc, handle, options))
-}
-
-/// Focuses the text field labelled `label` and types `text` into it.
-fn type_into(h: &mut Harness<'_, MirrorlabApp>, label: &str, text: &str) {
-    let input = egui::accesskit::Role::TextInput;
-    h.get_by_role_and_label(input, label).click();
-    h.run();
-    h.get_by_role_and_label(input, label).type_text(text);
-    h.run();
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn open_through_the_path_field_shows_the_file_in_the_title() {
@@ -102,4 +71,123 @@ fn tabs_switch_panels() {
         h.run();
         assert_eq!(h.state().state.tab, tab);
     }
+}
+
+#[test]
+fn a_form_edit_marks_the_file_unsaved_and_save_writes_what_the_yaml_panel_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, VS).unwrap();
+    let rt = runtime();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    assert!(!h.state().doc.is_dirty());
+
+    type_into(&mut h, "route name", "canary");
+    assert!(h.state().doc.is_dirty());
+    assert_eq!(h.state().window_title(), "*reviews.yaml — mirrorlab");
+    h.get_by_label_contains("unsaved");
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(yaml.contains("name: canary"), "{yaml}");
+
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::S);
+    h.run_ok();
+    assert!(!h.state().doc.is_dirty(), "{:?}", h.state().notice());
+    assert_eq!(h.state().window_title(), "reviews.yaml — mirrorlab");
+    let on_disk = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(on_disk, yaml);
+    // What was written loads back to the same resources the form edited.
+    let reloaded = mirrorlab::config::ConfigSet::load_str("x.yaml", &on_disk);
+    let objects = |set: &mirrorlab::config::ConfigSet| {
+        set.resources()
+            .iter()
+            .map(|r| r.object.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(objects(&reloaded), objects(h.state().doc.config()));
+    // No temporary file is left next to it.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_failed_save_keeps_the_edits_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, VS).unwrap();
+    let rt = runtime();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    type_into(&mut h, "route name", "canary");
+    let target = dir.path().join("missing-dir").join("reviews.yaml");
+    h.state_mut().push_command(Command::SaveTo(target));
+    h.run_ok();
+    let notice = h.state().notice().cloned().unwrap();
+    assert!(notice.is_error);
+    assert!(
+        notice.text.contains("your edits are kept"),
+        "{}",
+        notice.text
+    );
+    assert!(notice.text.contains("missing-dir"), "{}", notice.text);
+    assert!(h.state().doc.is_dirty());
+    assert!(h.state().doc.yaml().contains("name: canary"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), VS);
+}
+
+#[test]
+fn quitting_with_unsaved_edits_asks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, VS).unwrap();
+    let rt = runtime();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    type_into(&mut h, "route name", "canary");
+
+    // The window manager's close button.
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.run_ok();
+    h.get_by_label("Unsaved changes");
+    h.get_by_label_contains("Quit without saving?");
+    h.get_by_label("Cancel").click();
+    h.run_ok();
+    assert!(h.query_by_label("Unsaved changes").is_none());
+    assert!(h.state().doc.is_dirty(), "Cancel keeps the edits");
+}
+
+#[test]
+fn a_change_on_disk_offers_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, VS).unwrap();
+    let rt = runtime();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+
+    let changed = VS.replace("  - reviews\n  http:", "  - reviews\n  - ratings\n  http:");
+    std::fs::write(&path, &changed).unwrap();
+    // Make the change visible even on file systems with coarse timestamps.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    // The app polls the file about once a second.
+    assert!(
+        wait_until(&mut h, 5, |app| app.disk_changed()),
+        "no reload offer within 5 s"
+    );
+    h.run_ok();
+    h.get_by_label("The file changed on disk since it was opened.");
+    h.get_by_label("Reload").click();
+    h.run_ok();
+    assert_eq!(h.state().doc.yaml(), changed);
+    assert_eq!(h.state().doc.hosts(), vec!["reviews", "ratings"]);
 }

@@ -84,3 +84,42 @@ fn ignoring_a_field_in_diffs_writes_the_annotation() {
     assert!(yaml.contains("mirrorlab.dev/diff-ignore:"), "{yaml}");
     assert!(h.state().doc.is_dirty());
 }
+
+#[test]
+fn send_request_goes_through_the_proxy_and_is_selected_in_traffic() {
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let v2 = Upstream::start(&rt, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    h.get_by_label("Start").click();
+    h.run_ok();
+    // Some other traffic first, so the selection has to find the right row.
+    let addr = h.state().session.local_addr().unwrap();
+    send_requests(&rt, addr, 3);
+
+    h.get_by_label("Send request...").click();
+    h.run_ok();
+    let path_field = h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Path");
+    path_field.click();
+    h.run_ok();
+    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Path")
+        .type_text("/reviews/42?from=form");
+    h.run_ok();
+    h.get_by_label("Send").click();
+    h.run_ok();
+    assert_eq!(h.state().state.tab, Tab::Traffic);
+    assert!(
+        wait_until(&mut h, 10, |app| app
+            .traffic
+            .selected
+            .and_then(|id| app.traffic.find(id))
+            .is_some_and(|e| e.request.uri == "/reviews/42?from=form")),
+        "the sent request is selected in Traffic"
+    );
+    assert_eq!(v1.hits(), 4);
+}

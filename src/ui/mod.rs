@@ -339,6 +339,11 @@ impl MirrorlabApp {
         self.notice.as_ref()
     }
 
+    /// True while the app offers to reload the open file because it changed on disk.
+    pub fn disk_changed(&self) -> bool {
+        self.disk_changed
+    }
+
     /// Queues a command as if a widget had sent it.
     pub fn push_command(&mut self, command: Command) {
         self.commands.push(command);
