@@ -236,18 +236,33 @@ fn run_desktop(
 
 /// `mirrorlab check FILE...`: diagnostics as a compiler prints them; exit 1 on any error.
 fn check(files: &[PathBuf]) -> ExitCode {
-    let set = mirrorlab::config::ConfigSet::load_files(files);
-    for d in set.diagnostics() {
-        println!("{d}");
-    }
+    use mirrorlab::config::{ConfigSet, Severity};
+    use std::io::Write;
+
+    let set = ConfigSet::load_files(files);
     let count = |s| set.diagnostics().iter().filter(|d| d.severity == s).count();
-    let errors = count(mirrorlab::config::Severity::Error);
-    let warnings = count(mirrorlab::config::Severity::Warning);
-    let resources = set.resources().len();
-    println!(
-        "{} file(s), {resources} resource(s): {errors} error(s), {warnings} warning(s)",
-        set.files().len()
-    );
+    let errors = count(Severity::Error);
+    let warnings = count(Severity::Warning);
+    let mut out = std::io::stdout().lock();
+    let printed = set
+        .diagnostics()
+        .iter()
+        .try_for_each(|d| writeln!(out, "{d}"))
+        .and_then(|()| {
+            writeln!(
+                out,
+                "{} file(s), {} resource(s): {errors} error(s), {warnings} warning(s)",
+                set.files().len(),
+                set.resources().len()
+            )
+        });
+    // A closed pipe (`mirrorlab check ... | head`) is not a failure of the check; the exit
+    // code still says whether the config has errors.
+    if let Err(e) = printed
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("mirrorlab check: cannot write the report: {e}");
+    }
     if errors > 0 {
         ExitCode::from(1)
     } else {

@@ -415,3 +415,32 @@ fn compile_refuses_configs_with_errors() {
     let errors = RouteTable::compile(&set).unwrap_err();
     assert!(errors.iter().any(|d| d.code == "IST0101"), "{errors:?}");
 }
+
+#[test]
+fn bare_names_find_a_virtual_service_of_another_namespace_when_unambiguous() {
+    let vs = |ns: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: {ns}}}
+spec:
+  hosts: [reviews]
+  http: [{{route: [{{destination: {{host: 127.0.0.1, port: {{number: 9081}}}}}}]}}]
+"
+        )
+    };
+    let table = table_of(&vs("bookinfo"));
+    let r = Req::get("reviews", "/").resolve(&table).unwrap();
+    assert_eq!(r.trace.virtual_service, "bookinfo/reviews");
+    assert!(Req::get("reviews.bookinfo", "/").resolve(&table).is_ok());
+    assert!(Req::get("reviews.other", "/").resolve(&table).is_err());
+
+    // Two namespaces define reviews: a bare name is ambiguous, so it does not guess.
+    let table = table_of(&format!("{}---\n{}", vs("bookinfo"), vs("staging")));
+    assert!(Req::get("reviews", "/").resolve(&table).is_err());
+    assert!(
+        Req::get("reviews.staging.svc.cluster.local", "/")
+            .resolve(&table)
+            .is_ok()
+    );
+}

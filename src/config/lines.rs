@@ -106,7 +106,7 @@ enum Frame {
         /// The key just read, with its line, waiting for its value.
         pending_key: Option<(String, usize)>,
         /// A complex (non-scalar) key is being skipped; its value gets no path.
-        complex_key_depth: bool,
+        inside_complex_key: bool,
     },
     Sequence {
         path: String,
@@ -172,14 +172,14 @@ pub fn index_documents(text: &str) -> Result<Vec<DocumentIndex>, SyntaxError> {
                     (Some(path), true) => Frame::Mapping {
                         path,
                         pending_key: None,
-                        complex_key_depth: false,
+                        inside_complex_key: false,
                     },
                     (Some(path), false) => Frame::Sequence { path, next: 0 },
                     // Inside a complex key: track nesting with unreachable paths.
                     (None, true) => Frame::Mapping {
                         path: "\u{0}".into(),
                         pending_key: None,
-                        complex_key_depth: true,
+                        inside_complex_key: true,
                     },
                     (None, false) => Frame::Sequence {
                         path: "\u{0}".into(),
@@ -210,13 +210,13 @@ fn node_or_key(stack: &mut [Frame], doc: &mut DocumentIndex, line: usize, scalar
         Some(Frame::Mapping {
             path,
             pending_key,
-            complex_key_depth,
+            inside_complex_key,
         }) => match pending_key.take() {
             None => {
                 *pending_key = Some((scalar.unwrap_or("*").to_owned(), line));
             }
             Some((key, key_line)) => {
-                if !*complex_key_depth {
+                if !*inside_complex_key {
                     doc.lines.insert(push_key(path, &key), key_line);
                 }
             }
@@ -238,7 +238,7 @@ fn open_node(stack: &mut [Frame], doc: &mut DocumentIndex, line: usize) -> Optio
         Some(Frame::Mapping {
             path,
             pending_key,
-            complex_key_depth,
+            inside_complex_key,
         }) => match pending_key.take() {
             None => {
                 // A collection used as a key; give it a placeholder so its value pairs up.
@@ -246,7 +246,7 @@ fn open_node(stack: &mut [Frame], doc: &mut DocumentIndex, line: usize) -> Optio
                 None
             }
             Some((key, key_line)) => {
-                if *complex_key_depth {
+                if *inside_complex_key {
                     return None;
                 }
                 let child = push_key(path, &key);

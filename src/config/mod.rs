@@ -25,6 +25,9 @@ pub const SUPPORTED_API_VERSIONS: [&str; 3] = [
     "networking.istio.io/v1alpha3",
 ];
 
+/// The kinds the lab reads.
+const KNOWN_KINDS: [&str; 3] = ["VirtualService", "DestinationRule", "ServiceEntry"];
+
 /// One loaded document of a kind the lab knows, or kept verbatim when it does not.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IstioObject {
@@ -221,7 +224,13 @@ impl ConfigSet {
                 .copied()
                 .unwrap_or(text.len());
             let slice = text.get(from..to.max(from)).unwrap_or_default();
-            let value: Opaque = match yaml_serde::from_str(slice) {
+            // `<<: *base` merge keys are YAML 1.1 that kubectl accepts; resolve them before
+            // the typed model sees them (written back, the merged fields appear in full).
+            let parsed = yaml_serde::from_str::<Opaque>(slice).and_then(|mut v| {
+                v.apply_merge()?;
+                Ok(v)
+            });
+            let value: Opaque = match parsed {
                 Ok(v) => v,
                 Err(e) => {
                     let line = e
@@ -309,18 +318,37 @@ impl ConfigSet {
                 get("name").unwrap_or_default()
             )
         };
-        let known = matches!(
-            kind.as_deref(),
-            Some("VirtualService" | "DestinationRule" | "ServiceEntry")
-        );
+        let known = kind.as_deref().is_some_and(|k| KNOWN_KINDS.contains(&k));
         let istio_group = api_version
             .as_deref()
             .is_some_and(|v| v.starts_with("networking.istio.io/"));
+        if known && api_version.is_none() {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    codes::API_VERSION,
+                    format!("{} has no apiVersion", kind.as_deref().unwrap_or_default()),
+                    name.to_owned(),
+                    source.line,
+                )
+                .with_resource(resource_label)
+                .with_field("apiVersion")
+                .with_help("add `apiVersion: networking.istio.io/v1`"),
+            );
+            return;
+        }
         if !known || !istio_group {
             let what = match (&kind, &api_version) {
                 (Some(k), Some(v)) => format!("kind {k} ({v})"),
                 (Some(k), None) => format!("kind {k} (no apiVersion)"),
                 (None, _) => "a document without `kind`".to_owned(),
+            };
+            let typo = kind
+                .as_deref()
+                .filter(|_| istio_group)
+                .and_then(|k| did_you_mean(k, &KNOWN_KINDS.map(str::to_owned)).map(str::to_owned));
+            let help = match typo {
+                Some(k) => format!("did you mean `kind: {k}`?"),
+                None => "the lab reads VirtualService, DestinationRule and ServiceEntry of networking.istio.io; other documents are kept and written back unchanged".to_owned(),
             };
             self.diagnostics.push(
                 Diagnostic::warning(
@@ -330,9 +358,8 @@ impl ConfigSet {
                     source.line,
                 )
                 .with_resource(resource_label)
-                .with_help(
-                    "the lab reads VirtualService, DestinationRule and ServiceEntry of networking.istio.io; other documents are kept and written back unchanged",
-                ),
+                .with_field(if kind.is_some() { "kind" } else { "" })
+                .with_help(help),
             );
             self.resources.push(Resource {
                 source,
@@ -576,6 +603,9 @@ fn typed<T: serde::de::DeserializeOwned>(value: Opaque) -> Result<T, TypedError>
             Some((field, expected)) => {
                 let suggestion = did_you_mean(&field, &expected);
                 let help = match suggestion {
+                    _ if misplaced_mirror_percentage(&path, &field) => format!(
+                        "`{field}` belongs to the route, next to `mirror`, not inside it: move it two spaces left"
+                    ),
                     Some(s) => format!("did you mean `{s}`?"),
                     None if expected.is_empty() => "remove the field".to_owned(),
                     None => format!(
@@ -589,7 +619,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: Opaque) -> Result<T, TypedError>
                 };
                 TypedError {
                     code: codes::UNKNOWN_FIELD,
-                    message: format!("unknown field `{field}` (the API server rejects it as well)"),
+                    message: format!("unknown field `{field}` (kubectl apply rejects it too)"),
                     path,
                     help: Some(help),
                 }
@@ -602,6 +632,16 @@ fn typed<T: serde::de::DeserializeOwned>(value: Opaque) -> Result<T, TypedError>
             },
         }
     })
+}
+
+/// The mistake some mirroring guides print: `mirrorPercentage` nested inside `mirror`.
+fn misplaced_mirror_percentage(path: &str, field: &str) -> bool {
+    matches!(
+        field,
+        "mirrorPercentage" | "mirrorPercent" | "mirror_percent"
+    ) && path
+        .strip_suffix(field)
+        .is_some_and(|parent| parent.ends_with(".mirror."))
 }
 
 /// Reads serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`", or

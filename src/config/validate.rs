@@ -192,7 +192,7 @@ impl<'a> Checker<'a> {
                 codes::NOT_SIMULATED,
                 r,
                 base,
-                "route answers with a redirect, directResponse or delegate, which the lab does not simulate; its requests get 503 in the lab".into(),
+                "route answers with a redirect, directResponse or delegate, which the lab does not simulate: it has no destination to forward these requests to".into(),
                 None,
             );
         }
@@ -471,6 +471,21 @@ impl<'a> Checker<'a> {
             }
             DestinationRole::Route => "Istio accepts this YAML but the requests fail with 503",
         };
+        if let Some(close) = existing.iter().find(|e| {
+            // Subset names are short (v1, v2): only a case slip or a typo in a longer name
+            // is a likely mistake, never another version.
+            strsim::levenshtein(&e.to_ascii_lowercase(), &subset.to_ascii_lowercase())
+                <= e.len() / 4
+        }) {
+            self.error(
+                codes::REFERENCED_RESOURCE_NOT_FOUND,
+                r,
+                &format!("{path}.subset"),
+                message,
+                Some(format!("{consequence}. Did you mean subset `{close}`?")),
+            );
+            return;
+        }
         let help = format!(
             "{consequence}. Define the subset, e.g.\n              apiVersion: networking.istio.io/v1\n              kind: DestinationRule\n              metadata: {{name: {name}}}\n              spec:\n                host: {host_w}\n                subsets:\n                - name: {subset}\n                  labels: {{version: {subset}}}",
             name = d.host.split('.').next().unwrap_or(&d.host),

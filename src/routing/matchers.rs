@@ -1,6 +1,8 @@
 //! Compiled request matchers: Istio's `HTTPMatchRequest` turned into something that tests a
 //! [`RequestHead`] without allocating per request where it can be avoided.
 
+use std::borrow::Cow;
+
 use regex::Regex;
 
 use super::RequestHead;
@@ -231,13 +233,16 @@ impl MatchBlock {
 }
 
 /// The header's value; several values are joined with `,` as Envoy does before matching.
-fn header_value(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    let mut values = headers.get_all(name).iter().peekable();
-    values.peek()?;
-    let joined = values
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect::<Vec<_>>()
-        .join(",");
+/// Borrows in the common case of one UTF-8 value, so matching does not allocate.
+fn header_value<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<Cow<'h, str>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    let mut joined = String::from_utf8_lossy(first.as_bytes());
+    for v in values {
+        let s = joined.to_mut();
+        s.push(',');
+        s.push_str(&String::from_utf8_lossy(v.as_bytes()));
+    }
     Some(joined)
 }
 

@@ -4,6 +4,12 @@
 //! The proxy only sees the types in this file; how they are built from the Istio model in
 //! `crate::config` is this module's business.
 
+pub mod matchers;
+pub mod table;
+
+pub use matchers::{MatchBlock, MatcherError, StringMatcher};
+pub use table::RouteTable;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +37,12 @@ pub enum EndpointAddr {
     /// An IP endpoint (ServiceEntry endpoint address or a literal IP host).
     Socket(SocketAddr),
     /// A DNS name reached on a port (a host with no ServiceEntry).
-    Dns { host: String, port: u16 },
+    Dns {
+        /// The DNS name.
+        host: String,
+        /// The port to connect to.
+        port: u16,
+    },
 }
 
 impl std::fmt::Display for EndpointAddr {
@@ -191,9 +202,3 @@ pub enum NoRoute {
         path: String,
     },
 }
-
-pub mod matchers;
-pub mod table;
-
-pub use matchers::{MatchBlock, MatcherError, StringMatcher};
-pub use table::RouteTable;

@@ -12,7 +12,7 @@ use super::{
     WeightedUpstream,
 };
 use crate::config::hosts::{
-    fqdn, host_matches, labels_contain, request_host_candidates, specificity,
+    CLUSTER_DOMAIN, fqdn, host_matches, labels_contain, request_host_candidates, specificity,
 };
 use crate::config::model::{Destination, HttpRoute};
 use crate::config::parse_duration;
@@ -192,6 +192,28 @@ impl RouteTable {
             }
         }
         best.map(|(_, vs)| vs)
+            .or_else(|| self.find_by_short_name(host))
+    }
+
+    /// A bare service name (`reviews`) that matches no host in namespace `default`: the lab's
+    /// client has no namespace of its own, so take the one VirtualService whose cluster host
+    /// has that name in any namespace (a dump from namespace `bookinfo` works as it is).
+    fn find_by_short_name(&self, host: &str) -> Option<&CompiledVirtualService> {
+        let name = host.trim().to_ascii_lowercase();
+        if name.is_empty() || name.contains('.') || name.contains(':') {
+            return None;
+        }
+        let mut found = self.services.iter().filter(|vs| {
+            vs.hosts.iter().any(|h| {
+                h.strip_suffix(CLUSTER_DOMAIN)
+                    .and_then(|rest| rest.split_once('.'))
+                    .is_some_and(|(svc, _ns)| svc == name)
+            })
+        });
+        match (found.next(), found.next()) {
+            (Some(vs), None) => Some(vs),
+            _ => None,
+        }
     }
 }
 
@@ -397,6 +419,12 @@ fn address(host: &str, port: u16) -> EndpointAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_tables_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<RouteTable>();
+    }
 
     #[test]
     fn ports_are_stripped() {

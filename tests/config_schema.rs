@@ -1,0 +1,351 @@
+//! Write-back against Istio's own schema: every resource of every sample config, and a
+//! VirtualService that sets every HTTPRoute field, serialises to YAML that validates against
+//! the openAPIV3Schema of its apiVersion in Istio's CRDs, holds no field the API server would
+//! prune, and loads back to the same model.
+
+use std::path::{Path, PathBuf};
+
+use mirrorlab::config::{ConfigSet, IstioObject};
+use serde_json::Value as Json;
+
+fn crds() -> Vec<Json> {
+    // The CRDs sit in the shared folder next to the repository; MIRRORLAB_ISTIO_CRDS
+    // points elsewhere.
+    let path = std::env::var_os("MIRRORLAB_ISTIO_CRDS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/istio/networking-crds.yaml")
+        });
+    assert!(
+        path.exists(),
+        "Istio's CRDs not found at {}; set MIRRORLAB_ISTIO_CRDS",
+        path.display()
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    yaml_serde::Deserializer::from_str(&text)
+        .map(|doc| {
+            let v: yaml_serde::Value = serde::Deserialize::deserialize(doc).unwrap();
+            serde_json::to_value(v).unwrap()
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The openAPIV3Schema for `kind` at `api_version` (`networking.istio.io/v1beta1`).
+fn schema_for<'a>(crds: &'a [Json], kind: &str, api_version: &str) -> &'a Json {
+    let version = api_version.rsplit('/').next().unwrap();
+    let crd = crds
+        .iter()
+        .find(|c| c["spec"]["names"]["kind"] == kind)
+        .unwrap_or_else(|| panic!("no CRD for {kind}"));
+    let versions = crd["spec"]["versions"].as_array().unwrap();
+    let v = versions
+        .iter()
+        .find(|v| v["name"] == version)
+        .unwrap_or_else(|| panic!("no {kind} {version} in the CRD"));
+    &v["schema"]["openAPIV3Schema"]
+}
+
+/// Fields the API server would prune (structural schema): every object key must be in
+/// `properties` unless the schema preserves unknown fields or is a map.
+fn unknown_fields(schema: &Json, instance: &Json, path: &str, out: &mut Vec<String>) {
+    if schema["x-kubernetes-preserve-unknown-fields"] == true {
+        return;
+    }
+    match instance {
+        Json::Object(map) => {
+            if let Some(props) = schema["properties"].as_object() {
+                for (k, v) in map {
+                    // apiVersion/kind/metadata are the API server's, not the CRD's.
+                    if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                        continue;
+                    }
+                    match props.get(k) {
+                        Some(s) => unknown_fields(s, v, &format!("{path}.{k}"), out),
+                        None => out.push(format!("{path}.{k}")),
+                    }
+                }
+            } else if let Some(add) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, v) in map {
+                    unknown_fields(add, v, &format!("{path}.{k}"), out);
+                }
+            }
+        }
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                unknown_fields(&schema["items"], item, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_against_schema(crds: &[Json], set: &ConfigSet, what: &str) -> usize {
+    let mut checked = 0;
+    for r in set.resources() {
+        let (json, api_version) = match &r.object {
+            IstioObject::VirtualService(x) => (serde_json::to_value(x).unwrap(), &x.api_version),
+            IstioObject::DestinationRule(x) => (serde_json::to_value(x).unwrap(), &x.api_version),
+            IstioObject::ServiceEntry(x) => (serde_json::to_value(x).unwrap(), &x.api_version),
+            IstioObject::Other(_) => continue,
+        };
+        let schema = schema_for(crds, r.object.kind(), api_version);
+        let validator = jsonschema::validator_for(schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what}: {} does not validate against Istio's schema:\n{}\n{json:#}",
+            r.display_name(),
+            errors.join("\n")
+        );
+        let mut pruned = Vec::new();
+        unknown_fields(schema, &json, "", &mut pruned);
+        assert!(
+            pruned.is_empty(),
+            "{what}: {} has fields Istio's schema lacks: {pruned:?}",
+            r.display_name()
+        );
+        checked += 1;
+    }
+    checked
+}
+
+fn assert_round_trip(set: &ConfigSet, what: &str) {
+    for (i, file) in set.files().iter().enumerate() {
+        let back = set.to_yaml_string(i).unwrap();
+        let again = ConfigSet::load_str(&format!("{}(written back)", file.name), &back);
+        let load_errors: Vec<String> = again
+            .diagnostics()
+            .iter()
+            .filter(|d| d.code == "ML0002" || d.code == "ML0003" || d.code == "ML0004")
+            .map(ToString::to_string)
+            .collect();
+        assert!(load_errors.is_empty(), "{what}: {load_errors:#?}\n{back}");
+        let before: Vec<_> = set
+            .resources()
+            .iter()
+            .filter(|r| r.source.file == i)
+            .map(|r| r.object.clone())
+            .collect();
+        let after: Vec<_> = again.resources().iter().map(|r| r.object.clone()).collect();
+        assert_eq!(
+            before, after,
+            "{what}: model changed on the way back:\n{back}"
+        );
+    }
+}
+
+fn sample_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-configs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_sample_config_validates_against_istio_schema_and_round_trips() {
+    let crds = crds();
+    let files = sample_files();
+    assert!(files.len() >= 6, "{files:?}");
+    let mut checked = 0;
+    for file in files {
+        let set = ConfigSet::load_files(std::slice::from_ref(&file));
+        let what = file.display().to_string();
+        assert!(
+            !set.diagnostics()
+                .iter()
+                .any(|d| matches!(d.code, "ML0002" | "ML0003" | "ML0004")),
+            "{what} does not load: {:#?}",
+            set.diagnostics()
+        );
+        checked += check_against_schema(&crds, &set, &what);
+        assert_round_trip(&set, &what);
+    }
+    assert!(checked >= 20, "only {checked} resources checked");
+}
+
+const EVERY_FIELD: &str = r#"apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata:
+  name: everything
+  namespace: lab
+  labels: {team: reviews}
+  annotations:
+    mirrorlab.dev/ignore-fields: timestamp
+  resourceVersion: "7"
+spec:
+  hosts: [reviews, "*.example.com"]
+  gateways: [mesh]
+  exportTo: ["."]
+  http:
+  - name: all-fields
+    match:
+    - name: m0
+      uri: {prefix: /api}
+      scheme: {exact: http}
+      method: {regex: "GET|POST"}
+      authority: {exact: reviews}
+      headers:
+        user-agent: {regex: ".*testing.*"}
+        x-present: {}
+      queryParams:
+        debug: {exact: "1"}
+      withoutHeaders:
+        x-skip: {exact: "yes"}
+      ignoreUriCase: true
+      port: 9080
+      sourceLabels: {app: productpage}
+      sourceNamespace: default
+      gateways: [mesh]
+      statPrefix: reviews
+    route:
+    - destination: {host: reviews, subset: v1, port: {number: 9080}}
+      weight: 90
+      headers:
+        request:
+          set: {x-lab: "1"}
+          add: {x-trace: a}
+          remove: [x-internal]
+    - destination: {host: reviews, subset: v2}
+      weight: 10
+    rewrite:
+      uri: /v1/api
+      authority: reviews.internal
+    timeout: 2.5s
+    retries: {attempts: 3, perTryTimeout: 1s, retryOn: "5xx,reset", retryRemoteLocalities: true, retryIgnorePreviousHosts: true, backoff: 25ms}
+    fault:
+      delay: {fixedDelay: 100ms, percentage: {value: 1.5}}
+      abort: {httpStatus: 503, percentage: {value: 0.1}}
+    mirror: {host: reviews-v2, subset: v2, port: {number: 9080}}
+    mirrorPercentage: {value: 12.5}
+    corsPolicy:
+      allowOrigins: [{exact: "https://example.com"}, {regex: "https://.*\\.example\\.com"}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-lab]
+      exposeHeaders: [x-trace]
+      maxAge: 24h
+      allowCredentials: false
+      unmatchedPreflights: IGNORE
+    headers:
+      response:
+        set: {x-served-by: lab}
+  - name: shadows
+    match: [{uri: {exact: /two}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+    mirrors:
+    - destination: {host: reviews-v2, subset: v2}
+      percentage: {value: 100}
+    - destination: {host: reviews, subset: v2}
+  - name: legacy
+    match: [{uri: {exact: /legacy}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+    mirror: {host: reviews-v2}
+    mirrorPercent: 50
+  - name: moved
+    match: [{uri: {exact: /old}}]
+    redirect: {uri: /new, authority: example.com, redirectCode: 308, scheme: https, port: 8443}
+  - name: canned
+    match: [{uri: {exact: /health}}]
+    directResponse: {status: 200, body: {string: ok}}
+  - name: delegated
+    match: [{uri: {prefix: /ratings}}]
+    delegate: {name: ratings-vs, namespace: lab}
+  tcp:
+  - match: [{port: 3306}]
+    route: [{destination: {host: mysql, port: {number: 3306}}}]
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {name: reviews, namespace: lab}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool:
+      http: {http1MaxPendingRequests: 10, maxRequestsPerConnection: 1}
+    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash: {httpHeaderName: x-user}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews-v2, namespace: lab}
+spec:
+  host: reviews-v2
+  subsets: [{name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: lab}
+spec:
+  hosts: [reviews.lab.svc.cluster.local]
+  addresses: [10.0.0.10]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP, targetPort: 9081}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: 9081}, labels: {version: v1}, weight: 1, locality: us-east1/a, network: lab}
+  - {address: 127.0.0.1, ports: {http: 9082}, labels: {version: v2}, serviceAccount: reviews}
+  exportTo: ["*"]
+"#;
+
+#[test]
+fn every_http_route_field_validates_and_round_trips() {
+    let crds = crds();
+    let set = ConfigSet::load_str("every-field.yaml", EVERY_FIELD);
+    let loading: Vec<_> = set
+        .diagnostics()
+        .iter()
+        .filter(|d| d.code.starts_with("ML000") || d.code == "IST0101")
+        .map(ToString::to_string)
+        .collect();
+    assert!(loading.is_empty(), "{loading:#?}");
+    assert_eq!(check_against_schema(&crds, &set, "every-field"), 4);
+    assert_round_trip(&set, "every-field");
+    let back = set.to_yaml_string(0).unwrap();
+    for needle in [
+        "mirrorlab.dev/ignore-fields: timestamp",
+        "ignoreUriCase: true",
+        "x-present: {}",
+        "mirrorPercent: 50",
+        "fixedDelay: 100ms",
+        "unmatchedPreflights: IGNORE",
+    ] {
+        assert!(back.contains(needle), "{needle} missing in:\n{back}");
+    }
+}
+
+#[test]
+fn a_wrong_field_fails_the_schema_check_so_the_test_can_fail() {
+    // Guard against a vacuous validator: a bad type must be reported by the schema.
+    let crds = crds();
+    let schema = schema_for(&crds, "VirtualService", "networking.istio.io/v1");
+    let bad = serde_json::json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "spec": {"http": [{"mirrorPercentage": {"value": "lots"}}]}
+    });
+    let validator = jsonschema::validator_for(schema).unwrap();
+    assert!(!validator.is_valid(&bad));
+    let mut pruned = Vec::new();
+    unknown_fields(
+        schema,
+        &serde_json::json!({"spec": {"http": [{"mirorr": {}}]}}),
+        "",
+        &mut pruned,
+    );
+    assert_eq!(pruned, [".spec.http[0].mirorr"]);
+}
