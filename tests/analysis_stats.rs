@@ -241,3 +241,64 @@ fn unrouted_and_primary_failures() {
         Some("primary failed; not compared".to_owned())
     );
 }
+
+#[test]
+fn long_run_keeps_ten_minutes_and_late_exchanges_count() {
+    let mut a = Analyzer::new(AnalysisSettings::default());
+    for s in 0..700u64 {
+        a.ingest(&exchange(
+            s,
+            T0 + s,
+            "/",
+            ok(response(200, "{}", 10 + s % 5)),
+            vec![],
+        ));
+    }
+    let snap = a.snapshot();
+    let pts = &snap.routes[0].primary.series;
+    assert_eq!(pts.len(), 600);
+    assert_eq!(pts[0].unix_second, T0 + 100);
+    assert!(pts.iter().all(|p| p.requests == 1 && p.p50_ms.is_some()));
+    let before = pts[550];
+    // second T0+650 closed long ago (newest is T0+699): counted, percentiles kept
+    a.ingest(&exchange(
+        9000,
+        T0 + 650,
+        "/",
+        ok(response(500, "{}", 900)),
+        vec![],
+    ));
+    let after = a.snapshot().routes[0].primary.series[550];
+    assert_eq!(after.unix_second, T0 + 650);
+    assert_eq!(after.requests, 2);
+    assert_eq!(after.error_rate, 0.5);
+    assert_eq!(after.max_ms, before.max_ms);
+    // a second still open takes the late latency into its percentiles
+    a.ingest(&exchange(
+        9001,
+        T0 + 695,
+        "/",
+        ok(response(200, "{}", 900)),
+        vec![],
+    ));
+    let open = a.snapshot().routes[0].primary.series[595];
+    assert_eq!(open.requests, 2);
+    assert!(open.max_ms.is_some_and(|m| m > 800.0), "{open:?}");
+}
+
+#[test]
+fn snapshot_crosses_threads_and_clear_forgets() {
+    fn send_sync<T: Send + Sync + Clone>(_: &T) {}
+    let mut a = known_run();
+    let snap = a.snapshot();
+    send_sync(&snap);
+    let ui = std::thread::spawn(move || snap.routes[0].requests);
+    assert_eq!(ui.join().ok(), Some(100));
+    a.clear();
+    let s = a.snapshot();
+    assert_eq!((s.exchanges, s.routes.len(), s.summaries.len()), (0, 0, 0));
+    assert!(
+        s.ignore_rules.contains("header:date"),
+        "settings survive Clear"
+    );
+}

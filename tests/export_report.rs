@@ -46,7 +46,11 @@ fn run_info() -> RunInfo {
 
 #[test]
 fn report_from_known_run_matches_schema_and_counts() {
-    let mut a = Analyzer::new(AnalysisSettings::default());
+    let mut settings = AnalysisSettings::default();
+    settings
+        .add_annotation("default/reviews", "header:x-build, /meta")
+        .expect("valid annotation");
+    let mut a = Analyzer::new(settings);
     for i in 0..20u64 {
         let primary_body = format!(r#"{{"id":{i},"rating":5,"ts":"{i}"}}"#);
         let baseline_body = format!(r#"{{"id":{i},"rating":5,"ts":"b{i}"}}"#);

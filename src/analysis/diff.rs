@@ -376,6 +376,39 @@ pub fn diff_responses(
     diff_with_detail(primary, shadow, rules, Detail::Full)
 }
 
+/// A response decoded once, so an exchange with several mirrors decodes and parses its
+/// primary body only once.
+pub(crate) struct PreparedResponse<'a> {
+    response: &'a CapturedResponse,
+    decoded: Decoded<'a>,
+    /// The body parsed as JSON, on first need; `None` inside when it is not JSON.
+    json: std::cell::OnceCell<Option<Value>>,
+}
+
+impl<'a> PreparedResponse<'a> {
+    /// Decodes the body; `side` names it in decode errors.
+    pub(crate) fn new(response: &'a CapturedResponse, side: &str) -> Self {
+        Self {
+            decoded: decode(&response.body, &response.headers, side),
+            response,
+            json: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The body as JSON, when it is a whole JSON document.
+    fn json(&self) -> Option<&Value> {
+        self.json
+            .get_or_init(|| {
+                if self.decoded.cut || !looks_like_json(&self.response.headers, &self.decoded.bytes)
+                {
+                    return None;
+                }
+                serde_json::from_slice(&self.decoded.bytes).ok()
+            })
+            .as_ref()
+    }
+}
+
 /// Diffs two responses with the given amount of detail.
 pub(crate) fn diff_with_detail(
     primary: &CapturedResponse,
@@ -383,12 +416,28 @@ pub(crate) fn diff_with_detail(
     rules: &IgnoreRules,
     detail: Detail,
 ) -> ResponseDiff {
+    diff_prepared(
+        &PreparedResponse::new(primary, "primary"),
+        &PreparedResponse::new(shadow, "shadow"),
+        rules,
+        detail,
+    )
+}
+
+/// Diffs two prepared responses.
+pub(crate) fn diff_prepared(
+    p: &PreparedResponse<'_>,
+    s: &PreparedResponse<'_>,
+    rules: &IgnoreRules,
+    detail: Detail,
+) -> ResponseDiff {
+    let (primary, shadow) = (p.response, s.response);
     let status = (primary.status != shadow.status).then(|| StatusDiff {
         primary: primary.status.as_u16(),
         shadow: shadow.status.as_u16(),
         ignored: rules.ignores(&FieldPath::Status),
     });
-    let body = diff_bodies(primary, shadow, rules, detail);
+    let body = diff_bodies(p, s, rules, detail);
     let headers = diff_headers(
         &primary.headers,
         &shadow.headers,
@@ -454,6 +503,31 @@ fn diff_headers(
         });
     }
     out
+}
+
+/// A body after content decoding, for exports that show bodies as the client saw them.
+#[derive(Debug, Clone)]
+pub struct DecodedBody<'a> {
+    /// The decoded bytes (the captured bytes when there was nothing to decode or decoding
+    /// failed).
+    pub bytes: Cow<'a, [u8]>,
+    /// The `content-encoding` that was undone.
+    pub encoding: Option<String>,
+    /// Why decoding failed, if it did.
+    pub error: Option<String>,
+    /// The bytes are only a prefix of the body.
+    pub cut: bool,
+}
+
+/// Undoes the `content-encoding` (gzip, br, deflate) of a captured body.
+pub fn decode_body<'a>(body: &'a CapturedBody, headers: &http::HeaderMap) -> DecodedBody<'a> {
+    let d = decode(body, headers, "body");
+    DecodedBody {
+        bytes: d.bytes,
+        encoding: d.encoding,
+        error: d.error,
+        cut: d.cut,
+    }
 }
 
 /// A body after content decoding.
@@ -557,53 +631,46 @@ fn looks_like_json(headers: &http::HeaderMap, bytes: &[u8]) -> bool {
 }
 
 fn diff_bodies(
-    primary: &CapturedResponse,
-    shadow: &CapturedResponse,
+    p: &PreparedResponse<'_>,
+    s: &PreparedResponse<'_>,
     rules: &IgnoreRules,
     detail: Detail,
 ) -> BodyDiff {
-    let p = decode(&primary.body, &primary.headers, "primary");
-    let s = decode(&shadow.body, &shadow.headers, "shadow");
-    let decode_errors: Vec<String> = [p.error.clone(), s.error.clone()]
+    let (pd, sd) = (&p.decoded, &s.decoded);
+    let decode_errors: Vec<String> = [pd.error.clone(), sd.error.clone()]
         .into_iter()
         .flatten()
         .collect();
-    let truncated = p.cut || s.cut;
+    let truncated = pd.cut || sd.cut;
     let mut body = BodyDiff {
         comparison: BodyComparison::Identical,
         truncated,
         compared_bytes: None,
-        primary_encoding: p.encoding.clone(),
-        shadow_encoding: s.encoding.clone(),
+        primary_encoding: pd.encoding.clone(),
+        shadow_encoding: sd.encoding.clone(),
         decode_errors,
         ignored: rules.ignores(&FieldPath::Body),
     };
     let (pb, sb): (&[u8], &[u8]) = if truncated {
         // Compare only as far as both go: past the cut we know nothing.
-        let n = p.bytes.len().min(s.bytes.len());
+        let n = pd.bytes.len().min(sd.bytes.len());
         body.compared_bytes = Some(n);
         (
-            p.bytes.get(..n).unwrap_or(&[]),
-            s.bytes.get(..n).unwrap_or(&[]),
+            pd.bytes.get(..n).unwrap_or(&[]),
+            sd.bytes.get(..n).unwrap_or(&[]),
         )
     } else {
-        (&p.bytes, &s.bytes)
+        (&pd.bytes, &sd.bytes)
     };
     if pb == sb {
         return body;
     }
     // A cut JSON document does not parse, so cut bodies go to the text or binary comparison.
-    if !truncated
-        && (looks_like_json(&primary.headers, pb) || looks_like_json(&shadow.headers, sb))
-        && let (Ok(pj), Ok(sj)) = (
-            serde_json::from_slice::<Value>(pb),
-            serde_json::from_slice::<Value>(sb),
-        )
-    {
+    if !truncated && let (Some(pj), Some(sj)) = (p.json(), s.json()) {
         let mut differences = Vec::new();
         let mut pointer = String::new();
         let mut field = String::new();
-        diff_json(&pj, &sj, &mut pointer, &mut field, rules, &mut differences);
+        diff_json(pj, sj, &mut pointer, &mut field, rules, &mut differences);
         body.comparison = BodyComparison::Json { differences };
         return body;
     }

@@ -299,9 +299,7 @@ impl Analyzer {
 
     /// Forgets everything ingested (the app's Clear); settings stay.
     pub fn clear(&mut self) {
-        let settings = Arc::clone(&self.settings);
-        *self = Self::new(AnalysisSettings::clone(&settings));
-        self.settings = settings;
+        *self = Self::new(AnalysisSettings::clone(&self.settings));
     }
 
     /// Takes one finished exchange into account.
@@ -382,6 +380,7 @@ impl Analyzer {
             }
         };
 
+        let prepared_primary = primary_response.map(|r| diff::PreparedResponse::new(r, "primary"));
         let mut shadow_summaries = Vec::with_capacity(exchange.shadows.len());
         for record in &exchange.shadows {
             let baseline = exchange
@@ -426,10 +425,15 @@ impl Analyzer {
                     side.total.record(r.total);
                     side.series
                         .record(second, Some(r.total), r.status.is_server_error());
-                    match primary_response {
-                        Some(pr) => {
+                    match (primary_response, &prepared_primary) {
+                        (Some(pr), Some(prepared)) => {
                             side.delta.record(r.total, pr.total);
-                            let d = diff::diff_with_detail(pr, r, rules, diff::Detail::Paths);
+                            let d = diff::diff_prepared(
+                                prepared,
+                                &diff::PreparedResponse::new(r, "shadow"),
+                                rules,
+                                diff::Detail::Paths,
+                            );
                             let paths = d.field_paths();
                             let diffs = route.endpoints.entry(endpoint.clone()).or_default();
                             diffs.record(
@@ -447,7 +451,7 @@ impl Analyzer {
                                 differing_fields: u32::try_from(paths.len()).unwrap_or(u32::MAX),
                             }
                         }
-                        None => ShadowState::PrimaryFailed,
+                        _ => ShadowState::PrimaryFailed,
                     }
                 }
             };

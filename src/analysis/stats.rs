@@ -272,17 +272,21 @@ impl SeriesSecond {
         if let Some(p) = self.closed {
             return Some(p);
         }
-        let h = self.hist.as_ref()?;
-        if h.is_empty() {
-            return None;
-        }
-        Some((
-            ms(h.value_at_quantile(0.50)),
-            ms(h.value_at_quantile(0.90)),
-            ms(h.value_at_quantile(0.99)),
-            ms(h.max()),
-        ))
+        self.hist.as_ref().and_then(hist_percentiles)
     }
+}
+
+/// p50, p90, p99 and max of a per-second histogram, in milliseconds.
+fn hist_percentiles(h: &Histogram<u32>) -> Option<(f64, f64, f64, f64)> {
+    if h.is_empty() {
+        return None;
+    }
+    Some((
+        ms(h.value_at_quantile(0.50)),
+        ms(h.value_at_quantile(0.90)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max()),
+    ))
 }
 
 /// Per-second request rate, latency percentiles and error rate over a sliding window.
@@ -304,17 +308,20 @@ impl TimeSeries {
         let idx = match self.seconds.binary_search_by_key(&second, |s| s.second) {
             Ok(i) => i,
             Err(i) => {
-                let hist = self
-                    .spare
-                    .pop()
-                    .unwrap_or_else(|| bounded_histogram(SERIES_SIGFIG));
+                // A second that is already past its open period gets counts only: its
+                // percentiles would be built from late stragglers alone.
+                let hist = (second + SERIES_OPEN_SECONDS > newest).then(|| {
+                    self.spare
+                        .pop()
+                        .unwrap_or_else(|| bounded_histogram(SERIES_SIGFIG))
+                });
                 self.seconds.insert(
                     i,
                     SeriesSecond {
                         second,
                         requests: 0,
                         errors: 0,
-                        hist: Some(hist),
+                        hist,
                         closed: None,
                     },
                 );
@@ -348,17 +355,18 @@ impl TimeSeries {
                 self.spare.push(h);
             }
         }
-        for s in self.seconds.iter_mut() {
+        // Open seconds are the newest ones: walk back from the end, close those whose open
+        // period is over, and stop at the first second closed earlier.
+        for s in self.seconds.iter_mut().rev() {
             if s.second + SERIES_OPEN_SECONDS > newest {
+                continue;
+            }
+            let Some(mut h) = s.hist.take() else {
                 break;
-            }
-            if s.hist.is_some() {
-                s.closed = s.percentiles();
-                if let Some(mut h) = s.hist.take() {
-                    h.reset();
-                    self.spare.push(h);
-                }
-            }
+            };
+            s.closed = hist_percentiles(&h);
+            h.reset();
+            self.spare.push(h);
         }
     }
 

@@ -227,6 +227,8 @@ pub struct Report {
     pub noise_thresholds: NoiseThresholds,
     /// Global ignore rules, one entry per item, in annotation syntax.
     pub ignore_rules: Vec<String>,
+    /// Extra rules per VirtualService (from its `mirrorlab.dev/diff-ignore` annotation).
+    pub virtual_service_ignore_rules: BTreeMap<String, Vec<String>>,
     /// The diff aggregates.
     pub diffs: Vec<DiffAggregateRow>,
 }
@@ -318,6 +320,15 @@ impl Report {
                 .lines()
                 .filter(|l| !l.is_empty())
                 .map(str::to_owned)
+                .collect(),
+            virtual_service_ignore_rules: snapshot
+                .settings
+                .virtual_service_rules
+                .iter()
+                .map(|(vs, rules)| {
+                    let text = rules.to_string();
+                    (vs.clone(), text.lines().map(str::to_owned).collect())
+                })
                 .collect(),
             diffs,
         }

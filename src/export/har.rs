@@ -1,0 +1,633 @@
+//! HAR 1.2 export of captured exchanges (`mirrorlab run --har FILE` and the app's
+//! "Save HAR"). Each exchange is one entry: the client's request and the primary's
+//! response; its mirror records go in the custom `_shadows` field (HAR allows fields that
+//! start with `_`). Secrets are redacted unless the caller asks otherwise.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::analysis::diff::decode_body;
+use crate::capture::{
+    CapturedBody, CapturedResponse, Exchange, ShadowOutcome, UpstreamFailure, UpstreamOutcome,
+};
+
+/// Headers whose values are replaced by [`REDACTED`] unless [`HarOptions::redact`] is off.
+pub const REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// What a redacted value reads.
+pub const REDACTED: &str = "[redacted]";
+
+/// Why a HAR file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum HarError {
+    /// Serialising or writing to the given writer failed.
+    #[error("cannot write HAR: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The file could not be created or written.
+    #[error("cannot write HAR file {path}: {source}; check the directory exists and is writable")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// How to write the HAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HarOptions {
+    /// Replace Authorization, Proxy-Authorization, Cookie and Set-Cookie values (and the
+    /// cookie values they carry) with [`REDACTED`]. On by default.
+    pub redact: bool,
+    /// Include captured bodies (decoded; base64 when not UTF-8). On by default.
+    pub bodies: bool,
+}
+
+impl Default for HarOptions {
+    fn default() -> Self {
+        Self {
+            redact: true,
+            bodies: true,
+        }
+    }
+}
+
+/// A HAR document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Har {
+    /// The log.
+    pub log: HarLog,
+}
+
+/// `log`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HarLog {
+    /// Always `1.2`.
+    pub version: &'static str,
+    /// mirrorlab and its version.
+    pub creator: HarCreator,
+    /// One entry per exchange.
+    pub entries: Vec<HarEntry>,
+}
+
+/// `log.creator`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HarCreator {
+    /// `mirrorlab`.
+    pub name: &'static str,
+    /// Crate version.
+    pub version: &'static str,
+}
+
+/// A name/value pair (headers, query parameters).
+#[derive(Debug, Clone, Serialize)]
+pub struct HarPair {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: String,
+}
+
+/// A cookie.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarCookie {
+    /// Cookie name.
+    pub name: String,
+    /// Cookie value (redacted by default).
+    pub value: String,
+    /// `Path` attribute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `Domain` attribute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// `HttpOnly` attribute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_only: Option<bool>,
+    /// `Secure` attribute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+}
+
+/// `request.postData`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarPostData {
+    /// Content type of the request body.
+    pub mime_type: String,
+    /// The body (base64 when `_encoding` says so).
+    pub text: String,
+    /// `base64` for bodies that are not UTF-8 (HAR 1.2 has no encoding field here).
+    #[serde(rename = "_encoding", skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<&'static str>,
+    /// The body was cut at the capture cap.
+    #[serde(rename = "_truncated")]
+    pub truncated: bool,
+}
+
+/// `request`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarRequest {
+    /// Method.
+    pub method: String,
+    /// Absolute URL (`http://authority/path?query`).
+    pub url: String,
+    /// `HTTP/1.1`, `HTTP/2.0`, ...
+    pub http_version: String,
+    /// Cookies from the Cookie header.
+    pub cookies: Vec<HarCookie>,
+    /// Headers as forwarded.
+    pub headers: Vec<HarPair>,
+    /// Query parameters.
+    pub query_string: Vec<HarPair>,
+    /// Body, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_data: Option<HarPostData>,
+    /// Not measured: -1.
+    pub headers_size: i64,
+    /// Body length on the wire.
+    pub body_size: i64,
+}
+
+/// `response.content`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarContent {
+    /// Decoded length (of the captured part when cut).
+    pub size: i64,
+    /// Bytes saved by content encoding, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<i64>,
+    /// Content type.
+    pub mime_type: String,
+    /// Decoded body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// `base64` when `text` is base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<&'static str>,
+    /// The body was cut at the capture cap.
+    #[serde(rename = "_truncated")]
+    pub truncated: bool,
+}
+
+/// `response`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarResponse {
+    /// Status, 0 when there was no response.
+    pub status: u16,
+    /// Reason phrase.
+    pub status_text: String,
+    /// Not captured for upstream responses: empty.
+    pub http_version: String,
+    /// Cookies from Set-Cookie headers.
+    pub cookies: Vec<HarCookie>,
+    /// Headers.
+    pub headers: Vec<HarPair>,
+    /// Body.
+    pub content: HarContent,
+    /// Location header, or empty.
+    #[serde(rename = "redirectURL")]
+    pub redirect_url: String,
+    /// Not measured: -1.
+    pub headers_size: i64,
+    /// Body length on the wire, -1 when there was no response.
+    pub body_size: i64,
+}
+
+/// `timings`: the lab measures time to first byte and total time.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct HarTimings {
+    /// Not measured separately: 0.
+    pub send: f64,
+    /// Time to first byte.
+    pub wait: f64,
+    /// Rest of the body.
+    pub receive: f64,
+}
+
+/// A failure without a complete response.
+#[derive(Debug, Clone, Serialize)]
+pub struct HarFailure {
+    /// `refused`, `reset`, `timeout`, `protocol`, `dns`, `other`.
+    pub kind: &'static str,
+    /// Human detail.
+    pub detail: String,
+}
+
+/// One mirror record in `_shadows`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarShadow {
+    /// Mirror destination label.
+    pub target: String,
+    /// Endpoint the copy went to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `response`, `failed` or `skipped`.
+    pub outcome: &'static str,
+    /// Why no copy was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<&'static str>,
+    /// How the copy failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<HarFailure>,
+    /// Total time in milliseconds, when sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
+    /// Timings, when answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<HarTimings>,
+    /// The shadow's response, when answered (or partially answered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<HarResponse>,
+}
+
+/// `log.entries[]`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarEntry {
+    /// When the request arrived.
+    pub started_date_time: String,
+    /// Total time of the primary in milliseconds.
+    pub time: f64,
+    /// The client's request.
+    pub request: HarRequest,
+    /// The primary's response (status 0 when it failed or no route matched).
+    pub response: HarResponse,
+    /// Not used: empty.
+    pub cache: serde_json::Map<String, serde_json::Value>,
+    /// Primary timings.
+    pub timings: HarTimings,
+    /// Lab exchange id.
+    #[serde(rename = "_exchangeId")]
+    pub exchange_id: u64,
+    /// `x-request-id` shared by primary and shadows.
+    #[serde(rename = "_requestId")]
+    pub request_id: String,
+    /// Route label, or absent when no route matched.
+    #[serde(rename = "_route", skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Primary destination label.
+    #[serde(rename = "_primaryTarget", skip_serializing_if = "Option::is_none")]
+    pub primary_target: Option<String>,
+    /// Primary endpoint.
+    #[serde(rename = "_primaryEndpoint", skip_serializing_if = "Option::is_none")]
+    pub primary_endpoint: Option<String>,
+    /// How the primary failed.
+    #[serde(rename = "_error", skip_serializing_if = "Option::is_none")]
+    pub error: Option<HarFailure>,
+    /// Mirror records, in config order.
+    #[serde(rename = "_shadows")]
+    pub shadows: Vec<HarShadow>,
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn is_redacted(name: &str) -> bool {
+    REDACTED_HEADERS
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+fn pairs(map: &http::HeaderMap, options: &HarOptions) -> Vec<HarPair> {
+    map.iter()
+        .map(|(k, v)| HarPair {
+            name: k.as_str().to_owned(),
+            value: if options.redact && is_redacted(k.as_str()) {
+                REDACTED.to_owned()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            },
+        })
+        .collect()
+}
+
+fn header_str(map: &http::HeaderMap, name: http::header::HeaderName) -> Option<&str> {
+    map.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn request_cookies(map: &http::HeaderMap, options: &HarOptions) -> Vec<HarCookie> {
+    map.get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| {
+            let (name, value) = c.trim().split_once('=')?;
+            Some(HarCookie {
+                name: name.trim().to_owned(),
+                value: if options.redact {
+                    REDACTED.to_owned()
+                } else {
+                    value.trim().to_owned()
+                },
+                path: None,
+                domain: None,
+                http_only: None,
+                secure: None,
+            })
+        })
+        .collect()
+}
+
+fn response_cookies(map: &http::HeaderMap, options: &HarOptions) -> Vec<HarCookie> {
+    map.get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            let mut parts = v.split(';');
+            let (name, value) = parts.next()?.trim().split_once('=')?;
+            let mut cookie = HarCookie {
+                name: name.trim().to_owned(),
+                value: if options.redact {
+                    REDACTED.to_owned()
+                } else {
+                    value.trim().to_owned()
+                },
+                path: None,
+                domain: None,
+                http_only: None,
+                secure: None,
+            };
+            for attr in parts {
+                let (k, v) = attr.trim().split_once('=').unwrap_or((attr.trim(), ""));
+                match k.to_ascii_lowercase().as_str() {
+                    "path" => cookie.path = Some(v.to_owned()),
+                    "domain" => cookie.domain = Some(v.to_owned()),
+                    "httponly" => cookie.http_only = Some(true),
+                    "secure" => cookie.secure = Some(true),
+                    _ => {}
+                }
+            }
+            Some(cookie)
+        })
+        .collect()
+}
+
+/// Body as HAR text: UTF-8 as is, anything else base64.
+fn body_text(bytes: &[u8]) -> (String, Option<&'static str>) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_owned(), None),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            Some("base64"),
+        ),
+    }
+}
+
+fn wire_len(body: &CapturedBody) -> i64 {
+    i64::try_from(body.total_len).unwrap_or(i64::MAX)
+}
+
+fn har_response(r: &CapturedResponse, options: &HarOptions) -> HarResponse {
+    let decoded = decode_body(&r.body, &r.headers);
+    let size = i64::try_from(decoded.bytes.len()).unwrap_or(i64::MAX);
+    let compression = (decoded.encoding.is_some() && decoded.error.is_none() && !decoded.cut)
+        // Negative for tiny bodies that grow when compressed; that is still what it saved.
+        .then(|| size - i64::try_from(r.body.bytes.len()).unwrap_or(i64::MAX));
+    let (text, encoding) = if options.bodies {
+        let (t, e) = body_text(&decoded.bytes);
+        (Some(t), e)
+    } else {
+        (None, None)
+    };
+    HarResponse {
+        status: r.status.as_u16(),
+        status_text: r.status.canonical_reason().unwrap_or("").to_owned(),
+        http_version: String::new(),
+        cookies: response_cookies(&r.headers, options),
+        headers: pairs(&r.headers, options),
+        content: HarContent {
+            size,
+            compression,
+            mime_type: header_str(&r.headers, http::header::CONTENT_TYPE)
+                .unwrap_or("")
+                .to_owned(),
+            text,
+            encoding,
+            truncated: decoded.cut,
+        },
+        redirect_url: header_str(&r.headers, http::header::LOCATION)
+            .unwrap_or("")
+            .to_owned(),
+        headers_size: -1,
+        body_size: wire_len(&r.body),
+    }
+}
+
+/// The `response` of an exchange that got none: status 0, as browsers write failures.
+fn no_response() -> HarResponse {
+    HarResponse {
+        status: 0,
+        status_text: String::new(),
+        http_version: String::new(),
+        cookies: Vec::new(),
+        headers: Vec::new(),
+        content: HarContent {
+            size: 0,
+            compression: None,
+            mime_type: String::new(),
+            text: None,
+            encoding: None,
+            truncated: false,
+        },
+        redirect_url: String::new(),
+        headers_size: -1,
+        body_size: -1,
+    }
+}
+
+fn timings(r: &CapturedResponse) -> HarTimings {
+    HarTimings {
+        send: 0.0,
+        wait: millis(r.ttfb),
+        receive: millis(r.total.saturating_sub(r.ttfb)),
+    }
+}
+
+fn har_error(f: &UpstreamFailure) -> HarFailure {
+    HarFailure {
+        kind: f.kind.as_str(),
+        detail: f.detail.clone(),
+    }
+}
+
+fn har_request(e: &Exchange, options: &HarOptions) -> HarRequest {
+    let req = &e.request;
+    let url = if req.uri.contains("://") {
+        req.uri.clone()
+    } else {
+        format!("http://{}{}", req.authority, req.uri)
+    };
+    let query_string = req
+        .uri
+        .split_once('?')
+        .map(|(_, q)| q.split('#').next().unwrap_or(""))
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (n, v) = p.split_once('=').unwrap_or((p, ""));
+            HarPair {
+                name: n.to_owned(),
+                value: v.to_owned(),
+            }
+        })
+        .collect();
+    let post_data = (options.bodies && !req.body.bytes.is_empty()).then(|| {
+        let (text, encoding) = body_text(&req.body.bytes);
+        HarPostData {
+            mime_type: header_str(&req.headers, http::header::CONTENT_TYPE)
+                .unwrap_or("")
+                .to_owned(),
+            text,
+            encoding,
+            truncated: req.body.truncated,
+        }
+    });
+    HarRequest {
+        method: req.method.as_str().to_owned(),
+        url,
+        http_version: format!("{:?}", req.version),
+        cookies: request_cookies(&req.headers, options),
+        headers: pairs(&req.headers, options),
+        query_string,
+        post_data,
+        headers_size: -1,
+        body_size: wire_len(&req.body),
+    }
+}
+
+fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
+    let (response, time, t, error) = match e.primary.as_ref().map(|p| &p.outcome) {
+        Some(UpstreamOutcome::Response(r)) => {
+            (har_response(r, options), millis(r.total), timings(r), None)
+        }
+        Some(UpstreamOutcome::Failed(f)) => (
+            f.partial
+                .as_ref()
+                .map_or_else(no_response, |r| har_response(r, options)),
+            millis(f.elapsed),
+            HarTimings {
+                send: 0.0,
+                wait: millis(f.elapsed),
+                receive: 0.0,
+            },
+            Some(har_error(f)),
+        ),
+        None => (
+            no_response(),
+            0.0,
+            HarTimings {
+                send: 0.0,
+                wait: 0.0,
+                receive: 0.0,
+            },
+            None,
+        ),
+    };
+    let shadows = e
+        .shadows
+        .iter()
+        .map(|s| {
+            let mut out = HarShadow {
+                target: s.target.to_string(),
+                endpoint: s.endpoint.clone(),
+                outcome: "skipped",
+                skip_reason: None,
+                error: None,
+                time: None,
+                timings: None,
+                response: None,
+            };
+            match &s.outcome {
+                ShadowOutcome::Skipped(reason) => out.skip_reason = Some(reason.as_str()),
+                ShadowOutcome::Sent(UpstreamOutcome::Response(r)) => {
+                    out.outcome = "response";
+                    out.time = Some(millis(r.total));
+                    out.timings = Some(timings(r));
+                    out.response = Some(har_response(r, options));
+                }
+                ShadowOutcome::Sent(UpstreamOutcome::Failed(f)) => {
+                    out.outcome = "failed";
+                    out.time = Some(millis(f.elapsed));
+                    out.error = Some(har_error(f));
+                    out.response = f.partial.as_ref().map(|r| har_response(r, options));
+                }
+            }
+            out
+        })
+        .collect();
+    HarEntry {
+        started_date_time: super::rfc3339(e.started_at),
+        time,
+        request: har_request(e, options),
+        response,
+        cache: serde_json::Map::new(),
+        timings: t,
+        exchange_id: e.id,
+        request_id: e.request_id.clone(),
+        route: e.trace.as_ref().map(|t| match &t.route_name {
+            Some(name) => format!("{}:{name}", t.virtual_service),
+            None => format!("{}:http[{}]", t.virtual_service, t.route_index),
+        }),
+        primary_target: e.primary.as_ref().map(|p| p.target.to_string()),
+        primary_endpoint: e.primary.as_ref().map(|p| p.endpoint.clone()),
+        error,
+        shadows,
+    }
+}
+
+/// Builds the HAR document for `exchanges`, in the order given.
+pub fn build_har(exchanges: &[Exchange], options: &HarOptions) -> Har {
+    Har {
+        log: HarLog {
+            version: "1.2",
+            creator: HarCreator {
+                name: "mirrorlab",
+                version: env!("CARGO_PKG_VERSION"),
+            },
+            entries: exchanges.iter().map(|e| har_entry(e, options)).collect(),
+        },
+    }
+}
+
+/// Writes `exchanges` as HAR 1.2 JSON to `writer`.
+pub fn write_har<W: Write>(
+    writer: W,
+    exchanges: &[Exchange],
+    options: &HarOptions,
+) -> Result<(), HarError> {
+    serde_json::to_writer_pretty(writer, &build_har(exchanges, options))?;
+    Ok(())
+}
+
+/// Writes `exchanges` as a HAR 1.2 file at `path`.
+pub fn write_har_file(
+    path: &Path,
+    exchanges: &[Exchange],
+    options: &HarOptions,
+) -> Result<(), HarError> {
+    let io_err = |source| HarError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(io_err)?;
+    let mut w = std::io::BufWriter::new(file);
+    write_har(&mut w, exchanges, options)?;
+    w.flush().map_err(io_err)
+}
