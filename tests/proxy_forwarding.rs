@@ -227,3 +227,34 @@ async fn http2_cleartext_clients_are_served() {
     cancel.cancel();
     proxy.stopped().await;
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_early_still_leaves_the_whole_primary_answer_captured() {
+    let primary = TestUpstream::start(
+        "primary",
+        Reply::ok("the whole answer, in two parts").pause_mid_body(Duration::from_millis(300)),
+    )
+    .await;
+    let (proxy, cancel) = common::start_proxy(
+        FixedRoutes::new("reviews", primary.addr, &[], None),
+        ProxySettings::default(),
+    );
+    let response = client()
+        .get(format!("http://{}/reviews/1", proxy.local_addr()))
+        .header("host", "reviews")
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let exchanges = common::wait_for_exchanges(proxy.hub().store(), 1, WAIT).await;
+    match &exchanges[0].primary.as_ref().expect("primary").outcome {
+        UpstreamOutcome::Response(r) => {
+            assert_eq!(&r.body.bytes[..], b"the whole answer, in two parts");
+        }
+        other => panic!("the primary answered in full: {other:?}"),
+    }
+    assert_eq!(proxy.counters().primary_errors, 0);
+    cancel.cancel();
+    proxy.stopped().await;
+}

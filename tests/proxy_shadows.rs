@@ -347,3 +347,43 @@ async fn shadows_past_the_in_flight_bound_are_skipped_and_counted() {
     cancel.cancel();
     proxy.stopped().await;
 }
+
+#[tokio::test]
+async fn a_failed_primary_does_not_keep_the_shadow_from_its_copy() {
+    let shadow = TestUpstream::start("shadow", Reply::ok("shadow")).await;
+    let (proxy, cancel) = common::start_proxy(
+        FixedRoutes::new("reviews", refusing_addr(), &[(shadow.addr, 1.0)], None),
+        ProxySettings::default(),
+    );
+    let body = vec![b'r'; 200_000];
+    let response = client()
+        .post(format!("http://{}/reviews/1", proxy.local_addr()))
+        .header("host", "reviews")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(response.status(), 503);
+    let to_shadow = shadow.wait_for(1, WAIT).await;
+    eprintln!(
+        "{:?}",
+        common::wait_for_exchanges(proxy.hub().store(), 1, WAIT).await[0].shadows
+    );
+    assert_eq!(
+        to_shadow.len(),
+        1,
+        "the mirror is independent of the primary"
+    );
+    assert_eq!(to_shadow[0].body.len(), body.len());
+    let exchanges = common::wait_for_exchanges(proxy.hub().store(), 1, WAIT).await;
+    assert!(matches!(
+        &exchanges[0].primary.as_ref().expect("primary").outcome,
+        UpstreamOutcome::Failed(f) if f.kind == UpstreamErrorKind::Refused
+    ));
+    assert!(matches!(
+        exchanges[0].shadows[0].outcome,
+        ShadowOutcome::Sent(UpstreamOutcome::Response(_))
+    ));
+    cancel.cancel();
+    proxy.stopped().await;
+}

@@ -231,7 +231,7 @@ pub struct Lab {
     analyzer: Arc<Mutex<Analyzer>>,
     snapshot: Arc<ArcSwap<AnalysisSnapshot>>,
     analysis_stop: CancellationToken,
-    analysis_task: JoinHandle<()>,
+    analysis_task: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -288,7 +288,7 @@ impl Lab {
             analyzer,
             snapshot,
             analysis_stop,
-            analysis_task,
+            analysis_task: Some(analysis_task),
         })
     }
 
@@ -349,26 +349,28 @@ impl Lab {
 
     /// Stops accepting, lets requests and shadows in flight finish (up to `drain`), and
     /// returns the final analysis snapshot, which includes every exchange that finished.
-    pub async fn shutdown(self, drain: Duration) -> Arc<AnalysisSnapshot> {
-        let Lab {
-            mut proxy,
-            cancel,
-            analyzer: _,
-            snapshot,
-            analysis_stop,
-            analysis_task,
-        } = self;
-        cancel.cancel();
-        if !proxy.stop(drain).await {
+    pub async fn shutdown(mut self, drain: Duration) -> Arc<AnalysisSnapshot> {
+        self.cancel.cancel();
+        if !self.proxy.stop(drain).await {
             tracing::warn!(
-                in_flight = proxy.exchanges_in_flight(),
+                in_flight = self.proxy.exchanges_in_flight(),
                 "some exchanges were still in flight after {drain:?}; the report leaves them out"
             );
         }
-        analysis_stop.cancel();
-        // The task ends after draining its queue; a panic there leaves the last snapshot.
-        let _ = analysis_task.await;
-        snapshot.load_full()
+        self.analysis_stop.cancel();
+        if let Some(task) = self.analysis_task.take() {
+            // The task ends after draining its queue; a panic there leaves the last snapshot.
+            let _ = task.await;
+        }
+        self.snapshot.load_full()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // A lab dropped without `shutdown` stops at once: no port held, no task left behind.
+        self.cancel.cancel();
+        self.analysis_stop.cancel();
     }
 }
 

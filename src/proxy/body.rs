@@ -18,6 +18,11 @@ use crate::capture::{
 
 use super::error::classify;
 
+/// How long the proxy keeps reading a body nobody else reads any more (the client left
+/// during the primary's answer, or the primary stopped reading the request), so the
+/// capture and the shadows still get all of it.
+const DRAIN_AFTER_CLIENT_LEFT: Duration = Duration::from_secs(10);
+
 /// What the proxy kept of a request body once the body ended (or was abandoned).
 #[derive(Debug, Default)]
 pub(crate) struct RequestBodyCopy {
@@ -109,32 +114,41 @@ impl RequestBodyCopy {
 /// The client's request body on its way to the primary, copied (by reference) up to a limit.
 #[derive(Debug)]
 pub(crate) struct TeeBody {
-    inner: Incoming,
+    /// `None` only once dropped (the rest may be read by a spawned task).
+    inner: Option<Incoming>,
     copy: RequestBodyCopy,
     limit: usize,
     cap: usize,
+    /// The client's body failed (aborted upload): there is nothing more to read.
+    failed: bool,
     done: Option<oneshot::Sender<RequestBodyCopy>>,
+    /// Dropped once the body has been read to its end (or given up on).
+    read: Option<oneshot::Sender<()>>,
 }
 
 impl TeeBody {
     /// Wraps `inner`, keeping up to `limit` bytes (or only `cap` once past it), and sends
-    /// the copy on `done` when the body ends or is abandoned.
+    /// the copy on `done` when the body ends or is abandoned; `read` is dropped then too.
     pub(crate) fn new(
         inner: Incoming,
         limit: usize,
         cap: usize,
         done: oneshot::Sender<RequestBodyCopy>,
+        read: oneshot::Sender<()>,
     ) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             copy: RequestBodyCopy::default(),
             limit: limit.max(cap),
             cap,
+            failed: false,
             done: Some(done),
+            read: Some(read),
         }
     }
 
     fn finish(&mut self, complete: bool) {
+        self.read = None;
         if let Some(done) = self.done.take() {
             let mut copy = std::mem::take(&mut self.copy);
             copy.complete = complete;
@@ -142,6 +156,41 @@ impl TeeBody {
             let _ = done.send(copy);
         }
     }
+
+    fn inner_ended(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+}
+
+/// Reads the rest of a client's body that the primary did not consume (it failed, or
+/// answered early), so the shadows still get their verbatim copy.
+async fn drain_request(
+    mut inner: Incoming,
+    mut copy: RequestBodyCopy,
+    limit: usize,
+    cap: usize,
+    done: oneshot::Sender<RequestBodyCopy>,
+    read: Option<oneshot::Sender<()>>,
+) {
+    let read_rest = async {
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut inner).await {
+            match frame {
+                Ok(frame) => {
+                    if let Some(data) = frame.data_ref() {
+                        copy.record(data, limit, cap);
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    copy.complete = tokio::time::timeout(DRAIN_AFTER_CLIENT_LEFT, read_rest)
+        .await
+        .unwrap_or(false);
+    drop(read);
+    // The exchange task is gone only when the lab is shutting down.
+    let _ = done.send(copy);
 }
 
 impl Body for TeeBody {
@@ -153,17 +202,21 @@ impl Body for TeeBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.copy.record(data, this.limit, this.cap);
                 }
-                if this.inner.is_end_stream() {
+                if this.inner_ended() {
                     this.finish(true);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => {
+                this.failed = true;
                 this.finish(false);
                 Poll::Ready(Some(Err(err)))
             }
@@ -176,18 +229,36 @@ impl Body for TeeBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner_ended()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
 impl Drop for TeeBody {
     fn drop(&mut self) {
-        let complete = self.inner.is_end_stream();
-        self.finish(complete);
+        if self.done.is_none() {
+            return;
+        }
+        if self.inner_ended() || self.failed {
+            let complete = !self.failed;
+            self.finish(complete);
+            return;
+        }
+        match (self.inner.take(), tokio::runtime::Handle::try_current()) {
+            (Some(inner), Ok(runtime)) => {
+                if let Some(done) = self.done.take() {
+                    let copy = std::mem::take(&mut self.copy);
+                    let read = self.read.take();
+                    runtime.spawn(drain_request(inner, copy, self.limit, self.cap, done, read));
+                }
+            }
+            _ => self.finish(false),
+        }
     }
 }
 
@@ -365,7 +436,8 @@ impl ResponseHead {
 /// The primary's response body on its way to the client, with its first bytes captured.
 #[derive(Debug)]
 pub(crate) struct CaptureBody {
-    inner: Incoming,
+    /// `None` only once dropped (the rest may be drained by a spawned task).
+    inner: Option<Incoming>,
     head: Option<ResponseHead>,
     capture: BodyCapture,
     done: Option<oneshot::Sender<UpstreamOutcome>>,
@@ -380,7 +452,7 @@ impl CaptureBody {
         done: oneshot::Sender<UpstreamOutcome>,
     ) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             head: Some(head),
             capture: BodyCapture::new(cap),
             done: Some(done),
@@ -391,14 +463,53 @@ impl CaptureBody {
         let (Some(head), Some(done)) = (self.head.take(), self.done.take()) else {
             return;
         };
-        let body = self.capture.take();
-        let outcome = match failure {
-            None => UpstreamOutcome::Response(head.into_response(body)),
-            Some((kind, detail)) => UpstreamOutcome::Failed(head.into_failure(kind, detail, body)),
-        };
-        // The exchange task is gone only when the lab is shutting down.
-        let _ = done.send(outcome);
+        let _ = done.send(outcome(head, self.capture.take(), failure));
     }
+
+    fn inner_ended(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+}
+
+fn outcome(
+    head: ResponseHead,
+    body: CapturedBody,
+    failure: Option<(UpstreamErrorKind, String)>,
+) -> UpstreamOutcome {
+    match failure {
+        None => UpstreamOutcome::Response(head.into_response(body)),
+        Some((kind, detail)) => UpstreamOutcome::Failed(head.into_failure(kind, detail, body)),
+    }
+}
+
+/// Reads the rest of a primary's body whose client went away, then reports the outcome.
+async fn drain(
+    mut inner: Incoming,
+    head: ResponseHead,
+    mut capture: BodyCapture,
+    done: oneshot::Sender<UpstreamOutcome>,
+) {
+    let read_rest = async {
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut inner).await {
+            let frame = frame.map_err(|err| classify(&err))?;
+            if let Some(data) = frame.data_ref() {
+                capture.record(data);
+            }
+        }
+        Ok(())
+    };
+    let failure = match tokio::time::timeout(DRAIN_AFTER_CLIENT_LEFT, read_rest).await {
+        Ok(Ok(())) => None,
+        Ok(Err(failure)) => Some(failure),
+        Err(_) => Some((
+            UpstreamErrorKind::Other,
+            format!(
+                "the client went away and the rest of the response did not arrive within {DRAIN_AFTER_CLIENT_LEFT:?}"
+            ),
+        )),
+    };
+    // The exchange task is gone only when the lab is shutting down.
+    let _ = done.send(outcome(head, capture.take(), failure));
 }
 
 impl Body for CaptureBody {
@@ -410,12 +521,15 @@ impl Body for CaptureBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.capture.record(data);
                 }
-                if this.inner.is_end_stream() {
+                if this.inner_ended() {
                     this.finish(None);
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -433,23 +547,43 @@ impl Body for CaptureBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner_ended()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
 impl Drop for CaptureBody {
     fn drop(&mut self) {
-        if self.inner.is_end_stream() {
+        if self.inner_ended() {
             self.finish(None);
-        } else {
-            self.finish(Some((
-                UpstreamErrorKind::Other,
-                "the client went away before the end of the response".to_owned(),
-            )));
+            return;
+        }
+        // The client left before the end (or never read the body). The primary's answer
+        // is still worth having whole: read the rest off the request path.
+        let parts = (
+            self.inner.take(),
+            self.head.take(),
+            self.done.take(),
+            tokio::runtime::Handle::try_current(),
+        );
+        match parts {
+            (Some(inner), Some(head), Some(done), Ok(runtime)) => {
+                let capture = std::mem::replace(&mut self.capture, BodyCapture::new(0));
+                runtime.spawn(drain(inner, head, capture, done));
+            }
+            (_, head, done, _) => {
+                self.head = head;
+                self.done = done;
+                self.finish(Some((
+                    UpstreamErrorKind::Other,
+                    "the client went away before the end of the response".to_owned(),
+                )));
+            }
         }
     }
 }

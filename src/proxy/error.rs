@@ -12,7 +12,9 @@ use crate::routing::NoRoute;
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// The listener could not bind.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(
+        "cannot listen on {addr}: {source}. Is another mirrorlab (or something else) using it? Pick another address with --listen"
+    )]
     Bind {
         /// The address asked for.
         addr: SocketAddr,

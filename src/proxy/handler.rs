@@ -148,12 +148,14 @@ impl Shared {
             cap
         };
         let (body_done, body_copy) = oneshot::channel();
+        let (body_read, body_read_wait) = oneshot::channel::<()>();
+        let mirror_waits_for_body = buffer_limit > cap;
         let upstream_body = if http_body::Body::is_end_stream(&body) {
             // Receiver is in this function; it cannot be gone yet.
             let _ = body_done.send(RequestBodyCopy::empty());
             UpstreamBody::Empty
         } else {
-            UpstreamBody::Tee(TeeBody::new(body, buffer_limit, cap, body_done))
+            UpstreamBody::Tee(TeeBody::new(body, buffer_limit, cap, body_done, body_read))
         };
 
         let captured_request = CapturedRequest {
@@ -236,6 +238,13 @@ impl Shared {
                 let err =
                     ProxyError::upstream(kind, upstream.label.as_str(), endpoint_text, detail);
                 self.fail_primary(primary_done, kind, err.to_string(), sent_at);
+                if mirror_waits_for_body {
+                    // The primary never read the body; answering now would make hyper close
+                    // the connection before the shadows' copy is read. A mirror does not
+                    // depend on its primary, so finish reading first (bounded).
+                    let _ =
+                        tokio::time::timeout(self.settings.shadow_timeout, body_read_wait).await;
+                }
                 error_response(&err)
             }
         }

@@ -237,3 +237,10 @@ impl Proxy {
         }
     }
 }
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // A proxy nobody holds must not keep the port: stop accepting.
+        self.cancel.cancel();
+    }
+}
