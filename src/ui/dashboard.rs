@@ -11,7 +11,7 @@ use crate::capture::SkipReason;
 /// Most seconds of history the plots show.
 const PLOT_WINDOW_SECONDS: u64 = 120;
 /// Fewest seconds the time axis spans, so a fresh run does not fill the plot with one point.
-const MIN_PLOT_SECONDS: u64 = 30;
+const MIN_PLOT_SECONDS: u64 = 20;
 
 /// Seconds of history to show: from the oldest point (within the window) to now.
 fn plot_span(sides: &[&SideSnapshot], now: u64) -> u64 {

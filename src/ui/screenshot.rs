@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 /// Time to let the window settle before the shot; with the demo, time for plots to fill.
 const SETTLE: Duration = Duration::from_secs(2);
-const SETTLE_DEMO: Duration = Duration::from_secs(7);
+const SETTLE_DEMO: Duration = Duration::from_secs(12);
 /// Give up when the renderer never answers the screenshot request.
 const GIVE_UP: Duration = Duration::from_secs(30);
 
