@@ -108,6 +108,8 @@ pub struct State {
     pub listen_addr: String,
     /// Host used for requests addressed to the proxy itself (empty: the config's first).
     pub default_host: String,
+    /// Let the proxy listen on an address other machines can reach.
+    pub allow_remote: bool,
     /// Colour scheme.
     pub theme: Theme,
     /// Diff ignore rules for every route, in the annotation's text form (one a line).
@@ -127,6 +129,7 @@ impl Default for State {
             recent_files: Vec::new(),
             listen_addr: DEFAULT_LISTEN.to_owned(),
             default_host: String::new(),
+            allow_remote: false,
             theme: Theme::default(),
             ignore_rules: String::new(),
             dashboard: dashboard::DashboardPanel::default(),
@@ -511,7 +514,11 @@ impl MirrorlabApp {
             Some(self.state.default_host.trim().to_owned()).filter(|h| !h.is_empty());
         let analysis = self.analysis_settings();
         let listen = self.state.listen_addr.clone();
-        match self.session.start(&listen, default_host, analysis, table) {
+        let allow_remote = self.state.allow_remote;
+        match self
+            .session
+            .start(&listen, allow_remote, default_host, analysis, table)
+        {
             Ok(addr) => {
                 self.doc.mark_applied();
                 self.traffic.clear();
@@ -783,6 +790,9 @@ impl MirrorlabApp {
                     ui.visuals().error_fg_color,
                     "Not a loopback address: other machines could send traffic through the lab",
                 );
+                if running.is_none() {
+                    ui.checkbox(&mut self.state.allow_remote, "Allow that");
+                }
             }
             ui.separator();
             if self.session.demo_running() {

@@ -153,10 +153,12 @@ impl Session {
         self.demo.is_some()
     }
 
-    /// Starts the proxy on `listen` with `table`.
+    /// Starts the proxy on `listen` with `table`; a non-loopback `listen` needs
+    /// `allow_remote`.
     pub fn start(
         &mut self,
         listen: &str,
+        allow_remote: bool,
         default_host: Option<String>,
         analysis: AnalysisSettings,
         table: RouteTable,
@@ -168,6 +170,7 @@ impl Session {
         self.stop();
         let settings = LabSettings {
             listen,
+            allow_remote,
             default_host,
             analysis,
             ..LabSettings::default()
