@@ -20,6 +20,12 @@ fn selecting_an_exchange_shows_both_responses_and_the_difference() {
     h.get_by_label("Start").click();
     h.run_ok();
     let addr = h.state().session.local_addr().expect("the proxy runs");
+    // Before any traffic the dashboard says how to send some, ready to copy.
+    h.get_by_label("Dashboard").click();
+    h.run_ok();
+    h.get_by_label(&format!(
+        "curl -s -H 'Host: reviews' http://{addr}/reviews/1"
+    ));
     send_requests(&rt, addr, 5);
 
     h.get_by_label("Traffic").click();
@@ -33,6 +39,13 @@ fn selecting_an_exchange_shows_both_responses_and_the_difference() {
         .analysis()
         .exchanges
         == 5));
+    // The dashboard now shows the primary and the shadow side by side.
+    h.get_by_label("Dashboard").click();
+    h.run_ok();
+    h.get_by_label("Primary (reviews/v1)");
+    h.get_by_label("Shadow reviews/v2");
+    assert_eq!(h.get_all_by_label("5 (5 answered)").count(), 2);
+    h.get_by_label("Traffic").click();
     h.run_ok();
     h.get_by_label("/reviews/3").click();
     h.run_ok();

@@ -857,3 +857,157 @@ pub fn curl_command(e: &Exchange, proxy: Option<&str>) -> String {
     }
     parts.join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::capture::PrimaryRecord;
+
+    fn exchange(method: http::Method, uri: &str, status: u16, body: &[u8]) -> Exchange {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("reviews"),
+        );
+        headers.insert("user-agent", http::HeaderValue::from_static("it's me"));
+        Exchange {
+            id: 7,
+            request_id: "r-7".to_owned(),
+            started_at: std::time::SystemTime::now(),
+            trace: None,
+            request: crate::capture::CapturedRequest {
+                method,
+                uri: uri.to_owned(),
+                authority: "reviews".to_owned(),
+                version: http::Version::HTTP_11,
+                headers,
+                body: CapturedBody {
+                    bytes: bytes::Bytes::copy_from_slice(body),
+                    total_len: body.len() as u64,
+                    truncated: false,
+                },
+            },
+            primary: Some(PrimaryRecord {
+                target: Arc::from("reviews/v1"),
+                endpoint: "127.0.0.1:9081".to_owned(),
+                outcome: UpstreamOutcome::Response(CapturedResponse {
+                    status: http::StatusCode::from_u16(status).unwrap(),
+                    headers: http::HeaderMap::new(),
+                    body: CapturedBody::default(),
+                    ttfb: Duration::from_millis(1),
+                    total: Duration::from_millis(2),
+                }),
+            }),
+            shadows: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn copy_as_curl_goes_through_the_proxy_with_the_original_host_and_body() {
+        let e = exchange(http::Method::POST, "/reviews/1?x=1", 200, b"{\"a\":1}");
+        let curl = curl_command(&e, Some("127.0.0.1:15001"));
+        assert_eq!(
+            curl,
+            "curl -sS -X POST -H 'host: reviews' -H 'user-agent: it'\\''s me' \
+             --data-binary '{\"a\":1}' 'http://127.0.0.1:15001/reviews/1?x=1'"
+        );
+    }
+
+    #[test]
+    fn the_filter_matches_method_path_status_class_and_route() {
+        let e = exchange(http::Method::GET, "/reviews/3", 503, b"");
+        let none = |_| false;
+        let f = |f: TrafficFilter| f.matches(&e, none);
+        assert!(f(TrafficFilter::default()));
+        assert!(f(TrafficFilter {
+            method: "get".into(),
+            ..Default::default()
+        }));
+        assert!(!f(TrafficFilter {
+            method: "POST".into(),
+            ..Default::default()
+        }));
+        assert!(f(TrafficFilter {
+            path: "views/3".into(),
+            ..Default::default()
+        }));
+        assert!(f(TrafficFilter {
+            status: "5xx".into(),
+            ..Default::default()
+        }));
+        assert!(f(TrafficFilter {
+            status: "503".into(),
+            ..Default::default()
+        }));
+        assert!(!f(TrafficFilter {
+            status: "2xx".into(),
+            ..Default::default()
+        }));
+        assert!(f(TrafficFilter {
+            route: "no route".into(),
+            ..Default::default()
+        }));
+        assert!(!f(TrafficFilter {
+            differs_only: true,
+            ..Default::default()
+        }));
+        assert!(
+            TrafficFilter {
+                differs_only: true,
+                ..Default::default()
+            }
+            .matches(&e, |id| id == 7)
+        );
+    }
+
+    #[test]
+    fn bodies_are_decoded_and_pretty_printed() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(br#"{"b":[1,2],"a":"x"}"#).unwrap();
+        let bytes = gz.finish().unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_ENCODING,
+            http::HeaderValue::from_static("gzip"),
+        );
+        let body = CapturedBody {
+            total_len: bytes.len() as u64,
+            bytes: bytes::Bytes::from(bytes),
+            truncated: false,
+        };
+        let text = body_text(&body, &headers);
+        assert!(text.contains("\"b\": [\n    1,"), "{text}");
+        let cut = CapturedBody {
+            bytes: bytes::Bytes::from_static(b"hello"),
+            total_len: 100,
+            truncated: true,
+        };
+        assert!(
+            body_text(&cut, &http::HeaderMap::new())
+                .ends_with("(cut at the capture cap: 5 of 100 bytes captured)")
+        );
+    }
+
+    #[test]
+    fn the_table_keeps_its_bound_and_its_filter_in_step() {
+        let mut panel = TrafficPanel::default();
+        panel.filter.method = "POST".to_owned();
+        let rows = (0..MAX_ROWS + 10).map(|i| {
+            let method = if i % 2 == 0 {
+                http::Method::POST
+            } else {
+                http::Method::GET
+            };
+            let mut e = exchange(method, "/", 200, b"");
+            e.id = i as u64;
+            Arc::new(e)
+        });
+        panel.push(rows, None);
+        assert_eq!(panel.len(), MAX_ROWS);
+        assert_eq!(panel.shown(), MAX_ROWS / 2);
+        assert!(panel.find(9).is_none(), "the oldest rows left");
+        assert!(panel.find(10).is_some());
+    }
+}
