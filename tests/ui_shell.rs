@@ -191,3 +191,33 @@ fn a_change_on_disk_offers_a_reload() {
     assert_eq!(h.state().doc.yaml(), changed);
     assert_eq!(h.state().doc.hosts(), vec!["reviews", "ratings"]);
 }
+
+/// A file as the window system hands it over on drop.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropping_a_yaml_file_on_the_window_opens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dropped.yaml");
+    std::fs::write(&path, VS).unwrap();
+    let rt = runtime();
+    let mut h = app(&rt, None);
+    h.run_ok();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(path.clone())));
+    h.run_ok();
+    assert_eq!(h.state().doc.path(), Some(path.as_path()));
+    assert_eq!(h.state().doc.hosts(), vec!["reviews"]);
+}

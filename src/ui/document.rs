@@ -137,6 +137,11 @@ impl Document {
         }
     }
 
+    /// True when the YAML has comments, which a form edit (rewriting the YAML) drops.
+    pub fn has_comments(&self) -> bool {
+        self.text.lines().any(|l| l.trim_start().starts_with('#'))
+    }
+
     /// Why the form editor cannot edit the file now (the text does not load completely).
     pub fn form_blocker(&self) -> Option<String> {
         let problems: Vec<&Diagnostic> = self

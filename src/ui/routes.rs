@@ -102,6 +102,12 @@ impl RoutesView<'_> {
             return;
         }
         self.apply_bar(ui);
+        if self.doc.has_comments() {
+            ui.weak(
+                "Editing here rewrites the YAML from the form, without the file's comments. \
+                 Edit in the YAML tab to keep them.",
+            );
+        }
         ui.separator();
         egui::Panel::left("resources")
             .resizable(true)
