@@ -56,6 +56,9 @@ enum Command {
         /// Write the JSON report here at exit (default: print it on stdout).
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// Also write the captured exchanges as HAR 1.2 here at exit (credentials redacted).
+        #[arg(long, value_name = "FILE")]
+        har: Option<PathBuf>,
         /// Seed for the mirror percentage draws, to repeat a run exactly.
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
             host,
             duration,
             report,
+            har,
             seed,
             shadow_host_suffix,
         }) => {
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
                 host,
                 duration,
                 report,
+                har,
                 seed,
                 shadow_host_suffix,
             };

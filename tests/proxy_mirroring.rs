@@ -339,8 +339,11 @@ spec:
         ),
         None,
     );
+    // A subscriber that never reads: its captures are dropped and counted, never waited on.
+    let _stalled = lab.subscribe(1);
     send_many(&lab, 200, 4, "/reviews/3").await;
     let exchanges = all_exchanges(&lab, 200).await;
+    assert_eq!(lab.counters().captures_dropped, 199);
     assert!(exchanges.iter().all(|e| matches!(
         e.shadows[0].outcome,
         ShadowOutcome::Skipped(SkipReason::NotSampled)
@@ -451,5 +454,68 @@ async fn in_flight_requests_finish_on_the_table_they_started_with() {
         1,
         "new requests use the new table"
     );
+    lab.shutdown(WAIT).await;
+}
+
+#[tokio::test]
+async fn weights_split_the_primary_and_a_subset_s_endpoints_take_turns() {
+    let mesh = Mesh::start().await;
+    let second_v1 = common::TestUpstream::start("v1-b", common::Reply::ok("v1-b")).await;
+    // reviews v1 gets a second endpoint.
+    let yaml = mesh.yaml(
+        r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weight: 80
+    - destination:
+        host: reviews
+        subset: v3
+      weight: 20
+"#,
+    );
+    let yaml = yaml.replacen(
+        "    labels:\n      version: v1\n",
+        &format!(
+            "    labels:\n      version: v1\n  - address: 127.0.0.1\n    ports:\n      http: {}\n    labels:\n      version: v1\n",
+            second_v1.addr.port()
+        ),
+        1,
+    );
+    let lab = common::start_lab(&yaml, Some(11));
+    send_many(&lab, 1000, 1, "/reviews/4").await;
+    let (a, b, v3) = (
+        mesh.v1.received().len(),
+        second_v1.received().len(),
+        mesh.v3.received().len(),
+    );
+    assert_eq!(a + b + v3, 1000);
+    // Binomial(1000, 0.2): mean 200, sd 12.6; 4.5 sd either side.
+    assert!(
+        (143..=257).contains(&v3),
+        "{v3} of 1000 to the weight-20 destination"
+    );
+    assert!(
+        a.abs_diff(b) <= 1,
+        "round robin over v1's endpoints: {a} and {b}"
+    );
+    let exchanges = all_exchanges(&lab, 1000).await;
+    let to_v3 = exchanges
+        .iter()
+        .filter(|e| {
+            e.primary
+                .as_ref()
+                .is_some_and(|p| &*p.target == "reviews/v3")
+        })
+        .count();
+    assert_eq!(to_v3, v3, "captures name the picked destination");
     lab.shutdown(WAIT).await;
 }

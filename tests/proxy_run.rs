@@ -47,6 +47,7 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("reviews.yaml");
     let report = dir.path().join("report.json");
+    let har = dir.path().join("run.har");
     std::fs::write(&config, mesh.yaml(VIRTUAL_SERVICE)).expect("write config");
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
@@ -55,6 +56,8 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
         .args(["--listen", "127.0.0.1:0", "--seed", "5", "--duration", "60"])
         .arg("--report")
         .arg(&report)
+        .arg("--har")
+        .arg(&har)
         .env("RUST_LOG", "info")
         .env_remove("HTTP_PROXY")
         .stdout(Stdio::piped())
@@ -156,6 +159,12 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
         "every request was mirrored: {mirror}"
     );
     assert_eq!(mirror["status"]["codes"]["200"], requests);
+    let har: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&har).expect("HAR written"))
+            .expect("HAR is JSON");
+    let entries = har["log"]["entries"].as_array().expect("HAR entries");
+    assert_eq!(entries.len() as u64, requests);
+    assert_eq!(entries[0]["_shadows"].as_array().map(Vec::len), Some(1));
     for side in [&route["primary"], mirror] {
         let latency = &side["latency_ms"]["total"];
         for key in ["p50", "p90", "p99", "max"] {

@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::analysis::AnalysisSettings;
+use crate::capture::Exchange;
+use crate::export::har::{HarOptions, write_har_file};
 use crate::export::report::{Report, RunInfo};
 
 use super::{CompiledConfig, Lab, LabError, LabSettings};
@@ -33,6 +35,8 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Where to write the JSON report; `None`: print it on stdout.
     pub report: Option<PathBuf>,
+    /// Where to write the captured exchanges as HAR 1.2 (credentials redacted), if at all.
+    pub har: Option<PathBuf>,
     /// Seed for repeatable mirror draws.
     pub seed: Option<u64>,
     /// Append `-shadow` to mirrored requests' Host.
@@ -106,6 +110,7 @@ pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<
     };
     tracing::info!("stopping ({reason}); waiting for requests and shadows in flight");
     let counters = lab.counters();
+    let captures = lab.captures_handle();
     let snapshot = lab.shutdown(settings_drain()).await;
     tracing::info!("{counters}");
     let report = Report::build(
@@ -118,6 +123,17 @@ pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<
             seed: options.seed,
         },
     );
+    if let Some(path) = &options.har {
+        // The ring buffer keeps the most recent exchanges; the HAR holds what it kept.
+        let exchanges: Vec<_> = captures
+            .store()
+            .recent(usize::MAX)
+            .iter()
+            .map(|e| Exchange::clone(e))
+            .collect();
+        write_har_file(path, &exchanges, &HarOptions::default())?;
+        tracing::info!(path = %path.display(), exchanges = exchanges.len(), "HAR written");
+    }
     match &options.report {
         Some(path) => {
             report.write_to(path)?;

@@ -211,6 +211,9 @@ pub enum LabError {
     /// The report could not be written.
     #[error(transparent)]
     Report(#[from] crate::export::report::ReportError),
+    /// The HAR file could not be written.
+    #[error(transparent)]
+    Har(#[from] crate::export::har::HarError),
     /// A signal handler could not be installed.
     #[error("cannot listen for {signal}: {source}")]
     Signal {
@@ -327,6 +330,12 @@ impl Lab {
     /// The ring buffer of recent exchanges (the traffic table).
     pub fn captures(&self) -> &CaptureStore {
         self.proxy.hub().store()
+    }
+
+    /// The capture hub, shared: it outlives [`Lab::shutdown`], so exports can read the
+    /// store after the last exchange was published.
+    pub fn captures_handle(&self) -> Arc<CaptureHub> {
+        Arc::clone(self.proxy.hub())
     }
 
     /// A new subscription to finished exchanges; a full channel drops and counts.
