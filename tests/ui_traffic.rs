@@ -136,3 +136,38 @@ fn send_request_goes_through_the_proxy_and_is_selected_in_traffic() {
     );
     assert_eq!(v1.hits(), 4);
 }
+
+#[test]
+fn the_traffic_exports_as_har_with_its_shadows() {
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let v2 = Upstream::start(&rt, Some(r#""stars":5"#));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    h.get_by_label("Start").click();
+    h.run_ok();
+    let addr = h.state().session.local_addr().unwrap();
+    send_requests(&rt, addr, 4);
+    assert!(wait_until(&mut h, 10, |app| app.traffic.len() == 4));
+
+    h.get_by_label("File").click();
+    h.run_ok();
+    h.get_by_label("Export traffic as HAR...").click();
+    h.run_ok();
+    // The path field starts at reviews.har next to the config.
+    h.get_by_label("Export").click();
+    h.run_ok();
+    let har_path = dir.path().join("reviews.har");
+    let har: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&har_path).unwrap()).unwrap();
+    let entries = har["log"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["_shadows"].as_array().is_some_and(|s| s.len() == 1))
+    );
+}

@@ -90,6 +90,8 @@ pub enum DialogPurpose {
     Open,
     /// Pick where to save the current file.
     SaveAs,
+    /// Pick where to write the captured traffic as HAR.
+    ExportHar,
 }
 
 /// How the app asks for file paths.
@@ -166,15 +168,18 @@ impl FileDialog {
         let spawned = std::thread::Builder::new()
             .name("file-dialog".to_owned())
             .spawn(move || {
-                let mut d = rfd::FileDialog::new()
-                    .add_filter("Istio YAML", &["yaml", "yml"])
-                    .add_filter("All files", &["*"]);
+                let mut d = match purpose {
+                    DialogPurpose::ExportHar => rfd::FileDialog::new().add_filter("HAR", &["har"]),
+                    DialogPurpose::Open | DialogPurpose::SaveAs => rfd::FileDialog::new()
+                        .add_filter("Istio YAML", &["yaml", "yml"])
+                        .add_filter("All files", &["*"]),
+                };
                 if let Some(dir) = start_dir {
                     d = d.set_directory(dir);
                 }
                 let picked = match purpose {
                     DialogPurpose::Open => d.pick_file(),
-                    DialogPurpose::SaveAs => {
+                    DialogPurpose::SaveAs | DialogPurpose::ExportHar => {
                         if let Some(name) = start_name {
                             d = d.set_file_name(name);
                         }
@@ -245,6 +250,7 @@ impl FileDialog {
         let (title, action) = match self.purpose {
             DialogPurpose::Open => ("File to open", "Open"),
             DialogPurpose::SaveAs => ("Save as", "Save"),
+            DialogPurpose::ExportHar => ("Export HAR to", "Export"),
         };
         ui.horizontal(|ui| {
             let label = ui.label(title);

@@ -188,6 +188,10 @@ pub enum Command {
     SendRequest,
     /// Select an exchange in the Traffic tab.
     ShowExchange(u64),
+    /// Ask where to write the traffic table's exchanges as HAR.
+    ExportHarDialog,
+    /// Write the traffic table's exchanges (those the filter shows) as HAR here.
+    ExportHar(PathBuf),
     /// Ignore a field in diffs: write it into the VirtualService's annotation.
     IgnoreField {
         /// `namespace/name` of the VirtualService.
@@ -465,6 +469,31 @@ impl MirrorlabApp {
                     virtual_service,
                     rule,
                 } => self.ignore_field(&virtual_service, &rule),
+                Command::ExportHarDialog => {
+                    let start = self
+                        .doc
+                        .path()
+                        .map(|p| p.with_extension("har"))
+                        .unwrap_or_else(|| PathBuf::from("mirrorlab.har"));
+                    self.dialog = Some(FileDialog::open(
+                        DialogPurpose::ExportHar,
+                        self.options.dialogs,
+                        Some(&start),
+                        ctx,
+                    ));
+                }
+                Command::ExportHar(path) => {
+                    let exchanges = self.traffic.shown_exchanges();
+                    let options = crate::export::har::HarOptions::default();
+                    match crate::export::har::write_har_file(&path, &exchanges, &options) {
+                        Ok(()) => self.info(format!(
+                            "Wrote {} exchanges to {} (Authorization and cookies redacted)",
+                            exchanges.len(),
+                            path.display()
+                        )),
+                        Err(e) => self.error(format!("HAR not written: {e}")),
+                    }
+                }
             }
         }
     }
@@ -726,6 +755,17 @@ impl MirrorlabApp {
                     self.commands.push(Command::Reload);
                 }
                 ui.separator();
+                if ui
+                    .add_enabled(
+                        !self.traffic.is_empty(),
+                        egui::Button::new("Export traffic as HAR..."),
+                    )
+                    .on_hover_text("The exchanges the Traffic filter shows, shadows included")
+                    .clicked()
+                {
+                    self.commands.push(Command::ExportHarDialog);
+                }
+                ui.separator();
                 if ui.button("Quit").clicked() {
                     self.commands.push(Command::Quit);
                 }
@@ -923,6 +963,7 @@ impl MirrorlabApp {
                 self.commands.push(match purpose {
                     DialogPurpose::Open => Command::Open(path),
                     DialogPurpose::SaveAs => Command::SaveTo(path),
+                    DialogPurpose::ExportHar => Command::ExportHar(path),
                 });
             }
         }

@@ -211,6 +211,14 @@ impl TrafficPanel {
         self.filtered.len()
     }
 
+    /// The exchanges the filter shows, oldest first.
+    pub fn shown_exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.filtered
+            .iter()
+            .filter_map(|&s| self.row(s).cloned())
+            .collect()
+    }
+
     /// Forgets every row.
     pub fn clear(&mut self) {
         self.rows.clear();
