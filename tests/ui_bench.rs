@@ -172,3 +172,65 @@ fn ui_frame_cost_under_load() {
     println!("traffic: adding 500 rows: {}", stats(push_times));
     assert_eq!(traffic.len(), 100_000, "the table keeps its bound");
 }
+
+/// End to end: the real app with the lab running, generated traffic at 5,000 requests a
+/// second through the proxy to two real upstreams, the Dashboard on screen. Prints the
+/// request rate reached and how often the dashboard's numbers changed.
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn dashboard_refresh_rate_with_live_traffic() {
+    #[path = "ui_common/mod.rs"]
+    mod ui_common;
+    let rt = ui_common::runtime();
+    let v1 = ui_common::Upstream::start(&rt, None);
+    let v2 = ui_common::Upstream::start(&rt, Some(r#""stars":5"#));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, ui_common::mirror_config(v1.addr, v2.addr)).unwrap();
+    let mut h = ui_common::app(&rt, Some(&path));
+    h.run_ok();
+    h.state_mut()
+        .push_command(mirrorlab::ui::Command::StartProxy);
+    h.run_ok();
+    h.state_mut().state.tab = mirrorlab::ui::Tab::Dashboard;
+    let addr = h.state().session.local_addr().expect("proxy runs");
+    let generator = mirrorlab::demo::TrafficGenerator::start(
+        rt.handle(),
+        tokio_util::sync::CancellationToken::new(),
+        mirrorlab::demo::TrafficSettings::new(addr, Some("reviews".to_owned()), 5_000.0),
+    )
+    .unwrap();
+
+    // Step the app in real time for 10 s as eframe would: a frame whenever one is due.
+    let start = Instant::now();
+    let mut frames = Vec::new();
+    let mut updates = 0u32;
+    let mut last_seen = 0u64;
+    while start.elapsed() < Duration::from_secs(10) {
+        let t = Instant::now();
+        h.step();
+        frames.push(t.elapsed().as_secs_f64() * 1000.0);
+        let seen = h.state().session.analysis().exchanges;
+        if seen != last_seen {
+            updates += 1;
+            last_seen = seen;
+        }
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let stats_now = generator.stats();
+    println!(
+        "live: {:.0} req/s sent by the generator ({} ok, {} failed, {} ticks skipped), {:.0} exchanges/s analysed",
+        stats_now.sent as f64 / secs,
+        stats_now.ok,
+        stats_now.failed,
+        stats_now.skipped,
+        last_seen as f64 / secs
+    );
+    println!(
+        "live: {} frames in {secs:.1} s, dashboard numbers changed {:.1} times a second; frame {}",
+        frames.len(),
+        f64::from(updates) / secs,
+        stats(frames)
+    );
+}
