@@ -221,3 +221,28 @@ fn dropping_a_yaml_file_on_the_window_opens_it() {
     assert_eq!(h.state().doc.path(), Some(path.as_path()));
     assert_eq!(h.state().doc.hosts(), vec!["reviews"]);
 }
+
+#[test]
+fn a_first_run_offers_the_demo_a_sample_and_a_new_virtual_service() {
+    let rt = runtime();
+    let mut h = app(&rt, None);
+    h.run_ok();
+    h.get_by_label("Welcome to mirrorlab");
+    // In the top bar and on the welcome page.
+    assert_eq!(h.get_all_by_label("Start demo").count(), 2);
+    h.get_by_label("Start from a new VirtualService").click();
+    h.run_ok();
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(yaml.contains("kind: VirtualService"), "{yaml}");
+    assert_eq!(h.state().doc.config().resources().len(), 1);
+    assert!(h.state().doc.is_dirty());
+    // The form shows it, ready to edit.
+    h.get_by_label("Add route");
+
+    let mut h = app(&rt, None);
+    h.run_ok();
+    h.get_by_label("Start from the sample config").click();
+    h.run_ok();
+    assert_eq!(h.state().doc.hosts(), vec!["reviews"]);
+    assert_eq!(h.state().doc.problem_counts().0, 0);
+}

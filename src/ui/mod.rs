@@ -158,6 +158,8 @@ impl State {
 pub enum Command {
     /// Show the open-file dialog.
     OpenDialog,
+    /// Replace the (empty) document with the built-in sample config, unsaved.
+    NewFromSample,
     /// Open this file (asks first when there are unsaved edits).
     Open(PathBuf),
     /// Save to the current path (or ask for one).
@@ -419,6 +421,13 @@ impl MirrorlabApp {
         for command in std::mem::take(&mut self.commands) {
             match command {
                 Command::OpenDialog => self.open_dialog(DialogPurpose::Open, ctx),
+                Command::NewFromSample => {
+                    if self.doc.is_dirty() {
+                        self.error("Save or discard your edits first.");
+                    } else {
+                        self.doc = Document::untitled(SAMPLE_CONFIG);
+                    }
+                }
                 Command::Open(path) => {
                     if self.doc.is_dirty() {
                         self.confirm = Some(Pending::Open(path));

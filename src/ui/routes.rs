@@ -91,6 +91,10 @@ fn list_buttons(ui: &mut egui::Ui, what: &str, i: usize, len: usize) -> Option<L
 impl RoutesView<'_> {
     /// Shows the panel.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
+        if self.doc.path().is_none() && self.doc.yaml().trim().is_empty() {
+            self.welcome_ui(ui);
+            return;
+        }
         if let Some(problem) = self.doc.form_blocker() {
             ui.heading("The form editor cannot show this file yet");
             ui.label(problem);
@@ -118,6 +122,45 @@ impl RoutesView<'_> {
                 .auto_shrink([false, false])
                 .show(ui, |ui| self.resource_form(ui));
         });
+    }
+
+    /// What a first run shows: the ways in, one click each.
+    fn welcome_ui(&mut self, ui: &mut egui::Ui) {
+        ui.add_space(24.0);
+        ui.heading("Welcome to mirrorlab");
+        ui.label(
+            "Watch Istio traffic mirroring on your machine: the primary and its shadow side by \
+             side, with latency, errors and where their responses differ.",
+        );
+        ui.add_space(12.0);
+        if ui
+            .button("Start demo")
+            .on_hover_text(
+                "Sample config, demo services, proxy and traffic: live plots in one click",
+            )
+            .clicked()
+        {
+            self.commands.push(Command::StartDemo);
+        }
+        ui.label(
+            "Starts demo reviews services, the proxy on the listen address, and generated traffic.",
+        );
+        ui.add_space(8.0);
+        ui.horizontal(|ui| {
+            if ui.button("Open a config...").clicked() {
+                self.commands.push(Command::OpenDialog);
+            }
+            ui.label("or drop a VirtualService YAML file on this window.");
+        });
+        ui.add_space(8.0);
+        if ui.button("Start from the sample config").clicked() {
+            self.commands.push(Command::NewFromSample);
+        }
+        if ui.button("Start from a new VirtualService").clicked() {
+            self.panel.selected = self
+                .doc
+                .add_resource(IstioObject::VirtualService(Box::new(new_virtual_service())));
+        }
     }
 
     fn all_diagnostics_ui(&self, ui: &mut egui::Ui) {
