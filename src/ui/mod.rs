@@ -190,6 +190,8 @@ pub enum Command {
     SendRequest,
     /// Select an exchange in the Traffic tab.
     ShowExchange(u64),
+    /// Use the settings' ignore rules in the running analysis.
+    ApplyIgnoreRules,
     /// Ask where to write the traffic table's exchanges as HAR.
     ExportHarDialog,
     /// Write the traffic table's exchanges (those the filter shows) as HAR here.
@@ -478,6 +480,17 @@ impl MirrorlabApp {
                     virtual_service,
                     rule,
                 } => self.ignore_field(&virtual_service, &rule),
+                Command::ApplyIgnoreRules => {
+                    match crate::analysis::IgnoreRules::parse(&self.state.ignore_rules) {
+                        Ok(rules) => {
+                            let mut all = crate::analysis::IgnoreRules::with_default_headers();
+                            all.extend(&rules);
+                            self.session.with_analyzer(|a| a.set_ignore_rules(all));
+                            self.info("Ignore rules applied to the running analysis.");
+                        }
+                        Err(e) => self.error(format!("Ignore rules not applied: {e}")),
+                    }
+                }
                 Command::ExportHarDialog => {
                     let start = self
                         .doc
@@ -1139,10 +1152,14 @@ impl MirrorlabApp {
         }
         if self.settings_window {
             let mut open = true;
+            let mut apply = false;
             egui::Window::new("Settings")
                 .open(&mut open)
                 .resizable(true)
-                .show(ctx, |ui| send::settings_ui(ui, &mut self.state));
+                .show(ctx, |ui| apply = send::settings_ui(ui, &mut self.state));
+            if apply {
+                self.commands.push(Command::ApplyIgnoreRules);
+            }
             self.settings_window = open;
         }
     }

@@ -82,8 +82,9 @@ pub fn send_form_ui(
     send
 }
 
-/// The settings window: proxy address, default host, diff ignore rules.
-pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) {
+/// The settings window: proxy address, default host, diff ignore rules. Returns true when
+/// the user asks to apply the ignore rules to the running analysis now.
+pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> bool {
     egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
         let l = ui.label("Listen address");
         ui.add(egui::TextEdit::singleline(&mut state.listen_addr).desired_width(180.0))
@@ -112,7 +113,14 @@ pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) {
         );
         ui.end_row();
     });
-    if let Err(e) = crate::analysis::IgnoreRules::parse(&state.ignore_rules) {
-        ui.colored_label(ui.visuals().error_fg_color, e.to_string());
+    match crate::analysis::IgnoreRules::parse(&state.ignore_rules) {
+        Err(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, e.to_string());
+            false
+        }
+        Ok(_) => ui
+            .button("Apply ignore rules now")
+            .on_hover_text("Use these rules in the running analysis (diffs already counted stay)")
+            .clicked(),
     }
 }
