@@ -1135,6 +1135,7 @@ impl MirrorlabApp {
             let mut send = false;
             egui::Window::new("Send request")
                 .open(&mut open)
+                .default_pos([420.0, 90.0])
                 .resizable(true)
                 .show(ctx, |ui| {
                     let hosts = self.doc.hosts();
@@ -1155,6 +1156,7 @@ impl MirrorlabApp {
             let mut apply = false;
             egui::Window::new("Settings")
                 .open(&mut open)
+                .default_pos([420.0, 90.0])
                 .resizable(true)
                 .show(ctx, |ui| apply = send::settings_ui(ui, &mut self.state));
             if apply {
