@@ -120,3 +120,38 @@ fn an_invalid_header_regex_shows_its_error_next_to_it_and_blocks_apply() {
     assert!(h.get_by_label("Apply").accesskit_node().is_disabled());
     h.get_by_label_contains("Apply is blocked: 1 error");
 }
+
+#[test]
+fn a_missing_subset_can_be_defined_from_the_destination_that_names_it() {
+    let rt = runtime();
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sample-configs/reviews-mirror-missing-subset.yaml"
+    );
+    let mut h = app(&rt, Some(std::path::Path::new(sample)));
+    h.run_ok();
+    assert_eq!(h.get_all_by_label_contains("error[IST0101]").count(), 1);
+    assert!(h.get_by_label("Apply").accesskit_node().is_disabled());
+
+    h.get_by_label("Define subset v2").click();
+    h.run_ok();
+    let doc = &h.state().doc;
+    assert!(
+        doc.config()
+            .diagnostics()
+            .iter()
+            .all(|d| d.code != "IST0101"),
+        "{:?}",
+        doc.config().diagnostics()
+    );
+    let yaml = doc.yaml();
+    assert!(
+        yaml.contains("host: reviews-v2\n  subsets:\n  - name: v2"),
+        "{yaml}"
+    );
+    assert!(
+        h.query_all_by_label_contains("error[IST0101]")
+            .next()
+            .is_none()
+    );
+}

@@ -298,6 +298,54 @@ impl Document {
         self.revision += 1;
     }
 
+    /// Defines subset `subset` (selecting `version: subset`) for `host`: in the host's
+    /// DestinationRule, or in a new one when it has none.
+    pub fn define_subset(&mut self, host: &str, subset: &str) {
+        let mut labels = crate::config::model::OrderedMap::new();
+        labels.insert("version".to_owned(), subset.to_owned());
+        let new = crate::config::model::Subset {
+            name: subset.to_owned(),
+            labels,
+            ..Default::default()
+        };
+        let existing = self
+            .config
+            .resources_mut()
+            .iter_mut()
+            .find_map(|r| match &mut r.object {
+                IstioObject::DestinationRule(dr) if super::form::same_host(&dr.spec.host, host) => {
+                    Some(dr)
+                }
+                _ => None,
+            });
+        match existing {
+            Some(dr) => {
+                if !dr.spec.subsets.iter().any(|s| s.name == subset) {
+                    dr.spec.subsets.push(new);
+                }
+                self.model_edited();
+            }
+            None => {
+                let short = host.split('.').next().unwrap_or(host);
+                let dr = crate::config::model::DestinationRule {
+                    api_version: "networking.istio.io/v1".to_owned(),
+                    kind: "DestinationRule".to_owned(),
+                    metadata: crate::config::model::ObjectMeta {
+                        name: Some(format!("{short}-dr")),
+                        ..Default::default()
+                    },
+                    spec: crate::config::model::DestinationRuleSpec {
+                        host: host.to_owned(),
+                        subsets: vec![new],
+                        ..Default::default()
+                    },
+                    status: None,
+                };
+                self.add_resource(IstioObject::DestinationRule(Box::new(dr)));
+            }
+        }
+    }
+
     /// Adds `rule` to the `mirrorlab.dev/diff-ignore` annotation of the VirtualService
     /// `namespace/name`; returns the annotation's new value.
     pub fn add_ignore_rule(&mut self, virtual_service: &str, rule: &str) -> Option<String> {

@@ -104,6 +104,9 @@ pub struct Catalog {
     pub hosts: Vec<String>,
     /// `(DestinationRule host, subset names)`.
     pub subsets: Vec<(String, Vec<String>)>,
+    /// A subset the user asked to define from a destination that names a missing one:
+    /// `(host, subset)`; the editor adds it after the frame's edit.
+    pub define_subset: std::cell::RefCell<Option<(String, String)>>,
 }
 
 impl Catalog {
@@ -131,7 +134,11 @@ impl Catalog {
                 (dr.spec.host.clone(), names)
             })
             .collect();
-        Self { hosts, subsets }
+        Self {
+            hosts,
+            subsets,
+            define_subset: std::cell::RefCell::new(None),
+        }
     }
 
     /// Subsets defined for `host` (a short name matches its FQDN and back).
@@ -145,7 +152,7 @@ impl Catalog {
 }
 
 /// `reviews` and `reviews.default.svc.cluster.local` are the same host.
-fn same_host(a: &str, b: &str) -> bool {
+pub fn same_host(a: &str, b: &str) -> bool {
     let short = |h: &str| h.split('.').next().unwrap_or(h).to_owned();
     a == b
         || ((a.ends_with(".svc.cluster.local") || b.ends_with(".svc.cluster.local"))
@@ -498,6 +505,18 @@ pub fn destination_ui(
             d.port = port.map(|n| PortSelector { number: Some(n) });
             changed = true;
         }
+        if let Some(subset) = d.subset.as_ref().filter(|s| !subsets.contains(s))
+            && !d.host.is_empty()
+            && ui
+                .button(format!("Define subset {subset}"))
+                .on_hover_text(format!(
+                    "Add subset {subset} (labels version: {subset}) to the DestinationRule of {}, creating the rule if there is none",
+                    d.host
+                ))
+                .clicked()
+        {
+            *catalog.define_subset.borrow_mut() = Some((d.host.clone(), subset.clone()));
+        }
     });
     diags.under_ui(ui, path);
     changed
@@ -575,6 +594,7 @@ mod tests {
                 "reviews.default.svc.cluster.local".into(),
                 vec!["v1".into(), "v2".into()],
             )],
+            ..Catalog::default()
         };
         assert_eq!(catalog.subsets_of("reviews"), vec!["v1", "v2"]);
         assert!(catalog.subsets_of("ratings").is_empty());

@@ -235,9 +235,12 @@ impl RoutesView<'_> {
                             && d.severity == crate::config::Severity::Error
                     })
                     .count();
-                let text = if errors > 0 {
+                let text = if errors > 0 && self.panel.selected != i {
                     egui::RichText::new(format!("{name} ({errors} error{})", plural(errors)))
                         .color(ui.visuals().error_fg_color)
+                } else if errors > 0 {
+                    // Red on the selection colour does not read; the count says it.
+                    egui::RichText::new(format!("{name} ({errors} error{})", plural(errors)))
                 } else {
                     egui::RichText::new(name)
                 };
@@ -309,6 +312,9 @@ impl RoutesView<'_> {
             self.doc.remove_resource(index);
         } else if changed == Some(true) {
             self.doc.model_edited();
+        }
+        if let Some((host, subset)) = catalog.define_subset.take() {
+            self.doc.define_subset(&host, &subset);
         }
     }
 }
