@@ -125,6 +125,8 @@ impl Shared {
         // number, so a seed repeats the same draws whatever the interleaving of requests.
         let mut rng = fastrand::Rng::with_seed(splitmix64(self.seed ^ splitmix64(id)));
         let Some(upstream) = resolution.pick_destination(rng.f64()).cloned() else {
+            // A compiled table never has a route without destinations; count it if it does.
+            self.counters.primary_error();
             return error_response(&ProxyError::NoEndpoint {
                 upstream: resolution.trace.virtual_service.clone(),
             });
@@ -135,6 +137,7 @@ impl Shared {
             .map(|mirror| rng.f64() < mirror.fraction)
             .collect();
         let Some(endpoint) = upstream.next_endpoint().cloned() else {
+            self.counters.primary_error();
             return error_response(&ProxyError::NoEndpoint {
                 upstream: upstream.label.clone(),
             });
