@@ -287,7 +287,7 @@ fn series_plot(
     let from = now.saturating_sub(span);
     Plot::new(id)
         .width(width)
-        .height(180.0)
+        .height(150.0)
         .legend(Legend::default().position(Corner::LeftTop))
         .include_y(0.0)
         .include_x(-(span as f64))
@@ -339,7 +339,7 @@ fn distribution_plot(
 ) {
     Plot::new(id)
         .width(width)
-        .height(180.0)
+        .height(150.0)
         .legend(Legend::default().position(Corner::RightBottom))
         .include_y(0.0)
         .x_axis_label("ms")
@@ -392,7 +392,7 @@ fn status_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, sides: &[
     let labels = codes.clone();
     Plot::new(id)
         .width(width)
-        .height(160.0)
+        .height(140.0)
         .legend(Legend::default().position(Corner::RightTop))
         .include_y(0.0)
         .allow_scroll(false)
@@ -440,7 +440,7 @@ fn skipped_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, mirrors:
     let bar_width = 0.8 / n;
     Plot::new(id)
         .width(width)
-        .height(160.0)
+        .height(140.0)
         .legend(Legend::default().position(Corner::RightTop))
         .include_y(0.0)
         .allow_scroll(false)

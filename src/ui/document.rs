@@ -47,6 +47,8 @@ pub struct Document {
     applied_revision: Option<u64>,
     /// Modification time of the file as we last read or wrote it.
     disk_mtime: Option<SystemTime>,
+    /// What to call the document before it has a path.
+    untitled_name: String,
 }
 
 impl Default for Document {
@@ -65,6 +67,7 @@ impl Document {
             saved_revision: 0,
             applied_revision: None,
             disk_mtime: None,
+            untitled_name: "untitled.yaml".to_owned(),
         };
         doc.reload_config();
         doc
@@ -81,9 +84,12 @@ impl Document {
         Ok(doc)
     }
 
-    /// An unsaved document with this YAML (the built-in sample, a new file).
-    pub fn untitled(text: &str) -> Self {
+    /// An unsaved document with this YAML (the built-in sample, a new file), called `name`
+    /// until it is saved.
+    pub fn untitled(name: &str, text: &str) -> Self {
         let mut doc = Self::from_text(None, text.to_owned());
+        doc.untitled_name = name.to_owned();
+        doc.reload_config();
         // Nothing of it is on disk yet.
         doc.revision = 1;
         doc
@@ -102,13 +108,13 @@ impl Document {
     fn display_path(&self) -> String {
         self.path
             .as_ref()
-            .map_or_else(|| "untitled.yaml".to_owned(), |p| p.display().to_string())
+            .map_or_else(|| self.untitled_name.clone(), |p| p.display().to_string())
     }
 
     /// The file name for titles, `untitled.yaml` before the first save.
     pub fn display_name(&self) -> String {
         self.path.as_deref().and_then(Path::file_name).map_or_else(
-            || "untitled.yaml".to_owned(),
+            || self.untitled_name.clone(),
             |n| n.to_string_lossy().into_owned(),
         )
     }

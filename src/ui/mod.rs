@@ -427,7 +427,7 @@ impl MirrorlabApp {
                     if self.doc.is_dirty() {
                         self.error("Save or discard your edits first.");
                     } else {
-                        self.doc = Document::untitled(SAMPLE_CONFIG);
+                        self.doc = Document::untitled("sample reviews-mirror.yaml", SAMPLE_CONFIG);
                     }
                 }
                 Command::Open(path) => {
@@ -612,7 +612,7 @@ impl MirrorlabApp {
     /// generated traffic, Dashboard.
     fn start_demo(&mut self) {
         if self.doc.config().resources().is_empty() {
-            self.doc = Document::untitled(SAMPLE_CONFIG);
+            self.doc = Document::untitled("sample reviews-mirror.yaml", SAMPLE_CONFIG);
         }
         if let Err(e) = self.session.start_demo(self.doc.config()) {
             self.error(format!("Cannot start the demo: {e}"));
