@@ -1220,3 +1220,40 @@ impl eframe::App for MirrorlabApp {
         eframe::set_value(storage, STATE_KEY, &self.state);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_survive_a_round_trip_and_old_saves_fill_in_defaults() {
+        let mut state = State::default();
+        state.remember_file(Path::new("/tmp/a.yaml"));
+        state.remember_file(Path::new("/tmp/b.yaml"));
+        state.remember_file(Path::new("/tmp/a.yaml"));
+        state.listen_addr = "127.0.0.1:16000".to_owned();
+        state.theme = Theme::Light;
+        state.ignore_rules = "/timestamp".to_owned();
+        state.tab = Tab::Diffs;
+        state.dashboard.cdf = true;
+        let text = serde_json::to_string(&state).unwrap();
+        let back: State = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(
+            back.recent_files,
+            vec![PathBuf::from("/tmp/a.yaml"), PathBuf::from("/tmp/b.yaml")]
+        );
+        // A save from an older version lacks newer fields; they take their defaults.
+        let old: State = serde_json::from_str(r#"{"listen_addr":"127.0.0.1:1"}"#).unwrap();
+        assert_eq!(old.listen_addr, "127.0.0.1:1");
+        assert_eq!(old.send, State::default().send);
+    }
+
+    #[test]
+    fn only_loopback_listen_addresses_pass_without_a_warning() {
+        assert!(listen_is_loopback("127.0.0.1:15001"));
+        assert!(listen_is_loopback("[::1]:15001"));
+        assert!(!listen_is_loopback("0.0.0.0:15001"));
+        assert!(!listen_is_loopback("192.168.1.5:80"));
+    }
+}
