@@ -117,7 +117,6 @@ fn shadow_text(s: &crate::capture::ShadowRecord) -> String {
 }
 
 /// State of the Traffic panel that lives across frames: the rows, the filter, the selection.
-#[derive(Default)]
 pub struct TrafficPanel {
     /// Rows in arrival order; `evicted` rows have left the front.
     rows: VecDeque<Arc<Exchange>>,
@@ -130,6 +129,8 @@ pub struct TrafficPanel {
     pub filter: TrafficFilter,
     /// While paused, new exchanges wait in the subscription instead of entering the table.
     pub paused: bool,
+    /// Keep the newest row in view; selecting a row turns it off so the row stays put.
+    pub follow: bool,
     /// Selected exchange id.
     pub selected: Option<u64>,
     /// Select the exchange with this `x-request-id` when it arrives (Send request).
@@ -139,6 +140,26 @@ pub struct TrafficPanel {
     /// Scroll the table to the selection on the next frame.
     scroll_to_selected: bool,
     detail: Option<Detail>,
+}
+
+impl Default for TrafficPanel {
+    fn default() -> Self {
+        Self {
+            rows: VecDeque::new(),
+            evicted: 0,
+            filtered: Vec::new(),
+            filter_dirty: false,
+            last_filter_run: None,
+            filter: TrafficFilter::default(),
+            paused: false,
+            follow: true,
+            selected: None,
+            select_request_id: None,
+            shadow_index: 0,
+            scroll_to_selected: false,
+            detail: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for TrafficPanel {
@@ -176,6 +197,7 @@ impl TrafficPanel {
                 self.selected = Some(e.id);
                 self.select_request_id = None;
                 self.scroll_to_selected = true;
+                self.follow = false;
             }
             let seq = self.evicted + self.rows.len();
             let differs = |id| differs(snapshot, id);
@@ -251,6 +273,7 @@ impl TrafficPanel {
     pub fn reveal_selected(&mut self) {
         self.filter_dirty = true;
         self.scroll_to_selected = true;
+        self.follow = false;
     }
 
     fn row(&self, seq: usize) -> Option<&Arc<Exchange>> {
@@ -336,6 +359,8 @@ impl TrafficView<'_> {
                 *f = TrafficFilter::default();
             }
             ui.separator();
+            ui.checkbox(&mut self.panel.follow, "Follow newest")
+                .on_hover_text("Keep the newest exchange in view (off while you look at a row)");
             let pause = if self.panel.paused { "Resume" } else { "Pause" };
             if ui.button(pause).clicked() {
                 self.panel.paused = !self.panel.paused;
@@ -357,12 +382,10 @@ impl TrafficView<'_> {
         let scroll_to = if self.panel.scroll_to_selected {
             self.panel.scroll_to_selected = false;
             let sel = self.panel.selected;
-            let n = self.panel.filtered.len();
             self.panel
                 .filtered
                 .iter()
                 .position(|&s| self.panel.row(s).is_some_and(|e| Some(e.id) == sel))
-                .map(|i| n - 1 - i)
         } else {
             None
         };
@@ -382,6 +405,8 @@ impl TrafficView<'_> {
             .column(Column::remainder().at_least(80.0).clip(true));
         if let Some(row) = scroll_to {
             table = table.scroll_to_row(row, Some(egui::Align::Center));
+        } else if self.panel.follow && !self.panel.filtered.is_empty() {
+            table = table.scroll_to_row(self.panel.filtered.len() - 1, Some(egui::Align::BOTTOM));
         }
         table
             .header(20.0, |mut header| {
@@ -395,12 +420,11 @@ impl TrafficView<'_> {
             })
             .body(|body| {
                 let n = self.panel.filtered.len();
-                // Newest first: new exchanges appear at the top.
                 body.rows(row_height, n, |mut row| {
                     let Some(e) = self
                         .panel
                         .filtered
-                        .get(n - 1 - row.index())
+                        .get(row.index())
                         .and_then(|&s| self.panel.row(s))
                     else {
                         return;
@@ -466,6 +490,7 @@ impl TrafficView<'_> {
         if let Some(id) = clicked {
             self.panel.selected = Some(id);
             self.panel.shadow_index = 0;
+            self.panel.follow = false;
         }
     }
 
