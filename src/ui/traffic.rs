@@ -79,6 +79,11 @@ impl TrafficFilter {
     }
 }
 
+/// The analysis writes `200→500`; the bundled font has no arrow glyph, so show `200->500`.
+pub fn plain_arrows(text: &str) -> String {
+    text.replace('→', "->")
+}
+
 fn primary_status(e: &Exchange) -> Option<u16> {
     e.primary
         .as_ref()
@@ -478,7 +483,7 @@ impl TrafficView<'_> {
                                         "...".to_owned()
                                     }
                                 },
-                                |d| d.headline(),
+                                |d| plain_arrows(&d.headline()),
                             );
                         ui.label(text);
                     });
@@ -695,7 +700,7 @@ fn diff_summary_ui(ui: &mut egui::Ui, diff: &Result<ResponseDiff, String>) {
         Ok(d) => {
             ui.colored_label(
                 ui.visuals().warn_fg_color,
-                format!("Differences: {}", d.summary()),
+                format!("Differences: {}", plain_arrows(&d.summary())),
             );
             if let Some(s) = d.status.filter(|s| !s.ignored) {
                 ui.label(format!("status: {} -> {}", s.primary, s.shadow));
