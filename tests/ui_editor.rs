@@ -134,7 +134,12 @@ fn a_missing_subset_can_be_defined_from_the_destination_that_names_it() {
     let mut h = app(&rt, Some(std::path::Path::new(sample)));
     h.run_ok();
     assert_eq!(h.get_all_by_label_contains("error[IST0101]").count(), 1);
-    assert!(h.get_by_label("Apply").accesskit_node().is_disabled());
+    // The config has an error, so the proxy did not start with it.
+    assert!(
+        h.get_by_label("Apply and start proxy")
+            .accesskit_node()
+            .is_disabled()
+    );
 
     h.get_by_label("Define subset v2").click();
     h.run_ok();
