@@ -287,3 +287,39 @@ fn the_dashboard_clock_keeps_moving_after_traffic_stops() {
         "the analysis clock stopped at {then}"
     );
 }
+
+/// Settings storage in memory, as eframe's file storage would keep them.
+#[derive(Default)]
+struct MemoryStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemoryStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn flush(&mut self) {}
+}
+
+#[test]
+fn listen_on_the_command_line_is_for_this_run_only() {
+    let rt = runtime();
+    // The harness passes --listen 127.0.0.1:0 (AppOptions::listen) over fresh settings.
+    let mut h = app(&rt, None);
+    h.run_ok();
+    assert_eq!(h.state().state.listen_addr, "127.0.0.1:0");
+    let saved = |h: &mut egui_kittest::Harness<'_, mirrorlab::ui::MirrorlabApp>| {
+        let mut storage = MemoryStorage::default();
+        eframe::App::save(h.state_mut(), &mut storage);
+        eframe::get_value::<mirrorlab::ui::State>(&storage, mirrorlab::ui::STATE_KEY)
+            .expect("the settings were saved")
+    };
+    assert_eq!(saved(&mut h).listen_addr, mirrorlab::ui::DEFAULT_LISTEN);
+    // An address the user types is theirs to keep.
+    h.state_mut().state.listen_addr = "127.0.0.1:16001".to_owned();
+    assert_eq!(saved(&mut h).listen_addr, "127.0.0.1:16001");
+}

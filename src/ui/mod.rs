@@ -22,7 +22,7 @@ use files::{DialogBackend, DialogOutcome, DialogPurpose, FileDialog};
 use session::{SendOutcome, Session};
 
 /// Storage key of the persisted [`State`].
-const STATE_KEY: &str = "mirrorlab-state";
+pub const STATE_KEY: &str = "mirrorlab-state";
 /// How many recent files the File menu keeps.
 const MAX_RECENT: usize = 8;
 /// How often the open file's modification time is checked.
@@ -311,6 +311,8 @@ pub struct MirrorlabApp {
     settings_window: bool,
     last_send: Option<SendOutcome>,
     proxy_problem: Option<ProxyProblem>,
+    /// The saved listen address that `--listen` replaced for this run.
+    saved_listen: Option<String>,
 }
 
 impl MirrorlabApp {
@@ -372,9 +374,10 @@ impl MirrorlabApp {
             settings_window: false,
             last_send: None,
             proxy_problem: None,
+            saved_listen: None,
         };
         if let Some(listen) = app.options.listen.clone() {
-            app.state.listen_addr = listen;
+            app.saved_listen = Some(std::mem::replace(&mut app.state.listen_addr, listen));
         }
         if let Some(path) = app.options.config.clone() {
             app.open_now(&path);
@@ -1428,7 +1431,16 @@ impl eframe::App for MirrorlabApp {
         if self.screenshot.is_some() {
             return;
         }
-        eframe::set_value(storage, STATE_KEY, &self.state);
+        // `--listen` is for this run: unless the user typed another address since, the saved
+        // one stays.
+        match (&self.saved_listen, &self.options.listen) {
+            (Some(saved), Some(run)) if *run == self.state.listen_addr => {
+                let mut state = self.state.clone();
+                state.listen_addr = saved.clone();
+                eframe::set_value(storage, STATE_KEY, &state);
+            }
+            _ => eframe::set_value(storage, STATE_KEY, &self.state),
+        }
     }
 }
 
