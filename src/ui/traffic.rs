@@ -459,7 +459,8 @@ impl TrafficView<'_> {
                     row.set_selected(self.panel.selected == Some(e.id));
                     let time: chrono::DateTime<chrono::Local> = e.started_at.into();
                     row.col(|ui| {
-                        ui.label(time.format("%H:%M:%S%.3f").to_string());
+                        ui.label(time.format("%H:%M:%S%.3f").to_string())
+                            .on_hover_text(format!("Exchange #{}", e.id));
                     });
                     row.col(|ui| {
                         ui.label(e.request.method.as_str());
@@ -549,6 +550,9 @@ impl TrafficView<'_> {
         };
         let e = &detail.exchange;
         ui.horizontal(|ui| {
+            // The number the Diffs tab's sample buttons name.
+            ui.weak(format!("#{}", e.id))
+                .on_hover_text("Exchange number, as the Diffs tab's samples name it");
             ui.strong(format!("{} {}", e.request.method, e.request.uri));
             ui.label(format!("Host: {}", e.request.authority));
             ui.label(format!("x-request-id: {}", e.request_id));
