@@ -26,6 +26,13 @@ struct Cli {
     /// Desktop app: start the demo services and their traffic at launch.
     #[arg(long)]
     demo: bool,
+    /// Desktop app: listen on ADDR this run, instead of the saved address.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Desktop app: show this tab at start (routes, dashboard, traffic, diffs, yaml). With
+    /// --screenshot and traffic, the newest exchange where the shadow differs is selected.
+    #[arg(long, value_name = "NAME")]
+    tab: Option<mirrorlab::ui::Tab>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,7 +181,13 @@ fn main() -> ExitCode {
                 Ok(mirrorlab::demo::run(handle, options).await?)
             }))
         }
-        None => match run_desktop(cli.config, cli.screenshot, cli.demo) {
+        None => match run_desktop(DesktopArgs {
+            config: cli.config,
+            screenshot: cli.screenshot,
+            demo: cli.demo,
+            listen: cli.listen,
+            tab: cli.tab,
+        }) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("mirrorlab: {e:#}");
@@ -184,13 +197,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// `mirrorlab [CONFIG] [--screenshot PATH [--demo]]`: the eframe window on the main thread,
-/// the engine on a tokio runtime that this function owns and outlives the window.
-fn run_desktop(
+/// The desktop app's command line.
+struct DesktopArgs {
     config: Option<PathBuf>,
     screenshot: Option<PathBuf>,
     demo: bool,
-) -> anyhow::Result<ExitCode> {
+    listen: Option<String>,
+    tab: Option<mirrorlab::ui::Tab>,
+}
+
+/// `mirrorlab [CONFIG] [--screenshot PATH [--demo]]`: the eframe window on the main thread,
+/// the engine on a tokio runtime that this function owns and outlives the window.
+fn run_desktop(args: DesktopArgs) -> anyhow::Result<ExitCode> {
+    let DesktopArgs {
+        config,
+        screenshot,
+        demo,
+        listen,
+        tab,
+    } = args;
     use anyhow::Context as _;
     use mirrorlab::ui::{AppOptions, MirrorlabApp};
 
@@ -203,6 +228,8 @@ fn run_desktop(
         config,
         screenshot: screenshot.clone(),
         demo,
+        listen,
+        tab,
         // A screenshot run must look the same on every machine: no saved layout.
         fresh_state: screenshot.is_some(),
         ..AppOptions::default()

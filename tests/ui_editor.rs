@@ -41,8 +41,7 @@ fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
     let mut h = app(&rt, Some(&path));
     h.run_ok();
 
-    h.get_by_label("Start").click();
-    h.run_ok();
+    // The proxy started as the config opened.
     let addr = h.state().session.local_addr().expect("the proxy runs");
 
     // 100% to start with: every request is mirrored.
@@ -116,8 +115,12 @@ fn an_invalid_header_regex_shows_its_error_next_to_it_and_blocks_apply() {
         .query_all_by_label_contains("error[ML0103]: invalid regex")
         .count();
     assert_eq!(shown, 1, "the regex error is on screen once");
-    // ... and Apply is disabled, saying why.
-    assert!(h.get_by_label("Apply").accesskit_node().is_disabled());
+    // ... and Apply is disabled, saying why (the proxy runs: it started as the file opened).
+    assert!(
+        h.get_by_label("Apply to running proxy")
+            .accesskit_node()
+            .is_disabled()
+    );
     h.get_by_label_contains("Apply is blocked: 1 error");
 }
 
@@ -131,7 +134,12 @@ fn a_missing_subset_can_be_defined_from_the_destination_that_names_it() {
     let mut h = app(&rt, Some(std::path::Path::new(sample)));
     h.run_ok();
     assert_eq!(h.get_all_by_label_contains("error[IST0101]").count(), 1);
-    assert!(h.get_by_label("Apply").accesskit_node().is_disabled());
+    // The config has an error, so the proxy did not start with it.
+    assert!(
+        h.get_by_label("Apply and start proxy")
+            .accesskit_node()
+            .is_disabled()
+    );
 
     h.get_by_label("Define subset v2").click();
     h.run_ok();

@@ -83,6 +83,8 @@ fn screenshot_under_xvfb_is_not_blank() {
         .arg(&config)
         .arg("--screenshot")
         .arg(&png)
+        // The proxy starts as the config opens: on an ephemeral port, not 15001.
+        .args(["--listen", "127.0.0.1:0"])
         .env("DISPLAY", &xvfb.display)
         .env_remove("WAYLAND_DISPLAY")
         // Keep the run's egui storage away from the user's.

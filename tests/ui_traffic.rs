@@ -17,8 +17,7 @@ fn selecting_an_exchange_shows_both_responses_and_the_difference() {
     std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
     let mut h = app(&rt, Some(&path));
     h.run_ok();
-    h.get_by_label("Start").click();
-    h.run_ok();
+    // The proxy started as the config opened.
     let addr = h.state().session.local_addr().expect("the proxy runs");
     // Before any traffic the dashboard says how to send some, ready to copy.
     h.get_by_label("Dashboard").click();
@@ -73,8 +72,7 @@ fn ignoring_a_field_in_diffs_writes_the_annotation() {
     std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
     let mut h = app(&rt, Some(&path));
     h.run_ok();
-    h.get_by_label("Start").click();
-    h.run_ok();
+    // The proxy started as the config opened.
     let addr = h.state().session.local_addr().unwrap();
     send_requests(&rt, addr, 10);
     assert!(wait_until(&mut h, 10, |app| app
@@ -108,8 +106,7 @@ fn send_request_goes_through_the_proxy_and_is_selected_in_traffic() {
     std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
     let mut h = app(&rt, Some(&path));
     h.run_ok();
-    h.get_by_label("Start").click();
-    h.run_ok();
+    // The proxy started as the config opened.
     // Some other traffic first, so the selection has to find the right row.
     let addr = h.state().session.local_addr().unwrap();
     send_requests(&rt, addr, 3);
@@ -147,8 +144,7 @@ fn the_traffic_exports_as_har_with_its_shadows() {
     std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
     let mut h = app(&rt, Some(&path));
     h.run_ok();
-    h.get_by_label("Start").click();
-    h.run_ok();
+    // The proxy started as the config opened.
     let addr = h.state().session.local_addr().unwrap();
     send_requests(&rt, addr, 4);
     assert!(wait_until(&mut h, 10, |app| app.traffic.len() == 4));

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use egui_plot::{Bar, BarChart, Corner, Legend, Line, Plot, PlotPoints};
+use egui_plot::{
+    Bar, BarChart, Corner, GridInput, GridMark, Legend, Line, Plot, PlotPoint, PlotPoints, Text,
+};
 
 use crate::analysis::{AnalysisSnapshot, RouteSnapshot, SideSnapshot};
 use crate::capture::SkipReason;
@@ -287,6 +289,7 @@ fn series_plot(
     let from = now.saturating_sub(span);
     Plot::new(id)
         .width(width)
+        .y_grid_spacer(readable_y_marks)
         .height(150.0)
         .legend(Legend::default().position(Corner::LeftTop))
         .include_y(0.0)
@@ -339,6 +342,7 @@ fn distribution_plot(
 ) {
     Plot::new(id)
         .width(width)
+        .y_grid_spacer(readable_y_marks)
         .height(150.0)
         .legend(Legend::default().position(Corner::RightBottom))
         .include_y(0.0)
@@ -387,42 +391,147 @@ fn status_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, sides: &[
         c.dedup();
         c
     };
-    let n = sides.len().max(1) as f64;
-    let bar_width = 0.8 / n;
-    let labels = codes.clone();
+    let n = sides.len().max(1);
+    let tallest = sides
+        .iter()
+        .flat_map(|s| s.status.codes.values().copied())
+        .max()
+        .unwrap_or(0) as f64;
+    let labels: Vec<String> = codes.iter().map(|c| format!("HTTP {c}")).collect();
+    let categories = labels.len();
+    let bar_labels = labels.clone();
     Plot::new(id)
         .width(width)
+        .y_grid_spacer(readable_y_marks)
         .height(140.0)
         .legend(Legend::default().position(Corner::RightTop))
         .include_y(0.0)
+        // Room above the tallest bar for its count.
+        .include_y(tallest * 1.2)
         .allow_scroll(false)
-        .x_axis_formatter(move |mark, _| {
-            let i = mark.value.round();
-            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
-                labels
-                    .get(i as usize)
-                    .map(|c| c.to_string())
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        // Clear of the y axis's labels, which sit inside the plot's left edge.
+        .include_x(-0.7)
+        .include_x(categories as f64 - 0.4)
+        .x_grid_spacer(move |input| category_marks(categories, &input))
+        .x_axis_formatter(move |mark, _| category_label(&labels, mark.value))
         .show(ui, |plot| {
             for (i, side) in sides.iter().enumerate() {
-                let bars: Vec<Bar> = codes
+                let name = side_name(i, side);
+                let counts = codes
                     .iter()
-                    .enumerate()
-                    .map(|(k, code)| {
-                        let count = side.status.codes.get(code).copied().unwrap_or(0);
-                        let x = k as f64 + (i as f64 - (n - 1.0) / 2.0) * bar_width;
-                        Bar::new(x, count as f64)
-                            .width(bar_width * 0.95)
-                            .name(format!("{code}"))
-                    })
-                    .collect();
-                plot.bar_chart(BarChart::new(side_name(i, side), bars).color(side_color(i)));
+                    .map(|code| side.status.codes.get(code).copied().unwrap_or(0));
+                let slot = BarSlot {
+                    index: i,
+                    of: n,
+                    width: 0.8 / n as f64,
+                };
+                bars_with_counts(
+                    plot,
+                    &name,
+                    side_color(i),
+                    slot,
+                    bar_labels.iter().zip(counts),
+                );
             }
         });
+}
+
+/// Where a side's bar sits within its category: side `index` of `of`, `width` wide.
+#[derive(Debug, Clone, Copy)]
+struct BarSlot {
+    index: usize,
+    of: usize,
+    width: f64,
+}
+
+/// One bar per category for one side, each with its count written above it (a
+/// 2% error bar is otherwise invisible next to a 98% one).
+fn bars_with_counts<'l>(
+    plot: &mut egui_plot::PlotUi<'_>,
+    name: &str,
+    color: egui::Color32,
+    slot: BarSlot,
+    counts: impl Iterator<Item = (&'l String, u64)>,
+) {
+    let mut bars = Vec::new();
+    for (k, (label, count)) in counts.enumerate() {
+        let x = k as f64 + (slot.index as f64 - (slot.of as f64 - 1.0) / 2.0) * slot.width;
+        bars.push(
+            Bar::new(x, count as f64)
+                .width(slot.width * 0.95)
+                .name(label),
+        );
+        if count > 0 {
+            // Same name as the bars: the legend toggles both together.
+            plot.text(
+                Text::new(name, PlotPoint::new(x, count as f64), count.to_string())
+                    .color(color)
+                    .anchor(egui::Align2::CENTER_BOTTOM),
+            );
+        }
+    }
+    plot.bar_chart(BarChart::new(name, bars).color(color));
+}
+
+/// Fewest points between two labelled y marks: egui_plot fades labels closer than 30
+/// points and drops those closer than 20, which left short plots with only "0".
+const MIN_Y_LABEL_SPACING: f64 = 32.0;
+
+/// Y grid marks at a round step (1, 2 or 5 times a power of ten) at least
+/// [`MIN_Y_LABEL_SPACING`] points apart, so every mark gets a readable label.
+fn readable_y_marks(input: GridInput) -> Vec<GridMark> {
+    // egui_plot's base step is the value spanned by its minimum grid spacing of 8 points.
+    let per_point = input.base_step_size / 8.0;
+    let (lo, hi) = input.bounds;
+    if !(per_point.is_finite() && per_point > 0.0 && lo.is_finite() && hi.is_finite() && hi > lo) {
+        return Vec::new();
+    }
+    let min_step = per_point * MIN_Y_LABEL_SPACING;
+    let mut magnitude = 10f64.powf(min_step.log10().floor());
+    if !(magnitude.is_normal() && min_step.is_finite()) {
+        // Ranges too small or too large for a step: no marks rather than a loop.
+        return Vec::new();
+    }
+    let step = loop {
+        if let Some(m) = [1.0, 2.0, 5.0]
+            .into_iter()
+            .find(|m| m * magnitude >= min_step)
+        {
+            break m * magnitude;
+        }
+        magnitude *= 10.0;
+    };
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last)
+        .map(|k| GridMark {
+            value: k as f64 * step,
+            step_size: step,
+        })
+        .collect()
+}
+
+/// Grid marks for a category axis: one at each category's index, so every bar group gets
+/// its label however the plot is sized (the default spacer marks 0.5s or 2s as it sees fit).
+fn category_marks(categories: usize, input: &GridInput) -> Vec<GridMark> {
+    (0..categories)
+        .map(|k| k as f64)
+        .filter(|&x| x >= input.bounds.0 && x <= input.bounds.1)
+        .map(|value| GridMark {
+            value,
+            step_size: 1.0,
+        })
+        .collect()
+}
+
+/// The label of the category at `value` on a category axis ("" between categories).
+fn category_label(labels: &[String], value: f64) -> String {
+    let k = value.round();
+    if (value - k).abs() < 1e-6 && k >= 0.0 {
+        labels.get(k as usize).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    }
 }
 
 fn skipped_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, mirrors: &[SideSnapshot]) {
@@ -435,23 +544,32 @@ fn skipped_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, mirrors:
     let labels: Vec<String> = std::iter::once("mirrored".to_owned())
         .chain(REASONS.iter().map(|r| r.as_str().to_owned()))
         .collect();
-    let axis_labels = labels.clone();
-    let n = mirrors.len().max(1) as f64;
-    let bar_width = 0.8 / n;
+    // Axis labels on two lines ("request\nincomplete"): a label wider than its category's
+    // slot is not drawn at all.
+    let axis_labels: Vec<String> = labels
+        .iter()
+        .map(|l| l.replacen('_', "\n", 1).replace('_', " "))
+        .collect();
+    let categories = labels.len();
+    let n = mirrors.len().max(1);
+    let tallest = mirrors
+        .iter()
+        .flat_map(|s| std::iter::once(s.sent).chain(s.skipped.values().copied()))
+        .max()
+        .unwrap_or(0) as f64;
+    let bar_labels = labels.clone();
     Plot::new(id)
         .width(width)
+        .y_grid_spacer(readable_y_marks)
         .height(140.0)
         .legend(Legend::default().position(Corner::RightTop))
         .include_y(0.0)
+        .include_y(tallest * 1.2)
         .allow_scroll(false)
-        .x_axis_formatter(move |mark, _| {
-            let i = mark.value.round();
-            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
-                axis_labels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .include_x(-0.7)
+        .include_x(categories as f64 - 0.4)
+        .x_grid_spacer(move |input| category_marks(categories, &input))
+        .x_axis_formatter(move |mark, _| category_label(&axis_labels, mark.value))
         .show(ui, |plot| {
             for (i, side) in mirrors.iter().enumerate() {
                 let values = std::iter::once(side.sent).chain(
@@ -459,17 +577,88 @@ fn skipped_plot(ui: &mut egui::Ui, id: impl egui::AsIdSalt, width: f32, mirrors:
                         .iter()
                         .map(|r| side.skipped.get(r).copied().unwrap_or(0)),
                 );
-                let bars: Vec<Bar> = values
-                    .zip(&labels)
-                    .enumerate()
-                    .map(|(k, (v, name))| {
-                        let x = k as f64 + (i as f64 - (n - 1.0) / 2.0) * bar_width;
-                        Bar::new(x, v as f64).width(bar_width * 0.95).name(name)
-                    })
-                    .collect();
-                plot.bar_chart(
-                    BarChart::new(format!("shadow {}", side.label), bars).color(side_color(i + 1)),
+                let name = format!("shadow {}", side.label);
+                let slot = BarSlot {
+                    index: i,
+                    of: n,
+                    width: 0.8 / n as f64,
+                };
+                bars_with_counts(
+                    plot,
+                    &name,
+                    side_color(i + 1),
+                    slot,
+                    bar_labels.iter().zip(values),
                 );
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn y_marks_are_round_and_far_enough_apart_to_be_labelled() {
+        // 0..552 over 100 points: steps of 100 would be 18 points apart (unlabelled).
+        let input = GridInput {
+            bounds: (0.0, 552.0),
+            base_step_size: 552.0 / 100.0 * 8.0,
+        };
+        let values: Vec<f64> = readable_y_marks(input).iter().map(|m| m.value).collect();
+        assert_eq!(values, vec![0.0, 200.0, 400.0]);
+        // Small values: 0..3 % over 110 points.
+        let input = GridInput {
+            bounds: (-0.1, 3.1),
+            base_step_size: 3.2 / 110.0 * 8.0,
+        };
+        let values: Vec<f64> = readable_y_marks(input).iter().map(|m| m.value).collect();
+        assert_eq!(values, vec![0.0, 1.0, 2.0, 3.0]);
+        for m in readable_y_marks(GridInput {
+            bounds: (0.0, 48.0),
+            base_step_size: 48.0 / 105.0 * 8.0,
+        }) {
+            assert!(m.step_size / (48.0 / 105.0) >= MIN_Y_LABEL_SPACING);
+        }
+        // A degenerate plot gets no marks rather than a loop.
+        assert!(
+            readable_y_marks(GridInput {
+                bounds: (0.0, 0.0),
+                base_step_size: 0.0
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn every_status_code_gets_a_mark_and_its_label_however_wide_the_plot() {
+        let labels: Vec<String> = ["HTTP 200", "HTTP 201", "HTTP 404", "HTTP 500", "HTTP 503"]
+            .map(str::to_owned)
+            .to_vec();
+        // A narrow plot would get marks every 2 units from the default spacer; ours are 1 apart.
+        let input = GridInput {
+            bounds: (-0.9, 4.5),
+            base_step_size: 0.7,
+        };
+        let marks = category_marks(labels.len(), &input);
+        let shown: Vec<String> = marks
+            .iter()
+            .map(|m| category_label(&labels, m.value))
+            .collect();
+        assert_eq!(shown, labels);
+        // Between categories and past the last one, no label.
+        assert_eq!(category_label(&labels, 0.5), "");
+        assert_eq!(category_label(&labels, 5.0), "");
+        assert_eq!(category_label(&labels, -1.0), "");
+        // Zoomed in: only the categories in view.
+        let zoomed = GridInput {
+            bounds: (1.5, 3.2),
+            base_step_size: 0.01,
+        };
+        let values: Vec<f64> = category_marks(labels.len(), &zoomed)
+            .iter()
+            .map(|m| m.value)
+            .collect();
+        assert_eq!(values, vec![2.0, 3.0]);
+    }
 }

@@ -109,15 +109,16 @@ impl DiffsView<'_> {
         let row_height = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
         egui_extras::TableBuilder::new(ui)
             .striped(true)
-            .column(egui_extras::Column::initial(180.0).clip(true))
+            .column(egui_extras::Column::initial(150.0).clip(true))
             .column(egui_extras::Column::initial(160.0).clip(true))
             .column(egui_extras::Column::initial(110.0).clip(true))
-            .column(egui_extras::Column::initial(170.0).clip(true))
+            .column(egui_extras::Column::initial(230.0).clip(true))
             .column(egui_extras::Column::auto())
             .column(egui_extras::Column::auto())
             .column(egui_extras::Column::auto())
             .column(egui_extras::Column::auto())
-            .column(egui_extras::Column::initial(200.0).clip(true))
+            // Four sample buttons of up to six digits each.
+            .column(egui_extras::Column::initial(240.0).clip(true))
             .column(egui_extras::Column::remainder())
             .header(22.0, |mut h| {
                 let cols = [
@@ -160,7 +161,10 @@ impl DiffsView<'_> {
                         return;
                     };
                     row.col(|ui| {
-                        ui.label(&r.route);
+                        // The route's own name fits the column; the VirtualService is in the
+                        // hover (and is usually the only one).
+                        let short = r.route.split_once(':').map_or(r.route.as_str(), |(_, n)| n);
+                        ui.label(short).on_hover_text(&r.route);
                     });
                     row.col(|ui| {
                         ui.label(&r.endpoint);
@@ -181,18 +185,35 @@ impl DiffsView<'_> {
                     row.col(|ui| {
                         ui.label(format!("{:.2} %", r.rate * 100.0));
                     });
-                    row.col(|ui| {
-                        ui.label(
-                            r.noise_rate
-                                .map_or_else(|| "-".to_owned(), |n| format!("{:.2} %", n * 100.0)),
-                        );
+                    row.col(|ui| match r.noise_rate {
+                        Some(n) => {
+                            ui.label(format!("{:.2} %", n * 100.0)).on_hover_text(
+                                "How often the baseline (a second copy of the primary's version) \
+                                 differs from the primary here",
+                            );
+                        }
+                        None => {
+                            ui.weak("no baseline").on_hover_text(
+                                "Noise is measured with a baseline: a second mirror to the \
+                                 primary's own version (see \
+                                 sample-configs/reviews-mirrors-baseline.yaml). Without one, \
+                                 every difference counts as real.",
+                            );
+                        }
                     });
                     row.col(|ui| match r.verdict {
                         Verdict::Real => {
-                            ui.colored_label(ui.visuals().warn_fg_color, "real");
+                            ui.colored_label(ui.visuals().warn_fg_color, "real")
+                                .on_hover_text(
+                                    "The shadow differs here more often than noise explains \
+                                     (or there is no baseline to tell)",
+                                );
                         }
                         Verdict::Noise => {
-                            ui.weak("noise");
+                            ui.weak("noise").on_hover_text(
+                                "The baseline differs from the primary here as often: \
+                                 likely per-pod or per-request values",
+                            );
                         }
                     });
                     row.col(|ui| {

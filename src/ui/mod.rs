@@ -22,7 +22,7 @@ use files::{DialogBackend, DialogOutcome, DialogPurpose, FileDialog};
 use session::{SendOutcome, Session};
 
 /// Storage key of the persisted [`State`].
-const STATE_KEY: &str = "mirrorlab-state";
+pub const STATE_KEY: &str = "mirrorlab-state";
 /// How many recent files the File menu keeps.
 const MAX_RECENT: usize = 8;
 /// How often the open file's modification time is checked.
@@ -31,6 +31,8 @@ const DISK_POLL: Duration = Duration::from_secs(1);
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
 /// How often the app repaints while the proxy runs (live panels update at this rate).
 const LIVE_REPAINT: Duration = Duration::from_millis(66);
+/// How long before a screenshot of Traffic an exchange is selected (time to lay it out).
+const SCREENSHOT_SELECT_LEAD: Duration = Duration::from_secs(2);
 /// Requests per second of the demo's generated traffic.
 const DEMO_RPS: f64 = 40.0;
 /// The sample config "Start demo" opens when no file is open.
@@ -71,6 +73,22 @@ impl Tab {
             Tab::Diffs => "Diffs",
             Tab::Yaml => "YAML",
         }
+    }
+}
+
+impl std::str::FromStr for Tab {
+    type Err = String;
+
+    /// A tab by its title, any case (`dashboard`, `Traffic`, `yaml`).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Tab::ALL
+            .into_iter()
+            .find(|t| t.title().eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| {
+                let names: Vec<String> =
+                    Tab::ALL.iter().map(|t| t.title().to_lowercase()).collect();
+                format!("no tab '{name}'; the tabs are {}", names.join(", "))
+            })
     }
 }
 
@@ -120,6 +138,8 @@ pub struct State {
     pub diffs: diffs::DiffsPanel,
     /// The Send request form's last values.
     pub send: session::OneRequest,
+    /// Start the proxy (or hot-swap its routes) as soon as a config opens.
+    pub start_on_open: bool,
 }
 
 impl Default for State {
@@ -139,6 +159,7 @@ impl Default for State {
                 path: "/reviews/1".to_owned(),
                 ..session::OneRequest::default()
             },
+            start_on_open: true,
         }
     }
 }
@@ -178,6 +199,9 @@ pub enum Command {
     Apply,
     /// Start the proxy with the open config.
     StartProxy,
+    /// A config was just opened: start the proxy with it, or hot-swap it into the running
+    /// one, when the settings say so.
+    RunOpenedConfig,
     /// Stop the proxy.
     StopProxy,
     /// Start the demo services, the proxy and generated traffic.
@@ -218,6 +242,10 @@ pub struct AppOptions {
     pub dialogs: DialogBackend,
     /// Ignore the persisted state (tests).
     pub fresh_state: bool,
+    /// Listen on this address instead of the saved one (this run only).
+    pub listen: Option<String>,
+    /// Show this tab at start (after the demo's own choice).
+    pub tab: Option<Tab>,
     /// Filled when a `--screenshot` run ends: the PNG's path or why it failed.
     pub screenshot_outcome: screenshot::ScreenshotOutcome,
 }
@@ -229,6 +257,18 @@ pub struct Notice {
     pub is_error: bool,
     /// What happened and what to do.
     pub text: String,
+}
+
+/// Why the proxy is not running although the user expects it to; the top bar shows it
+/// until the next start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProblem {
+    /// What happened, where, and what to do.
+    pub text: String,
+    /// A free address to offer when the one asked for is taken.
+    pub free_addr: Option<String>,
+    /// The config has errors (the Routes tab shows them).
+    pub config_errors: bool,
 }
 
 /// What waits behind the "unsaved changes" question.
@@ -270,6 +310,9 @@ pub struct MirrorlabApp {
     send_window: bool,
     settings_window: bool,
     last_send: Option<SendOutcome>,
+    proxy_problem: Option<ProxyProblem>,
+    /// The saved listen address that `--listen` replaced for this run.
+    saved_listen: Option<String>,
 }
 
 impl MirrorlabApp {
@@ -330,12 +373,20 @@ impl MirrorlabApp {
             send_window: false,
             settings_window: false,
             last_send: None,
+            proxy_problem: None,
+            saved_listen: None,
         };
+        if let Some(listen) = app.options.listen.clone() {
+            app.saved_listen = Some(std::mem::replace(&mut app.state.listen_addr, listen));
+        }
         if let Some(path) = app.options.config.clone() {
             app.open_now(&path);
         }
         if app.options.demo {
             app.commands.push(Command::StartDemo);
+        }
+        if let Some(tab) = app.options.tab {
+            app.commands.push(Command::ShowTab(tab));
         }
         app
     }
@@ -348,6 +399,11 @@ impl MirrorlabApp {
     /// The status line's current message, if any.
     pub fn notice(&self) -> Option<&Notice> {
         self.notice.as_ref()
+    }
+
+    /// Why the proxy is not running, while the top bar says so.
+    pub fn proxy_problem(&self) -> Option<&ProxyProblem> {
+        self.proxy_problem.as_ref()
     }
 
     /// True while the app offers to reload the open file because it changed on disk.
@@ -390,6 +446,7 @@ impl MirrorlabApp {
                 self.state.remember_file(path);
                 let summary = self.doc.summary();
                 self.info(format!("Opened {} ({summary})", path.display()));
+                self.commands.push(Command::RunOpenedConfig);
             }
             Err(e) => self.error(format!("{e:#}")),
         }
@@ -428,6 +485,7 @@ impl MirrorlabApp {
                         self.error("Save or discard your edits first.");
                     } else {
                         self.doc = Document::untitled("sample reviews-mirror.yaml", SAMPLE_CONFIG);
+                        self.commands.push(Command::RunOpenedConfig);
                     }
                 }
                 Command::Open(path) => {
@@ -456,6 +514,7 @@ impl MirrorlabApp {
                 Command::StartProxy => {
                     self.start_proxy();
                 }
+                Command::RunOpenedConfig => self.run_opened_config(),
                 Command::StopProxy => {
                     self.session.stop();
                     self.info("Proxy stopped.");
@@ -546,20 +605,61 @@ impl MirrorlabApp {
                     .first()
                     .map(|d| format!("line {}: {}", d.line, d.message))
                     .unwrap_or_default();
+                let n = errors.len();
+                let consequence = if self.session.is_running() {
+                    "so the proxy keeps its routes"
+                } else {
+                    "so the proxy was not started"
+                };
                 self.error(format!(
-                    "The config has {} error(s), so the proxy keeps its routes: {first}. \
+                    "The config has {n} error{}, {consequence}: {first}. \
                      The Routes tab shows each next to its field.",
-                    errors.len()
+                    plural(n)
                 ));
                 None
             }
         }
     }
 
-    /// Starts the proxy with the open config; true when it runs.
-    fn start_proxy(&mut self) -> bool {
+    /// Right after a config opened: start the proxy with it (or hot-swap it into the running
+    /// one), unless the settings say to wait for Start.
+    fn run_opened_config(&mut self) {
+        if !self.state.start_on_open {
+            return;
+        }
+        let opened = self.notice.as_ref().map(|n| n.text.clone());
+        if self.session.is_running() {
+            self.apply();
+            if self.notice.as_ref().is_some_and(|n| !n.is_error) {
+                self.info(format!(
+                    "{}. The running proxy now routes with it.",
+                    opened.unwrap_or_default()
+                ));
+            }
+            return;
+        }
+        let opened = opened.map_or_else(String::new, |o| format!("{o}. "));
+        if let Some(addr) = self.start_proxy() {
+            self.info(format!(
+                "{opened}Proxy listening on {addr}: send requests there and watch them here."
+            ));
+        }
+    }
+
+    /// Starts the proxy with the open config; its address when it runs.
+    fn start_proxy(&mut self) -> Option<std::net::SocketAddr> {
         let Some(table) = self.compile_or_explain() else {
-            return false;
+            let (errors, _) = self.doc.problem_counts();
+            self.proxy_problem = Some(ProxyProblem {
+                text: format!(
+                    "Proxy not started: the config has {errors} error{}. Fix {} in the Routes tab, then press Start.",
+                    plural(errors),
+                    if errors == 1 { "it" } else { "them" }
+                ),
+                free_addr: None,
+                config_errors: true,
+            });
+            return None;
         };
         let default_host =
             Some(self.state.default_host.trim().to_owned()).filter(|h| !h.is_empty());
@@ -573,12 +673,14 @@ impl MirrorlabApp {
             Ok(addr) => {
                 self.doc.mark_applied();
                 self.traffic.clear();
+                self.proxy_problem = None;
                 self.info(format!("Proxy listening on {addr}"));
-                true
+                Some(addr)
             }
             Err(e) => {
-                self.error(format!("Cannot start the proxy: {e}"));
-                false
+                // The top bar shows it (until the next start), not the status line.
+                self.proxy_problem = Some(start_problem(&e, &listen));
+                None
             }
         }
     }
@@ -618,7 +720,7 @@ impl MirrorlabApp {
             self.error(format!("Cannot start the demo: {e}"));
             return;
         }
-        if !self.session.is_running() && !self.start_proxy() {
+        if !self.session.is_running() && self.start_proxy().is_none() {
             self.session.stop_demo();
             return;
         }
@@ -634,7 +736,7 @@ impl MirrorlabApp {
     }
 
     fn send_request(&mut self, ctx: &egui::Context) {
-        if !self.session.is_running() && !self.start_proxy() {
+        if !self.session.is_running() && self.start_proxy().is_none() {
             return;
         }
         let mut request = self.state.send.clone();
@@ -684,6 +786,32 @@ impl MirrorlabApp {
                 self.error(why.clone());
             }
             self.last_send = Some(outcome);
+        }
+    }
+
+    /// A screenshot of Traffic shows a selected exchange: shortly before the shot, select
+    /// the newest one whose shadow's response differs from the primary's.
+    fn prepare_screenshot(&mut self) {
+        let Some(job) = &self.screenshot else { return };
+        if self.state.tab != Tab::Traffic
+            || self.traffic.selected.is_some()
+            || job.due_in() > SCREENSHOT_SELECT_LEAD
+        {
+            return;
+        }
+        let analysis = std::sync::Arc::clone(&self.analysis);
+        let answered = |o: &crate::capture::ShadowOutcome| {
+            matches!(
+                o,
+                crate::capture::ShadowOutcome::Sent(crate::capture::UpstreamOutcome::Response(_))
+            )
+        };
+        let pick = self.traffic.newest_where(|e| {
+            traffic::differs(Some(&analysis), e.id)
+                && e.shadows.first().is_some_and(|s| answered(&s.outcome))
+        });
+        if let Some(id) = pick {
+            self.commands.push(Command::ShowExchange(id));
         }
     }
 
@@ -891,9 +1019,37 @@ impl MirrorlabApp {
         });
     }
 
+    /// Why the proxy is not running, in red under the top bar, with the way out.
+    fn proxy_problem_ui(&mut self, ui: &mut egui::Ui) {
+        if self.session.is_running() {
+            return;
+        }
+        let Some(problem) = self.proxy_problem.clone() else {
+            return;
+        };
+        ui.horizontal_wrapped(|ui| {
+            ui.colored_label(ui.visuals().error_fg_color, &problem.text);
+            if let Some(free) = &problem.free_addr
+                && ui
+                    .button(format!("Use {free}"))
+                    .on_hover_text("Listen on this free address instead and start the proxy")
+                    .clicked()
+            {
+                self.state.listen_addr = free.clone();
+                self.commands.push(Command::StartProxy);
+            }
+            if problem.config_errors && ui.button("Show the errors").clicked() {
+                self.commands.push(Command::ShowTab(Tab::Routes));
+            }
+        });
+    }
+
     fn config_status_ui(&mut self, ui: &mut egui::Ui) {
         let (errors, warnings) = self.doc.problem_counts();
-        if errors > 0 {
+        if self.doc.config().resources().is_empty() && errors == 0 {
+            ui.weak("no resources yet")
+                .on_hover_text("Open a config, start the demo, or add a VirtualService in Routes");
+        } else if errors > 0 {
             let text = format!("{errors} error{}", plural(errors));
             if ui
                 .add(egui::Button::new(
@@ -1060,8 +1216,28 @@ impl MirrorlabApp {
     }
 
     fn central_ui(&mut self, ui: &mut egui::Ui) {
-        let listen = self.session.local_addr().map(|a| a.to_string());
+        let listen = self.session.local_addr().map(help::connect_address);
         let no_traffic = self.analysis.exchanges == 0 && self.traffic.is_empty();
+        let empty_what = match self.state.tab {
+            Tab::Dashboard => Some("the dashboard fills as requests pass"),
+            Tab::Traffic => Some("every exchange will be listed here"),
+            Tab::Diffs => Some("differences between primary and shadow show here"),
+            Tab::Routes | Tab::Yaml => None,
+        };
+        if let Some(what) = empty_what.filter(|_| no_traffic) {
+            let proxy = match self.session.local_addr() {
+                Some(addr) => help::ProxyState::Listening(addr),
+                None => {
+                    help::ProxyState::Stopped(self.proxy_problem.as_ref().map(|p| p.text.as_str()))
+                }
+            };
+            let example =
+                help::ExampleRequest::for_config(self.doc.config(), &self.state.send.path);
+            if help::no_traffic_ui(ui, example.as_ref(), &self.doc.hosts(), proxy, what) {
+                self.commands.push(Command::StartProxy);
+            }
+            return;
+        }
         match self.state.tab {
             Tab::Yaml => {
                 yaml::YamlView {
@@ -1079,28 +1255,12 @@ impl MirrorlabApp {
                 }
                 .ui(ui);
             }
-            Tab::Dashboard if no_traffic => {
-                help::no_traffic_ui(
-                    ui,
-                    &self.doc.hosts(),
-                    listen.as_deref(),
-                    "the dashboard fills as requests pass",
-                );
-            }
             Tab::Dashboard => {
                 dashboard::DashboardView {
                     panel: &mut self.state.dashboard,
                     snapshot: &self.analysis,
                 }
                 .ui(ui);
-            }
-            Tab::Traffic if no_traffic => {
-                help::no_traffic_ui(
-                    ui,
-                    &self.doc.hosts(),
-                    listen.as_deref(),
-                    "every exchange will be listed here",
-                );
             }
             Tab::Traffic => {
                 traffic::TrafficView {
@@ -1109,14 +1269,6 @@ impl MirrorlabApp {
                     proxy: listen.as_deref(),
                 }
                 .ui(ui);
-            }
-            Tab::Diffs if no_traffic => {
-                help::no_traffic_ui(
-                    ui,
-                    &self.doc.hosts(),
-                    listen.as_deref(),
-                    "differences between primary and shadow show here",
-                );
             }
             Tab::Diffs => {
                 diffs::DiffsView {
@@ -1167,6 +1319,66 @@ impl MirrorlabApp {
     }
 }
 
+/// Explains why the proxy did not start on `listen`, with a way out.
+fn start_problem(e: &session::SessionError, listen: &str) -> ProxyProblem {
+    use crate::lab::LabError;
+    use crate::proxy::ProxyError;
+    use std::io::ErrorKind;
+    let mut free_addr = None;
+    let text = match e {
+        session::SessionError::Lab(LabError::Proxy(ProxyError::Bind { addr, source })) => {
+            match source.kind() {
+                ErrorKind::AddrInUse => {
+                    free_addr = free_port_near(*addr).map(|a| a.to_string());
+                    format!(
+                        "Proxy not started: port {} on {} is already in use (another mirrorlab, \
+                         or another program). Type a free address in 'listen on' and press Start{}.",
+                        addr.port(),
+                        addr.ip(),
+                        if free_addr.is_some() {
+                            ", or use the one offered"
+                        } else {
+                            ""
+                        }
+                    )
+                }
+                ErrorKind::PermissionDenied => format!(
+                    "Proxy not started: this user may not listen on {addr} (ports below 1024 \
+                     need privileges). Use a port above 1024, e.g. {DEFAULT_LISTEN}."
+                ),
+                ErrorKind::AddrNotAvailable => format!(
+                    "Proxy not started: {} is not an address of this machine. Use 127.0.0.1 \
+                     (e.g. {DEFAULT_LISTEN}).",
+                    addr.ip()
+                ),
+                _ => format!(
+                    "Proxy not started: cannot listen on {addr}: {source}. Try another address."
+                ),
+            }
+        }
+        session::SessionError::Lab(LabError::RemoteListen { addr }) => format!(
+            "Proxy not started: {addr} is not a loopback address, so other machines could send \
+             traffic through the lab. Tick 'Allow that' if you mean it, or listen on 127.0.0.1."
+        ),
+        other => format!("Proxy not started on {listen}: {other}"),
+    };
+    ProxyProblem {
+        text,
+        free_addr,
+        config_errors: false,
+    }
+}
+
+/// The first port after `addr`'s (up to 20 further) that can be bound on the same IP now.
+fn free_port_near(addr: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    (1..=20u16)
+        .filter_map(|d| addr.port().checked_add(d))
+        .map(|port| std::net::SocketAddr::new(addr.ip(), port))
+        // Binding and dropping at once leaves a small race with other programs; Start
+        // says so again if it loses it.
+        .find(|a| std::net::TcpListener::bind(a).is_ok())
+}
+
 /// True when `addr` parses as a loopback socket address (or does not parse yet).
 fn listen_is_loopback(addr: &str) -> bool {
     addr.trim()
@@ -1186,6 +1398,7 @@ impl eframe::App for MirrorlabApp {
         self.poll_dialog();
         self.poll_disk();
         self.poll_engine();
+        self.prepare_screenshot();
         if let Some(job) = &mut self.screenshot {
             job.tick(ctx);
         }
@@ -1196,6 +1409,7 @@ impl eframe::App for MirrorlabApp {
         egui::Panel::top("menu").show(ui, |ui| {
             self.menu_bar(ui);
             self.top_bar(ui);
+            self.proxy_problem_ui(ui);
             self.tab_bar(ui);
         });
         egui::Panel::bottom("status").show(ui, |ui| self.banners(ui));
@@ -1217,7 +1431,16 @@ impl eframe::App for MirrorlabApp {
         if self.screenshot.is_some() {
             return;
         }
-        eframe::set_value(storage, STATE_KEY, &self.state);
+        // `--listen` is for this run: unless the user typed another address since, the saved
+        // one stays.
+        match (&self.saved_listen, &self.options.listen) {
+            (Some(saved), Some(run)) if *run == self.state.listen_addr => {
+                let mut state = self.state.clone();
+                state.listen_addr = saved.clone();
+                eframe::set_value(storage, STATE_KEY, &state);
+            }
+            _ => eframe::set_value(storage, STATE_KEY, &self.state),
+        }
     }
 }
 

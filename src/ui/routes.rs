@@ -185,7 +185,8 @@ impl RoutesView<'_> {
             let label = if self.proxy_running {
                 "Apply to running proxy"
             } else {
-                "Apply"
+                // Apply on a stopped proxy starts it with these routes.
+                "Apply and start proxy"
             };
             let button = ui.add_enabled(errors.is_empty(), egui::Button::new(label));
             if errors.is_empty() {

@@ -84,6 +84,11 @@ impl ScreenshotJob {
         }
     }
 
+    /// Time left before the shot is taken (zero once it is due).
+    pub fn due_in(&self) -> Duration {
+        self.settle.saturating_sub(self.started.elapsed())
+    }
+
     /// Runs once a frame: asks for the shot when the time has come, closes when it is written.
     pub fn tick(&mut self, ctx: &egui::Context) {
         ctx.request_repaint_after(Duration::from_millis(100));

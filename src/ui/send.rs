@@ -100,6 +100,16 @@ pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> bool {
         .labelled_by(l.id)
         .on_hover_text("Where requests addressed to the proxy itself go");
         ui.end_row();
+        ui.label("");
+        ui.checkbox(
+            &mut state.start_on_open,
+            "Start the proxy when a config opens",
+        )
+        .on_hover_text(
+            "Opening a valid config starts the proxy with it (or hot-swaps it into the running \
+             one); off: wait for Start",
+        );
+        ui.end_row();
         let l = ui.label("Ignore in diffs");
         ui.add(
             egui::TextEdit::multiline(&mut state.ignore_rules)

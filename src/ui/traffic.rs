@@ -142,8 +142,9 @@ pub struct TrafficPanel {
     pub select_request_id: Option<String>,
     /// Which shadow of the selected exchange is compared.
     pub shadow_index: usize,
-    /// Scroll the table to the selection on the next frame.
-    scroll_to_selected: bool,
+    /// Scroll the table to the selection on the next frame, placed like this (`None`: just
+    /// into view).
+    scroll_to_selected: Option<Option<egui::Align>>,
     detail: Option<Detail>,
 }
 
@@ -161,7 +162,7 @@ impl Default for TrafficPanel {
             selected: None,
             select_request_id: None,
             shadow_index: 0,
-            scroll_to_selected: false,
+            scroll_to_selected: None,
             detail: None,
         }
     }
@@ -201,7 +202,7 @@ impl TrafficPanel {
             {
                 self.selected = Some(e.id);
                 self.select_request_id = None;
-                self.scroll_to_selected = true;
+                self.scroll_to_selected = Some(Some(egui::Align::Center));
                 self.follow = false;
             }
             let seq = self.evicted + self.rows.len();
@@ -274,10 +275,15 @@ impl TrafficPanel {
         self.last_filter_run = Some(Instant::now());
     }
 
+    /// The newest kept exchange for which `pick` holds.
+    pub fn newest_where(&self, pick: impl Fn(&Exchange) -> bool) -> Option<u64> {
+        self.rows.iter().rev().find(|e| pick(e)).map(|e| e.id)
+    }
+
     /// Scrolls the table to the selected row on the next frame (after a filter reset).
     pub fn reveal_selected(&mut self) {
         self.filter_dirty = true;
-        self.scroll_to_selected = true;
+        self.scroll_to_selected = Some(Some(egui::Align::Center));
         self.follow = false;
     }
 
@@ -286,7 +292,9 @@ impl TrafficPanel {
     }
 }
 
-fn differs(snapshot: Option<&AnalysisSnapshot>, id: u64) -> bool {
+/// True when the analysis found that a shadow's response to exchange `id` differs from the
+/// primary's (status or fields, after ignore rules).
+pub fn differs(snapshot: Option<&AnalysisSnapshot>, id: u64) -> bool {
     snapshot
         .and_then(|s| s.diff_summary(id))
         .is_some_and(|d| {
@@ -319,10 +327,21 @@ impl TrafficView<'_> {
         if self.panel.filter_dirty || stale {
             self.panel.refilter(self.snapshot);
         }
+        // With a row selected, at least 45% of the height: the detail is what a selected
+        // row is for. Without one, the table gets the room.
+        let detail_height = if self.panel.selected.is_some() {
+            (ui.available_height() * 0.45).max(160.0)
+        } else {
+            40.0
+        };
         egui::Panel::bottom("traffic-detail")
-            .resizable(true)
-            // At least 45% of the height: the detail is what a selected row is for.
-            .min_size((ui.available_height() * 0.45).max(160.0))
+            .resizable(self.panel.selected.is_some())
+            .min_size(detail_height)
+            .max_size(if self.panel.selected.is_some() {
+                f32::INFINITY
+            } else {
+                detail_height
+            })
             .show(ui, |ui| self.detail_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| self.table_ui(ui));
     }
@@ -384,16 +403,14 @@ impl TrafficView<'_> {
 
     fn table_ui(&mut self, ui: &mut egui::Ui) {
         let row_height = ui.text_style_height(&egui::TextStyle::Body) + 4.0;
-        let scroll_to = if self.panel.scroll_to_selected {
-            self.panel.scroll_to_selected = false;
+        let scroll_to = self.panel.scroll_to_selected.take().and_then(|align| {
             let sel = self.panel.selected;
             self.panel
                 .filtered
                 .iter()
                 .position(|&s| self.panel.row(s).is_some_and(|e| Some(e.id) == sel))
-        } else {
-            None
-        };
+                .map(|row| (row, align))
+        });
         let mut clicked = None;
         // Cells are plain text: a click anywhere on a row selects it instead of starting a
         // text selection.
@@ -408,10 +425,15 @@ impl TrafficView<'_> {
             .column(Column::initial(120.0).at_least(60.0))
             .column(Column::initial(170.0).at_least(60.0).clip(true))
             .column(Column::remainder().at_least(80.0).clip(true));
-        if let Some(row) = scroll_to {
-            table = table.scroll_to_row(row, Some(egui::Align::Center));
+        if let Some((row, align)) = scroll_to {
+            table = table.scroll_to_row(row, align);
         } else if self.panel.follow && !self.panel.filtered.is_empty() {
-            table = table.scroll_to_row(self.panel.filtered.len() - 1, Some(egui::Align::BOTTOM));
+            // Jump, not animate: rows arrive every frame, and an animation restarted each frame
+            // toward a moving target lags behind it (or, at a few frames a second, never
+            // leaves the top).
+            table = table
+                .animate_scrolling(false)
+                .scroll_to_row(self.panel.filtered.len() - 1, Some(egui::Align::BOTTOM));
         }
         table
             .header(20.0, |mut header| {
@@ -437,7 +459,8 @@ impl TrafficView<'_> {
                     row.set_selected(self.panel.selected == Some(e.id));
                     let time: chrono::DateTime<chrono::Local> = e.started_at.into();
                     row.col(|ui| {
-                        ui.label(time.format("%H:%M:%S%.3f").to_string());
+                        ui.label(time.format("%H:%M:%S%.3f").to_string())
+                            .on_hover_text(format!("Exchange #{}", e.id));
                     });
                     row.col(|ui| {
                         ui.label(e.request.method.as_str());
@@ -496,6 +519,8 @@ impl TrafficView<'_> {
             self.panel.selected = Some(id);
             self.panel.shadow_index = 0;
             self.panel.follow = false;
+            // The detail opens below and takes height from the table: keep the row in view.
+            self.panel.scroll_to_selected = Some(None);
         }
     }
 
@@ -525,6 +550,9 @@ impl TrafficView<'_> {
         };
         let e = &detail.exchange;
         ui.horizontal(|ui| {
+            // The number the Diffs tab's sample buttons name.
+            ui.weak(format!("#{}", e.id))
+                .on_hover_text("Exchange number, as the Diffs tab's samples name it");
             ui.strong(format!("{} {}", e.request.method, e.request.uri));
             ui.label(format!("Host: {}", e.request.authority));
             ui.label(format!("x-request-id: {}", e.request_id));
@@ -1026,6 +1054,77 @@ mod tests {
             body_text(&cut, &http::HeaderMap::new())
                 .ends_with("(cut at the capture cap: 5 of 100 bytes captured)")
         );
+    }
+
+    /// Whether a row showing `path` is laid out (inside the table's visible part).
+    fn row_shown(h: &egui_kittest::Harness<'_, TrafficPanel>, path: &str) -> bool {
+        use egui_kittest::kittest::Queryable as _;
+        h.query_by_label(path).is_some()
+    }
+
+    #[test]
+    fn follow_newest_keeps_the_newest_row_in_view_while_rows_arrive() {
+        let arriving = std::rc::Rc::new(std::cell::Cell::new(true));
+        let flowing = std::rc::Rc::clone(&arriving);
+        let mut next = 0u64;
+        let mut arrive = move |panel: &mut TrafficPanel, n: u64| {
+            let rows: Vec<_> = (0..n)
+                .map(|_| {
+                    let mut e = exchange(http::Method::GET, &format!("/row/{next}"), 200, b"");
+                    e.id = next;
+                    next += 1;
+                    Arc::new(e)
+                })
+                .collect();
+            panel.push(rows, None);
+        };
+        let mut h = egui_kittest::Harness::builder()
+            .with_size(egui::vec2(1200.0, 700.0))
+            .build_ui_state(
+                move |ui, panel: &mut TrafficPanel| {
+                    // A few exchanges every frame, as the demo's traffic brings them.
+                    if flowing.get() {
+                        arrive(panel, 3);
+                    }
+                    TrafficView {
+                        panel,
+                        snapshot: None,
+                        proxy: None,
+                    }
+                    .ui(ui);
+                },
+                TrafficPanel::default(),
+            );
+        for round in 0..10 {
+            for _ in 0..15 {
+                h.step();
+            }
+            // A scroll lands in the frame after it is asked for: one frame without arrivals,
+            // then the newest row must be on screen.
+            arriving.set(false);
+            h.step();
+            arriving.set(true);
+            let newest = h.state().len() as u64 - 1;
+            assert!(
+                row_shown(&h, &format!("/row/{newest}")),
+                "round {round}: the newest row ({newest}) is not in view"
+            );
+        }
+        assert!(!row_shown(&h, "/row/0"), "the oldest row scrolled away");
+
+        // Selecting a row stops following: the row stays put as more arrive.
+        let newest = h.state().len() as u64 - 1;
+        let path = format!("/row/{newest}");
+        {
+            use egui_kittest::kittest::Queryable as _;
+            h.get_by_label(&path).click();
+        }
+        for _ in 0..60 {
+            h.step();
+        }
+        assert!(!h.state().follow);
+        assert_eq!(h.state().selected, Some(newest));
+        assert!(row_shown(&h, &path), "the selected row stays in view");
     }
 
     #[test]

@@ -152,21 +152,22 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The real app in a harness, with `config` open, fresh settings, the path-field dialogs,
-/// and the proxy set to listen on an ephemeral port.
+/// The real app in a harness, with `config` open (so the proxy starts with it), fresh
+/// settings, the path-field dialogs, and the proxy set to listen on an ephemeral port.
 pub fn app<'a>(rt: &tokio::runtime::Runtime, config: Option<&Path>) -> Harness<'a, MirrorlabApp> {
     let handle = rt.handle().clone();
     let options = AppOptions {
         config: config.map(Path::to_path_buf),
         dialogs: DialogBackend::PathField,
         fresh_state: true,
+        // The proxy starts as the config opens, in the first frame: an ephemeral port from
+        // the start.
+        listen: Some("127.0.0.1:0".to_owned()),
         ..AppOptions::default()
     };
-    let mut h = Harness::builder()
+    Harness::builder()
         .with_size(egui::vec2(1500.0, 1000.0))
-        .build_eframe(move |cc| MirrorlabApp::new(cc, handle, options));
-    h.state_mut().state.listen_addr = "127.0.0.1:0".to_owned();
-    h
+        .build_eframe(move |cc| MirrorlabApp::new(cc, handle, options))
 }
 
 /// Focuses the text field labelled `label` and types `text` into it.
