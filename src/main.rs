@@ -20,6 +20,19 @@ struct Cli {
     command: Option<Command>,
     /// Istio YAML to open in the desktop app.
     config: Option<PathBuf>,
+    /// Desktop app: run a few seconds, write a PNG of the window to PATH, and exit.
+    #[arg(long, value_name = "PATH")]
+    screenshot: Option<PathBuf>,
+    /// Desktop app: start the demo services and their traffic at launch.
+    #[arg(long)]
+    demo: bool,
+    /// Desktop app: listen on ADDR this run, instead of the saved address.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Desktop app: show this tab at start (routes, dashboard, traffic, diffs, yaml). With
+    /// --screenshot and traffic, the newest exchange where the shadow differs is selected.
+    #[arg(long, value_name = "NAME")]
+    tab: Option<mirrorlab::ui::Tab>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,10 +181,90 @@ fn main() -> ExitCode {
                 Ok(mirrorlab::demo::run(handle, options).await?)
             }))
         }
-        None => {
-            eprintln!("mirrorlab: desktop app not built yet");
-            ExitCode::from(2)
+        None => match run_desktop(DesktopArgs {
+            config: cli.config,
+            screenshot: cli.screenshot,
+            demo: cli.demo,
+            listen: cli.listen,
+            tab: cli.tab,
+        }) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("mirrorlab: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// The desktop app's command line.
+struct DesktopArgs {
+    config: Option<PathBuf>,
+    screenshot: Option<PathBuf>,
+    demo: bool,
+    listen: Option<String>,
+    tab: Option<mirrorlab::ui::Tab>,
+}
+
+/// `mirrorlab [CONFIG] [--screenshot PATH [--demo]]`: the eframe window on the main thread,
+/// the engine on a tokio runtime that this function owns and outlives the window.
+fn run_desktop(args: DesktopArgs) -> anyhow::Result<ExitCode> {
+    let DesktopArgs {
+        config,
+        screenshot,
+        demo,
+        listen,
+        tab,
+    } = args;
+    use anyhow::Context as _;
+    use mirrorlab::ui::{AppOptions, MirrorlabApp};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mirrorlab-engine")
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let options = AppOptions {
+        config,
+        screenshot: screenshot.clone(),
+        demo,
+        listen,
+        tab,
+        // A screenshot run must look the same on every machine: no saved layout.
+        fresh_state: screenshot.is_some(),
+        ..AppOptions::default()
+    };
+    let outcome = std::sync::Arc::clone(&options.screenshot_outcome);
+    let handle = runtime.handle().clone();
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("mirrorlab")
+            .with_inner_size([1400.0, 900.0])
+            .with_min_inner_size([720.0, 480.0])
+            .with_drag_and_drop(true),
+        // A screenshot run must not overwrite the user's saved settings.
+        persist_window: screenshot.is_none(),
+        ..eframe::NativeOptions::default()
+    };
+    eframe::run_native(
+        "mirrorlab",
+        native,
+        Box::new(move |cc| Ok(Box::new(MirrorlabApp::new(cc, handle, options)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+
+    if screenshot.is_none() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let result = outcome.lock().ok().and_then(|mut o| o.take());
+    match result {
+        Some(Ok(path)) => {
+            println!("wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
         }
+        Some(Err(e)) => anyhow::bail!("screenshot failed: {e}"),
+        None => anyhow::bail!("the window closed before the screenshot was taken"),
     }
 }
 

@@ -303,9 +303,19 @@ fn har_file_and_errors() {
             .get("text")
             .is_none()
     );
+    // the capture store hands out Arcs; they go in as they are
+    let shared: Vec<std::sync::Arc<mirrorlab::capture::Exchange>> = sample_exchanges()
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
+    assert_eq!(
+        build_har(&shared, &HarOptions::default()).log.entries.len(),
+        5
+    );
+    let none: &[mirrorlab::capture::Exchange] = &[];
     let err = write_har_file(
         &dir.path().join("no/such/dir.har"),
-        &[],
+        none,
         &HarOptions::default(),
     )
     .expect_err("missing directory");

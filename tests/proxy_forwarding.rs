@@ -143,6 +143,44 @@ async fn upstream_failures_map_to_503_502_504_with_a_short_body() {
 }
 
 #[tokio::test]
+async fn a_failed_primary_answers_at_once_when_the_request_is_mirrored() {
+    // A mirrored GET (no body) to a primary that refuses: the 503 must not wait for the
+    // shadow timeout (10 s by default) on a body that will never be read.
+    let shadow = TestUpstream::start("shadow", Reply::ok("shadow")).await;
+    let (proxy, cancel) = common::start_proxy(
+        FixedRoutes::new("reviews", refusing_addr(), &[(shadow.addr, 1.0)], None),
+        ProxySettings::default(),
+    );
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let started = Instant::now();
+        let response = client()
+            .request(
+                method.clone(),
+                format!("http://{}/reviews/1", proxy.local_addr()),
+            )
+            .header("host", "reviews")
+            .body(if method == reqwest::Method::POST {
+                "hello"
+            } else {
+                ""
+            })
+            .send()
+            .await
+            .expect("proxy answers");
+        assert_eq!(response.status(), 503, "{method}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{method} to a refusing primary took {:?}",
+            started.elapsed()
+        );
+    }
+    // The shadow still gets both copies.
+    assert_eq!(shadow.wait_for(2, WAIT).await.len(), 2);
+    cancel.cancel();
+    proxy.stopped().await;
+}
+
+#[tokio::test]
 async fn unknown_host_gets_a_404_that_says_how_to_address_a_configured_one() {
     let primary = TestUpstream::start("primary", Reply::ok("hello")).await;
     let (proxy, cancel) = common::start_proxy(

@@ -3,6 +3,7 @@
 //! response; its mirror records go in the custom `_shadows` field (HAR allows fields that
 //! start with `_`). Secrets are redacted unless the caller asks otherwise.
 
+use std::borrow::Borrow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -596,8 +597,9 @@ fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
     }
 }
 
-/// Builds the HAR document for `exchanges`, in the order given.
-pub fn build_har(exchanges: &[Exchange], options: &HarOptions) -> Har {
+/// Builds the HAR document for `exchanges` (owned, or `Arc`s from the capture store), in
+/// the order given.
+pub fn build_har<E: Borrow<Exchange>>(exchanges: &[E], options: &HarOptions) -> Har {
     Har {
         log: HarLog {
             version: "1.2",
@@ -605,15 +607,18 @@ pub fn build_har(exchanges: &[Exchange], options: &HarOptions) -> Har {
                 name: "mirrorlab",
                 version: env!("CARGO_PKG_VERSION"),
             },
-            entries: exchanges.iter().map(|e| har_entry(e, options)).collect(),
+            entries: exchanges
+                .iter()
+                .map(|e| har_entry(e.borrow(), options))
+                .collect(),
         },
     }
 }
 
 /// Writes `exchanges` as HAR 1.2 JSON to `writer`.
-pub fn write_har<W: Write>(
+pub fn write_har<W: Write, E: Borrow<Exchange>>(
     writer: W,
-    exchanges: &[Exchange],
+    exchanges: &[E],
     options: &HarOptions,
 ) -> Result<(), HarError> {
     serde_json::to_writer_pretty(writer, &build_har(exchanges, options))?;
@@ -621,9 +626,9 @@ pub fn write_har<W: Write>(
 }
 
 /// Writes `exchanges` as a HAR 1.2 file at `path`.
-pub fn write_har_file(
+pub fn write_har_file<E: Borrow<Exchange>>(
     path: &Path,
-    exchanges: &[Exchange],
+    exchanges: &[E],
     options: &HarOptions,
 ) -> Result<(), HarError> {
     let io_err = |source| HarError::Io {

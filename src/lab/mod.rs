@@ -229,8 +229,12 @@ pub enum LabError {
     },
 }
 
-/// How often the analysis task refreshes the snapshot the UI reads.
-const SNAPSHOT_EVERY: Duration = Duration::from_millis(100);
+/// How often the analysis task refreshes the snapshot the UI reads: 20 Hz, so the dashboard
+/// updates at least 10 times a second even when a tick is late under load.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(50);
+/// How often the snapshot is refreshed without new traffic, so "seconds ago" keeps moving
+/// on the dashboard's time axis after traffic stops.
+const IDLE_SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
 /// A running lab: the proxy, its capture store, and the analysis task.
 pub struct Lab {
@@ -398,6 +402,7 @@ async fn analyze(
     let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = false;
+    let mut refreshed = tokio::time::Instant::now();
     let mut batch = Vec::with_capacity(256);
     loop {
         tokio::select! {
@@ -413,10 +418,14 @@ async fn analyze(
                 dirty = true;
             }
             _ = tick.tick() => {
-                if dirty {
-                    let fresh = analyzer.lock().unwrap_or_else(PoisonError::into_inner).snapshot();
+                if dirty || refreshed.elapsed() >= IDLE_SNAPSHOT_EVERY {
+                    let fresh = analyzer
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .snapshot_at(std::time::SystemTime::now());
                     snapshot.store(Arc::new(fresh));
                     dirty = false;
+                    refreshed = tokio::time::Instant::now();
                 }
             }
         }

@@ -156,6 +156,8 @@ impl Shared {
         let upstream_body = if http_body::Body::is_end_stream(&body) {
             // Receiver is in this function; it cannot be gone yet.
             let _ = body_done.send(RequestBodyCopy::empty());
+            // Nothing to read: a failed primary must not wait for the body to be read.
+            drop(body_read);
             UpstreamBody::Empty
         } else {
             UpstreamBody::Tee(TeeBody::new(body, buffer_limit, cap, body_done, body_read))

@@ -1,0 +1,136 @@
+//! Small windows: the "Send request" form and the settings.
+
+use super::State;
+use super::session::{OneRequest, SendOutcome};
+
+/// The Send request form; returns true when the user pressed Send.
+pub fn send_form_ui(
+    ui: &mut egui::Ui,
+    request: &mut OneRequest,
+    hosts: &[String],
+    last: Option<&SendOutcome>,
+) -> bool {
+    let mut send = false;
+    egui::Grid::new("send-form").num_columns(2).show(ui, |ui| {
+        let l = ui.label("Method");
+        egui::ComboBox::from_id_salt("send-method")
+            .selected_text(request.method.clone())
+            .show_ui(ui, |ui| {
+                for m in ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] {
+                    ui.selectable_value(&mut request.method, m.to_owned(), m);
+                }
+            })
+            .response
+            .labelled_by(l.id);
+        ui.end_row();
+        let l = ui.label("Host");
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut request.host)
+                    .hint_text(hosts.first().map_or("reviews", String::as_str))
+                    .desired_width(200.0),
+            )
+            .labelled_by(l.id);
+            for h in hosts.iter().take(4) {
+                if ui.small_button(h).on_hover_text("Use this host").clicked() {
+                    request.host = h.clone();
+                }
+            }
+        });
+        ui.end_row();
+        let l = ui.label("Path");
+        ui.add(egui::TextEdit::singleline(&mut request.path).desired_width(320.0))
+            .labelled_by(l.id);
+        ui.end_row();
+        let l = ui.label("Headers");
+        ui.add(
+            egui::TextEdit::multiline(&mut request.headers)
+                .hint_text("user-agent: testing\nx-debug: 1")
+                .desired_rows(3)
+                .desired_width(320.0),
+        )
+        .labelled_by(l.id);
+        ui.end_row();
+        let l = ui.label("Body");
+        ui.add(
+            egui::TextEdit::multiline(&mut request.body)
+                .desired_rows(4)
+                .desired_width(320.0)
+                .code_editor(),
+        )
+        .labelled_by(l.id);
+        ui.end_row();
+    });
+    ui.horizontal(|ui| {
+        if ui
+            .button("Send")
+            .on_hover_text("Send through the proxy; the exchange is selected in Traffic")
+            .clicked()
+        {
+            send = true;
+        }
+        match last {
+            Some(SendOutcome::Answered { status, .. }) => {
+                ui.label(format!("Last answer: {status}"));
+            }
+            Some(SendOutcome::Failed(why)) => {
+                ui.colored_label(ui.visuals().error_fg_color, why);
+            }
+            None => {}
+        }
+    });
+    send
+}
+
+/// The settings window: proxy address, default host, diff ignore rules. Returns true when
+/// the user asks to apply the ignore rules to the running analysis now.
+pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> bool {
+    egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
+        let l = ui.label("Listen address");
+        ui.add(egui::TextEdit::singleline(&mut state.listen_addr).desired_width(180.0))
+            .labelled_by(l.id)
+            .on_hover_text("Used at the next Start; 127.0.0.1 keeps the lab private");
+        ui.end_row();
+        let l = ui.label("Default host");
+        ui.add(
+            egui::TextEdit::singleline(&mut state.default_host)
+                .hint_text("the config's first host")
+                .desired_width(180.0),
+        )
+        .labelled_by(l.id)
+        .on_hover_text("Where requests addressed to the proxy itself go");
+        ui.end_row();
+        ui.label("");
+        ui.checkbox(
+            &mut state.start_on_open,
+            "Start the proxy when a config opens",
+        )
+        .on_hover_text(
+            "Opening a valid config starts the proxy with it (or hot-swaps it into the running \
+             one); off: wait for Start",
+        );
+        ui.end_row();
+        let l = ui.label("Ignore in diffs");
+        ui.add(
+            egui::TextEdit::multiline(&mut state.ignore_rules)
+                .hint_text("/timestamp\nheader:x-trace-id\n/items/*/etag")
+                .desired_rows(4)
+                .desired_width(260.0),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(
+            "For every route, on top of each VirtualService's annotation; used at the next Start",
+        );
+        ui.end_row();
+    });
+    match crate::analysis::IgnoreRules::parse(&state.ignore_rules) {
+        Err(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, e.to_string());
+            false
+        }
+        Ok(_) => ui
+            .button("Apply ignore rules now")
+            .on_hover_text("Use these rules in the running analysis (diffs already counted stay)")
+            .clicked(),
+    }
+}

@@ -1,0 +1,237 @@
+//! End to end: real Istio YAML compiled into the lab, real upstreams on 127.0.0.1 whose
+//! answers carry a random field, requests through the proxy, then the lab's analysis, the
+//! JSON report and the HAR export of what it captured.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use mirrorlab::analysis::{AnalysisSettings, Verdict};
+use mirrorlab::export::har::{HarOptions, build_har};
+use mirrorlab::export::{Report, RunInfo};
+use mirrorlab::lab::{CompiledConfig, Lab, LabSettings};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// A reviews service: `price` is what this version charges; `nonce` is random in every
+/// answer (noise), `servedAt` too (ignored by the VirtualService's annotation).
+async fn reviews_service(version: &'static str, price: u32, stop: CancellationToken) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = stop.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let id = req
+                            .uri()
+                            .path()
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("0")
+                            .to_owned();
+                        let body = format!(
+                            r#"{{"id":{id},"version":"{version}","price":{price},"nonce":"{:016x}","servedAt":{}}}"#,
+                            fastrand::u64(..),
+                            fastrand::u32(..)
+                        );
+                        let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+                        resp.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, Infallible>(resp)
+                    },
+                );
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc);
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    _ = conn => {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn config(v1: u16, v2: u16) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {{number: 9080, name: http, protocol: HTTP}}
+  endpoints:
+  - address: 127.0.0.1
+    ports: {{http: {v1}}}
+    labels: {{version: v1}}
+  - address: 127.0.0.1
+    ports: {{http: {v2}}}
+    labels: {{version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {{version: v1}}
+  - name: v2
+    labels: {{version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  annotations:
+    mirrorlab.dev/diff-ignore: /servedAt
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: v1}}
+    mirrors:
+    - destination: {{host: reviews, subset: v2}}
+    - destination: {{host: reviews, subset: v1}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_analysis_report_and_har_from_real_traffic() {
+    let stop = CancellationToken::new();
+    let v1 = reviews_service("v1", 10, stop.clone()).await;
+    let v2 = reviews_service("v2", 12, stop.clone()).await;
+    let compiled = CompiledConfig::from_text("e2e.yaml", &config(v1.port(), v2.port()))
+        .unwrap_or_else(|e| panic!("config refused: {e}"));
+    let settings = LabSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        seed: Some(1),
+        analysis: compiled.analysis_settings(AnalysisSettings::default()),
+        ..LabSettings::default()
+    };
+    let lab = Lab::start(
+        &tokio::runtime::Handle::current(),
+        CancellationToken::new(),
+        settings,
+        compiled.table,
+    )
+    .expect("lab starts");
+    let started_at = std::time::SystemTime::now();
+
+    let http = reqwest::Client::new();
+    const N: u64 = 40;
+    for i in 0..N {
+        let r = http
+            .get(format!("http://{}/reviews/{}", lab.local_addr(), i % 4))
+            .header("host", "reviews")
+            .header("authorization", "Bearer e2e-secret")
+            .send()
+            .await
+            .expect("proxy answers");
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.expect("JSON from v1");
+        assert_eq!(
+            body["version"], "v1",
+            "the client only ever sees the primary"
+        );
+    }
+    let captures = lab.captures_handle();
+    let snapshot = tokio::time::timeout(
+        Duration::from_secs(20),
+        lab.shutdown(Duration::from_secs(5)),
+    )
+    .await
+    .expect("lab shuts down");
+    stop.cancel();
+
+    // statistics
+    assert_eq!(snapshot.exchanges, N);
+    let route = &snapshot.routes[0];
+    assert_eq!(route.requests, N);
+    assert_eq!(route.primary.status.codes.get(&200), Some(&N));
+    assert_eq!(route.mirrors.len(), 2);
+    let candidate = route
+        .mirrors
+        .iter()
+        .find(|m| !m.baseline)
+        .expect("v2 mirror");
+    let baseline = route
+        .mirrors
+        .iter()
+        .find(|m| m.baseline)
+        .expect("v1 baseline mirror");
+    assert_eq!((candidate.sent, baseline.sent), (N, N));
+    assert_eq!(candidate.delta.map(|d| d.count), Some(N));
+    assert!(route.primary.total.count == N && route.primary.total.max_ms > 0.0);
+
+    // diffs: price really changed, nonce is noise, servedAt is ignored by the annotation
+    let row = |field: &str| {
+        snapshot
+            .diffs
+            .iter()
+            .find(|r| !r.baseline && r.field.to_string() == field)
+    };
+    let price = row("/price").expect("price differs on v2");
+    assert_eq!(price.verdict, Verdict::Real);
+    assert_eq!((price.differing, price.compared), (N, N));
+    assert_eq!(price.endpoint, "GET /reviews/{id}");
+    assert_eq!(row("/nonce").map(|r| r.verdict), Some(Verdict::Noise));
+    assert!(
+        row("/servedAt").is_none(),
+        "ignored by mirrorlab.dev/diff-ignore"
+    );
+    assert!(row("/version").is_some_and(|r| r.verdict == Verdict::Real));
+    assert!(
+        snapshot
+            .diffs
+            .iter()
+            .all(|r| !r.field.to_string().starts_with("header:date"))
+    );
+
+    // report
+    let report = Report::build(&snapshot, &RunInfo::ending_now(started_at));
+    let json: Value = serde_json::from_str(&report.to_json().expect("report JSON")).expect("JSON");
+    assert_eq!(json["routes"][0]["requests"], N);
+    assert_eq!(json["totals"]["real_differences"], 2, "{:#}", json["diffs"]);
+
+    // HAR of what the lab captured, per-exchange summaries for the traffic table
+    let exchanges = captures.store().recent(usize::MAX);
+    assert_eq!(exchanges.len() as u64, N);
+    let har = serde_json::to_string(&build_har(&exchanges, &HarOptions::default())).expect("HAR");
+    assert!(!har.contains("e2e-secret"));
+    let har: Value = serde_json::from_str(&har).expect("HAR JSON");
+    let entries = har["log"]["entries"].as_array().expect("entries");
+    assert_eq!(entries.len() as u64, N);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["_shadows"].as_array().is_some_and(|s| s.len() == 2))
+    );
+    let id = exchanges[0].id;
+    assert_eq!(
+        snapshot.diff_summary(id).map(|s| s.headline()),
+        Some("3 fields differ".to_owned()),
+        "price, version and nonce (noise is only known across exchanges)"
+    );
+}

@@ -1,0 +1,213 @@
+//! Shared parts of the UI tests: real upstream servers on 127.0.0.1 and the app in a
+//! kittest harness.
+#![allow(dead_code, reason = "each test file uses a different part")]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use mirrorlab::ui::files::DialogBackend;
+use mirrorlab::ui::{AppOptions, MirrorlabApp};
+
+/// A JSON service on an ephemeral port that counts the requests it gets.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Requests served.
+    pub hits: Arc<AtomicU64>,
+}
+
+impl Upstream {
+    /// Starts a server answering `{"id":..}` plus the fields in `extra` when given (so v2
+    /// can differ from v1).
+    pub fn start(rt: &tokio::runtime::Runtime, extra: Option<&'static str>) -> Upstream {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&hits);
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        let id = req
+                            .uri()
+                            .path()
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("0")
+                            .to_owned();
+                        let body = match extra {
+                            Some(extra) => format!(r#"{{"id":"{id}",{extra}}}"#),
+                            None => format!(r#"{{"id":"{id}"}}"#),
+                        };
+                        async move {
+                            Ok::<_, Infallible>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(body)))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, hits }
+    }
+
+    /// Requests served so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+/// A config: VirtualService `reviews` to v1, mirrored 100% to v2, both on the given servers.
+pub fn mirror_config(v1: SocketAddr, v2: SocketAddr) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts:
+  - reviews
+  http:
+  - name: to-v1
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+    mirror:
+      host: reviews
+      subset: v2
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews-dr
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews.default.svc.cluster.local
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: 9080
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: 127.0.0.1
+    ports:
+      http: {}
+    labels:
+      version: v1
+  - address: 127.0.0.1
+    ports:
+      http: {}
+    labels:
+      version: v2
+",
+        v1.port(),
+        v2.port()
+    )
+}
+
+/// The multi-thread runtime the app's engine runs on in tests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The real app in a harness, with `config` open (so the proxy starts with it), fresh
+/// settings, the path-field dialogs, and the proxy set to listen on an ephemeral port.
+pub fn app<'a>(rt: &tokio::runtime::Runtime, config: Option<&Path>) -> Harness<'a, MirrorlabApp> {
+    let handle = rt.handle().clone();
+    let options = AppOptions {
+        config: config.map(Path::to_path_buf),
+        dialogs: DialogBackend::PathField,
+        fresh_state: true,
+        // The proxy starts as the config opens, in the first frame: an ephemeral port from
+        // the start.
+        listen: Some("127.0.0.1:0".to_owned()),
+        ..AppOptions::default()
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1500.0, 1000.0))
+        .build_eframe(move |cc| MirrorlabApp::new(cc, handle, options))
+}
+
+/// Focuses the text field labelled `label` and types `text` into it.
+pub fn type_into(h: &mut Harness<'_, MirrorlabApp>, label: &str, text: &str) {
+    let input = egui::accesskit::Role::TextInput;
+    h.get_by_role_and_label(input, label).click();
+    h.run_ok();
+    h.get_by_role_and_label(input, label).type_text(text);
+    h.run_ok();
+}
+
+/// Steps the app (in real time) until `done` holds or `secs` pass.
+pub fn wait_until(
+    h: &mut Harness<'_, MirrorlabApp>,
+    secs: u64,
+    mut done: impl FnMut(&MirrorlabApp) -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        h.step();
+        if done(h.state()) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// Sends `n` GET requests for host `reviews` through the proxy at `addr`.
+pub fn send_requests(rt: &tokio::runtime::Runtime, addr: SocketAddr, n: usize) {
+    rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        for i in 0..n {
+            let resp = client
+                .get(format!("http://{addr}/reviews/{i}"))
+                .header("host", "reviews")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "request {i} through the proxy");
+        }
+    });
+}

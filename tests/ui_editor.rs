@@ -1,0 +1,165 @@
+//! The route editor on the real app: forms change the YAML and the running proxy; errors
+//! show next to their field and block Apply.
+
+mod ui_common;
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::{NodeT as _, Queryable as _};
+use ui_common::{Upstream, app, mirror_config, runtime, send_requests, type_into, wait_until};
+
+#[test]
+fn a_sample_config_opens_into_the_forms() {
+    let rt = runtime();
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sample-configs/reviews-mirror.yaml"
+    );
+    let mut h = app(&rt, Some(std::path::Path::new(sample)));
+    h.run_ok();
+    let doc = &h.state().doc;
+    assert_eq!(doc.hosts(), vec!["reviews".to_owned()]);
+    assert_eq!(
+        doc.problem_counts().0,
+        0,
+        "{:?}",
+        doc.config().diagnostics()
+    );
+    // The form shows the VirtualService's route and its mirror.
+    h.get_by_label("Route 0: reviews-v1-mirrored");
+    h.get_by_role_and_label(Role::SpinButton, "Mirror percentage");
+    assert!(!h.state().doc.is_dirty());
+}
+
+#[test]
+fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let v2 = Upstream::start(&rt, Some(r#""stars":5"#));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+
+    // The proxy started as the config opened.
+    let addr = h.state().session.local_addr().expect("the proxy runs");
+
+    // 100% to start with: every request is mirrored.
+    send_requests(&rt, addr, 20);
+    assert!(
+        wait_until(&mut h, 10, |_| v2.hits() == 20),
+        "v2 got {} of 20",
+        v2.hits()
+    );
+
+    // Set the percentage to 0 in the number field.
+    let field = h.get_by_role_and_label(Role::SpinButton, "Mirror percentage");
+    field.click();
+    h.run_ok();
+    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
+    h.get_by_role_and_label(Role::SpinButton, "Mirror percentage")
+        .type_text("0");
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(
+        yaml.contains("mirrorPercentage:\n      value: 0.0"),
+        "{yaml}"
+    );
+    assert!(h.state().doc.is_dirty());
+    assert!(h.state().window_title().starts_with('*'));
+
+    h.get_by_label("Apply to running proxy").click();
+    h.run_ok();
+    send_requests(&rt, addr, 20);
+    assert!(wait_until(&mut h, 10, |_| v1.hits() == 40));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(v2.hits(), 20, "after Apply at 0% the shadow gets nothing");
+    let counters = h.state().session.counters().unwrap();
+    assert_eq!(counters.mirrored, 20);
+    assert_eq!(counters.skipped_not_sampled, 20);
+}
+
+#[test]
+fn an_invalid_header_regex_shows_its_error_next_to_it_and_blocks_apply() {
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let v2 = Upstream::start(&rt, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+
+    h.get_by_label("Add match block").click();
+    h.run_ok();
+    h.get_by_label("Add header row").click();
+    h.run_ok();
+    // The new row matches on presence; switch it to a regex and type a broken one.
+    h.get_by_label("header x-header: how to match").click();
+    h.run_ok();
+    h.get_by_label("regex").click();
+    h.run_ok();
+    type_into(&mut h, "value", "(unclosed");
+
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(
+        yaml.contains("regex: (unclosed") || yaml.contains("regex: '(unclosed'"),
+        "{yaml}"
+    );
+    let (errors, _) = h.state().doc.problem_counts();
+    assert!(errors >= 1);
+    // The error is shown in the form (next to the header row) ...
+    let shown = h
+        .query_all_by_label_contains("error[ML0103]: invalid regex")
+        .count();
+    assert_eq!(shown, 1, "the regex error is on screen once");
+    // ... and Apply is disabled, saying why (the proxy runs: it started as the file opened).
+    assert!(
+        h.get_by_label("Apply to running proxy")
+            .accesskit_node()
+            .is_disabled()
+    );
+    h.get_by_label_contains("Apply is blocked: 1 error");
+}
+
+#[test]
+fn a_missing_subset_can_be_defined_from_the_destination_that_names_it() {
+    let rt = runtime();
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sample-configs/reviews-mirror-missing-subset.yaml"
+    );
+    let mut h = app(&rt, Some(std::path::Path::new(sample)));
+    h.run_ok();
+    assert_eq!(h.get_all_by_label_contains("error[IST0101]").count(), 1);
+    // The config has an error, so the proxy did not start with it.
+    assert!(
+        h.get_by_label("Apply and start proxy")
+            .accesskit_node()
+            .is_disabled()
+    );
+
+    h.get_by_label("Define subset v2").click();
+    h.run_ok();
+    let doc = &h.state().doc;
+    assert!(
+        doc.config()
+            .diagnostics()
+            .iter()
+            .all(|d| d.code != "IST0101"),
+        "{:?}",
+        doc.config().diagnostics()
+    );
+    let yaml = doc.yaml();
+    assert!(
+        yaml.contains("host: reviews-v2\n  subsets:\n  - name: v2"),
+        "{yaml}"
+    );
+    assert!(
+        h.query_all_by_label_contains("error[IST0101]")
+            .next()
+            .is_none()
+    );
+}
