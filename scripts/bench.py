@@ -80,12 +80,14 @@ http {{
 
 def upstream_servers(work):
     def answer(port, log, delay=""):
-        sleep = f"echo_sleep {delay};" if delay else ""
+        # `return` answers with Content-Length, as a typical JSON API does; the echo module
+        # (chunked) only where the answer must wait.
+        reply = f"echo_sleep {delay}; echo '{BODY}';" if delay else f"return 200 '{BODY}';"
         return f"""
   server {{
     listen 127.0.0.1:{port} reuseport backlog=4096;
     access_log {log};
-    location / {{ default_type application/json; {sleep} echo '{BODY}'; }}
+    location / {{ default_type application/json; {reply} }}
   }}"""
     return (
         answer(PRIMARY, "off")
