@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::capture::{
     CapturedBody, CapturedRequest, Exchange, PrimaryRecord, ShadowOutcome, ShadowRecord,
-    SkipReason, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
+    SkipReason, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome, owned_headers,
 };
 use crate::routing::{EndpointAddr, MirrorPolicy, NoRoute, RequestHead, RouteTrace};
 
@@ -180,7 +180,7 @@ impl Shared {
             uri: path_and_query.as_str().to_owned(),
             authority: host,
             version: parts.version,
-            headers: parts.headers.clone(),
+            headers: owned_headers(&parts.headers),
             body: CapturedBody::default(),
         };
         let (primary_done, primary_outcome) = oneshot::channel();
@@ -243,7 +243,7 @@ impl Shared {
                     body,
                     ResponseHead {
                         status: head.status,
-                        headers: head.headers.clone(),
+                        headers: owned_headers(&head.headers),
                         sent_at,
                         ttfb,
                     },
@@ -335,7 +335,7 @@ impl Shared {
                 uri,
                 authority: host,
                 version: parts.version,
-                headers: parts.headers.clone(),
+                headers: owned_headers(&parts.headers),
                 body: CapturedBody {
                     bytes: Bytes::new(),
                     total_len,
@@ -571,7 +571,7 @@ impl Shared {
             let (parts, mut body) = response.into_parts();
             head = Some(ResponseHead {
                 status: parts.status,
-                headers: parts.headers,
+                headers: owned_headers(&parts.headers),
                 sent_at,
                 ttfb,
             });
