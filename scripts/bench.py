@@ -13,7 +13,9 @@ Cases (issue 6):
 
 The primary and the shadows are nginx (worker_processes 2), so the shadow keeps up and the
 figures measure the proxies. Shadow-received counts come from the shadows' access logs and
-are checked against the requests the client completed.
+are checked against the requests the client completed and against the copies mirrorlab's
+report says it sent. --callgrind D|G prints instructions per request instead (valgrind).
+docs/PERFORMANCE.md has the figures and what they mean.
 """
 
 import argparse
