@@ -71,6 +71,17 @@ struct ShadowCall {
     permit: OwnedSemaphorePermit,
 }
 
+/// A shadow leg once its copy, if any, is under way: the record, or what the record of the
+/// copy being awaited will say besides its outcome.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives briefly in one Vec per request, as ShadowLeg; boxing would add an allocation"
+)]
+enum LegRecord {
+    Done(ShadowRecord),
+    Awaited { target: Arc<str>, endpoint: String },
+}
+
 impl Shared {
     /// Handles one client request; never fails (errors become 4xx/5xx answers).
     pub(super) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
@@ -428,14 +439,14 @@ impl Shared {
         let mut records = Vec::with_capacity(legs.len());
         for leg in legs {
             match leg {
-                ShadowLeg::Done(record) => records.push(Ok(record)),
+                ShadowLeg::Done(record) => records.push(LegRecord::Done(record)),
                 ShadowLeg::Running {
                     target,
                     endpoint,
                     call,
                 } => {
                     calls.push(self.run_shadow(call));
-                    records.push(Err((target, endpoint)));
+                    records.push(LegRecord::Awaited { target, endpoint });
                 }
             }
         }
@@ -446,8 +457,8 @@ impl Shared {
         let mut shadows = Vec::with_capacity(records.len());
         for record in records {
             shadows.push(match record {
-                Ok(record) => record,
-                Err((target, endpoint)) => {
+                LegRecord::Done(record) => record,
+                LegRecord::Awaited { target, endpoint } => {
                     // `join_all` yields one outcome per call, in order.
                     let outcome = outcomes.next().unwrap_or_else(|| {
                         UpstreamOutcome::Failed(UpstreamFailure {
