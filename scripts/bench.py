@@ -13,7 +13,9 @@ Cases (issue 6):
 
 The primary and the shadows are nginx (worker_processes 2), so the shadow keeps up and the
 figures measure the proxies. Shadow-received counts come from the shadows' access logs and
-are checked against the requests the client completed.
+are checked against the requests the client completed and against the copies mirrorlab's
+report says it sent. --callgrind D|G prints instructions per request instead (valgrind).
+docs/PERFORMANCE.md has the figures and what they mean.
 """
 
 import argparse
@@ -80,12 +82,14 @@ http {{
 
 def upstream_servers(work):
     def answer(port, log, delay=""):
-        sleep = f"echo_sleep {delay};" if delay else ""
+        # `return` answers with Content-Length, as a typical JSON API does; the echo module
+        # (chunked) only where the answer must wait.
+        reply = f"echo_sleep {delay}; echo '{BODY}';" if delay else f"return 200 '{BODY}';"
         return f"""
   server {{
     listen 127.0.0.1:{port} reuseport backlog=4096;
     access_log {log};
-    location / {{ default_type application/json; {sleep} echo '{BODY}'; }}
+    location / {{ default_type application/json; {reply} }}
   }}"""
     return (
         answer(PRIMARY, "off")
@@ -202,29 +206,30 @@ def rss_mb(pid):
 class Lab:
     """A `mirrorlab run` process for one case."""
 
-    def __init__(self, binary, work, name, shadow_port, percent):
+    def __init__(self, binary, work, name, shadow_port, percent, wrapper=(), start_timeout=15.0):
         self.cfg = os.path.join(work, f"{name}.yaml")
         with open(self.cfg, "w") as f:
             f.write(lab_config(shadow_port, percent))
         self.report = os.path.join(work, f"{name}-report.json")
         self.log = open(os.path.join(work, f"{name}.log"), "w")
         self.proc = subprocess.Popen(
-            [binary, "run", self.cfg, "--listen", f"127.0.0.1:{MIRRORLAB}", "--report", self.report],
+            [*wrapper, binary, "run", self.cfg, "--listen", f"127.0.0.1:{MIRRORLAB}",
+             "--report", self.report],
             stdout=subprocess.PIPE, stderr=self.log, text=True,
         )
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             raise SystemExit(f"mirrorlab did not start for case {name}: {line!r}; see {self.log.name}")
-        wait_port(MIRRORLAB)
+        wait_port(MIRRORLAB, start_timeout)
 
-    def stop(self):
+    def stop(self, timeout=30):
         rss = rss_mb(self.proc.pid)
         self.proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            raise SystemExit("mirrorlab did not exit within 30 s of SIGINT")
+            raise SystemExit(f"mirrorlab did not exit within {timeout} s of SIGINT")
         self.log.close()
         report = None
         if os.path.exists(self.report):
@@ -233,24 +238,35 @@ class Lab:
         return rss, report
 
 
-def shadow_sent(report):
-    """Copies mirrorlab says it sent, summed over mirror destinations (schema-tolerant)."""
+def lab_mirrors(report):
+    """What mirrorlab's report says about its mirrors, summed over routes: copies sent and
+    copies skipped by reason. `routes[].primary.sent` counts primary requests, not copies,
+    so only `routes[].mirrors[]` is read."""
     if not report:
         return None
-    total = 0
-    def walk(node):
-        nonlocal total
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k == "sent" and isinstance(v, int):
-                    total += v
-                else:
-                    walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-    walk(report.get("routes", report))
-    return total
+    sent, skipped, errors, primary = 0, {}, 0, 0
+    for route in report.get("routes", []):
+        primary += route.get("primary", {}).get("sent", 0)
+        for mirror in route.get("mirrors", []):
+            sent += mirror.get("sent", 0)
+            errors += sum(mirror.get("errors", {}).values())
+            for reason, n in mirror.get("skipped", {}).items():
+                skipped[reason] = skipped.get(reason, 0) + n
+    return {"primary": primary, "sent": sent, "skipped": skipped, "shadow_errors": errors}
+
+
+def settle(path, quiet=0.5, limit=15.0):
+    """Waits until the access log at `path` stops growing for `quiet` seconds, so copies
+    still in flight land before they are counted."""
+    end = time.time() + limit
+    last = count_lines(path)
+    while time.time() < end:
+        time.sleep(quiet)
+        now = count_lines(path)
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 def main():
@@ -260,6 +276,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--cases", default="A,B,C,D,E,F,G")
     ap.add_argument("--soak", action="store_true", help="also run M: 1,000,000 requests through mirrorlab")
+    ap.add_argument("--callgrind", metavar="CASE",
+                    help="instead of the table: run mirrorlab under valgrind's callgrind for "
+                         "case D or G and print instructions per request")
+    ap.add_argument("--callgrind-seconds", type=int, default=20)
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
     cases = set(args.cases.split(","))
@@ -273,58 +293,22 @@ def main():
 
     work = tempfile.mkdtemp(prefix="mirrorlab-bench-")
     nginxes = []
-    for name, servers in (("upstreams", upstream_servers(work)), ("proxies", proxy_servers())):
-        conf = nginx_conf(work, name, servers)
-        subprocess.run(["nginx", "-p", work, "-c", conf], check=True)
-        nginxes.append(os.path.join(work, f"{name}.pid"))
-    for port in (PRIMARY, SHADOW_FAST, SHADOW_SLOW, NGX_PLAIN, NGX_MIRROR_FAST):
-        wait_port(port)
-
     results = {}
-    fast_log, slow_log = f"{work}/shadow-fast.log", f"{work}/shadow-slow.log"
-
-    def run_case(key, label, port, shadow_log=None, lab=None):
-        wrk(port, args.warmup)
-        # Let copies from the warm-up land before counting.
-        time.sleep(0.5 if shadow_log != slow_log else 1.0)
-        before = count_lines(shadow_log) if shadow_log else 0
-        r = wrk(port, args.duration)
-        time.sleep(0.5 if shadow_log != slow_log else 1.5)
-        r["shadow"] = count_lines(shadow_log) - before if shadow_log else None
-        r["label"] = label
-        if lab:
-            rss, report = lab.stop()
-            r["rss_mb"], r["peak_rss_mb"] = rss
-            r["lab_sent"] = shadow_sent(report)
-        results[key] = r
-        shadow = "-" if r["shadow"] is None else r["shadow"]
-        print(f"  {key}: {r['rps']:.0f} req/s, p50 {r['p50']:.3f} ms, p99 {r['p99']:.3f} ms, "
-              f"errors {r['errors']}, shadow received {shadow}", file=sys.stderr, flush=True)
-
     try:
+        for name, servers in (("upstreams", upstream_servers(work)), ("proxies", proxy_servers())):
+            conf = nginx_conf(work, name, servers)
+            # -e: nginx opens its error log before reading the config; keep it in the work dir.
+            subprocess.run(["nginx", "-p", work, "-e", f"{work}/{name}-error.log", "-c", conf],
+                           check=True)
+            nginxes.append(os.path.join(work, f"{name}.pid"))
+        for port in (PRIMARY, SHADOW_FAST, SHADOW_SLOW, NGX_PLAIN, NGX_MIRROR_FAST,
+                     NGX_MIRROR_SLOW, NGX_MIRROR_REFUSED):
+            wait_port(port)
         print(f"work dir {work}", file=sys.stderr)
-        if "A" in cases:
-            run_case("A", "primary directly", PRIMARY)
-        if "B" in cases:
-            run_case("B", "nginx proxy", NGX_PLAIN)
-        if "C" in cases:
-            run_case("C", "nginx mirror, fast shadow", NGX_MIRROR_FAST, fast_log)
-        if "D" in cases:
-            lab = Lab(args.mirrorlab, work, "D", SHADOW_FAST, 100)
-            run_case("D", "mirrorlab 100%, fast shadow", MIRRORLAB, fast_log, lab)
-        if "E" in cases:
-            run_case("E-nginx", "nginx mirror, 200 ms shadow", NGX_MIRROR_SLOW, slow_log)
-            lab = Lab(args.mirrorlab, work, "E", SHADOW_SLOW, 100)
-            run_case("E", "mirrorlab, 200 ms shadow", MIRRORLAB, slow_log, lab)
-        if "F" in cases:
-            run_case("F-nginx", "nginx mirror, refused shadow", NGX_MIRROR_REFUSED)
-            lab = Lab(args.mirrorlab, work, "F", SHADOW_REFUSED, 100)
-            run_case("F", "mirrorlab, refused shadow", MIRRORLAB, None, lab)
-        if "G" in cases:
-            lab = Lab(args.mirrorlab, work, "G", SHADOW_FAST, 0)
-            run_case("G", "mirrorlab 0% mirrored", MIRRORLAB, fast_log, lab)
-        if "M" in cases:
-            soak(args, work, results, fast_log)
+        if args.callgrind:
+            callgrind(args, work)
+            return
+        run_cases(args, cases, work, results)
     finally:
         for pid_file in nginxes:
             try:
@@ -333,20 +317,76 @@ def main():
             except (OSError, ValueError):
                 pass
 
-    print_table(results)
+    ok = print_table(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
     shutil.rmtree(work, ignore_errors=True)
+    if not ok:
+        sys.exit(1)
+
+
+def run_cases(args, cases, work, results):
+    fast_log, slow_log = f"{work}/shadow-fast.log", f"{work}/shadow-slow.log"
+
+    def run_case(key, label, port, shadow_log=None, lab=None):
+        """One case: warm-up, then the measured run. With a lab (a function starting one),
+        the shadow's log is also counted over the lab's whole life, to compare with the
+        copies mirrorlab says it sent."""
+        life_before = count_lines(shadow_log) if shadow_log else 0
+        running = lab() if lab else None
+        wrk(port, args.warmup)
+        # Let copies from the warm-up land before counting.
+        before = settle(shadow_log) if shadow_log else 0
+        r = wrk(port, args.duration)
+        after = settle(shadow_log, quiet=1.0) if shadow_log else 0
+        r["shadow"] = after - before if shadow_log else None
+        r["label"] = label
+        if running:
+            rss, report = running.stop()
+            r["rss_mb"], r["peak_rss_mb"] = rss
+            r["lab"] = lab_mirrors(report)
+            if shadow_log:
+                r["shadow_life"] = count_lines(shadow_log) - life_before
+        results[key] = r
+        shadow = "-" if r["shadow"] is None else r["shadow"]
+        print(f"  {key}: {r['rps']:.0f} req/s, p50 {r['p50']:.3f} ms, p99 {r['p99']:.3f} ms, "
+              f"errors {r['errors']}, shadow received {shadow}, lab {r.get('lab')}",
+              file=sys.stderr, flush=True)
+
+    def lab(name, shadow_port, percent):
+        return lambda: Lab(args.mirrorlab, work, name, shadow_port, percent)
+
+    if "A" in cases:
+        run_case("A", "primary directly", PRIMARY)
+    if "B" in cases:
+        run_case("B", "nginx proxy", NGX_PLAIN)
+    if "C" in cases:
+        run_case("C", "nginx mirror, fast shadow", NGX_MIRROR_FAST, fast_log)
+    if "D" in cases:
+        run_case("D", "mirrorlab 100%, fast shadow", MIRRORLAB, fast_log, lab("D", SHADOW_FAST, 100))
+    if "E" in cases:
+        run_case("E-nginx", "nginx mirror, 200 ms shadow", NGX_MIRROR_SLOW, slow_log)
+        run_case("E", "mirrorlab, 200 ms shadow", MIRRORLAB, slow_log, lab("E", SHADOW_SLOW, 100))
+    if "F" in cases:
+        run_case("F-nginx", "nginx mirror, refused shadow", NGX_MIRROR_REFUSED)
+        run_case("F", "mirrorlab, refused shadow", MIRRORLAB, None, lab("F", SHADOW_REFUSED, 100))
+    if "G" in cases:
+        run_case("G", "mirrorlab 0% mirrored", MIRRORLAB, fast_log, lab("G", SHADOW_FAST, 0))
+    if "M" in cases:
+        soak(args, work, results, fast_log)
 
 
 def soak(args, work, results, fast_log):
+    life_before = count_lines(fast_log)
     lab = Lab(args.mirrorlab, work, "M", SHADOW_FAST, 100)
     rps_guess = results.get("D", {}).get("rps") or 20000
-    seconds = int(1_000_000 / rps_guess) + 5
+    # Aim past 1,000,000: the soak runs slower than the short case D it is sized from.
+    seconds = int(1_000_000 / (rps_guess * 0.75)) + 5
     before = count_lines(fast_log)
     proc = subprocess.Popen(
-        ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{MIRRORLAB}/reviews/1"],
+        ["wrk", "-t1", "-c32", f"-d{seconds}s", "--timeout=5s", "--latency",
+         f"http://127.0.0.1:{MIRRORLAB}/reviews/1"],
         stdout=subprocess.PIPE, text=True,
     )
     samples = []
@@ -356,11 +396,11 @@ def soak(args, work, results, fast_log):
         if proc.poll() is None:
             samples.append((round(time.time() - start), round(rss_mb(lab.proc.pid)[0], 1)))
     r = parse_wrk(proc.stdout.read())
-    time.sleep(1)
-    r["shadow"] = count_lines(fast_log) - before
+    r["shadow"] = settle(fast_log, quiet=1.0) - before
     rss, report = lab.stop()
     r["rss_mb"], r["peak_rss_mb"] = rss
-    r["lab_sent"] = shadow_sent(report)
+    r["lab"] = lab_mirrors(report)
+    r["shadow_life"] = count_lines(fast_log) - life_before
     r["rss_samples"] = samples
     r["label"] = f"mirrorlab soak, {r['requests']} requests"
     results["M"] = r
@@ -368,7 +408,50 @@ def soak(args, work, results, fast_log):
           file=sys.stderr)
 
 
+def callgrind(args, work):
+    """Instructions per request: mirrorlab under callgrind, counters zeroed after a warm-up,
+    then a fixed-length wrk run; total instructions (all threads) over requests served.
+    Repeatable on a loaded machine, unlike wall-clock figures."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    case = args.callgrind
+    percent = {"D": 100, "G": 0}.get(case)
+    if percent is None:
+        raise SystemExit("--callgrind takes D (100% mirrored) or G (0% mirrored)")
+    out = os.path.join(work, "callgrind.out")
+    lab = Lab(args.mirrorlab, work, f"cg-{case}", SHADOW_FAST, percent,
+              wrapper=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                       "--dump-instr=no", "--collect-systime=no"),
+              start_timeout=120.0)
+    try:
+        wrk(MIRRORLAB, 5, connections=8, timeout_s=30)
+        subprocess.run(["callgrind_control", "-z", str(lab.proc.pid)], check=True,
+                       capture_output=True)
+        r = wrk(MIRRORLAB, args.callgrind_seconds, connections=8, timeout_s=30)
+        time.sleep(1)
+        subprocess.run(["callgrind_control", "-d", "measured", str(lab.proc.pid)], check=True,
+                       capture_output=True)
+    finally:
+        lab.stop(timeout=120)
+    dumps = sorted(f for f in os.listdir(work) if f.startswith("callgrind.out") and f != "callgrind.out")
+    measured = None
+    for name in dumps:
+        with open(os.path.join(work, name)) as f:
+            text = f.read()
+        if "measured" in text.split("events:", 1)[0]:
+            measured = os.path.join(work, name)
+            total = int(re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M).group(1))
+    if measured is None:
+        raise SystemExit(f"no callgrind dump named 'measured' in {work}")
+    keep = os.path.join(tempfile.gettempdir(), f"mirrorlab-callgrind-{case}.out")
+    shutil.copy(measured, keep)
+    print(f"case {case}: {r['requests']} requests, {r['errors']} errors, {total} instructions, "
+          f"{total / max(r['requests'], 1):.0f} instructions per request")
+    print(f"profile: {keep} (callgrind_annotate --inclusive=yes {keep})")
+
+
 def print_table(results):
+    """Prints the table, the ratios and the targets of issue 6; false if a check failed."""
     print()
     print(f"{'case':8} {'what':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
           f"{'shadow got':>10} {'peak RSS':>9}")
@@ -395,14 +478,82 @@ def print_table(results):
         v = ratio(e, d, "p99")
         if v is not None:
             print(f"{proxy}: p99 with a 200 ms shadow / p99 with a fast shadow: {v:.2f}x")
-    for key in ("D", "M"):
+    peaks = [r["peak_rss_mb"] for r in results.values() if "peak_rss_mb" in r]
+    if peaks:
+        print(f"mirrorlab peak RSS: {max(peaks):.0f} MB")
+
+    # The shadow checks: a proxy that drops copies must not look fast.
+    print()
+    ok = True
+    for key in ("C", "D", "M"):
         r = results.get(key)
-        if r and r.get("shadow") is not None:
-            # A copy is sent per request the proxy served, warm-up excluded; allow the copies of
-            # requests still in flight when wrk stopped.
-            ok = r["shadow"] >= r["requests"] - 64
-            print(f"{key}: shadow received {r['shadow']} of {r['requests']} requests "
-                  f"({'every copy' if ok else 'COPIES MISSING'}); mirrorlab reports {r.get('lab_sent')} sent")
+        if not r or r.get("shadow") is None:
+            continue
+        # A copy per request served in the measured window; allow the copies of requests
+        # in flight when wrk stopped (at most one per connection).
+        got = r["shadow"] >= r["requests"] - 32
+        line = f"{key}: shadow received {r['shadow']} of {r['requests']} requests " \
+               f"({'every copy' if got else 'COPIES MISSING'})"
+        lab = r.get("lab")
+        if lab:
+            # Over the lab's whole life (warm-up included) the shadow's log must hold exactly
+            # the copies mirrorlab reports sent, and none may have been skipped.
+            exact = r["shadow_life"] == lab["sent"] and not lab["skipped"]
+            line += f"; mirrorlab sent {lab['sent']} for {lab['primary']} primary requests, " \
+                    f"skipped {lab['skipped'] or 'none'}, shadow got {r['shadow_life']} " \
+                    f"over the run ({'match' if exact else 'MISMATCH'})"
+            got = got and exact
+        ok = ok and got
+        print(line)
+    for key in ("E", "F"):
+        r, lab = results.get(key), (results.get(key) or {}).get("lab")
+        if lab:
+            got = "-" if r.get("shadow_life") is None else r["shadow_life"]
+            print(f"{key}: mirrorlab sent {lab['sent']} copies (shadow got {got}, "
+                  f"{lab['shadow_errors']} failed), skipped {lab['skipped'] or 'none'}")
+    g = results.get("G")
+    if g and g.get("shadow") is not None:
+        none = g["shadow"] == 0 and g.get("shadow_life", 0) == 0
+        ok = ok and none
+        print(f"G: shadow received {g['shadow']} with 0% mirrored ({'none, as asked' if none else 'UNEXPECTED COPIES'})")
+
+    # Issue 6's targets, as ratios from this run.
+    print()
+    targets = []
+
+    def target(name, value, passed):
+        targets.append(passed)
+        print(f"{'met    ' if passed else 'NOT MET'}  {name}: {value}")
+
+    def get(key, field):
+        return results[key][field] if key in results else None
+
+    if ratio("D", "B") is not None:
+        target("D >= 0.8x B requests/s", f"{ratio('D', 'B'):.2f}x", ratio("D", "B") >= 0.8)
+    if ratio("G", "B") is not None:
+        target("G >= 1.0x B requests/s", f"{ratio('G', 'B'):.2f}x", ratio("G", "B") >= 1.0)
+    if get("D", "p50") is not None and get("A", "p50") is not None:
+        d = get("D", "p50") - get("A", "p50")
+        target("D p50 <= A p50 + 0.5 ms", f"{d:+.3f} ms", d <= 0.5)
+    for key in ("E", "F"):
+        if ratio(key, "D") is not None:
+            target(f"{key} >= 0.9x D requests/s", f"{ratio(key, 'D'):.2f}x", ratio(key, "D") >= 0.9)
+            p = ratio(key, "D", "p99")
+            target(f"{key} p99 <= 1.2x D p99", f"{p:.2f}x", p <= 1.2)
+            target(f"{key} no client errors", get(key, "errors"), get(key, "errors") == 0)
+    m = results.get("M")
+    if m:
+        target("M peak RSS <= 200 MB", f"{m['peak_rss_mb']:.0f} MB", m["peak_rss_mb"] <= 200)
+        samples = [rss for _, rss in m.get("rss_samples", [])]
+        if len(samples) >= 4:
+            # Flat once the ring buffer is full: the last half grows less than 10%.
+            half = samples[len(samples) // 2:]
+            growth = (half[-1] - half[0]) / max(half[0], 1)
+            target("M RSS flat after the buffers fill", f"{growth * 100:+.1f}% over the second half",
+                   growth <= 0.10)
+    if targets:
+        print(f"{sum(targets)} of {len(targets)} targets met")
+    return ok
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: about a tenth fewer instructions per proxied request than glibc malloc, and
+/// a fifth more requests a second (docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A desktop lab for Istio-style traffic mirroring.
 #[derive(Debug, Parser)]
 #[command(

@@ -190,6 +190,33 @@ pub struct Exchange {
     pub shadows: Vec<ShadowRecord>,
 }
 
+/// A copy of `headers` whose values live in one buffer of their own.
+///
+/// hyper parses header values as slices of the connection's read buffer, and holding any
+/// one of them keeps that whole buffer (8 KiB or more) alive: hyper then allocates a fresh
+/// one for the next read. A capture that kept the parsed values would pin one such buffer
+/// per message for as long as the exchange is kept (hundreds of MB over a full store).
+pub fn owned_headers(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut copy = headers.clone();
+    let total: usize = headers.values().map(http::HeaderValue::len).sum();
+    let mut buffer = bytes::BytesMut::with_capacity(total);
+    for value in headers.values() {
+        buffer.extend_from_slice(value.as_bytes());
+    }
+    let buffer = buffer.freeze();
+    let mut at = 0;
+    // `values_mut` walks the same entries in the same order as `values` above.
+    for value in copy.values_mut() {
+        let len = value.len();
+        if let Ok(mut owned) = http::HeaderValue::from_maybe_shared(buffer.slice(at..at + len)) {
+            owned.set_sensitive(value.is_sensitive());
+            *value = owned;
+        }
+        at += len;
+    }
+    copy
+}
+
 /// Rough per-record overhead (structs, `Arc`s, vectors) used when bounding the store in bytes.
 const RECORD_OVERHEAD: usize = 512;
 
@@ -249,5 +276,38 @@ impl Exchange {
             })
             .sum();
         RECORD_OVERHEAD + self.request_id.len() + request + primary + shadows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_headers_keep_every_value_in_order_without_the_parse_buffer() {
+        let wire = bytes::Bytes::from_static(b"text/plain1secret");
+        let mut headers = http::HeaderMap::new();
+        let slice = |range: std::ops::Range<usize>| {
+            http::HeaderValue::from_maybe_shared(wire.slice(range)).expect("valid test value")
+        };
+        headers.insert("content-type", slice(0..10));
+        headers.append("x-n", slice(10..11));
+        headers.append("x-n", http::HeaderValue::from_static("2"));
+        let mut secret = slice(11..17);
+        secret.set_sensitive(true);
+        headers.insert("authorization", secret);
+
+        let owned = owned_headers(&headers);
+        assert_eq!(owned, headers);
+        let all: Vec<_> = owned.get_all("x-n").iter().collect();
+        assert_eq!(all, ["1", "2"]);
+        assert!(owned["authorization"].is_sensitive());
+        let wire_range = wire.as_ptr_range();
+        for value in owned.values() {
+            assert!(
+                !wire_range.contains(&value.as_bytes().as_ptr()),
+                "a value still points into the parse buffer"
+            );
+        }
     }
 }

@@ -7,8 +7,9 @@
 pub mod headless;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
@@ -229,11 +230,11 @@ pub enum LabError {
     },
 }
 
-/// How often the analysis task refreshes the snapshot the UI reads: 20 Hz, so the dashboard
-/// updates at least 10 times a second even when a tick is late under load.
+/// How often the analysis task refreshes the snapshot the UI reads, while someone reads it:
+/// 20 Hz, so the dashboard updates at least 10 times a second even when a tick is late.
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(50);
-/// How often the snapshot is refreshed without new traffic, so "seconds ago" keeps moving
-/// on the dashboard's time axis after traffic stops.
+/// How often the snapshot is refreshed without new traffic (while someone reads it), so
+/// "seconds ago" keeps moving on the dashboard's time axis after traffic stops.
 const IDLE_SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
 /// A running lab: the proxy, its capture store, and the analysis task.
@@ -242,6 +243,9 @@ pub struct Lab {
     cancel: CancellationToken,
     analyzer: Arc<Mutex<Analyzer>>,
     snapshot: Arc<ArcSwap<AnalysisSnapshot>>,
+    /// When the snapshot was last read. A snapshot walks every histogram, so the task only
+    /// refreshes it while someone reads it (the UI); headless runs build one for the report.
+    snapshot_demand: Arc<SnapshotDemand>,
     analysis_stop: CancellationToken,
     analysis_task: Option<JoinHandle<()>>,
 }
@@ -288,10 +292,12 @@ impl Lab {
         let snapshot = Arc::new(ArcSwap::from_pointee(analyzer.snapshot()));
         let analyzer = Arc::new(Mutex::new(analyzer));
         let analysis_stop = CancellationToken::new();
+        let snapshot_demand = Arc::new(SnapshotDemand::new());
         let analysis_task = handle.spawn(analyze(
             exchanges,
             Arc::clone(&analyzer),
             Arc::clone(&snapshot),
+            Arc::clone(&snapshot_demand),
             analysis_stop.clone(),
         ));
         Ok(Lab {
@@ -299,6 +305,7 @@ impl Lab {
             cancel,
             analyzer,
             snapshot,
+            snapshot_demand,
             analysis_stop,
             analysis_task: Some(analysis_task),
         })
@@ -352,8 +359,13 @@ impl Lab {
         self.proxy.hub().subscribe(capacity)
     }
 
-    /// The latest analysis snapshot (refreshed about ten times a second while traffic flows).
+    /// The latest analysis snapshot (refreshed 20 times a second while traffic flows
+    /// and someone keeps reading it; the first read after a pause builds a fresh one).
     pub fn analysis(&self) -> Arc<AnalysisSnapshot> {
+        if self.snapshot_demand.read() {
+            // Nobody read it lately, so the task stopped refreshing it: bring it up to date.
+            self.with_analyzer(|_| ());
+        }
         self.snapshot.load_full()
     }
 
@@ -361,7 +373,8 @@ impl Lab {
     pub fn with_analyzer<R>(&self, change: impl FnOnce(&mut Analyzer) -> R) -> R {
         let mut analyzer = self.analyzer.lock().unwrap_or_else(PoisonError::into_inner);
         let result = change(&mut analyzer);
-        self.snapshot.store(Arc::new(analyzer.snapshot()));
+        self.snapshot
+            .store(Arc::new(analyzer.snapshot_at(std::time::SystemTime::now())));
         result
     }
 
@@ -392,11 +405,51 @@ impl Drop for Lab {
     }
 }
 
+/// How long after the last read of the snapshot the analysis task keeps refreshing it.
+const READERS_GONE_AFTER: Duration = Duration::from_secs(1);
+
+/// When the analysis snapshot was last read, so it is refreshed only while someone looks.
+#[derive(Debug)]
+struct SnapshotDemand {
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last read; `u64::MAX`: never read.
+    last_read_ms: AtomicU64,
+}
+
+impl SnapshotDemand {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_read_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Notes a read; true when the one before was long enough ago (or never) that the task
+    /// has stopped refreshing, so the reader must refresh it itself.
+    fn read(&self) -> bool {
+        let now = self.now_ms();
+        let before = self.last_read_ms.swap(now, Ordering::Relaxed);
+        before == u64::MAX || now.saturating_sub(before) > READERS_GONE_AFTER.as_millis() as u64
+    }
+
+    /// True while someone reads the snapshot.
+    fn recently_read(&self) -> bool {
+        let before = self.last_read_ms.load(Ordering::Relaxed);
+        before != u64::MAX
+            && self.now_ms().saturating_sub(before) <= READERS_GONE_AFTER.as_millis() as u64
+    }
+}
+
 /// The analysis task: ingests exchanges off the request path and publishes snapshots.
 async fn analyze(
     mut exchanges: mpsc::Receiver<Arc<Exchange>>,
     analyzer: Arc<Mutex<Analyzer>>,
     snapshot: Arc<ArcSwap<AnalysisSnapshot>>,
+    demand: Arc<SnapshotDemand>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
@@ -418,7 +471,9 @@ async fn analyze(
                 dirty = true;
             }
             _ = tick.tick() => {
-                if dirty || refreshed.elapsed() >= IDLE_SNAPSHOT_EVERY {
+                if demand.recently_read()
+                    && (dirty || refreshed.elapsed() >= IDLE_SNAPSHOT_EVERY)
+                {
                     let fresh = analyzer
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)

@@ -8,14 +8,14 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{EXPECT, HOST};
 use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::capture::{
     CapturedBody, CapturedRequest, Exchange, PrimaryRecord, ShadowOutcome, ShadowRecord,
-    SkipReason, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
+    SkipReason, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome, owned_headers,
 };
 use crate::routing::{EndpointAddr, MirrorPolicy, NoRoute, RequestHead, RouteTrace};
 
@@ -36,6 +36,8 @@ struct PendingExchange {
     started_at: SystemTime,
     trace: RouteTrace,
     request: CapturedRequest,
+    /// The request target, shared with the primary's URI (a `Bytes` clone, no copy).
+    path_and_query: PathAndQuery,
     primary_target: Arc<str>,
     primary_endpoint: String,
     mirrors: Arc<[MirrorPolicy]>,
@@ -54,8 +56,30 @@ enum ShadowLeg {
     Running {
         target: Arc<str>,
         endpoint: String,
-        task: JoinHandle<UpstreamOutcome>,
+        call: ShadowCall,
     },
+}
+
+/// One shadow copy, ready to send: run inside the exchange task, beside the wait for the
+/// primary, rather than spawned (a task per copy cost more than the copy's own work).
+struct ShadowCall {
+    method: http::Method,
+    uri: Result<Uri, String>,
+    headers: HeaderMap,
+    chunks: Arc<[Bytes]>,
+    /// Held until the shadow has answered (or failed): bounds shadows in flight.
+    permit: OwnedSemaphorePermit,
+}
+
+/// A shadow leg once its copy, if any, is under way: the record, or what the record of the
+/// copy being awaited will say besides its outcome.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives briefly in one Vec per request, as ShadowLeg; boxing would add an allocation"
+)]
+enum LegRecord {
+    Done(ShadowRecord),
+    Awaited { target: Arc<str>, endpoint: String },
 }
 
 impl Shared {
@@ -70,8 +94,8 @@ impl Shared {
         let path_and_query = parts
             .uri
             .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
 
         let resolution = {
             let routes = self.routes.load();
@@ -88,7 +112,7 @@ impl Shared {
                     method: parts.method.as_str(),
                     scheme: "http",
                     authority: &route_host,
-                    path_and_query: &path_and_query,
+                    path_and_query: path_and_query.as_str(),
                     headers: &parts.headers,
                     port: port.unwrap_or(80),
                 }),
@@ -102,7 +126,8 @@ impl Shared {
             Ok(resolution) => resolution,
             Err(no_route) => {
                 self.counters.no_route();
-                self.publish_unrouted(id, started_at, &parts, host, path_and_query, &body);
+                let uri = path_and_query.as_str().to_owned();
+                self.publish_unrouted(id, started_at, &parts, host, uri, &body);
                 return error_response(&ProxyError::NoRoute(no_route));
             }
         };
@@ -142,7 +167,7 @@ impl Shared {
                 upstream: upstream.label.clone(),
             });
         };
-        let endpoint_text = endpoint.to_string();
+        let target = self.upstream_target(&endpoint);
 
         let cap = self.settings.capture_body_cap;
         let buffer_limit = if sampled.iter().any(|s| *s) {
@@ -165,10 +190,10 @@ impl Shared {
 
         let captured_request = CapturedRequest {
             method: parts.method.clone(),
-            uri: path_and_query.clone(),
+            uri: path_and_query.as_str().to_owned(),
             authority: host,
             version: parts.version,
-            headers: parts.headers.clone(),
+            headers: owned_headers(&parts.headers),
             body: CapturedBody::default(),
         };
         let (primary_done, primary_outcome) = oneshot::channel();
@@ -178,17 +203,18 @@ impl Shared {
             id,
             request_id,
             started_at,
-            trace: resolution.trace.clone(),
+            trace: resolution.trace,
             request: captured_request,
+            path_and_query: path_and_query.clone(),
             primary_target,
-            primary_endpoint: endpoint_text.clone(),
+            primary_endpoint: String::from(&*target.text),
             mirrors: Arc::clone(&resolution.mirrors),
             sampled,
             body: body_copy,
             primary: primary_outcome,
         }));
 
-        let uri = match upstream_uri(&endpoint, &path_and_query) {
+        let uri = match upstream_uri(&target, &path_and_query) {
             Ok(uri) => uri,
             Err(detail) => {
                 let err = ProxyError::BadRequest {
@@ -230,7 +256,7 @@ impl Shared {
                     body,
                     ResponseHead {
                         status: head.status,
-                        headers: head.headers.clone(),
+                        headers: owned_headers(&head.headers),
                         sent_at,
                         ttfb,
                     },
@@ -240,8 +266,12 @@ impl Shared {
                 Response::from_parts(head, ProxyBody::upstream(capture))
             }
             Err((kind, detail)) => {
-                let err =
-                    ProxyError::upstream(kind, upstream.label.as_str(), endpoint_text, detail);
+                let err = ProxyError::upstream(
+                    kind,
+                    upstream.label.as_str(),
+                    String::from(&*target.text),
+                    detail,
+                );
                 self.fail_primary(primary_done, kind, err.to_string(), sent_at);
                 if mirror_waits_for_body {
                     // The primary never read the body; answering now would make hyper close
@@ -318,7 +348,7 @@ impl Shared {
                 uri,
                 authority: host,
                 version: parts.version,
-                headers: parts.headers.clone(),
+                headers: owned_headers(&parts.headers),
                 body: CapturedBody {
                     bytes: Bytes::new(),
                     total_len,
@@ -339,6 +369,7 @@ impl Shared {
             started_at,
             trace,
             mut request,
+            path_and_query,
             primary_target,
             primary_endpoint,
             mirrors,
@@ -373,9 +404,14 @@ impl Shared {
                     Arc::clone(&self.shadow_slots).try_acquire_owned(),
                     &shadow_body,
                 ) {
-                    (Ok(permit), Some(chunks)) => {
-                        self.send_shadow(policy, &request, chunks, permit, target)
-                    }
+                    (Ok(permit), Some(chunks)) => self.prepare_shadow(
+                        policy,
+                        &request,
+                        &path_and_query,
+                        chunks,
+                        permit,
+                        target,
+                    ),
                     _ => skip(SkipReason::NoSlot),
                 }
             };
@@ -389,28 +425,47 @@ impl Shared {
             legs.push(leg);
         }
 
-        let primary_outcome = primary.await.unwrap_or_else(|_| {
-            UpstreamOutcome::Failed(UpstreamFailure {
-                kind: UpstreamErrorKind::Other,
-                detail: "the proxy stopped before the primary answered".to_owned(),
-                elapsed: started_at.elapsed().unwrap_or_default(),
-                partial: None,
+        let primary = async {
+            primary.await.unwrap_or_else(|_| {
+                UpstreamOutcome::Failed(UpstreamFailure {
+                    kind: UpstreamErrorKind::Other,
+                    detail: "the proxy stopped before the primary answered".to_owned(),
+                    elapsed: started_at.elapsed().unwrap_or_default(),
+                    partial: None,
+                })
             })
-        });
-
-        let mut shadows = Vec::with_capacity(legs.len());
+        };
+        // The copies go out now, concurrently with the wait for the primary; each has its
+        // own timeout, so none can hold the exchange longer than the shadow timeout.
+        let mut calls = Vec::new();
+        let mut records = Vec::with_capacity(legs.len());
         for leg in legs {
-            shadows.push(match leg {
-                ShadowLeg::Done(record) => record,
+            match leg {
+                ShadowLeg::Done(record) => records.push(LegRecord::Done(record)),
                 ShadowLeg::Running {
                     target,
                     endpoint,
-                    task,
+                    call,
                 } => {
-                    let outcome = task.await.unwrap_or_else(|join_error| {
+                    calls.push(self.run_shadow(call));
+                    records.push(LegRecord::Awaited { target, endpoint });
+                }
+            }
+        }
+        let (primary_outcome, outcomes) =
+            tokio::join!(primary, futures_util::future::join_all(calls));
+
+        let mut outcomes = outcomes.into_iter();
+        let mut shadows = Vec::with_capacity(records.len());
+        for record in records {
+            shadows.push(match record {
+                LegRecord::Done(record) => record,
+                LegRecord::Awaited { target, endpoint } => {
+                    // `join_all` yields one outcome per call, in order.
+                    let outcome = outcomes.next().unwrap_or_else(|| {
                         UpstreamOutcome::Failed(UpstreamFailure {
                             kind: UpstreamErrorKind::Other,
-                            detail: format!("the shadow task ended abnormally: {join_error}"),
+                            detail: "the shadow's outcome went missing".to_owned(),
                             elapsed: started_at.elapsed().unwrap_or_default(),
                             partial: None,
                         })
@@ -443,11 +498,12 @@ impl Shared {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Spawns one shadow request: a verbatim copy of the client's request.
-    fn send_shadow(
-        self: &Arc<Self>,
+    /// Prepares one shadow request: a verbatim copy of the client's request.
+    fn prepare_shadow(
+        &self,
         policy: &MirrorPolicy,
         request: &CapturedRequest,
+        path_and_query: &PathAndQuery,
         chunks: &Arc<[Bytes]>,
         permit: OwnedSemaphorePermit,
         target: Arc<str>,
@@ -471,29 +527,36 @@ impl Shared {
         if self.settings.shadow_host_suffix {
             shadow_host(&mut headers);
         }
-        let shared = Arc::clone(self);
-        let method = request.method.clone();
-        let uri = upstream_uri(&endpoint, &request.uri);
-        let chunks = Arc::clone(chunks);
-        let endpoint_text = endpoint.to_string();
-        let task = tokio::spawn(async move {
-            let outcome = match uri {
-                Ok(uri) => shared.shadow_exchange(method, uri, headers, chunks).await,
-                Err(detail) => UpstreamOutcome::Failed(UpstreamFailure {
-                    kind: UpstreamErrorKind::Other,
-                    detail,
-                    elapsed: std::time::Duration::ZERO,
-                    partial: None,
-                }),
-            };
-            drop(permit);
-            outcome
-        });
+        let upstream = self.upstream_target(&endpoint);
         ShadowLeg::Running {
             target,
-            endpoint: endpoint_text,
-            task,
+            endpoint: String::from(&*upstream.text),
+            call: ShadowCall {
+                method: request.method.clone(),
+                uri: upstream_uri(&upstream, path_and_query),
+                headers,
+                chunks: Arc::clone(chunks),
+                permit,
+            },
         }
+    }
+
+    /// Sends one prepared shadow copy; its slot is freed when it is done.
+    async fn run_shadow(&self, call: ShadowCall) -> UpstreamOutcome {
+        let outcome = match call.uri {
+            Ok(uri) => {
+                self.shadow_exchange(call.method, uri, call.headers, call.chunks)
+                    .await
+            }
+            Err(detail) => UpstreamOutcome::Failed(UpstreamFailure {
+                kind: UpstreamErrorKind::Other,
+                detail,
+                elapsed: std::time::Duration::ZERO,
+                partial: None,
+            }),
+        };
+        drop(call.permit);
+        outcome
     }
 
     /// Sends a shadow copy and reads its whole answer, within the shadow timeout.
@@ -523,7 +586,7 @@ impl Shared {
             let (parts, mut body) = response.into_parts();
             head = Some(ResponseHead {
                 status: parts.status,
-                headers: parts.headers,
+                headers: owned_headers(&parts.headers),
                 sent_at,
                 ttfb,
             });
@@ -572,10 +635,33 @@ fn target_authority(parts: &Parts) -> (String, Option<u16>) {
     let Some(host) = parts.headers.get(HOST).and_then(|v| v.to_str().ok()) else {
         return (String::new(), None);
     };
+    if let Some((name, port)) = plain_host_port(host) {
+        return (name.to_ascii_lowercase(), port);
+    }
     match host.parse::<http::uri::Authority>() {
         Ok(authority) => (authority.host().to_ascii_lowercase(), authority.port_u16()),
         Err(_) => (host.to_ascii_lowercase(), None),
     }
+}
+
+/// `name` or `name:port` made only of letters, digits, dots and dashes: what nearly every
+/// Host header holds. Splitting it by hand spares a copy and a parse per request; anything
+/// else (IPv6 literals, odd characters) is left to the full authority parser.
+fn plain_host_port(host: &str) -> Option<(&str, Option<u16>)> {
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => {
+            if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            (name, Some(port.parse::<u16>().ok()?))
+        }
+        None => (host, None),
+    };
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    plain.then_some((name, port))
 }
 
 /// Keeps the client's `x-request-id`, or adds a fresh one, and returns it.
@@ -583,11 +669,15 @@ fn ensure_request_id(headers: &mut HeaderMap) -> String {
     if let Some(id) = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
         return id.to_owned();
     }
-    let id = uuid::Uuid::new_v4().to_string();
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    // A v4 UUID from the thread's fast generator, as Envoy draws its request ids from a
+    // non-cryptographic one: the OS generator would cost a system call per request.
+    let uuid = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id: &str = uuid.hyphenated().encode_lower(&mut text);
+    if let Ok(value) = HeaderValue::from_str(id) {
         headers.insert(X_REQUEST_ID, value);
     }
-    id
+    id.to_owned()
 }
 
 /// Appends `-shadow` to the Host's name, before any port, as Envoy does.
@@ -607,17 +697,42 @@ fn shadow_host(headers: &mut HeaderMap) {
     }
 }
 
-/// `http://endpoint/path?query` for an upstream request.
-fn upstream_uri(endpoint: &EndpointAddr, path_and_query: &str) -> Result<Uri, String> {
-    let path_and_query = if path_and_query.starts_with('/') {
-        path_and_query
+/// `http://endpoint/path?query` for an upstream request, assembled from parts that are
+/// already parsed (the endpoint's authority is cached, the target is the client's own).
+fn upstream_uri(target: &UpstreamTarget, path_and_query: &PathAndQuery) -> Result<Uri, String> {
+    let authority = target.authority.as_ref().map_err(String::clone)?;
+    let path_and_query = if path_and_query.as_str().starts_with('/') {
+        path_and_query.clone()
     } else {
         // `OPTIONS *` and similar: forward to the root rather than build an invalid URI.
-        "/"
+        PathAndQuery::from_static("/")
     };
-    format!("http://{endpoint}{path_and_query}")
-        .parse::<Uri>()
-        .map_err(|e| format!("invalid upstream target http://{endpoint}{path_and_query}: {e}"))
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).map_err(|e| format!("invalid upstream target http://{authority}: {e}"))
+}
+
+/// An endpoint as the proxy addresses it, rendered once: the URI authority and the text
+/// captures show.
+#[derive(Debug, Clone)]
+pub(super) struct UpstreamTarget {
+    /// `host:port` as a URI authority, or why the endpoint cannot be one.
+    authority: Result<Authority, String>,
+    /// `host:port` as captures show it.
+    pub(super) text: Arc<str>,
+}
+
+impl UpstreamTarget {
+    /// Renders `endpoint`.
+    pub(super) fn new(endpoint: &EndpointAddr) -> Self {
+        let text: Arc<str> = Arc::from(endpoint.to_string());
+        let authority = text
+            .parse::<Authority>()
+            .map_err(|e| format!("invalid upstream target http://{text}: {e}"));
+        Self { authority, text }
+    }
 }
 
 /// The proxy's own answer for an error: its status and a one-line text body.
@@ -663,6 +778,28 @@ mod tests {
         let id = ensure_request_id(&mut headers);
         assert_eq!(id.len(), 36);
         assert_eq!(headers[X_REQUEST_ID], id.as_str());
+    }
+
+    #[test]
+    fn plain_host_headers_split_like_the_authority_parser() {
+        for host in [
+            "reviews",
+            "Reviews.Default:9080",
+            "127.0.0.1:15001",
+            "a-b.c",
+        ] {
+            let authority: http::uri::Authority = host.parse().expect("valid test authority");
+            assert_eq!(
+                plain_host_port(host),
+                Some((authority.host(), authority.port_u16())),
+                "{host}"
+            );
+        }
+        for host in [
+            "[::1]:80", "host:", "host:x1", "ho st", "", ":80", "h:99999",
+        ] {
+            assert_eq!(plain_host_port(host), None, "{host}");
+        }
     }
 
     #[test]

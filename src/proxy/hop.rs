@@ -5,32 +5,49 @@ use http::HeaderMap;
 use http::header::{CONNECTION, HeaderName, TE, TRANSFER_ENCODING, UPGRADE};
 
 /// Fields RFC 9110 section 7.6.1 names as connection-specific even when `Connection` does
-/// not list them.
-const ALWAYS_HOP_BY_HOP: [&str; 2] = ["proxy-connection", "keep-alive"];
+/// not list them, `Connection` itself first.
+static ALWAYS_HOP_BY_HOP: [HeaderName; 6] = [
+    CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    TE,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
 
 /// Removes the `Connection` field, every field it names, and the fields that are always
 /// connection-specific (`Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`,
 /// `Upgrade`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
+    // Most messages carry none of these, or only `Connection`: one pass over the names
+    // (cheap comparisons) finds which are there, so only those are hashed and removed.
+    let mut present = [false; 6];
+    for name in headers.keys() {
+        if let Some(i) = ALWAYS_HOP_BY_HOP.iter().position(|fixed| fixed == name) {
+            present[i] = true;
+        }
+    }
+    if present[0] {
         let listed: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|option| HeaderName::from_bytes(option.trim().as_bytes()).ok())
+            .map(str::trim)
+            // `keep-alive`, what `Connection` nearly always says, is one of the fixed
+            // names: no need to parse it as a header name.
+            .filter(|option| !option.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|option| HeaderName::from_bytes(option.as_bytes()).ok())
             .collect();
         for name in listed {
             headers.remove(name);
         }
-        headers.remove(CONNECTION);
     }
-    for name in ALWAYS_HOP_BY_HOP {
-        headers.remove(name);
+    for (name, present) in ALWAYS_HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
-    headers.remove(TE);
-    headers.remove(TRANSFER_ENCODING);
-    headers.remove(UPGRADE);
 }
 
 #[cfg(test)]

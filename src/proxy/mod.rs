@@ -12,9 +12,10 @@ mod handler;
 pub mod hop;
 mod listener;
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -26,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::CaptureHub;
-use crate::routing::{MirrorHeaders, NoRoute, RequestHead, Resolution};
+use crate::routing::{EndpointAddr, MirrorHeaders, NoRoute, RequestHead, Resolution};
 
 pub use body::ProxyBody;
 pub use counters::{CounterSnapshot, ProxyCounters};
@@ -109,6 +110,34 @@ struct Shared {
     next_id: AtomicU64,
     /// Exchanges not yet published (primary or shadows still running).
     in_flight: AtomicU64,
+    /// Endpoints already rendered as URI authorities: formatting and parsing one per
+    /// upstream request cost more than the rest of building it.
+    targets: RwLock<HashMap<EndpointAddr, handler::UpstreamTarget>>,
+}
+
+/// Most endpoints kept rendered; reloads that keep adding new ones start the cache afresh.
+const MAX_CACHED_TARGETS: usize = 4096;
+
+impl Shared {
+    /// `endpoint` rendered for an upstream request (cached).
+    fn upstream_target(&self, endpoint: &EndpointAddr) -> handler::UpstreamTarget {
+        // Plain data behind the locks: a panic elsewhere leaves nothing half-written.
+        if let Some(target) = self
+            .targets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(endpoint)
+        {
+            return target.clone();
+        }
+        let target = handler::UpstreamTarget::new(endpoint);
+        let mut targets = self.targets.write().unwrap_or_else(PoisonError::into_inner);
+        if targets.len() >= MAX_CACHED_TARGETS {
+            targets.clear();
+        }
+        targets.insert(endpoint.clone(), target.clone());
+        target
+    }
 }
 
 /// A running proxy: listening, forwarding and mirroring until its token is cancelled.
@@ -166,6 +195,7 @@ impl Proxy {
             hub,
             next_id: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            targets: RwLock::new(HashMap::new()),
             settings,
         });
         let task = handle.spawn(listener::serve(
