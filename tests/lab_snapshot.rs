@@ -8,23 +8,6 @@ use std::time::{Duration, Instant};
 use common::{Mesh, client};
 use mirrorlab::lab::Lab;
 
-const MIRRORED: &str = r#"apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews-vs
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: v1
-    mirror:
-      host: reviews-v2
-      subset: v2
-"#;
-
 async fn send(lab: &Lab, n: usize) {
     let http = client();
     let url = format!("http://{}/reviews/1", lab.local_addr());
@@ -43,7 +26,7 @@ async fn send(lab: &Lab, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_read_after_traffic_and_repeated_reads_during_it_see_every_exchange() {
     let mesh = Mesh::start().await;
-    let lab = common::start_lab(&mesh.yaml(MIRRORED), Some(3));
+    let lab = common::start_lab(&mesh.yaml(common::TO_V1_MIRRORED), Some(3));
 
     send(&lab, 5).await;
     common::wait_for_exchanges(lab.captures(), 5, Duration::from_secs(10)).await;

@@ -11,23 +11,6 @@ use std::time::{Duration, Instant};
 use common::{Mesh, client};
 use hdrhistogram::Histogram;
 
-const MIRRORED: &str = r#"apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews-vs
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: v1
-    mirror:
-      host: reviews-v2
-      subset: v2
-"#;
-
 /// Sequential GETs to `url`, returning latency percentiles in microseconds.
 async fn latency(url: &str, host: Option<&str>, n: usize) -> Histogram<u64> {
     let http = client();
@@ -60,7 +43,7 @@ fn line(name: &str, h: &Histogram<u64>) {
 #[ignore = "benchmark: prints figures, run with --ignored --nocapture"]
 async fn proxy_overhead_and_mirrored_throughput() {
     let mesh = Mesh::start().await;
-    let lab = common::start_lab(&mesh.yaml(MIRRORED), Some(1));
+    let lab = common::start_lab(&mesh.yaml(common::TO_V1_MIRRORED), Some(1));
     let direct = format!("http://{}/reviews/1", mesh.v1.addr);
     let proxied = format!("http://{}/reviews/1", lab.local_addr());
 

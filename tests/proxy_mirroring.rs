@@ -355,32 +355,15 @@ spec:
     lab.shutdown(WAIT).await;
 }
 
-const TO_V1_MIRRORED: &str = r#"apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews-vs
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: v1
-    mirror:
-      host: reviews-v2
-      subset: v2
-"#;
-
 #[tokio::test]
 async fn a_hot_reload_with_a_broken_config_keeps_the_old_routes_serving() {
     let mesh = Mesh::start().await;
-    let lab = common::start_lab(&mesh.yaml(TO_V1_MIRRORED), None);
+    let lab = common::start_lab(&mesh.yaml(common::TO_V1_MIRRORED), None);
     send_many(&lab, 3, 1, "/reviews/1").await;
     assert_eq!(mesh.v1.received().len(), 3);
 
     // A mirror to a subset nothing defines: Istio's IST0101. Refused with its diagnostics.
-    let broken = mesh.yaml(&TO_V1_MIRRORED.replace("subset: v2", "subset: v9"));
+    let broken = mesh.yaml(&common::TO_V1_MIRRORED.replace("subset: v2", "subset: v9"));
     match CompiledConfig::from_text("broken.yaml", &broken) {
         Err(LabError::Config { diagnostics, .. }) => {
             assert!(
@@ -402,10 +385,14 @@ async fn a_hot_reload_with_a_broken_config_keeps_the_old_routes_serving() {
     // A good config is swapped in: new requests go to v3, unmirrored.
     let to_v3 = CompiledConfig::from_text(
         "fixed.yaml",
-        &mesh.yaml(&TO_V1_MIRRORED.replace("subset: v1", "subset: v3").replace(
-            "    mirror:\n      host: reviews-v2\n      subset: v2\n",
-            "",
-        )),
+        &mesh.yaml(
+            &common::TO_V1_MIRRORED
+                .replace("subset: v1", "subset: v3")
+                .replace(
+                    "    mirror:\n      host: reviews-v2\n      subset: v2\n",
+                    "",
+                ),
+        ),
     )
     .expect("valid config");
     lab.apply_config(to_v3);
@@ -429,7 +416,7 @@ async fn in_flight_requests_finish_on_the_table_they_started_with() {
         v1: slow_v1.addr.port(),
         ..mesh.ports()
     };
-    let lab = common::start_lab(&common::mesh_yaml(ports, TO_V1_MIRRORED), None);
+    let lab = common::start_lab(&common::mesh_yaml(ports, common::TO_V1_MIRRORED), None);
     let url = format!("http://{}/reviews/1", lab.local_addr());
     let in_flight = tokio::spawn(async move {
         client()
@@ -445,7 +432,7 @@ async fn in_flight_requests_finish_on_the_table_they_started_with() {
     slow_v1.wait_for(1, WAIT).await;
     lab.apply(common::route_table(&common::mesh_yaml(
         ports,
-        &TO_V1_MIRRORED.replace("subset: v1", "subset: v3"),
+        &common::TO_V1_MIRRORED.replace("subset: v1", "subset: v3"),
     )));
     assert_eq!(in_flight.await.expect("request"), "old table");
     send_many(&lab, 1, 1, "/reviews/1").await;

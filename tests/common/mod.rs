@@ -551,3 +551,26 @@ pub fn start_lab(yaml: &str, seed: Option<u64>) -> mirrorlab::lab::Lab {
     )
     .expect("start lab")
 }
+
+/// The tutorial's VirtualService: all reviews traffic to v1, 100% mirrored to reviews-v2/v2
+/// (the mesh around it comes from `mesh_yaml`).
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes common uses it"
+)]
+pub const TO_V1_MIRRORED: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+    mirror:
+      host: reviews-v2
+      subset: v2
+"#;
