@@ -355,6 +355,77 @@ spec:
     lab.shutdown(WAIT).await;
 }
 
+/// A request that is not mirrored is recorded without an exchange task: its body and its
+/// primary's answer are joined by whichever ends last. Both must be whole in the capture.
+#[tokio::test]
+async fn an_unmirrored_upload_is_captured_whole_with_its_answer() {
+    let mesh = Mesh::start().await;
+    let lab = common::start_lab(
+        &mesh.yaml(
+            r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+    mirror:
+      host: reviews-v2
+      subset: v2
+    mirrorPercentage:
+      value: 0
+"#,
+        ),
+        None,
+    );
+    let http = client();
+    let url = format!("http://{}/reviews/7", lab.local_addr());
+    for i in 0..20 {
+        let body = format!("{{\"rating\": {i}, \"text\": \"{}\"}}", "x".repeat(i * 100));
+        let response = http
+            .post(&url)
+            .header("host", "reviews")
+            .body(body)
+            .send()
+            .await
+            .expect("proxy answers");
+        assert_eq!(response.status(), 200);
+        response.bytes().await.expect("body");
+    }
+    let exchanges = all_exchanges(&lab, 20).await;
+    let received = mesh.v1.received();
+    assert_eq!(received.len(), 20);
+    for exchange in &exchanges {
+        let request_body = &exchange.request.body;
+        assert!(!request_body.truncated);
+        assert_eq!(request_body.total_len, request_body.bytes.len() as u64);
+        assert!(
+            received.iter().any(|r| r.body == request_body.bytes),
+            "the captured body is the one the primary got"
+        );
+        let primary = exchange.primary.as_ref().expect("routed");
+        match &primary.outcome {
+            mirrorlab::capture::UpstreamOutcome::Response(response) => {
+                assert_eq!(response.status, 200);
+                assert!(!response.body.bytes.is_empty());
+            }
+            other => panic!("the primary answered, yet the capture says {other:?}"),
+        }
+        assert!(matches!(
+            exchange.shadows[0].outcome,
+            ShadowOutcome::Skipped(SkipReason::NotSampled)
+        ));
+    }
+    assert!(mesh.v2.received().is_empty());
+    assert_eq!(lab.counters().skipped_not_sampled, 20);
+    lab.shutdown(WAIT).await;
+}
+
 #[tokio::test]
 async fn a_hot_reload_with_a_broken_config_keeps_the_old_routes_serving() {
     let mesh = Mesh::start().await;

@@ -17,6 +17,8 @@ use crate::capture::{
 };
 
 use super::error::classify;
+use super::join::Deliver;
+use super::pool::Pooled;
 
 /// How long the proxy keeps reading a body nobody else reads any more (the client left
 /// during the primary's answer, or the primary stopped reading the request), so the
@@ -121,7 +123,7 @@ pub(crate) struct TeeBody {
     cap: usize,
     /// The client's body failed (aborted upload): there is nothing more to read.
     failed: bool,
-    done: Option<oneshot::Sender<RequestBodyCopy>>,
+    done: Option<Deliver<RequestBodyCopy>>,
     /// Dropped once the body has been read to its end (or given up on).
     read: Option<oneshot::Sender<()>>,
 }
@@ -133,7 +135,7 @@ impl TeeBody {
         inner: Incoming,
         limit: usize,
         cap: usize,
-        done: oneshot::Sender<RequestBodyCopy>,
+        done: Deliver<RequestBodyCopy>,
         read: oneshot::Sender<()>,
     ) -> Self {
         Self {
@@ -152,8 +154,7 @@ impl TeeBody {
         if let Some(done) = self.done.take() {
             let mut copy = std::mem::take(&mut self.copy);
             copy.complete = complete;
-            // The exchange task may be gone when the lab shuts down; nothing to tell then.
-            let _ = done.send(copy);
+            done.send(copy);
         }
     }
 
@@ -169,7 +170,7 @@ async fn drain_request(
     mut copy: RequestBodyCopy,
     limit: usize,
     cap: usize,
-    done: oneshot::Sender<RequestBodyCopy>,
+    done: Deliver<RequestBodyCopy>,
     read: Option<oneshot::Sender<()>>,
 ) {
     let read_rest = async {
@@ -189,8 +190,7 @@ async fn drain_request(
         .await
         .unwrap_or(false);
     drop(read);
-    // The exchange task is gone only when the lab is shutting down.
-    let _ = done.send(copy);
+    done.send(copy);
 }
 
 impl Body for TeeBody {
@@ -440,30 +440,41 @@ pub(crate) struct CaptureBody {
     inner: Option<Incoming>,
     head: Option<ResponseHead>,
     capture: BodyCapture,
-    done: Option<oneshot::Sender<UpstreamOutcome>>,
+    done: Option<Deliver<UpstreamOutcome>>,
+    /// The upstream connection, given back to its pool once the body has been read whole.
+    connection: Option<Pooled>,
 }
 
 impl CaptureBody {
     /// Wraps the primary's body; the outcome goes to `done` when the body ends.
-    pub(crate) fn new(
+    pub(super) fn new(
         inner: Incoming,
         head: ResponseHead,
         cap: usize,
-        done: oneshot::Sender<UpstreamOutcome>,
+        done: Deliver<UpstreamOutcome>,
+        connection: Pooled,
     ) -> Self {
         Self {
             inner: Some(inner),
             head: Some(head),
             capture: BodyCapture::new(cap),
             done: Some(done),
+            connection: Some(connection),
         }
     }
 
     fn finish(&mut self, failure: Option<(UpstreamErrorKind, String)>) {
+        // A connection whose answer failed midway is not reused.
+        let connection = self.connection.take();
+        if failure.is_none()
+            && let Some(connection) = connection
+        {
+            connection.release();
+        }
         let (Some(head), Some(done)) = (self.head.take(), self.done.take()) else {
             return;
         };
-        let _ = done.send(outcome(head, self.capture.take(), failure));
+        done.send(outcome(head, self.capture.take(), failure));
     }
 
     fn inner_ended(&self) -> bool {
@@ -487,7 +498,8 @@ async fn drain(
     mut inner: Incoming,
     head: ResponseHead,
     mut capture: BodyCapture,
-    done: oneshot::Sender<UpstreamOutcome>,
+    done: Deliver<UpstreamOutcome>,
+    connection: Option<Pooled>,
 ) {
     let read_rest = async {
         while let Some(frame) = http_body_util::BodyExt::frame(&mut inner).await {
@@ -508,8 +520,12 @@ async fn drain(
             ),
         )),
     };
-    // The exchange task is gone only when the lab is shutting down.
-    let _ = done.send(outcome(head, capture.take(), failure));
+    if failure.is_none()
+        && let Some(connection) = connection
+    {
+        connection.release();
+    }
+    done.send(outcome(head, capture.take(), failure));
 }
 
 impl Body for CaptureBody {
@@ -574,7 +590,8 @@ impl Drop for CaptureBody {
         match parts {
             (Some(inner), Some(head), Some(done), Ok(runtime)) => {
                 let capture = std::mem::replace(&mut self.capture, BodyCapture::new(0));
-                runtime.spawn(drain(inner, head, capture, done));
+                let connection = self.connection.take();
+                runtime.spawn(drain(inner, head, capture, done, connection));
             }
             (_, head, done, _) => {
                 self.head = head;

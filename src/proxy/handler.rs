@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{EXPECT, HOST};
 use http::request::Parts;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -26,6 +26,8 @@ use super::body::{
 };
 use super::error::{ProxyError, classify};
 use super::hop::strip_hop_by_hop;
+use super::join::{Deliver, ExchangeJoin, Unshadowed};
+use super::pool::EndpointPool;
 
 const X_REQUEST_ID: &str = "x-request-id";
 
@@ -67,6 +69,7 @@ struct ShadowCall {
     uri: Result<Uri, String>,
     headers: HeaderMap,
     chunks: Arc<[Bytes]>,
+    pool: Arc<EndpointPool>,
     /// Held until the shadow has answered (or failed): bounds shadows in flight.
     permit: OwnedSemaphorePermit,
 }
@@ -170,24 +173,13 @@ impl Shared {
         let target = self.upstream_target(&endpoint);
 
         let cap = self.settings.capture_body_cap;
-        let buffer_limit = if sampled.iter().any(|s| *s) {
+        let any_sampled = sampled.iter().any(|s| *s);
+        let buffer_limit = if any_sampled {
             self.settings.mirror_body_limit
         } else {
             cap
         };
-        let (body_done, body_copy) = oneshot::channel();
-        let (body_read, body_read_wait) = oneshot::channel::<()>();
         let mirror_waits_for_body = buffer_limit > cap;
-        let upstream_body = if http_body::Body::is_end_stream(&body) {
-            // Receiver is in this function; it cannot be gone yet.
-            let _ = body_done.send(RequestBodyCopy::empty());
-            // Nothing to read: a failed primary must not wait for the body to be read.
-            drop(body_read);
-            UpstreamBody::Empty
-        } else {
-            UpstreamBody::Tee(TeeBody::new(body, buffer_limit, cap, body_done, body_read))
-        };
-
         let captured_request = CapturedRequest {
             method: parts.method.clone(),
             uri: path_and_query.as_str().to_owned(),
@@ -196,23 +188,55 @@ impl Shared {
             headers: owned_headers(&parts.headers),
             body: CapturedBody::default(),
         };
-        let (primary_done, primary_outcome) = oneshot::channel();
         let primary_target: Arc<str> = Arc::from(upstream.label.as_str());
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(Arc::clone(&self).finish_exchange(PendingExchange {
-            id,
-            request_id,
-            started_at,
-            trace: resolution.trace,
-            request: captured_request,
-            path_and_query: path_and_query.clone(),
-            primary_target,
-            primary_endpoint: String::from(&*target.text),
-            mirrors: Arc::clone(&resolution.mirrors),
-            sampled,
-            body: body_copy,
-            primary: primary_outcome,
-        }));
+        let primary_endpoint = String::from(&*target.text);
+        let (body_done, primary_done) = if any_sampled {
+            // A copy to send: the exchange task waits for the body, sends the copies and
+            // waits for them and the primary.
+            let (body_done, body_copy) = oneshot::channel();
+            let (primary_done, primary_outcome) = oneshot::channel();
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(Arc::clone(&self).finish_exchange(PendingExchange {
+                id,
+                request_id,
+                started_at,
+                trace: resolution.trace,
+                request: captured_request,
+                path_and_query: path_and_query.clone(),
+                primary_target,
+                primary_endpoint,
+                mirrors: Arc::clone(&resolution.mirrors),
+                sampled,
+                body: body_copy,
+                primary: primary_outcome,
+            }));
+            (Deliver::channel(body_done), Deliver::channel(primary_done))
+        } else {
+            // Nothing to copy: the exchange is published by whichever half ends last.
+            let join = ExchangeJoin::new(
+                Arc::clone(&self),
+                started_at,
+                Unshadowed {
+                    id,
+                    request_id,
+                    trace: resolution.trace,
+                    request: captured_request,
+                    primary_target,
+                    primary_endpoint,
+                    mirrors: Arc::clone(&resolution.mirrors),
+                },
+            );
+            (Deliver::join(&join), Deliver::join(&join))
+        };
+        let (body_read, body_read_wait) = oneshot::channel::<()>();
+        let upstream_body = if http_body::Body::is_end_stream(&body) {
+            body_done.send(RequestBodyCopy::empty());
+            // Nothing to read: a failed primary must not wait for the body to be read.
+            drop(body_read);
+            UpstreamBody::Empty
+        } else {
+            UpstreamBody::Tee(TeeBody::new(body, buffer_limit, cap, body_done, body_read))
+        };
 
         let uri = match upstream_uri(&target, &path_and_query) {
             Ok(uri) => uri,
@@ -230,25 +254,27 @@ impl Shared {
                 return error_response(&err);
             }
         };
+        ensure_host(&mut parts.headers, &target);
         let mut forward = Request::new(upstream_body);
         *forward.method_mut() = parts.method;
         *forward.uri_mut() = uri;
         *forward.headers_mut() = parts.headers;
 
         let sent_at = Instant::now();
-        let sent = self.client.request(forward);
+        let connect_timeout = self.settings.connect_timeout;
+        let sent = target.pool.send(forward, connect_timeout, sent_at);
         let result = match resolution.timeout {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
-                Ok(result) => result.map_err(|e| classify(&e)),
+                Ok(result) => result,
                 Err(_) => Err((
                     UpstreamErrorKind::Timeout,
                     format!("no response within the route timeout of {limit:?}"),
                 )),
             },
-            None => sent.await.map_err(|e| classify(&e)),
+            None => sent.await,
         };
         match result {
-            Ok(response) => {
+            Ok((response, connection)) => {
                 let ttfb = sent_at.elapsed();
                 let (mut head, body) = response.into_parts();
                 strip_hop_by_hop(&mut head.headers);
@@ -262,6 +288,7 @@ impl Shared {
                     },
                     cap,
                     primary_done,
+                    connection,
                 );
                 Response::from_parts(head, ProxyBody::upstream(capture))
             }
@@ -287,13 +314,13 @@ impl Shared {
 
     fn fail_primary(
         &self,
-        done: oneshot::Sender<UpstreamOutcome>,
+        done: Deliver<UpstreamOutcome>,
         kind: UpstreamErrorKind,
         detail: String,
         sent_at: Instant,
     ) {
         self.counters.primary_error();
-        let _ = done.send(UpstreamOutcome::Failed(UpstreamFailure {
+        done.send(UpstreamOutcome::Failed(UpstreamFailure {
             kind,
             detail,
             elapsed: sent_at.elapsed(),
@@ -528,6 +555,7 @@ impl Shared {
             shadow_host(&mut headers);
         }
         let upstream = self.upstream_target(&endpoint);
+        ensure_host(&mut headers, &upstream);
         ShadowLeg::Running {
             target,
             endpoint: String::from(&*upstream.text),
@@ -536,6 +564,7 @@ impl Shared {
                 uri: upstream_uri(&upstream, path_and_query),
                 headers,
                 chunks: Arc::clone(chunks),
+                pool: Arc::clone(&upstream.pool),
                 permit,
             },
         }
@@ -545,7 +574,7 @@ impl Shared {
     async fn run_shadow(&self, call: ShadowCall) -> UpstreamOutcome {
         let outcome = match call.uri {
             Ok(uri) => {
-                self.shadow_exchange(call.method, uri, call.headers, call.chunks)
+                self.shadow_exchange(&call.pool, call.method, uri, call.headers, call.chunks)
                     .await
             }
             Err(detail) => UpstreamOutcome::Failed(UpstreamFailure {
@@ -562,6 +591,7 @@ impl Shared {
     /// Sends a shadow copy and reads its whole answer, within the shadow timeout.
     async fn shadow_exchange(
         &self,
+        pool: &Arc<EndpointPool>,
         method: http::Method,
         uri: Uri,
         headers: HeaderMap,
@@ -571,17 +601,14 @@ impl Shared {
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
+        let connect_timeout = self.settings.connect_timeout;
         let limit = self.settings.shadow_timeout;
         let cap = self.settings.capture_body_cap;
         let sent_at = Instant::now();
         let mut head = None;
         let mut capture = BodyCapture::new(cap);
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| classify(&e))?;
+            let (response, connection) = pool.send(request, connect_timeout, sent_at).await?;
             let ttfb = sent_at.elapsed();
             let (parts, mut body) = response.into_parts();
             head = Some(ResponseHead {
@@ -596,6 +623,7 @@ impl Shared {
                     capture.record(data);
                 }
             }
+            connection.release();
             Ok::<(), (UpstreamErrorKind, String)>(())
         };
         let result = match tokio::time::timeout(limit, exchange).await {
@@ -697,31 +725,37 @@ fn shadow_host(headers: &mut HeaderMap) {
     }
 }
 
-/// `http://endpoint/path?query` for an upstream request, assembled from parts that are
-/// already parsed (the endpoint's authority is cached, the target is the client's own).
+/// The origin-form target (`/path?query`) an upstream request is sent with: the client's
+/// own, shared (a `Bytes` clone), after checking the endpoint can be addressed at all.
 fn upstream_uri(target: &UpstreamTarget, path_and_query: &PathAndQuery) -> Result<Uri, String> {
-    let authority = target.authority.as_ref().map_err(String::clone)?;
-    let path_and_query = if path_and_query.as_str().starts_with('/') {
-        path_and_query.clone()
+    target.authority.as_ref().map_err(String::clone)?;
+    if path_and_query.as_str().starts_with('/') {
+        Ok(Uri::from(path_and_query.clone()))
     } else {
         // `OPTIONS *` and similar: forward to the root rather than build an invalid URI.
-        PathAndQuery::from_static("/")
-    };
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(path_and_query);
-    Uri::from_parts(parts).map_err(|e| format!("invalid upstream target http://{authority}: {e}"))
+        Ok(Uri::from_static("/"))
+    }
 }
 
-/// An endpoint as the proxy addresses it, rendered once: the URI authority and the text
-/// captures show.
+/// Adds `Host: endpoint` to an upstream request that has none (an HTTP/1.0 client's), as
+/// HTTP/1.1 requires.
+fn ensure_host(headers: &mut HeaderMap, target: &UpstreamTarget) {
+    if !headers.contains_key(HOST)
+        && let Ok(value) = HeaderValue::from_str(&target.text)
+    {
+        headers.insert(HOST, value);
+    }
+}
+
+/// An endpoint as the proxy addresses it, rendered once, with its connection pool.
 #[derive(Debug, Clone)]
 pub(super) struct UpstreamTarget {
     /// `host:port` as a URI authority, or why the endpoint cannot be one.
     authority: Result<Authority, String>,
     /// `host:port` as captures show it.
     pub(super) text: Arc<str>,
+    /// Keep-alive connections to the endpoint.
+    pub(super) pool: Arc<EndpointPool>,
 }
 
 impl UpstreamTarget {
@@ -731,7 +765,11 @@ impl UpstreamTarget {
         let authority = text
             .parse::<Authority>()
             .map_err(|e| format!("invalid upstream target http://{text}: {e}"));
-        Self { authority, text }
+        Self {
+            authority,
+            text,
+            pool: Arc::new(EndpointPool::new(endpoint.clone())),
+        }
     }
 }
 

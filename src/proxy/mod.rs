@@ -10,7 +10,9 @@ mod counters;
 mod error;
 mod handler;
 pub mod hop;
+mod join;
 mod listener;
+mod pool;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
@@ -19,9 +21,6 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -95,15 +94,12 @@ impl Default for ProxySettings {
     }
 }
 
-type UpstreamClient = Client<HttpConnector, body::UpstreamBody>;
-
 /// State shared by every connection of one running proxy.
 struct Shared {
     routes: ArcSwap<Box<dyn Routes>>,
     settings: ProxySettings,
     seed: u64,
     local_addr: SocketAddr,
-    client: UpstreamClient,
     shadow_slots: Arc<Semaphore>,
     counters: ProxyCounters,
     hub: Arc<CaptureHub>,
@@ -175,21 +171,10 @@ impl Proxy {
         let _runtime = handle.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
 
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            // A request that failed on a stale pooled connection is retried on a fresh one,
-            // as Envoy does, instead of surfacing as a reset.
-            .retry_canceled_requests(true)
-            .build(connector);
-
         let shared = Arc::new(Shared {
             routes: ArcSwap::from_pointee(routes),
             seed: settings.seed.unwrap_or_else(|| fastrand::u64(..)),
             local_addr,
-            client,
             shadow_slots: Arc::new(Semaphore::new(settings.max_shadows_in_flight)),
             counters: ProxyCounters::default(),
             hub,

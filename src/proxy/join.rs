@@ -1,0 +1,213 @@
+//! Where a request's two halves (the client's body and the primary's answer) are delivered.
+//!
+//! A request with a shadow to send needs a task: the copy waits for the whole body and runs
+//! beside the primary. A request with none (not sampled, or a route without mirrors) needs
+//! no task at all: its exchange is complete when both halves have arrived, and whichever
+//! arrives second publishes it. That spares a task spawn, its wake-ups and two channels per
+//! request, which was a tenth of the proxy's work in the routing-only case.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use tokio::sync::oneshot;
+
+use crate::capture::{
+    CapturedRequest, Exchange, PrimaryRecord, ShadowOutcome, ShadowRecord, SkipReason,
+    UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
+};
+use crate::routing::{MirrorPolicy, RouteTrace};
+
+use super::Shared;
+use super::body::RequestBodyCopy;
+
+/// A half of an exchange that can be delivered, and what stands in for it when the part
+/// that should deliver it is dropped first.
+pub(crate) trait Half: Sized {
+    /// Stored in its place in `state`.
+    fn store(self, state: &mut JoinState);
+    /// What the exchange records when this half never came.
+    fn missing(started_at: SystemTime) -> Self;
+}
+
+impl Half for RequestBodyCopy {
+    fn store(self, state: &mut JoinState) {
+        state.body = Some(self);
+    }
+
+    fn missing(_: SystemTime) -> Self {
+        // Not complete: a body that never ended is not a body shadows could get.
+        RequestBodyCopy::default()
+    }
+}
+
+impl Half for UpstreamOutcome {
+    fn store(self, state: &mut JoinState) {
+        state.primary = Some(self);
+    }
+
+    fn missing(started_at: SystemTime) -> Self {
+        UpstreamOutcome::Failed(UpstreamFailure {
+            kind: UpstreamErrorKind::Other,
+            detail: "the proxy stopped before the primary answered".to_owned(),
+            elapsed: started_at.elapsed().unwrap_or_default(),
+            partial: None,
+        })
+    }
+}
+
+/// Where one half goes: the exchange task's channel, or the join of a request without
+/// shadows. Dropped unsent, a join gets [`Half::missing`] (a channel's receiver sees the
+/// sender gone and does the same).
+pub(crate) struct Deliver<T: Half>(Option<Target<T>>);
+
+enum Target<T> {
+    Channel(oneshot::Sender<T>),
+    Join(Arc<ExchangeJoin>),
+}
+
+impl<T: Half> std::fmt::Debug for Deliver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Some(Target::Channel(_)) => "Deliver::Channel",
+            Some(Target::Join(_)) => "Deliver::Join",
+            None => "Deliver::Sent",
+        })
+    }
+}
+
+impl<T: Half> Deliver<T> {
+    pub(crate) fn channel(sender: oneshot::Sender<T>) -> Self {
+        Self(Some(Target::Channel(sender)))
+    }
+
+    pub(super) fn join(join: &Arc<ExchangeJoin>) -> Self {
+        Self(Some(Target::Join(Arc::clone(join))))
+    }
+
+    /// Delivers `value`.
+    pub(crate) fn send(mut self, value: T) {
+        match self.0.take() {
+            // The exchange task is gone only when the lab is shutting down.
+            Some(Target::Channel(sender)) => drop(sender.send(value)),
+            Some(Target::Join(join)) => join.put(value),
+            None => {}
+        }
+    }
+}
+
+impl<T: Half> Drop for Deliver<T> {
+    fn drop(&mut self) {
+        if let Some(Target::Join(join)) = self.0.take() {
+            let missing = T::missing(join.started_at);
+            join.put(missing);
+        }
+    }
+}
+
+/// A request without shadows, waiting for its body and its primary's answer.
+pub(super) struct ExchangeJoin {
+    shared: Arc<Shared>,
+    started_at: SystemTime,
+    state: Mutex<JoinState>,
+}
+
+/// The record so far; published once both halves are in.
+pub(crate) struct JoinState {
+    record: Option<Unshadowed>,
+    body: Option<RequestBodyCopy>,
+    primary: Option<UpstreamOutcome>,
+}
+
+/// What is known of a request without shadows before its halves arrive.
+pub(super) struct Unshadowed {
+    pub(super) id: u64,
+    pub(super) request_id: String,
+    pub(super) trace: RouteTrace,
+    pub(super) request: CapturedRequest,
+    pub(super) primary_target: Arc<str>,
+    pub(super) primary_endpoint: String,
+    pub(super) mirrors: Arc<[MirrorPolicy]>,
+}
+
+impl ExchangeJoin {
+    /// A join for `record`; counts it in flight until it is published.
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        started_at: SystemTime,
+        record: Unshadowed,
+    ) -> Arc<Self> {
+        shared
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Arc::new(Self {
+            shared,
+            started_at,
+            state: Mutex::new(JoinState {
+                record: Some(record),
+                body: None,
+                primary: None,
+            }),
+        })
+    }
+
+    fn put<T: Half>(&self, value: T) {
+        let complete = {
+            // Only whole values are stored: a panic elsewhere leaves nothing torn.
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            value.store(&mut state);
+            if state.body.is_some() && state.primary.is_some() {
+                state
+                    .record
+                    .take()
+                    .zip(state.body.take())
+                    .zip(state.primary.take())
+            } else {
+                None
+            }
+        };
+        if let Some(((record, body), primary)) = complete {
+            self.publish(record, &body, primary);
+        }
+    }
+
+    fn publish(&self, record: Unshadowed, body: &RequestBodyCopy, primary: UpstreamOutcome) {
+        let shared = &self.shared;
+        let Unshadowed {
+            id,
+            request_id,
+            trace,
+            mut request,
+            primary_target,
+            primary_endpoint,
+            mirrors,
+        } = record;
+        request.body = body.captured(shared.settings.capture_body_cap);
+        let shadows = mirrors
+            .iter()
+            .map(|policy| {
+                shared.counters.skipped(SkipReason::NotSampled);
+                ShadowRecord {
+                    target: Arc::from(policy.upstream.label.as_str()),
+                    endpoint: None,
+                    outcome: ShadowOutcome::Skipped(SkipReason::NotSampled),
+                }
+            })
+            .collect();
+        shared.hub.publish(Exchange {
+            id,
+            request_id,
+            started_at: self.started_at,
+            trace: Some(trace),
+            request,
+            primary: Some(PrimaryRecord {
+                target: primary_target,
+                endpoint: primary_endpoint,
+                outcome: primary,
+            }),
+            shadows,
+        });
+        shared
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}

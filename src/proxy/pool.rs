@@ -1,0 +1,356 @@
+//! Upstream connections: one small keep-alive pool per endpoint, over hyper's HTTP/1.1
+//! client connection.
+//!
+//! hyper-util's general-purpose client cost about 8,000 instructions per upstream request
+//! here: it hashes its pool key with SipHash on every checkout and return, and spawns a
+//! task per response to put the connection back once it is idle. The proxy already knows
+//! the endpoint (and keeps its rendered authority), and knows when a response body has been
+//! read to its end, so the pool is a list per endpoint: a checkout takes the oldest idle
+//! connection that is ready, and the body that read the answer gives it back.
+//!
+//! Like Envoy (and hyper-util's `retry_canceled_requests`), a request that a reused
+//! connection refused before sending anything (the upstream had closed it) is sent again on
+//! a fresh connection; a request that was sent is never repeated.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::capture::UpstreamErrorKind;
+use crate::routing::EndpointAddr;
+
+use super::body::UpstreamBody;
+use super::error::classify;
+
+/// Idle connections kept per endpoint; past this a returned connection is closed.
+const MAX_IDLE_PER_ENDPOINT: usize = 256;
+
+/// How long a connection may stay idle before it is not reused: below the keep-alive
+/// timeouts of common servers (nginx 75 s), so the proxy does not send on a connection the
+/// upstream is closing.
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why an upstream request failed, sorted for the capture and the client's status.
+pub(super) type SendFailure = (UpstreamErrorKind, String);
+
+/// The keep-alive connections to one endpoint.
+#[derive(Debug)]
+pub(super) struct EndpointPool {
+    endpoint: EndpointAddr,
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+/// A connection in use by one request; [`Pooled::release`] gives it back once the answer has
+/// been read whole. Dropped instead, the connection closes when hyper is done with it.
+#[derive(Debug)]
+pub(super) struct Pooled {
+    sender: SendRequest<UpstreamBody>,
+    pool: Arc<EndpointPool>,
+}
+
+impl Pooled {
+    /// Returns the connection to its pool: its response has been read to the end.
+    pub(super) fn release(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.pool.lock();
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push_back(Idle {
+                sender: self.sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+impl EndpointPool {
+    pub(super) fn new(endpoint: EndpointAddr) -> Self {
+        Self {
+            endpoint,
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        // Only whole entries are pushed and popped: a panic elsewhere leaves nothing torn.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Connections idle in the pool (for tests and counters).
+    #[cfg(test)]
+    fn idle_len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The oldest idle connection that can take a request now. Closed and expired ones are
+    /// dropped; one still finishing its previous answer goes to the back of the line.
+    fn checkout(&self, now: Instant) -> Option<SendRequest<UpstreamBody>> {
+        let mut idle = self.lock();
+        for _ in 0..idle.len() {
+            let entry = idle.pop_front()?;
+            if entry.sender.is_closed() || now.saturating_duration_since(entry.since) > IDLE_TIMEOUT
+            {
+                continue;
+            }
+            if entry.sender.is_ready() {
+                return Some(entry.sender);
+            }
+            idle.push_back(entry);
+        }
+        None
+    }
+
+    /// Sends `request` on an idle connection, or on a new one, and waits for the response
+    /// head. `now` is the caller's clock reading (for the idle timeout).
+    pub(super) async fn send(
+        self: &Arc<Self>,
+        mut request: Request<UpstreamBody>,
+        connect_timeout: Duration,
+        now: Instant,
+    ) -> Result<(Response<Incoming>, Pooled), SendFailure> {
+        if let Some(mut sender) = self.checkout(now) {
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, self.pooled(sender))),
+                Err(mut err) => match err.take_message() {
+                    // Not sent: the connection was closing. A fresh one gets it.
+                    Some(unsent) => request = unsent,
+                    None => return Err(classify(err.error())),
+                },
+            }
+        }
+        let mut sender = self.connect(connect_timeout).await?;
+        match sender.send_request(request).await {
+            Ok(response) => Ok((response, self.pooled(sender))),
+            Err(err) => Err(classify(&err)),
+        }
+    }
+
+    fn pooled(self: &Arc<Self>, sender: SendRequest<UpstreamBody>) -> Pooled {
+        Pooled {
+            sender,
+            pool: Arc::clone(self),
+        }
+    }
+
+    /// Opens a connection (resolving a DNS name first) within `timeout`, and starts its
+    /// task.
+    async fn connect(&self, timeout: Duration) -> Result<SendRequest<UpstreamBody>, SendFailure> {
+        let stream = match tokio::time::timeout(timeout, self.open()).await {
+            Ok(stream) => stream?,
+            Err(_) => {
+                return Err((
+                    UpstreamErrorKind::Timeout,
+                    format!("no connection within the connect timeout of {timeout:?}"),
+                ));
+            }
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY on an upstream connection");
+        }
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|err| classify(&err))?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn open(&self) -> Result<TcpStream, SendFailure> {
+        match &self.endpoint {
+            EndpointAddr::Socket(addr) => TcpStream::connect(addr).await.map_err(|e| classify(&e)),
+            EndpointAddr::Dns { host, port } => {
+                let addrs = tokio::net::lookup_host((host.as_str(), *port))
+                    .await
+                    .map_err(|e| {
+                        (
+                            UpstreamErrorKind::Dns,
+                            format!("cannot resolve {host}: {e}"),
+                        )
+                    })?;
+                let mut last = None;
+                for addr in addrs {
+                    match TcpStream::connect(addr).await {
+                        Ok(stream) => return Ok(stream),
+                        Err(err) => last = Some(err),
+                    }
+                }
+                Err(match last {
+                    Some(err) => classify(&err),
+                    None => (
+                        UpstreamErrorKind::Dns,
+                        format!("{host} resolves to no address"),
+                    ),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A server answering every request on a connection with `hi`, counting connections.
+    async fn server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {
+                                let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
+                                if stream.write_all(reply).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn get() -> Request<UpstreamBody> {
+        Request::builder()
+            .uri("/")
+            .header(http::header::HOST, "test")
+            .body(UpstreamBody::Empty)
+            .expect("valid request")
+    }
+
+    async fn read_all(response: Response<Incoming>) -> Bytes {
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_released_connection_is_reused() {
+        let (addr, accepted) = server().await;
+        let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+        for _ in 0..5 {
+            let (response, pooled) = pool
+                .send(get(), Duration::from_secs(5), Instant::now())
+                .await
+                .expect("answer");
+            assert_eq!(read_all(response).await, "hi");
+            pooled.release();
+            // The connection's task goes idle after the body; let it run.
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(pool.idle_len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_not_released_is_not_reused() {
+        let (addr, accepted) = server().await;
+        let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+        for _ in 0..3 {
+            let (response, pooled) = pool
+                .send(get(), Duration::from_secs(5), Instant::now())
+                .await
+                .expect("answer");
+            assert_eq!(read_all(response).await, "hi");
+            drop(pooled);
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(pool.idle_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_replaced() {
+        // Answers one request per connection, then closes it.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                if stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi")
+                        .await;
+                }
+                drop(stream);
+            }
+        });
+        let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+        for _ in 0..3 {
+            let (response, pooled) = pool
+                .send(get(), Duration::from_secs(5), Instant::now())
+                .await
+                .expect("a fresh connection answers");
+            assert_eq!(read_all(response).await, "hi");
+            pooled.release();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_classified() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+        let err = pool
+            .send(get(), Duration::from_secs(5), Instant::now())
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(err.0, UpstreamErrorKind::Refused, "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_expired_idle_connection_is_not_used() {
+        let (addr, accepted) = server().await;
+        let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+        let (response, pooled) = pool
+            .send(get(), Duration::from_secs(5), Instant::now())
+            .await
+            .expect("answer");
+        read_all(response).await;
+        pooled.release();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let later = Instant::now() + IDLE_TIMEOUT + Duration::from_secs(1);
+        let (response, _pooled) = pool
+            .send(get(), Duration::from_secs(5), later)
+            .await
+            .expect("answer");
+        read_all(response).await;
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+}
