@@ -231,6 +231,67 @@ fn default_header_list_and_content_length() {
 }
 
 #[test]
+fn header_differences_come_sorted_by_name_and_repeated_values_count() {
+    let rules = IgnoreRules::default();
+    // `headers()` appends, so a name given twice has two values.
+    let p = response_with(
+        200,
+        &[
+            ("x-b", "1"),
+            ("vary", "accept"),
+            ("vary", "origin"),
+            ("x-only-primary", "p"),
+            ("x-a", "same"),
+        ],
+        body("ab"),
+        1,
+    );
+    let s = response_with(
+        200,
+        &[
+            ("x-only-shadow", "s"),
+            ("x-a", "same"),
+            ("vary", "accept"),
+            ("vary", "origin"),
+            ("x-b", "2"),
+        ],
+        body("ab"),
+        1,
+    );
+    let d = diff_responses(&p, &s, &rules);
+    let found: Vec<(&str, DiffKind)> = d
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.kind))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("x-b", DiffKind::Changed),
+            ("x-only-primary", DiffKind::Removed),
+            ("x-only-shadow", DiffKind::Added),
+        ]
+    );
+    // The same values in another order are a difference.
+    let s2 = response_with(
+        200,
+        &[("vary", "origin"), ("vary", "accept")],
+        body("ab"),
+        1,
+    );
+    let p2 = response_with(
+        200,
+        &[("vary", "accept"), ("vary", "origin")],
+        body("ab"),
+        1,
+    );
+    let d2 = diff_responses(&p2, &s2, &rules);
+    assert_eq!(d2.headers.len(), 1);
+    assert_eq!(d2.headers[0].primary, vec!["accept", "origin"]);
+    assert_eq!(d2.headers[0].shadow, vec!["origin", "accept"]);
+}
+
+#[test]
 fn status_difference_is_summarised() {
     let d = diff_responses(
         &response(200, "{}", 1),

@@ -396,16 +396,27 @@ spec:
   http: [{route: [{destination: {host: 127.0.0.1, port: {number: 9082}}}]}]
 ",
     );
-    let vs = |h| {
+    let vs = |h: &'static str| {
         Req::get(h, "/")
             .resolve(&table)
             .unwrap()
             .trace
             .virtual_service
     };
+    // Twice over: the second round is answered from the table's host cache and must agree.
+    for _ in 0..2 {
+        assert_eq!(vs("api.example.com"), "default/exact");
+        assert_eq!(vs("API.example.com:8080"), "default/exact");
+        assert_eq!(vs("www.example.com"), "default/wildcard");
+        assert!(Req::get("example.com", "/").resolve(&table).is_err());
+    }
+    // More distinct hosts than the cache keeps: answers stay right as it starts afresh.
+    for i in 0..1500 {
+        // Leaked on purpose: the test's request type holds `&'static str`s.
+        let host: &'static str = format!("h{i}.example.com").leak();
+        assert_eq!(vs(host), "default/wildcard");
+    }
     assert_eq!(vs("api.example.com"), "default/exact");
-    assert_eq!(vs("www.example.com"), "default/wildcard");
-    assert!(Req::get("example.com", "/").resolve(&table).is_err());
     assert_eq!(table.default_host(), None);
 }
 

@@ -474,16 +474,23 @@ fn diff_headers(
     rules: &IgnoreRules,
     bodies_differ: bool,
 ) -> Vec<HeaderDifference> {
-    let mut names: Vec<&http::HeaderName> = primary.keys().chain(shadow.keys()).collect();
-    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    names.dedup();
+    // Nearly every header is the same on both sides: compare the values in place and
+    // build strings only for the ones that differ (this runs for every mirrored request).
+    let same = |name: &http::HeaderName| {
+        primary
+            .get_all(name)
+            .iter()
+            .map(http::HeaderValue::as_bytes)
+            .eq(shadow.get_all(name).iter().map(http::HeaderValue::as_bytes))
+    };
     let mut out = Vec::new();
-    for name in names {
+    let differing = primary
+        .keys()
+        .filter(|name| !same(name))
+        .chain(shadow.keys().filter(|name| !primary.contains_key(*name)));
+    for name in differing {
         let p = header_values(primary, name);
         let s = header_values(shadow, name);
-        if p == s {
-            continue;
-        }
         let kind = match (p.is_empty(), s.is_empty()) {
             (true, _) => DiffKind::Added,
             (_, true) => DiffKind::Removed,
@@ -502,6 +509,7 @@ fn diff_headers(
             ignored: implied || rules.ignores_header(n),
         });
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
 

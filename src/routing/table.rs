@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use super::matchers::MatchBlock;
@@ -28,7 +28,14 @@ pub struct RouteTable {
     services: Vec<CompiledVirtualService>,
     hosts: Vec<String>,
     default_host: Option<String>,
+    /// Which VirtualService each host a request named resolved to: working it out builds
+    /// the name's candidate FQDNs and tries every pattern, and a lab sees a handful of
+    /// hosts over and over. The table never changes, so neither do the answers.
+    host_cache: RwLock<HashMap<String, Option<usize>>>,
 }
+
+/// Most hosts remembered; a client inventing names starts the cache afresh when it fills.
+const MAX_CACHED_HOSTS: usize = 1024;
 
 #[derive(Debug)]
 struct CompiledVirtualService {
@@ -101,6 +108,7 @@ impl RouteTable {
             _ => None,
         };
         Ok(Self {
+            host_cache: RwLock::new(HashMap::new()),
             services,
             hosts,
             default_host,
@@ -184,32 +192,59 @@ impl RouteTable {
     /// The VirtualService for a request host: an exact name first, then the most specific
     /// wildcard, as Istio picks.
     fn find_service(&self, host: &str) -> Option<&CompiledVirtualService> {
+        // Plain data behind the lock: a panic elsewhere leaves nothing half-written.
+        let cached = self
+            .host_cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(host)
+            .copied();
+        let index = match cached {
+            Some(index) => index,
+            None => {
+                let found = self.search_service(host);
+                let mut cache = self
+                    .host_cache
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if cache.len() >= MAX_CACHED_HOSTS {
+                    cache.clear();
+                }
+                cache.insert(host.to_owned(), found);
+                found
+            }
+        };
+        index.and_then(|i| self.services.get(i))
+    }
+
+    /// The index of the VirtualService serving `host`: the most specific pattern wins.
+    fn search_service(&self, host: &str) -> Option<usize> {
         let candidates = request_host_candidates(host);
-        let mut best: Option<((bool, usize), &CompiledVirtualService)> = None;
-        for vs in &self.services {
+        let mut best: Option<((bool, usize), usize)> = None;
+        for (index, vs) in self.services.iter().enumerate() {
             for pattern in &vs.hosts {
                 if candidates.iter().any(|c| host_matches(pattern, c)) {
                     let rank = specificity(pattern);
                     // Strictly greater: on a tie the VirtualService loaded first wins.
                     if best.as_ref().is_none_or(|(b, _)| rank > *b) {
-                        best = Some((rank, vs));
+                        best = Some((rank, index));
                     }
                 }
             }
         }
-        best.map(|(_, vs)| vs)
+        best.map(|(_, index)| index)
             .or_else(|| self.find_by_short_name(host))
     }
 
     /// A bare service name (`reviews`) that matches no host in namespace `default`: the lab's
     /// client has no namespace of its own, so take the one VirtualService whose cluster host
     /// has that name in any namespace (a dump from namespace `bookinfo` works as it is).
-    fn find_by_short_name(&self, host: &str) -> Option<&CompiledVirtualService> {
+    fn find_by_short_name(&self, host: &str) -> Option<usize> {
         let name = host.trim().to_ascii_lowercase();
         if name.is_empty() || name.contains('.') || name.contains(':') {
             return None;
         }
-        let mut found = self.services.iter().filter(|vs| {
+        let mut found = self.services.iter().enumerate().filter(|(_, vs)| {
             vs.hosts.iter().any(|h| {
                 h.strip_suffix(CLUSTER_DOMAIN)
                     .and_then(|rest| rest.split_once('.'))
@@ -217,7 +252,7 @@ impl RouteTable {
             })
         });
         match (found.next(), found.next()) {
-            (Some(vs), None) => Some(vs),
+            (Some((index, _)), None) => Some(index),
             _ => None,
         }
     }
