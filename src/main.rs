@@ -77,6 +77,10 @@ enum Command {
         /// Append `-shadow` to the Host of mirrored requests (Envoy, Istio before 1.28).
         #[arg(long)]
         shadow_host_suffix: bool,
+        /// Threads serving the proxy's connections, each with its own event loop
+        /// (default: one per two CPUs, up to 4).
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+        workers: usize,
     },
     /// Start demo upstream services at the addresses CONFIG's ServiceEntries name.
     Demo {
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
             har,
             seed,
             shadow_host_suffix,
+            workers,
         }) => {
             init_logging();
             let duration = match duration.map(Duration::try_from_secs_f64).transpose() {
@@ -164,6 +169,7 @@ fn main() -> ExitCode {
                 har,
                 seed,
                 shadow_host_suffix,
+                workers,
             };
             report_failure(on_runtime(|handle| async move {
                 Ok(mirrorlab::lab::headless::run(handle, options).await?)

@@ -296,3 +296,63 @@ async fn a_client_that_leaves_early_still_leaves_the_whole_primary_answer_captur
     cancel.cancel();
     proxy.stopped().await;
 }
+
+/// Several worker threads, each with its own event loop and upstream pools: every request
+/// is answered, captured and copied, and upstream connections are kept alive and reused
+/// (a handful per worker, not one per request).
+#[tokio::test]
+async fn worker_threads_share_the_load_and_keep_upstream_connections_alive() {
+    let primary = TestUpstream::start("primary", Reply::ok("primary")).await;
+    let shadow = TestUpstream::start("shadow", Reply::ok("shadow")).await;
+    let (proxy, cancel) = common::start_proxy(
+        FixedRoutes::new("reviews", primary.addr, &[(shadow.addr, 1.0)], None),
+        ProxySettings {
+            workers: 3,
+            ..ProxySettings::default()
+        },
+    );
+    assert_eq!(proxy.workers(), 3);
+    let url = format!("http://{}/reviews/1", proxy.local_addr());
+    let (clients, each) = (6, 40);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        // One keep-alive connection per client, dealt to the workers in turn.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .expect("client");
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..each {
+                let response = http
+                    .get(&url)
+                    .header("host", "reviews")
+                    .send()
+                    .await
+                    .expect("proxy answers");
+                assert_eq!(response.status(), 200);
+                assert_eq!(response.text().await.expect("body"), "primary");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("client task");
+    }
+    let total = clients * each;
+    let exchanges = common::wait_for_exchanges(proxy.hub().store(), total, WAIT).await;
+    assert_eq!(exchanges.len(), total);
+    assert_eq!(shadow.wait_for(total, WAIT).await.len(), total);
+    assert_eq!(primary.received().len(), total);
+    // Kept alive: about one upstream connection per client connection (a shadow may still
+    // be answering when its client's next request is copied), never one per request.
+    for upstream in [&primary, &shadow] {
+        assert!(
+            upstream.connections() <= total / 4,
+            "{} connections to {} for {total} requests",
+            upstream.connections(),
+            upstream.name
+        );
+    }
+    cancel.cancel();
+    proxy.stopped().await;
+}

@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Append `-shadow` to mirrored requests' Host.
     pub shadow_host_suffix: bool,
+    /// The proxy's worker threads; 0: one per two CPUs, up to 4.
+    pub workers: usize,
 }
 
 /// A file's identity for change detection: modification time and length.
@@ -63,6 +65,7 @@ pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<
         default_host: options.host.clone(),
         seed: options.seed,
         shadow_host_suffix: options.shadow_host_suffix,
+        workers: options.workers,
         analysis,
         ..LabSettings::default()
     };

@@ -135,6 +135,8 @@ pub struct LabSettings {
     pub seed: Option<u64>,
     /// Append `-shadow` to the Host of mirrored requests (Envoy, Istio before 1.28).
     pub shadow_host_suffix: bool,
+    /// The proxy's worker threads (`--workers`); 0: one per two CPUs, up to 4.
+    pub workers: usize,
     /// Request bodies above this are not mirrored (1 MiB).
     pub mirror_body_limit: usize,
     /// Bodies are captured up to this many bytes (64 KiB).
@@ -163,6 +165,7 @@ impl Default for LabSettings {
             default_host: None,
             seed: None,
             shadow_host_suffix: proxy.shadow_host_suffix,
+            workers: proxy.workers,
             mirror_body_limit: proxy.mirror_body_limit,
             capture_body_cap: proxy.capture_body_cap,
             max_shadows_in_flight: proxy.max_shadows_in_flight,
@@ -182,6 +185,7 @@ impl LabSettings {
             default_host: self.default_host.clone(),
             seed: self.seed,
             shadow_host_suffix: self.shadow_host_suffix,
+            workers: self.workers,
             mirror_body_limit: self.mirror_body_limit,
             capture_body_cap: self.capture_body_cap,
             max_shadows_in_flight: self.max_shadows_in_flight,

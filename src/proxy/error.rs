@@ -22,6 +22,8 @@ pub enum ProxyError {
         source: std::io::Error,
     },
     /// No VirtualService or route for the request (404).
+    #[error("cannot start the proxy's worker threads: {source}")]
+    Workers { source: std::io::Error },
     #[error(transparent)]
     NoRoute(#[from] NoRoute),
     /// The matched destination has no endpoint to send to (503).
@@ -155,7 +157,9 @@ impl ProxyError {
             | ProxyError::UpstreamProtocol { .. }
             | ProxyError::UpstreamOther { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Bind { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Bind { .. } | ProxyError::Workers { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

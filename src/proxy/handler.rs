@@ -27,6 +27,7 @@ use super::body::{
 use super::error::{ProxyError, classify};
 use super::hop::strip_hop_by_hop;
 use super::join::{Deliver, ExchangeJoin, Unshadowed};
+use super::listener::worker_index;
 use super::pool::EndpointPool;
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -262,7 +263,7 @@ impl Shared {
 
         let sent_at = Instant::now();
         let connect_timeout = self.settings.connect_timeout;
-        let sent = target.pool.send(forward, connect_timeout, sent_at);
+        let sent = target.pool().send(forward, connect_timeout, sent_at);
         let result = match resolution.timeout {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
                 Ok(result) => result,
@@ -564,7 +565,7 @@ impl Shared {
                 uri: upstream_uri(&upstream, path_and_query),
                 headers,
                 chunks: Arc::clone(chunks),
-                pool: Arc::clone(&upstream.pool),
+                pool: Arc::clone(upstream.pool()),
                 permit,
             },
         }
@@ -747,20 +748,21 @@ fn ensure_host(headers: &mut HeaderMap, target: &UpstreamTarget) {
     }
 }
 
-/// An endpoint as the proxy addresses it, rendered once, with its connection pool.
+/// An endpoint as the proxy addresses it, rendered once, with its connection pools.
 #[derive(Debug, Clone)]
 pub(super) struct UpstreamTarget {
     /// `host:port` as a URI authority, or why the endpoint cannot be one.
     authority: Result<Authority, String>,
     /// `host:port` as captures show it.
     pub(super) text: Arc<str>,
-    /// Keep-alive connections to the endpoint.
-    pub(super) pool: Arc<EndpointPool>,
+    /// Keep-alive connections to the endpoint, one pool per worker thread: a connection
+    /// is only ever used by the thread whose runtime drives it.
+    pools: Arc<[Arc<EndpointPool>]>,
 }
 
 impl UpstreamTarget {
-    /// Renders `endpoint`.
-    pub(super) fn new(endpoint: &EndpointAddr) -> Self {
+    /// Renders `endpoint`, with a pool for each of `workers` threads.
+    pub(super) fn new(endpoint: &EndpointAddr, workers: usize) -> Self {
         let text: Arc<str> = Arc::from(endpoint.to_string());
         let authority = text
             .parse::<Authority>()
@@ -768,8 +770,15 @@ impl UpstreamTarget {
         Self {
             authority,
             text,
-            pool: Arc::new(EndpointPool::new(endpoint.clone())),
+            pools: (0..workers.max(1))
+                .map(|_| Arc::new(EndpointPool::new(endpoint.clone())))
+                .collect(),
         }
+    }
+
+    /// The current worker thread's pool.
+    pub(super) fn pool(&self) -> &Arc<EndpointPool> {
+        &self.pools[worker_index() % self.pools.len()]
     }
 }
 

@@ -1,7 +1,19 @@
-//! The accept loop: HTTP/1.1 with keep-alive and h2c on one port, graceful stop.
+//! Accepting and serving: HTTP/1.1 with keep-alive and h2c on one port, graceful stop.
+//!
+//! The accept loop runs on the caller's runtime and deals each connection, round robin, to
+//! one of the proxy's worker threads. Each worker is a single-threaded tokio runtime of its
+//! own, as nginx runs one event loop per worker process: a connection, its requests, their
+//! exchange tasks and shadows, and the upstream connections they use (each worker keeps its
+//! own pools) all live on one thread. On a multi-threaded runtime the same work had tasks
+//! woken across threads several times per request (a spawned exchange task, the upstream
+//! connection's task, work stealing), each a futex call and an inter-processor interrupt;
+//! on two cores that took a fifth of the proxy's CPU time (docs/PERFORMANCE.md).
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -9,18 +21,183 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::{ProxyError, Shared};
 
 /// How long open connections get to finish their requests once the lab stops.
-const GRACE: Duration = Duration::from_secs(5);
+pub(super) const GRACE: Duration = Duration::from_secs(5);
 
 /// hyper's smallest read buffer; a smaller header limit would make it panic.
 const MIN_HEADER_BYTES: usize = 8192;
 
-/// Accepts connections until `cancel` fires, then lets open ones finish within [`GRACE`].
-pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+/// Most worker threads by default: far more traffic than a lab needs, few threads.
+const MAX_DEFAULT_WORKERS: usize = 4;
+
+thread_local! {
+    /// The index of the worker thread running this code (0 on any other thread).
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the current worker thread, for per-worker state such as connection pools.
+pub(super) fn worker_index() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// One worker per two CPUs (at least one, up to [`MAX_DEFAULT_WORKERS`]). Unlike a proxy
+/// in a cluster, the lab shares its machine with the services it measures and with their
+/// client: the primary, the shadows and the load generator need CPUs too. On two cores one
+/// worker gave the same throughput as two, with a quarter of the tail latency (workers
+/// preempted by the upstreams hold their connections' requests meanwhile).
+pub(super) fn default_workers() -> usize {
+    (std::thread::available_parallelism().map_or(1, std::num::NonZero::get) / 2)
+        .clamp(1, MAX_DEFAULT_WORKERS)
+}
+
+/// The proxy's worker threads.
+pub(super) struct Workers {
+    /// Where the accept loop sends each worker its connections.
+    queues: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    /// Workers still serving connections (not yet past their grace period).
+    serving: Arc<AtomicUsize>,
+    /// Cancelled when the workers may end: their exchanges in flight are done, or the
+    /// proxy is dropped. Until then they keep running what is left after the stop.
+    release: CancellationToken,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `count` workers serving the connections they are sent until `cancel` fires.
+    pub(super) fn start(
+        count: usize,
+        shared: &Arc<Shared>,
+        cancel: &CancellationToken,
+    ) -> Result<Workers, ProxyError> {
+        let count = count.max(1);
+        let serving = Arc::new(AtomicUsize::new(0));
+        let release = CancellationToken::new();
+        let mut workers = Workers {
+            queues: Vec::with_capacity(count),
+            serving: Arc::clone(&serving),
+            release: release.clone(),
+            threads: Vec::with_capacity(count),
+        };
+        for index in 0..count {
+            let failed = |source| ProxyError::Workers { source };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(failed)?;
+            let (queue, streams) = mpsc::unbounded_channel();
+            let (shared, cancel, release) = (Arc::clone(shared), cancel.clone(), release.clone());
+            serving.fetch_add(1, Ordering::SeqCst);
+            let serving_here = Arc::clone(&serving);
+            let thread = std::thread::Builder::new()
+                .name(format!("mirrorlab-proxy-{index}"))
+                .spawn(move || {
+                    WORKER.with(|worker| worker.set(index));
+                    runtime.block_on(async move {
+                        serve(streams, shared, cancel).await;
+                        serving_here.fetch_sub(1, Ordering::SeqCst);
+                        release.cancelled().await;
+                    });
+                });
+            match thread {
+                Ok(thread) => {
+                    workers.queues.push(queue);
+                    workers.threads.push(thread);
+                }
+                Err(source) => {
+                    serving.fetch_sub(1, Ordering::SeqCst);
+                    // The ones already started end when `workers` is dropped.
+                    return Err(ProxyError::Workers { source });
+                }
+            }
+        }
+        Ok(workers)
+    }
+
+    /// The queues the accept loop deals connections to, one per worker.
+    pub(super) fn queues(&self) -> Vec<mpsc::UnboundedSender<std::net::TcpStream>> {
+        self.queues.clone()
+    }
+
+    /// How many workers there are.
+    pub(super) fn count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Workers still serving connections.
+    pub(super) fn serving(&self) -> usize {
+        self.serving.load(Ordering::SeqCst)
+    }
+
+    /// Lets the workers end once they have stopped serving.
+    pub(super) fn release(&self) {
+        self.release.cancel();
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.release.cancel();
+        // Closing the queues ends the workers' loops even if nobody cancelled them.
+        self.queues.clear();
+        // The threads end by themselves within the grace period; nobody waits on them.
+        self.threads.clear();
+    }
+}
+
+/// Accepts connections until `cancel` fires and deals them to the workers in turn.
+pub(super) async fn accept(
+    listener: TcpListener,
+    queues: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    cancel: CancellationToken,
+) {
+    let mut next = 0;
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(err) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+        // Still non-blocking: the worker registers it with its own runtime.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot hand a connection to a worker");
+                continue;
+            }
+        };
+        let Some(queue) = queues.get(next % queues.len().max(1)) else {
+            break;
+        };
+        next = next.wrapping_add(1);
+        if queue.send(stream).is_err() {
+            tracing::warn!("a proxy worker has stopped; closing the connection it was dealt");
+        }
+    }
+}
+
+/// A worker's loop: serves the connections it is dealt until `cancel` fires, then lets
+/// open ones finish within [`GRACE`].
+async fn serve(
+    mut streams: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -42,22 +219,20 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: Ca
         );
     let graceful = GracefulShutdown::new();
     loop {
-        let accepted = tokio::select! {
+        let stream = tokio::select! {
             () = cancel.cancelled() => break,
-            accepted = listener.accept() => accepted,
+            stream = streams.recv() => match stream {
+                Some(stream) => stream,
+                None => break,
+            },
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => stream,
             Err(err) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tracing::warn!(error = %err, "a proxy worker cannot take a connection");
                 continue;
             }
         };
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
         let shared = Arc::clone(&shared);
         let service = service_fn(move |request| {
             let shared = Arc::clone(&shared);
@@ -73,7 +248,7 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: Ca
             }
         });
     }
-    drop(listener);
+    drop(streams);
     if tokio::time::timeout(GRACE, graceful.shutdown())
         .await
         .is_err()

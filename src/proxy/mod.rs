@@ -73,6 +73,9 @@ pub struct ProxySettings {
     /// Header edits for every mirrored copy, before each route's own (the lab-wide
     /// setting; the per-route ones come from VirtualService annotations).
     pub mirror_headers: MirrorHeaders,
+    /// Worker threads serving connections, each a single-threaded runtime with its own
+    /// upstream connection pools; 0: one per two CPUs, up to 4.
+    pub workers: usize,
 }
 
 impl Default for ProxySettings {
@@ -90,6 +93,7 @@ impl Default for ProxySettings {
             max_request_header_bytes: 60 * 1024,
             header_read_timeout: Duration::from_secs(30),
             mirror_headers: MirrorHeaders::default(),
+            workers: 0,
         }
     }
 }
@@ -100,6 +104,8 @@ struct Shared {
     settings: ProxySettings,
     seed: u64,
     local_addr: SocketAddr,
+    /// Worker threads (resolved from `settings.workers`).
+    workers: usize,
     shadow_slots: Arc<Semaphore>,
     counters: ProxyCounters,
     hub: Arc<CaptureHub>,
@@ -126,7 +132,7 @@ impl Shared {
         {
             return target.clone();
         }
-        let target = handler::UpstreamTarget::new(endpoint);
+        let target = handler::UpstreamTarget::new(endpoint, self.workers);
         let mut targets = self.targets.write().unwrap_or_else(PoisonError::into_inner);
         if targets.len() >= MAX_CACHED_TARGETS {
             targets.clear();
@@ -140,7 +146,9 @@ impl Shared {
 pub struct Proxy {
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    /// The accept loop, on the caller's runtime.
     task: Option<JoinHandle<()>>,
+    workers: listener::Workers,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -171,7 +179,12 @@ impl Proxy {
         let _runtime = handle.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
 
+        let workers = match settings.workers {
+            0 => listener::default_workers(),
+            n => n,
+        };
         let shared = Arc::new(Shared {
+            workers,
             routes: ArcSwap::from_pointee(routes),
             seed: settings.seed.unwrap_or_else(|| fastrand::u64(..)),
             local_addr,
@@ -183,15 +196,13 @@ impl Proxy {
             targets: RwLock::new(HashMap::new()),
             settings,
         });
-        let task = handle.spawn(listener::serve(
-            listener,
-            Arc::clone(&shared),
-            cancel.clone(),
-        ));
+        let workers = listener::Workers::start(workers, &shared, &cancel)?;
+        let task = handle.spawn(listener::accept(listener, workers.queues(), cancel.clone()));
         Ok(Proxy {
             shared,
             cancel,
             task: Some(task),
+            workers,
         })
     }
 
@@ -249,7 +260,33 @@ impl Proxy {
             // all that is left to do.
             let _ = tokio::time::timeout_at(deadline, task).await;
         }
-        while self.exchanges_in_flight() > 0 {
+        let drained = self
+            .wait_until(deadline, |proxy| {
+                proxy.workers.serving() == 0 && proxy.exchanges_in_flight() == 0
+            })
+            .await;
+        self.workers.release();
+        drained
+    }
+
+    /// Waits until the listener has stopped after its token was cancelled, and the open
+    /// connections have finished (within their grace period).
+    pub async fn stopped(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let deadline = tokio::time::Instant::now() + listener::GRACE + Duration::from_secs(1);
+        self.wait_until(deadline, |proxy| proxy.workers.serving() == 0)
+            .await;
+    }
+
+    /// Polls `done` every 10 ms until it holds (true) or `deadline` passes (false).
+    async fn wait_until(
+        &self,
+        deadline: tokio::time::Instant,
+        done: impl Fn(&Proxy) -> bool,
+    ) -> bool {
+        while !done(self) {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
@@ -258,11 +295,9 @@ impl Proxy {
         true
     }
 
-    /// Waits until the listener has stopped after its token was cancelled.
-    pub async fn stopped(mut self) {
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    /// Worker threads serving connections.
+    pub fn workers(&self) -> usize {
+        self.workers.count()
     }
 }
 

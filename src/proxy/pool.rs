@@ -95,10 +95,12 @@ impl EndpointPool {
         self.lock().len()
     }
 
-    /// The oldest idle connection that can take a request now. Closed and expired ones are
-    /// dropped; one still finishing its previous answer goes to the back of the line.
+    /// The oldest idle connection that can take a request now, else the oldest one still
+    /// finishing its previous answer (its body has been read; its task has yet to notice).
+    /// Closed and expired connections are dropped on the way.
     fn checkout(&self, now: Instant) -> Option<SendRequest<UpstreamBody>> {
         let mut idle = self.lock();
+        let mut finishing = None;
         for _ in 0..idle.len() {
             let entry = idle.pop_front()?;
             if entry.sender.is_closed() || now.saturating_duration_since(entry.since) > IDLE_TIMEOUT
@@ -106,11 +108,17 @@ impl EndpointPool {
                 continue;
             }
             if entry.sender.is_ready() {
+                if let Some(other) = finishing {
+                    idle.push_back(other);
+                }
                 return Some(entry.sender);
             }
-            idle.push_back(entry);
+            match finishing {
+                None => finishing = Some(entry),
+                Some(_) => idle.push_back(entry),
+            }
         }
-        None
+        finishing.map(|entry| entry.sender)
     }
 
     /// Sends `request` on an idle connection, or on a new one, and waits for the response
@@ -122,13 +130,17 @@ impl EndpointPool {
         now: Instant,
     ) -> Result<(Response<Incoming>, Pooled), SendFailure> {
         if let Some(mut sender) = self.checkout(now) {
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, self.pooled(sender))),
-                Err(mut err) => match err.take_message() {
-                    // Not sent: the connection was closing. A fresh one gets it.
-                    Some(unsent) => request = unsent,
-                    None => return Err(classify(err.error())),
-                },
+            // Waiting for a connection that is finishing is far cheaper than opening one,
+            // and keeps the pool at the concurrency the upstream actually sees.
+            if sender.ready().await.is_ok() {
+                match sender.try_send_request(request).await {
+                    Ok(response) => return Ok((response, self.pooled(sender))),
+                    Err(mut err) => match err.take_message() {
+                        // Not sent: the connection was closing. A fresh one gets it.
+                        Some(unsent) => request = unsent,
+                        None => return Err(classify(err.error())),
+                    },
+                }
             }
         }
         let mut sender = self.connect(connect_timeout).await?;

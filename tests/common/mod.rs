@@ -82,6 +82,7 @@ pub struct TestUpstream {
     pub addr: SocketAddr,
     pub name: &'static str,
     received: Arc<Mutex<Vec<Recorded>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     cancel: CancellationToken,
 }
 
@@ -93,17 +94,20 @@ impl TestUpstream {
             .expect("bind test upstream");
         let addr = listener.local_addr().expect("test upstream address");
         let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let cancel = CancellationToken::new();
         let (rec, stop) = (Arc::clone(&received), cancel.clone());
+        let accepted = Arc::clone(&connections);
         tokio::spawn(async move {
             loop {
                 let stream = tokio::select! {
                     () = stop.cancelled() => break,
-                    accepted = listener.accept() => match accepted {
+                    next = listener.accept() => match next {
                         Ok((stream, _)) => stream,
                         Err(_) => continue,
                     },
                 };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let (rec, reply) = (Arc::clone(&rec), reply.clone());
                 let service = service_fn(move |request: Request<Incoming>| {
                     let (rec, reply) = (Arc::clone(&rec), reply.clone());
@@ -152,8 +156,14 @@ impl TestUpstream {
             addr,
             name,
             received,
+            connections,
             cancel,
         }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Requests received so far.
