@@ -1,6 +1,8 @@
 //! The floor of mirrorlab's HTTP stack: the smallest hyper reverse proxy, with nothing of
-//! mirrorlab in it (no routing, no capture, no analysis, no mirroring). `scripts/bench.py`
-//! runs it as case H, so the table shows how much of the proxy's cost is the stack itself.
+//! mirrorlab in it (no routing, no capture, no analysis, no mirroring), on one thread with
+//! its own event loop as each of mirrorlab's proxy workers is, with hyper-util's pooled
+//! client. `scripts/bench.py` runs it as case H, so the table shows how much of the
+//! proxy's cost is the stack itself.
 //!
 //!     cargo run --release --example bare_proxy -- LISTEN_ADDR UPSTREAM_ADDR
 
@@ -26,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listen: SocketAddr = listen.parse()?;
     let upstream: http::uri::Authority = upstream.parse()?;
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(serve(listen, upstream))

@@ -9,6 +9,8 @@ Cases (issue 6):
   E  mirrorlab and nginx, shadow answers after 200 ms
   F  mirrorlab and nginx, shadow port refuses connections
   G  mirrorlab with 0% mirrored (routing only)
+  H  the smallest hyper proxy (examples/bare_proxy.rs): the floor of mirrorlab's HTTP stack,
+     for scale; not one of the issue's cases
   M  (--soak) mirrorlab as D for 1,000,000 requests, RSS sampled every 5 s
 
 The primary and the shadows are nginx (worker_processes 2), so the shadow keeps up and the
@@ -238,6 +240,21 @@ class Lab:
         return rss, report
 
 
+class BareProxy:
+    """examples/bare_proxy.rs in front of the primary, for case H."""
+
+    def __init__(self, binary):
+        self.proc = subprocess.Popen([binary, f"127.0.0.1:{MIRRORLAB}", f"127.0.0.1:{PRIMARY}"],
+                                     stdout=subprocess.DEVNULL)
+        wait_port(MIRRORLAB)
+
+    def stop(self, timeout=30):
+        rss = rss_mb(self.proc.pid)
+        self.proc.kill()
+        self.proc.wait(timeout=timeout)
+        return rss, None
+
+
 def lab_mirrors(report):
     """What mirrorlab's report says about its mirrors, summed over routes: copies sent and
     copies skipped by reason. `routes[].primary.sent` counts primary requests, not copies,
@@ -274,7 +291,8 @@ def main():
     ap.add_argument("--mirrorlab", required=True)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--cases", default="A,B,C,D,E,F,G")
+    ap.add_argument("--cases", default="A,B,C,D,E,F,G,H")
+    ap.add_argument("--bare-proxy", help="the bare_proxy example's binary, for case H")
     ap.add_argument("--soak", action="store_true", help="also run M: 1,000,000 requests through mirrorlab")
     ap.add_argument("--callgrind", metavar="CASE",
                     help="instead of the table: run mirrorlab under valgrind's callgrind for "
@@ -373,6 +391,9 @@ def run_cases(args, cases, work, results):
         run_case("F", "mirrorlab, refused shadow", MIRRORLAB, None, lab("F", SHADOW_REFUSED, 100))
     if "G" in cases:
         run_case("G", "mirrorlab 0% mirrored", MIRRORLAB, fast_log, lab("G", SHADOW_FAST, 0))
+    if "H" in cases and args.bare_proxy:
+        run_case("H", "bare hyper proxy (the floor)", MIRRORLAB, None,
+                 lambda: BareProxy(args.bare_proxy))
     if "M" in cases:
         soak(args, work, results, fast_log)
 
@@ -468,7 +489,7 @@ def print_table(results):
 
     print()
     for name, a, b in (("D/C", "D", "C"), ("D/B", "D", "B"), ("D/A", "D", "A"), ("G/B", "G", "B"),
-                       ("E/D", "E", "D"), ("F/D", "F", "D")):
+                       ("E/D", "E", "D"), ("F/D", "F", "D"), ("H/B", "H", "B"), ("G/H", "G", "H")):
         v = ratio(a, b)
         if v is not None:
             print(f"{name} requests/s: {v:.2f}x")
@@ -478,7 +499,7 @@ def print_table(results):
         v = ratio(e, d, "p99")
         if v is not None:
             print(f"{proxy}: p99 with a 200 ms shadow / p99 with a fast shadow: {v:.2f}x")
-    peaks = [r["peak_rss_mb"] for r in results.values() if "peak_rss_mb" in r]
+    peaks = [r["peak_rss_mb"] for k, r in results.items() if "peak_rss_mb" in r and k != "H"]
     if peaks:
         print(f"mirrorlab peak RSS: {max(peaks):.0f} MB")
 

@@ -2,7 +2,7 @@
 # Benchmarks mirrorlab against direct access and against nginx (plain proxy and `mirror`),
 # all on 127.0.0.1. Installs wrk and nginx (with the echo module for the slow shadow) from
 # Debian's packages when missing, builds mirrorlab in release mode, then runs scripts/bench.py.
-#   scripts/bench.sh [--duration S] [--soak] [--cases A,B,...]
+#   scripts/bench.sh [--duration S] [--soak] [--cases A,B,...]   (H: the bare hyper floor)
 #   scripts/bench.sh --callgrind D     instructions per request under valgrind (needs valgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +17,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The Debian package starts a system nginx on port 80; the benchmark runs its own instances.
 pgrep -f "nginx: master process /usr/sbin/nginx" >/dev/null && { service nginx stop >/dev/null 2>&1 || true; }
-cargo build --release --quiet --bin mirrorlab
-exec python3 scripts/bench.py --mirrorlab "${CARGO_TARGET_DIR:-target}/release/mirrorlab" "$@"
+cargo build --release --quiet --bin mirrorlab --example bare_proxy
+target="${CARGO_TARGET_DIR:-target}/release"
+exec python3 scripts/bench.py --mirrorlab "$target/mirrorlab" --bare-proxy "$target/examples/bare_proxy" "$@"

@@ -54,6 +54,7 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
         .arg("run")
         .arg(&config)
         .args(["--listen", "127.0.0.1:0", "--seed", "5", "--duration", "60"])
+        .args(["--workers", "2"])
         .arg("--report")
         .arg(&report)
         .arg("--har")

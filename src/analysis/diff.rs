@@ -474,6 +474,15 @@ fn diff_headers(
     rules: &IgnoreRules,
     bodies_differ: bool,
 ) -> Vec<HeaderDifference> {
+    // Most often both sides send the same headers in the same order: one pass, no lookups.
+    if primary.len() == shadow.len()
+        && primary
+            .iter()
+            .zip(shadow.iter())
+            .all(|((pn, pv), (sn, sv))| pn == sn && pv.as_bytes() == sv.as_bytes())
+    {
+        return Vec::new();
+    }
     // Nearly every header is the same on both sides: compare the values in place and
     // build strings only for the ones that differ (this runs for every mirrored request).
     let same = |name: &http::HeaderName| {
