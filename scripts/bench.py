@@ -11,6 +11,7 @@ Cases (issue 6):
   G  mirrorlab with 0% mirrored (routing only)
   H  the smallest hyper proxy (examples/bare_proxy.rs): the floor of mirrorlab's HTTP stack,
      for scale; not one of the issue's cases
+  L  A and D again with one connection: the latency mirrorlab adds without queueing
   M  (--soak) mirrorlab as D for 1,000,000 requests, RSS sampled every 5 s
 
 The primary and the shadows are nginx (worker_processes 2), so the shadow keeps up and the
@@ -291,7 +292,7 @@ def main():
     ap.add_argument("--mirrorlab", required=True)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--cases", default="A,B,C,D,E,F,G,H")
+    ap.add_argument("--cases", default="A,B,C,D,E,F,G,H,L")
     ap.add_argument("--bare-proxy", help="the bare_proxy example's binary, for case H")
     ap.add_argument("--soak", action="store_true", help="also run M: 1,000,000 requests through mirrorlab")
     ap.add_argument("--callgrind", metavar="CASE",
@@ -347,16 +348,16 @@ def main():
 def run_cases(args, cases, work, results):
     fast_log, slow_log = f"{work}/shadow-fast.log", f"{work}/shadow-slow.log"
 
-    def run_case(key, label, port, shadow_log=None, lab=None):
+    def run_case(key, label, port, shadow_log=None, lab=None, connections=32):
         """One case: warm-up, then the measured run. With a lab (a function starting one),
         the shadow's log is also counted over the lab's whole life, to compare with the
         copies mirrorlab says it sent."""
         life_before = count_lines(shadow_log) if shadow_log else 0
         running = lab() if lab else None
-        wrk(port, args.warmup)
+        wrk(port, args.warmup, connections=connections)
         # Let copies from the warm-up land before counting.
         before = settle(shadow_log) if shadow_log else 0
-        r = wrk(port, args.duration)
+        r = wrk(port, args.duration, connections=connections)
         after = settle(shadow_log, quiet=1.0) if shadow_log else 0
         r["shadow"] = after - before if shadow_log else None
         r["label"] = label
@@ -391,6 +392,10 @@ def run_cases(args, cases, work, results):
         run_case("F", "mirrorlab, refused shadow", MIRRORLAB, None, lab("F", SHADOW_REFUSED, 100))
     if "G" in cases:
         run_case("G", "mirrorlab 0% mirrored", MIRRORLAB, fast_log, lab("G", SHADOW_FAST, 0))
+    if "L" in cases:
+        run_case("L-A", "primary directly, 1 connection", PRIMARY, connections=1)
+        run_case("L-D", "mirrorlab 100%, 1 connection", MIRRORLAB, fast_log,
+                 lab("L-D", SHADOW_FAST, 100), connections=1)
     if "H" in cases and args.bare_proxy:
         run_case("H", "bare hyper proxy (the floor)", MIRRORLAB, None,
                  lambda: BareProxy(args.bare_proxy))
@@ -495,6 +500,10 @@ def print_table(results):
             print(f"{name} requests/s: {v:.2f}x")
     if "D" in results and "A" in results:
         print(f"D p50 - A p50: {results['D']['p50'] - results['A']['p50']:+.3f} ms")
+    if "L-D" in results and "L-A" in results:
+        print(f"one connection, no queueing: D p50 - A p50: "
+              f"{results['L-D']['p50'] - results['L-A']['p50']:+.3f} ms, "
+              f"p99 {results['L-D']['p99'] - results['L-A']['p99']:+.3f} ms")
     for proxy, e, d in (("mirrorlab", "E", "D"), ("nginx", "E-nginx", "C")):
         v = ratio(e, d, "p99")
         if v is not None:
@@ -506,7 +515,7 @@ def print_table(results):
     # The shadow checks: a proxy that drops copies must not look fast.
     print()
     ok = True
-    for key in ("C", "D", "M"):
+    for key in ("C", "D", "M", "L-D"):
         r = results.get(key)
         if not r or r.get("shadow") is None:
             continue
