@@ -198,6 +198,13 @@ def count_lines(path):
         return 0
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time a process (all its threads) has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         status = f.read()
@@ -357,7 +364,11 @@ def run_cases(args, cases, work, results):
         wrk(port, args.warmup, connections=connections)
         # Let copies from the warm-up land before counting.
         before = settle(shadow_log) if shadow_log else 0
+        cpu_before = cpu_seconds(running.proc.pid) if running else None
         r = wrk(port, args.duration, connections=connections)
+        if running and r["requests"]:
+            # The proxy's own CPU time per request served (all its threads, user + system).
+            r["cpu_us"] = (cpu_seconds(running.proc.pid) - cpu_before) / r["requests"] * 1e6
         after = settle(shadow_log, quiet=1.0) if shadow_log else 0
         r["shadow"] = after - before if shadow_log else None
         r["label"] = label
@@ -480,12 +491,13 @@ def print_table(results):
     """Prints the table, the ratios and the targets of issue 6; false if a check failed."""
     print()
     print(f"{'case':8} {'what':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
-          f"{'shadow got':>10} {'peak RSS':>9}")
+          f"{'shadow got':>10} {'peak RSS':>9} {'CPU us/req':>10}")
     for key, r in results.items():
         shadow = "-" if r.get("shadow") is None else str(r["shadow"])
         rss = f"{r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else "-"
+        cpu = f"{r['cpu_us']:.1f}" if "cpu_us" in r else "-"
         print(f"{key:8} {r['label']:34} {r['rps']:9.0f} {r['p50']:8.3f} {r['p99']:8.3f} "
-              f"{r['errors']:7d} {shadow:>10} {rss:>9}")
+              f"{r['errors']:7d} {shadow:>10} {rss:>9} {cpu:>10}")
 
     def ratio(a, b, field="rps"):
         if a in results and b in results and results[b][field]:

@@ -263,7 +263,7 @@ impl Shared {
 
         let sent_at = Instant::now();
         let connect_timeout = self.settings.connect_timeout;
-        let sent = target.pool().send(forward, connect_timeout, sent_at);
+        let sent = target.pool().send(forward, connect_timeout, sent_at, false);
         let result = match resolution.timeout {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
                 Ok(result) => result,
@@ -609,7 +609,7 @@ impl Shared {
         let mut head = None;
         let mut capture = BodyCapture::new(cap);
         let exchange = async {
-            let (response, connection) = pool.send(request, connect_timeout, sent_at).await?;
+            let (response, connection) = pool.send(request, connect_timeout, sent_at, true).await?;
             let ttfb = sent_at.elapsed();
             let (parts, mut body) = response.into_parts();
             head = Some(ResponseHead {

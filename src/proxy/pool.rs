@@ -36,6 +36,12 @@ const MAX_IDLE_PER_ENDPOINT: usize = 256;
 /// upstream is closing.
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// After an endpoint refuses a connection, shadow copies to it fail at once for this long
+/// instead of each trying to connect: a shadow that is down must not cost the proxy a
+/// connection attempt per copy (two system calls, a socket and a wake-up each). Primaries
+/// are always tried: their client is waiting for the real answer.
+pub(super) const REFUSED_BACKOFF: Duration = Duration::from_millis(250);
+
 /// Why an upstream request failed, sorted for the capture and the client's status.
 pub(super) type SendFailure = (UpstreamErrorKind, String);
 
@@ -44,6 +50,8 @@ pub(super) type SendFailure = (UpstreamErrorKind, String);
 pub(super) struct EndpointPool {
     endpoint: EndpointAddr,
     idle: Mutex<VecDeque<Idle>>,
+    /// When the endpoint last refused a connection, until a connection succeeds.
+    refused_at: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug)]
@@ -81,6 +89,7 @@ impl EndpointPool {
         Self {
             endpoint,
             idle: Mutex::new(VecDeque::new()),
+            refused_at: Mutex::new(None),
         }
     }
 
@@ -122,12 +131,14 @@ impl EndpointPool {
     }
 
     /// Sends `request` on an idle connection, or on a new one, and waits for the response
-    /// head. `now` is the caller's clock reading (for the idle timeout).
+    /// head. `now` is the caller's clock reading (for the idle timeout). A `shadow` copy to
+    /// an endpoint that refused a connection less than [`REFUSED_BACKOFF`] ago fails at once.
     pub(super) async fn send(
         self: &Arc<Self>,
         mut request: Request<UpstreamBody>,
         connect_timeout: Duration,
         now: Instant,
+        shadow: bool,
     ) -> Result<(Response<Incoming>, Pooled), SendFailure> {
         if let Some(mut sender) = self.checkout(now) {
             // Waiting for a connection that is finishing is far cheaper than opening one,
@@ -143,11 +154,40 @@ impl EndpointPool {
                 }
             }
         }
-        let mut sender = self.connect(connect_timeout).await?;
+        if shadow && let Some(at) = self.refused_recently(now) {
+            return Err((
+                UpstreamErrorKind::Refused,
+                format!(
+                    "not sent: {} refused a connection {} ms ago (copies fail at once for {} ms after a refusal)",
+                    self.endpoint,
+                    now.saturating_duration_since(at).as_millis(),
+                    REFUSED_BACKOFF.as_millis()
+                ),
+            ));
+        }
+        let connected = self.connect(connect_timeout).await;
+        *self
+            .refused_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = match &connected {
+            Err((UpstreamErrorKind::Refused, _)) => Some(Instant::now()),
+            _ => None,
+        };
+        let mut sender = connected?;
         match sender.send_request(request).await {
             Ok(response) => Ok((response, self.pooled(sender))),
             Err(err) => Err(classify(&err)),
         }
+    }
+
+    /// When the endpoint refused a connection, if that was less than [`REFUSED_BACKOFF`]
+    /// before `now`.
+    fn refused_recently(&self, now: Instant) -> Option<Instant> {
+        let refused_at = *self
+            .refused_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        refused_at.filter(|at| now.saturating_duration_since(*at) < REFUSED_BACKOFF)
     }
 
     fn pooled(self: &Arc<Self>, sender: SendRequest<UpstreamBody>) -> Pooled {
@@ -276,7 +316,7 @@ mod tests {
         let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
         for _ in 0..5 {
             let (response, pooled) = pool
-                .send(get(), Duration::from_secs(5), Instant::now())
+                .send(get(), Duration::from_secs(5), Instant::now(), false)
                 .await
                 .expect("answer");
             assert_eq!(read_all(response).await, "hi");
@@ -295,7 +335,7 @@ mod tests {
         let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
         for _ in 0..3 {
             let (response, pooled) = pool
-                .send(get(), Duration::from_secs(5), Instant::now())
+                .send(get(), Duration::from_secs(5), Instant::now(), false)
                 .await
                 .expect("answer");
             assert_eq!(read_all(response).await, "hi");
@@ -324,7 +364,7 @@ mod tests {
         let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
         for _ in 0..3 {
             let (response, pooled) = pool
-                .send(get(), Duration::from_secs(5), Instant::now())
+                .send(get(), Duration::from_secs(5), Instant::now(), false)
                 .await
                 .expect("a fresh connection answers");
             assert_eq!(read_all(response).await, "hi");
@@ -340,7 +380,7 @@ mod tests {
         drop(listener);
         let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
         let err = pool
-            .send(get(), Duration::from_secs(5), Instant::now())
+            .send(get(), Duration::from_secs(5), Instant::now(), false)
             .await
             .expect_err("nothing listens");
         assert_eq!(err.0, UpstreamErrorKind::Refused, "{err:?}");
@@ -351,7 +391,7 @@ mod tests {
         let (addr, accepted) = server().await;
         let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
         let (response, pooled) = pool
-            .send(get(), Duration::from_secs(5), Instant::now())
+            .send(get(), Duration::from_secs(5), Instant::now(), false)
             .await
             .expect("answer");
         read_all(response).await;
@@ -359,10 +399,57 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let later = Instant::now() + IDLE_TIMEOUT + Duration::from_secs(1);
         let (response, _pooled) = pool
-            .send(get(), Duration::from_secs(5), later)
+            .send(get(), Duration::from_secs(5), later, false)
             .await
             .expect("answer");
         read_all(response).await;
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn copies_to_an_endpoint_that_refused_fail_at_once_until_the_backoff_ends() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+        let err = pool
+            .send(get(), Duration::from_secs(5), Instant::now(), true)
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(err.0, UpstreamErrorKind::Refused);
+        assert!(!err.1.starts_with("not sent"), "{err:?}");
+        // A copy right after is not tried; a primary always is.
+        let err = pool
+            .send(get(), Duration::from_secs(5), Instant::now(), true)
+            .await
+            .expect_err("still refused");
+        assert_eq!(err.0, UpstreamErrorKind::Refused);
+        assert!(err.1.starts_with("not sent"), "{err:?}");
+        let err = pool
+            .send(get(), Duration::from_secs(5), Instant::now(), false)
+            .await
+            .expect_err("nothing listens");
+        assert!(!err.1.starts_with("not sent"), "{err:?}");
+        // The shadow comes up: once the backoff has passed, copies reach it.
+        let Ok(listener) = TcpListener::bind(addr).await else {
+            // Another test took the port meanwhile; nothing more to check here.
+            return;
+        };
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                if stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi")
+                        .await;
+                }
+            }
+        });
+        tokio::time::sleep(REFUSED_BACKOFF + Duration::from_millis(50)).await;
+        let (response, _pooled) = pool
+            .send(get(), Duration::from_secs(5), Instant::now(), true)
+            .await
+            .expect("the shadow is back");
+        assert_eq!(read_all(response).await, "hi");
     }
 }
