@@ -1,9 +1,11 @@
 //! The mirroring proxy: listener, primary forwarding, shadow dispatch, body buffering, hot reload.
 //!
-//! A request is routed on the current route table snapshot, streamed to one weighted
-//! primary destination, and copied to each sampled mirror from a spawned task. When the
-//! primary's body and every shadow are done, one [`Exchange`](crate::capture::Exchange) goes
-//! to the [`CaptureHub`].
+//! Connections are served by worker threads, each a single-threaded runtime with its own
+//! upstream connection pools (`listener`, `pool`). A request is routed on the current route
+//! table snapshot, streamed to one weighted primary destination, and, when a mirror is
+//! sampled, copied to it from the request's exchange task. When the primary's body and
+//! every shadow are done, one [`Exchange`](crate::capture::Exchange) goes to the
+//! [`CaptureHub`]; a request with no copy to send is joined without a task (`join`).
 
 mod body;
 mod counters;
