@@ -42,6 +42,14 @@ fn sent(exchange: &Exchange, mirror: usize) -> bool {
     matches!(exchange.shadows[mirror].outcome, ShadowOutcome::Sent(_))
 }
 
+/// The tutorial's VirtualService with `mirrorPercentage: 0`.
+fn never_mirrored() -> String {
+    format!(
+        "{}    mirrorPercentage:\n      value: 0\n",
+        common::TO_V1_MIRRORED
+    )
+}
+
 async fn all_exchanges(lab: &Lab, n: usize) -> Vec<Arc<Exchange>> {
     let exchanges = common::wait_for_exchanges(lab.captures(), n, WAIT).await;
     assert_eq!(exchanges.len(), n, "every request yields one exchange");
@@ -316,29 +324,7 @@ spec:
 #[tokio::test]
 async fn mirror_percentage_zero_never_mirrors() {
     let mesh = Mesh::start().await;
-    let lab = common::start_lab(
-        &mesh.yaml(
-            r#"apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews-vs
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: v1
-    mirror:
-      host: reviews-v2
-      subset: v2
-    mirrorPercentage:
-      value: 0
-"#,
-        ),
-        None,
-    );
+    let lab = common::start_lab(&mesh.yaml(&never_mirrored()), None);
     // A subscriber that never reads: its captures are dropped and counted, never waited on.
     let _stalled = lab.subscribe(1);
     send_many(&lab, 200, 4, "/reviews/3").await;
@@ -360,29 +346,7 @@ spec:
 #[tokio::test]
 async fn an_unmirrored_upload_is_captured_whole_with_its_answer() {
     let mesh = Mesh::start().await;
-    let lab = common::start_lab(
-        &mesh.yaml(
-            r#"apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews-vs
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: v1
-    mirror:
-      host: reviews-v2
-      subset: v2
-    mirrorPercentage:
-      value: 0
-"#,
-        ),
-        None,
-    );
+    let lab = common::start_lab(&mesh.yaml(&never_mirrored()), None);
     let http = client();
     let url = format!("http://{}/reviews/7", lab.local_addr());
     for i in 0..20 {

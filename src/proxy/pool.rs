@@ -259,38 +259,41 @@ mod tests {
     use std::net::SocketAddr;
 
     use bytes::Bytes;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
 
-    /// A server answering every request on a connection with `hi`, counting connections.
-    async fn server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    /// Answers `hi` to every request on `listener`'s connections (to the first only, then
+    /// closes, with `one_per_connection`); returns the count of connections accepted.
+    fn answer_hi(listener: TcpListener, one_per_connection: bool) -> Arc<AtomicUsize> {
+        let accepted = Arc::new(AtomicUsize::new(0));
         let count = Arc::clone(&accepted);
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 4096];
-                    loop {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) => {
-                                let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
-                                if stream.write_all(reply).await.is_err() {
-                                    return;
-                                }
-                            }
+                    while stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
+                        if stream.write_all(reply).await.is_err() || one_per_connection {
+                            return;
                         }
                     }
                 });
             }
         });
-        (addr, accepted)
+        accepted
+    }
+
+    /// A server answering every request with `hi`, counting connections.
+    async fn server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        (addr, answer_hi(listener, false))
     }
 
     fn get() -> Request<UpstreamBody> {
@@ -325,7 +328,7 @@ mod tests {
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(pool.idle_len(), 1);
     }
 
@@ -341,7 +344,7 @@ mod tests {
             assert_eq!(read_all(response).await, "hi");
             drop(pooled);
         }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
         assert_eq!(pool.idle_len(), 0);
     }
 
@@ -350,17 +353,7 @@ mod tests {
         // Answers one request per connection, then closes it.
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let mut buf = vec![0u8; 4096];
-                if stream.read(&mut buf).await.unwrap_or(0) > 0 {
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi")
-                        .await;
-                }
-                drop(stream);
-            }
-        });
+        answer_hi(listener, true);
         let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
         for _ in 0..3 {
             let (response, pooled) = pool
@@ -403,7 +396,7 @@ mod tests {
             .await
             .expect("answer");
         read_all(response).await;
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
@@ -435,16 +428,7 @@ mod tests {
             // Another test took the port meanwhile; nothing more to check here.
             return;
         };
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let mut buf = vec![0u8; 4096];
-                if stream.read(&mut buf).await.unwrap_or(0) > 0 {
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi")
-                        .await;
-                }
-            }
-        });
+        answer_hi(listener, false);
         tokio::time::sleep(REFUSED_BACKOFF + Duration::from_millis(50)).await;
         let (response, _pooled) = pool
             .send(get(), Duration::from_secs(5), Instant::now(), true)
