@@ -286,7 +286,7 @@ async fn a_million_requests_with_a_failing_shadow_keep_memory_flat_and_counts_ex
     }
 
     // Sample while it runs: memory, fds, tasks, throughput, every tenth of the run.
-    println!("requests   rss_MiB  fds  tasks  in_flight  req/s");
+    println!("requests   rss_MiB  fds  tasks  proxy_tasks  in_flight  req/s");
     let mut samples: Vec<(u64, u64, usize)> = Vec::new();
     let step = (total / 10).max(1);
     let mut mark = step;
@@ -300,9 +300,10 @@ async fn a_million_requests_with_a_failing_shadow_keep_memory_flat_and_counts_ex
             let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), done);
             println!(
-                "{done:>8}  {:>8.1}  {fds:>4}  {:>5}  {:>9}  {rate:>6.0}",
+                "{done:>8}  {:>8.1}  {fds:>4}  {:>5}  {:>11}  {:>9}  {rate:>6.0}",
                 mib(rss),
                 runtime.metrics().num_alive_tasks(),
+                lab.proxy_tasks(),
                 lab.counters().shadows_in_flight,
             );
             samples.push((done, rss, fds));
@@ -324,6 +325,11 @@ async fn a_million_requests_with_a_failing_shadow_keep_memory_flat_and_counts_ex
         mib(hub.store().bytes() as u64)
     );
     drop(http);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The clients are gone and every shadow has answered or timed out: what is left on the
+    // proxy's workers is its pooled upstream connections (a few per client at most), not
+    // a task per request.
+    let proxy_tasks_idle = lab.proxy_tasks();
     let _ = lab.shutdown(Duration::from_secs(10)).await;
     counted.cancel();
     let tally = tally.await.expect("tally task");
@@ -362,7 +368,7 @@ async fn a_million_requests_with_a_failing_shadow_keep_memory_flat_and_counts_ex
         shadow_seen.load(Ordering::Relaxed)
     );
     println!(
-        "rss: before {:.1} MiB, after {:.1} MiB; fds: before {fds_before}, after {fds_after}; tasks: before {tasks_before}, after {tasks_after}",
+        "rss: before {:.1} MiB, after {:.1} MiB; fds: before {fds_before}, after {fds_after}; tasks: before {tasks_before}, after {tasks_after}; proxy tasks once idle {proxy_tasks_idle}",
         mib(rss_before),
         mib(rss_after)
     );
@@ -442,5 +448,9 @@ async fn a_million_requests_with_a_failing_shadow_keep_memory_flat_and_counts_ex
     assert!(
         tasks_after <= tasks_before + 2,
         "tasks leaked: {tasks_before} before, {tasks_after} after"
+    );
+    assert!(
+        proxy_tasks_idle <= 4 * workers as usize,
+        "{proxy_tasks_idle} tasks left on the proxy's workers once idle, for {workers} clients"
     );
 }

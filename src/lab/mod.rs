@@ -355,6 +355,12 @@ impl Lab {
         self.proxy.counters()
     }
 
+    /// Tasks alive on the proxy's worker threads (connections, exchanges in flight, pooled
+    /// upstream connections): for leak checks.
+    pub fn proxy_tasks(&self) -> usize {
+        self.proxy.tasks()
+    }
+
     /// The ring buffer of recent exchanges (the traffic table).
     pub fn captures(&self) -> &CaptureStore {
         self.proxy.hub().store()

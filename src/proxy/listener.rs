@@ -65,6 +65,8 @@ pub(super) struct Workers {
     /// proxy is dropped. Until then they keep running what is left after the stop.
     release: CancellationToken,
     threads: Vec<JoinHandle<()>>,
+    /// Each worker's runtime, for its task count.
+    runtimes: Vec<tokio::runtime::Handle>,
 }
 
 impl Workers {
@@ -82,6 +84,7 @@ impl Workers {
             serving: Arc::clone(&serving),
             release: release.clone(),
             threads: Vec::with_capacity(count),
+            runtimes: Vec::with_capacity(count),
         };
         for index in 0..count {
             let failed = |source| ProxyError::Workers { source };
@@ -89,6 +92,7 @@ impl Workers {
                 .enable_all()
                 .build()
                 .map_err(failed)?;
+            let handle = runtime.handle().clone();
             let (queue, streams) = mpsc::unbounded_channel();
             let (shared, cancel, release) = (Arc::clone(shared), cancel.clone(), release.clone());
             serving.fetch_add(1, Ordering::SeqCst);
@@ -107,6 +111,7 @@ impl Workers {
                 Ok(thread) => {
                     workers.queues.push(queue);
                     workers.threads.push(thread);
+                    workers.runtimes.push(handle);
                 }
                 Err(source) => {
                     serving.fetch_sub(1, Ordering::SeqCst);
@@ -126,6 +131,15 @@ impl Workers {
     /// How many workers there are.
     pub(super) fn count(&self) -> usize {
         self.queues.len()
+    }
+
+    /// Tasks alive on the workers' runtimes: client connections, exchanges in flight,
+    /// upstream connections (pooled ones included).
+    pub(super) fn tasks(&self) -> usize {
+        self.runtimes
+            .iter()
+            .map(|runtime| runtime.metrics().num_alive_tasks())
+            .sum()
     }
 
     /// Workers still serving connections.

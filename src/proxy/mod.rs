@@ -301,6 +301,12 @@ impl Proxy {
     pub fn workers(&self) -> usize {
         self.workers.count()
     }
+
+    /// Tasks alive on the worker threads: client connections, exchanges in flight and
+    /// upstream connections, pooled ones included. For leak checks.
+    pub fn tasks(&self) -> usize {
+        self.workers.tasks()
+    }
 }
 
 impl Drop for Proxy {
