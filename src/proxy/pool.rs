@@ -42,6 +42,10 @@ pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// are always tried: their client is waiting for the real answer.
 pub(super) const REFUSED_BACKOFF: Duration = Duration::from_millis(250);
 
+/// How long a request waits for a pooled connection that is finishing its previous
+/// exchange before opening a new one instead.
+const FINISHING_WAIT: Duration = Duration::from_millis(5);
+
 /// Why an upstream request failed, sorted for the capture and the client's status.
 pub(super) type SendFailure = (UpstreamErrorKind, String);
 
@@ -71,16 +75,7 @@ pub(super) struct Pooled {
 impl Pooled {
     /// Returns the connection to its pool: its response has been read to the end.
     pub(super) fn release(self) {
-        if self.sender.is_closed() {
-            return;
-        }
-        let mut idle = self.pool.lock();
-        if idle.len() < MAX_IDLE_PER_ENDPOINT {
-            idle.push_back(Idle {
-                sender: self.sender,
-                since: Instant::now(),
-            });
-        }
+        self.pool.give_back(self.sender);
     }
 }
 
@@ -96,6 +91,20 @@ impl EndpointPool {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         // Only whole entries are pushed and popped: a panic elsewhere leaves nothing torn.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts a connection (back) in the idle list, unless it is closed or the list is full.
+    fn give_back(&self, sender: SendRequest<UpstreamBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push_back(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
     }
 
     /// Connections idle in the pool (for tests and counters).
@@ -142,8 +151,15 @@ impl EndpointPool {
     ) -> Result<(Response<Incoming>, Pooled), SendFailure> {
         if let Some(mut sender) = self.checkout(now) {
             // Waiting for a connection that is finishing is far cheaper than opening one,
-            // and keeps the pool at the concurrency the upstream actually sees.
-            if sender.ready().await.is_ok() {
+            // and keeps the pool at the concurrency the upstream actually sees; but only
+            // briefly: one whose upstream answered before reading a long upload is still
+            // sending it, and is given back rather than waited for.
+            let ready = sender.is_ready()
+                || matches!(
+                    tokio::time::timeout(FINISHING_WAIT, sender.ready()).await,
+                    Ok(Ok(()))
+                );
+            if ready {
                 match sender.try_send_request(request).await {
                     Ok(response) => return Ok((response, self.pooled(sender))),
                     Err(mut err) => match err.take_message() {
@@ -152,6 +168,8 @@ impl EndpointPool {
                         None => return Err(classify(err.error())),
                     },
                 }
+            } else {
+                self.give_back(sender);
             }
         }
         if shadow && let Some(at) = self.refused_recently(now) {
@@ -435,5 +453,56 @@ mod tests {
             .await
             .expect("the shadow is back");
         assert_eq!(read_all(response).await, "hi");
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_sending_an_upload_is_not_waited_for() {
+        // Answers as soon as a request's first bytes arrive and never reads the rest, so a
+        // large upload stays stuck in the connection after its answer.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    if stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
+                        let _ = stream.write_all(reply).await;
+                    }
+                    // Hold the connection open without reading.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                });
+            }
+        });
+        let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+        let upload: Arc<[Bytes]> = Arc::from(vec![Bytes::from(vec![b'x'; 32 << 20])]);
+        let post = Request::builder()
+            .method("POST")
+            .uri("/")
+            .header(http::header::HOST, "test")
+            .header(http::header::CONTENT_LENGTH, 32 << 20)
+            .body(UpstreamBody::Chunks(super::super::body::ChunkBody::new(
+                upload,
+            )))
+            .expect("valid request");
+        let (response, pooled) = pool
+            .send(post, Duration::from_secs(5), Instant::now(), false)
+            .await
+            .expect("answered early");
+        assert_eq!(read_all(response).await, "hi");
+        pooled.release();
+        // The first connection is still writing the upload: the next request gets a new one.
+        let (response, _pooled) = tokio::time::timeout(
+            Duration::from_secs(5),
+            pool.send(get(), Duration::from_secs(5), Instant::now(), false),
+        )
+        .await
+        .expect("not stuck behind the upload")
+        .expect("answer");
+        assert_eq!(read_all(response).await, "hi");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }
