@@ -302,3 +302,57 @@ fn snapshot_crosses_threads_and_clear_forgets() {
         "settings survive Clear"
     );
 }
+
+/// Exchanges of several routes, interleaved: each counts on its own route, whether the
+/// routes differ by VirtualService, by index or only by name.
+#[test]
+fn interleaved_routes_are_counted_apart() {
+    let mut a = Analyzer::new(AnalysisSettings::default());
+    let named = |name: &str| {
+        let mut t = trace("default/reviews", 0);
+        t.route_name = Some(name.to_owned());
+        t
+    };
+    let traces = [
+        trace("default/reviews", 0),
+        trace("default/reviews", 1),
+        trace("default/ratings", 0),
+        named("canary"),
+    ];
+    // Route i gets i + 1 exchanges, in runs and alternating.
+    let order = [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 1, 2, 3];
+    for (id, &route) in order.iter().enumerate() {
+        let mut e = exchange(
+            id as u64,
+            T0,
+            "/reviews/1",
+            ok(response(200, "{}", 5)),
+            vec![sent("reviews/v2", response(200, "{}", 6))],
+        );
+        e.trace = Some(traces[route].clone());
+        a.ingest(&e);
+    }
+    let snap = a.snapshot();
+    let labels: Vec<(&str, u64)> = snap
+        .routes
+        .iter()
+        .map(|r| (r.label.as_str(), r.requests))
+        .collect();
+    assert_eq!(snap.routes.len(), 4, "{labels:?}");
+    let requests = |label: &str| {
+        snap.routes
+            .iter()
+            .find(|r| r.label == label)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no route {label}: {:?}",
+                    snap.routes.iter().map(|r| &r.label).collect::<Vec<_>>()
+                )
+            })
+            .requests
+    };
+    assert_eq!(requests("default/reviews:http[0]"), 1);
+    assert_eq!(requests("default/reviews:http[1]"), 3);
+    assert_eq!(requests("default/ratings:http[0]"), 4);
+    assert_eq!(requests("default/reviews:canary"), 5);
+}

@@ -238,7 +238,19 @@ pub struct Analyzer {
     newest_second: Option<u64>,
     routes: Vec<RouteAccumulator>,
     route_index: HashMap<RouteKey, usize>,
+    /// The route of the last exchange ingested.
+    last_route: Option<usize>,
     summaries: summary::SummaryStore,
+}
+
+/// Counts one answer from `target`, copying its name only the first time.
+fn count_target(targets: &mut BTreeMap<String, u64>, target: &str) {
+    match targets.get_mut(target) {
+        Some(n) => *n += 1,
+        None => {
+            targets.insert(target.to_owned(), 1);
+        }
+    }
 }
 
 /// Unix second of a time (0 for times before the epoch).
@@ -258,6 +270,7 @@ impl Analyzer {
             newest_second: None,
             routes: Vec::new(),
             route_index: HashMap::new(),
+            last_route: None,
             summaries,
         }
     }
@@ -303,6 +316,28 @@ impl Analyzer {
     }
 
     /// Takes one finished exchange into account.
+    /// The index of `trace`'s route in `routes`, added when first seen.
+    fn route_slot(&mut self, trace: &crate::routing::RouteTrace) -> usize {
+        let key = RouteKey {
+            virtual_service: trace.virtual_service.clone(),
+            route_index: trace.route_index,
+            route_name: trace.route_name.clone(),
+        };
+        if let Some(i) = self.route_index.get(&key) {
+            return *i;
+        }
+        self.routes.push(RouteAccumulator {
+            key: key.clone(),
+            requests: 0,
+            primary: SideAccumulator::default(),
+            mirrors: Vec::new(),
+            endpoints: HashMap::new(),
+        });
+        let i = self.routes.len() - 1;
+        self.route_index.insert(key, i);
+        i
+    }
+
     pub fn ingest(&mut self, exchange: &Exchange) {
         self.exchanges += 1;
         let second = unix_second(exchange.started_at);
@@ -311,26 +346,20 @@ impl Analyzer {
             self.unrouted += 1;
             return;
         };
-        let key = RouteKey {
-            virtual_service: trace.virtual_service.clone(),
-            route_index: trace.route_index,
-            route_name: trace.route_name.clone(),
+        // Traffic mostly keeps to a route or a few: compare with the route of the previous
+        // exchange before building a key to hash (two strings copied per exchange).
+        let same_as_last = self.last_route.filter(|&i| {
+            self.routes.get(i).is_some_and(|r| {
+                r.key.route_index == trace.route_index
+                    && r.key.virtual_service == trace.virtual_service
+                    && r.key.route_name == trace.route_name
+            })
+        });
+        let idx = match same_as_last {
+            Some(i) => i,
+            None => self.route_slot(trace),
         };
-        let idx = match self.route_index.get(&key) {
-            Some(i) => *i,
-            None => {
-                self.routes.push(RouteAccumulator {
-                    key: key.clone(),
-                    requests: 0,
-                    primary: SideAccumulator::default(),
-                    mirrors: Vec::new(),
-                    endpoints: HashMap::new(),
-                });
-                let i = self.routes.len() - 1;
-                self.route_index.insert(key, i);
-                i
-            }
-        };
+        self.last_route = Some(idx);
         if !self.resolved_rules.contains_key(&trace.virtual_service) {
             let rules = self.settings.rules_for(Some(&trace.virtual_service));
             self.resolved_rules
@@ -349,7 +378,7 @@ impl Analyzer {
             Some(p) => {
                 let side = &mut route.primary;
                 side.sent += 1;
-                *side.targets.entry(p.target.to_string()).or_default() += 1;
+                count_target(&mut side.targets, &p.target);
                 match &p.outcome {
                     UpstreamOutcome::Response(r) => {
                         side.status.record(r.status.as_u16());
@@ -419,7 +448,7 @@ impl Analyzer {
                 }
                 ShadowOutcome::Sent(UpstreamOutcome::Response(r)) => {
                     side.sent += 1;
-                    *side.targets.entry(record.target.to_string()).or_default() += 1;
+                    count_target(&mut side.targets, &record.target);
                     side.status.record(r.status.as_u16());
                     side.ttfb.record(r.ttfb);
                     side.total.record(r.total);
