@@ -155,6 +155,10 @@ fn har_is_valid_and_carries_shadows() {
     assert_eq!(shadows[1]["skipReason"], "not_sampled");
     assert_eq!(shadows[2]["outcome"], "failed");
     assert_eq!(shadows[2]["error"]["kind"], "timeout");
+    // The client got its answer in its own protocol; shadows answer the proxy in HTTP/1.1.
+    assert_eq!(e1["response"]["httpVersion"], e1["request"]["httpVersion"]);
+    assert_eq!(e1["response"]["httpVersion"], "HTTP/1.1");
+    assert_eq!(shadows[0]["response"]["httpVersion"], "HTTP/1.1");
 
     // gzip decoded for display, binary as base64
     let e2 = &entries[1];
@@ -174,6 +178,7 @@ fn har_is_valid_and_carries_shadows() {
     assert_eq!(entries[2]["response"]["redirectURL"], "/reviews/3");
     // primary failure: status 0 and the reason
     assert_eq!(entries[3]["response"]["status"], 0);
+    assert_eq!(entries[3]["response"]["httpVersion"], "");
     assert_eq!(entries[3]["_error"]["kind"], "refused");
     assert_eq!(entries[3]["_shadows"][0]["outcome"], "response");
     assert!(entries[4].get("_route").is_none());

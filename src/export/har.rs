@@ -398,7 +398,8 @@ fn wire_len(body: &CapturedBody) -> i64 {
     i64::try_from(body.total_len).unwrap_or(i64::MAX)
 }
 
-fn har_response(r: &CapturedResponse, options: &HarOptions) -> HarResponse {
+/// `version`: the protocol the response came in, as HAR writes it (`HTTP/1.1`).
+fn har_response(r: &CapturedResponse, options: &HarOptions, version: &str) -> HarResponse {
     let decoded = decode_body(&r.body, &r.headers);
     let size = i64::try_from(decoded.bytes.len()).unwrap_or(i64::MAX);
     let compression = (decoded.encoding.is_some() && decoded.error.is_none() && !decoded.cut)
@@ -413,7 +414,7 @@ fn har_response(r: &CapturedResponse, options: &HarOptions) -> HarResponse {
     HarResponse {
         status: r.status.as_u16(),
         status_text: r.status.canonical_reason().unwrap_or("").to_owned(),
-        http_version: String::new(),
+        http_version: version.to_owned(),
         cookies: response_cookies(&r.headers, options),
         headers: pairs(&r.headers, options),
         content: HarContent {
@@ -517,15 +518,23 @@ fn har_request(e: &Exchange, options: &HarOptions) -> HarRequest {
     }
 }
 
+/// The protocol the proxy speaks to upstreams (primaries and shadows alike).
+const UPSTREAM_HTTP_VERSION: &str = "HTTP/1.1";
+
 fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
+    // The client got the primary's answer on its own connection, in its own protocol.
+    let client_version = format!("{:?}", e.request.version);
     let (response, time, t, error) = match e.primary.as_ref().map(|p| &p.outcome) {
-        Some(UpstreamOutcome::Response(r)) => {
-            (har_response(r, options), millis(r.total), timings(r), None)
-        }
+        Some(UpstreamOutcome::Response(r)) => (
+            har_response(r, options, &client_version),
+            millis(r.total),
+            timings(r),
+            None,
+        ),
         Some(UpstreamOutcome::Failed(f)) => (
             f.partial
                 .as_ref()
-                .map_or_else(no_response, |r| har_response(r, options)),
+                .map_or_else(no_response, |r| har_response(r, options, &client_version)),
             millis(f.elapsed),
             HarTimings {
                 send: 0.0,
@@ -565,13 +574,16 @@ fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
                     out.outcome = "response";
                     out.time = Some(millis(r.total));
                     out.timings = Some(timings(r));
-                    out.response = Some(har_response(r, options));
+                    out.response = Some(har_response(r, options, UPSTREAM_HTTP_VERSION));
                 }
                 ShadowOutcome::Sent(UpstreamOutcome::Failed(f)) => {
                     out.outcome = "failed";
                     out.time = Some(millis(f.elapsed));
                     out.error = Some(har_error(f));
-                    out.response = f.partial.as_ref().map(|r| har_response(r, options));
+                    out.response = f
+                        .partial
+                        .as_ref()
+                        .map(|r| har_response(r, options, UPSTREAM_HTTP_VERSION));
                 }
             }
             out
