@@ -11,8 +11,8 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -93,6 +93,11 @@ impl Workers {
                 .build()
                 .map_err(failed)?;
             let handle = runtime.handle().clone();
+            // The thread takes its runtime from here. Should the thread fail to start, the
+            // runtime is shut down in the background: dropped here, inside the caller's
+            // runtime, it would panic.
+            let slot = Arc::new(Mutex::new(Some(runtime)));
+            let slot_for_thread = Arc::clone(&slot);
             let (queue, streams) = mpsc::unbounded_channel();
             let (shared, cancel, release) = (Arc::clone(shared), cancel.clone(), release.clone());
             serving.fetch_add(1, Ordering::SeqCst);
@@ -100,6 +105,13 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("mirrorlab-proxy-{index}"))
                 .spawn(move || {
+                    let taken = slot_for_thread
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take();
+                    let Some(runtime) = taken else {
+                        return;
+                    };
                     WORKER.with(|worker| worker.set(index));
                     runtime.block_on(async move {
                         serve(streams, shared, cancel).await;
@@ -115,6 +127,10 @@ impl Workers {
                 }
                 Err(source) => {
                     serving.fetch_sub(1, Ordering::SeqCst);
+                    let runtime = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some(runtime) = runtime {
+                        runtime.shutdown_background();
+                    }
                     // The ones already started end when `workers` is dropped.
                     return Err(ProxyError::Workers { source });
                 }
