@@ -315,7 +315,6 @@ impl Analyzer {
         *self = Self::new(AnalysisSettings::clone(&self.settings));
     }
 
-    /// Takes one finished exchange into account.
     /// The index of `trace`'s route in `routes`, added when first seen.
     fn route_slot(&mut self, trace: &crate::routing::RouteTrace) -> usize {
         let key = RouteKey {
@@ -338,6 +337,7 @@ impl Analyzer {
         i
     }
 
+    /// Takes one finished exchange into account.
     pub fn ingest(&mut self, exchange: &Exchange) {
         self.exchanges += 1;
         let second = unix_second(exchange.started_at);

@@ -14,10 +14,10 @@ use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::capture::{
-    CapturedBody, CapturedRequest, Exchange, PrimaryRecord, ShadowOutcome, ShadowRecord,
-    SkipReason, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome, owned_headers,
+    CapturedBody, CapturedRequest, Exchange, ShadowOutcome, ShadowRecord, SkipReason,
+    UpstreamErrorKind, UpstreamFailure, UpstreamOutcome, owned_headers,
 };
-use crate::routing::{EndpointAddr, MirrorPolicy, NoRoute, RequestHead, RouteTrace};
+use crate::routing::{EndpointAddr, MirrorPolicy, NoRoute, RequestHead};
 
 use super::Shared;
 use super::body::{
@@ -26,7 +26,7 @@ use super::body::{
 };
 use super::error::{ProxyError, classify};
 use super::hop::strip_hop_by_hop;
-use super::join::{Deliver, ExchangeJoin, Unshadowed};
+use super::join::{Deliver, ExchangeJoin, ExchangeRecord, Half, skipped};
 use super::listener::worker_index;
 use super::pool::EndpointPool;
 
@@ -34,16 +34,9 @@ const X_REQUEST_ID: &str = "x-request-id";
 
 /// Everything the exchange task needs to finish one request's record.
 struct PendingExchange {
-    id: u64,
-    request_id: String,
-    started_at: SystemTime,
-    trace: RouteTrace,
-    request: CapturedRequest,
+    record: ExchangeRecord,
     /// The request target, shared with the primary's URI (a `Bytes` clone, no copy).
     path_and_query: PathAndQuery,
-    primary_target: Arc<str>,
-    primary_endpoint: String,
-    mirrors: Arc<[MirrorPolicy]>,
     sampled: Vec<bool>,
     body: oneshot::Receiver<RequestBodyCopy>,
     primary: oneshot::Receiver<UpstreamOutcome>,
@@ -190,7 +183,16 @@ impl Shared {
             body: CapturedBody::default(),
         };
         let primary_target: Arc<str> = Arc::from(upstream.label.as_str());
-        let primary_endpoint = String::from(&*target.text);
+        let record = ExchangeRecord {
+            id,
+            request_id,
+            started_at,
+            trace: resolution.trace,
+            request: captured_request,
+            primary_target,
+            primary_endpoint: String::from(&*target.text),
+            mirrors: Arc::clone(&resolution.mirrors),
+        };
         let (body_done, primary_done) = if any_sampled {
             // A copy to send: the exchange task waits for the body, sends the copies and
             // waits for them and the primary.
@@ -198,15 +200,8 @@ impl Shared {
             let (primary_done, primary_outcome) = oneshot::channel();
             self.in_flight.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(Arc::clone(&self).finish_exchange(PendingExchange {
-                id,
-                request_id,
-                started_at,
-                trace: resolution.trace,
-                request: captured_request,
+                record,
                 path_and_query: path_and_query.clone(),
-                primary_target,
-                primary_endpoint,
-                mirrors: Arc::clone(&resolution.mirrors),
                 sampled,
                 body: body_copy,
                 primary: primary_outcome,
@@ -214,19 +209,7 @@ impl Shared {
             (Deliver::channel(body_done), Deliver::channel(primary_done))
         } else {
             // Nothing to copy: the exchange is published by whichever half ends last.
-            let join = ExchangeJoin::new(
-                Arc::clone(&self),
-                started_at,
-                Unshadowed {
-                    id,
-                    request_id,
-                    trace: resolution.trace,
-                    request: captured_request,
-                    primary_target,
-                    primary_endpoint,
-                    mirrors: Arc::clone(&resolution.mirrors),
-                },
-            );
+            let join = ExchangeJoin::new(Arc::clone(&self), record);
             (Deliver::join(&join), Deliver::join(&join))
         };
         let (body_read, body_read_wait) = oneshot::channel::<()>();
@@ -392,35 +375,24 @@ impl Shared {
     /// shadow, then publishes the exchange.
     async fn finish_exchange(self: Arc<Self>, pending: PendingExchange) {
         let PendingExchange {
-            id,
-            request_id,
-            started_at,
-            trace,
-            mut request,
+            mut record,
             path_and_query,
-            primary_target,
-            primary_endpoint,
-            mirrors,
             sampled,
             body,
             primary,
         } = pending;
+        let started_at = record.started_at;
+        let mirrors = Arc::clone(&record.mirrors);
 
         // A dropped sender means the body was abandoned before it was read at all.
         let body = body.await.unwrap_or_default();
-        request.body = body.captured(self.settings.capture_body_cap);
+        record.request.body = body.captured(self.settings.capture_body_cap);
         let shadow_body = body.for_shadows();
 
         let mut legs = Vec::with_capacity(mirrors.len());
         for (policy, sampled) in mirrors.iter().zip(sampled) {
             let target: Arc<str> = Arc::from(policy.upstream.label.as_str());
-            let skip = |reason| {
-                ShadowLeg::Done(ShadowRecord {
-                    target: Arc::clone(&target),
-                    endpoint: None,
-                    outcome: ShadowOutcome::Skipped(reason),
-                })
-            };
+            let skip = |reason| ShadowLeg::Done(skipped(Arc::clone(&target), reason));
             let leg = if !sampled {
                 skip(SkipReason::NotSampled)
             } else if !body.is_complete() {
@@ -434,7 +406,7 @@ impl Shared {
                 ) {
                     (Ok(permit), Some(chunks)) => self.prepare_shadow(
                         policy,
-                        &request,
+                        &record.request,
                         &path_and_query,
                         chunks,
                         permit,
@@ -454,14 +426,9 @@ impl Shared {
         }
 
         let primary = async {
-            primary.await.unwrap_or_else(|_| {
-                UpstreamOutcome::Failed(UpstreamFailure {
-                    kind: UpstreamErrorKind::Other,
-                    detail: "the proxy stopped before the primary answered".to_owned(),
-                    elapsed: started_at.elapsed().unwrap_or_default(),
-                    partial: None,
-                })
-            })
+            primary
+                .await
+                .unwrap_or_else(|_| UpstreamOutcome::missing(started_at))
         };
         // The copies go out now, concurrently with the wait for the primary; each has its
         // own timeout, so none can hold the exchange longer than the shadow timeout.
@@ -510,19 +477,12 @@ impl Shared {
             });
         }
 
-        self.hub.publish(Exchange {
-            id,
-            request_id,
-            started_at,
-            trace: Some(trace),
-            request,
-            primary: Some(PrimaryRecord {
-                target: primary_target,
-                endpoint: primary_endpoint,
-                outcome: primary_outcome,
-            }),
-            shadows,
-        });
+        self.publish(record.finish(primary_outcome, shadows));
+    }
+
+    /// Publishes a routed exchange that was counted in flight.
+    pub(super) fn publish(&self, exchange: Exchange) {
+        self.hub.publish(exchange);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -729,7 +689,9 @@ fn shadow_host(headers: &mut HeaderMap) {
 /// The origin-form target (`/path?query`) an upstream request is sent with: the client's
 /// own, shared (a `Bytes` clone), after checking the endpoint can be addressed at all.
 fn upstream_uri(target: &UpstreamTarget, path_and_query: &PathAndQuery) -> Result<Uri, String> {
-    target.authority.as_ref().map_err(String::clone)?;
+    if let Some(invalid) = &target.invalid {
+        return Err(invalid.clone());
+    }
     if path_and_query.as_str().starts_with('/') {
         Ok(Uri::from(path_and_query.clone()))
     } else {
@@ -751,8 +713,9 @@ fn ensure_host(headers: &mut HeaderMap, target: &UpstreamTarget) {
 /// An endpoint as the proxy addresses it, rendered once, with its connection pools.
 #[derive(Debug, Clone)]
 pub(super) struct UpstreamTarget {
-    /// `host:port` as a URI authority, or why the endpoint cannot be one.
-    authority: Result<Authority, String>,
+    /// Why `host:port` is not a valid URI authority, if it is not (the endpoint cannot
+    /// be addressed).
+    invalid: Option<String>,
     /// `host:port` as captures show it.
     pub(super) text: Arc<str>,
     /// Keep-alive connections to the endpoint, one pool per worker thread: a connection
@@ -764,11 +727,12 @@ impl UpstreamTarget {
     /// Renders `endpoint`, with a pool for each of `workers` threads.
     pub(super) fn new(endpoint: &EndpointAddr, workers: usize) -> Self {
         let text: Arc<str> = Arc::from(endpoint.to_string());
-        let authority = text
+        let invalid = text
             .parse::<Authority>()
-            .map_err(|e| format!("invalid upstream target http://{text}: {e}"));
+            .err()
+            .map(|e| format!("invalid upstream target http://{text}: {e}"));
         Self {
-            authority,
+            invalid,
             text,
             pools: (0..workers.max(1))
                 .map(|_| Arc::new(EndpointPool::new(endpoint.clone())))

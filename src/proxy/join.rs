@@ -6,6 +6,7 @@
 //! arrives second publishes it. That spares a task spawn, its wake-ups and two channels per
 //! request, which was a tenth of the proxy's work in the routing-only case.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -107,21 +108,24 @@ impl<T: Half> Drop for Deliver<T> {
 /// A request without shadows, waiting for its body and its primary's answer.
 pub(super) struct ExchangeJoin {
     shared: Arc<Shared>,
+    /// A copy of the record's, for the halves that never came once the record is gone.
     started_at: SystemTime,
     state: Mutex<JoinState>,
 }
 
 /// The record so far; published once both halves are in.
 pub(crate) struct JoinState {
-    record: Option<Unshadowed>,
+    record: Option<ExchangeRecord>,
     body: Option<RequestBodyCopy>,
     primary: Option<UpstreamOutcome>,
 }
 
-/// What is known of a request without shadows before its halves arrive.
-pub(super) struct Unshadowed {
+/// What is known of a routed request before its body and its primary's answer arrive:
+/// the part of its [`Exchange`] both the exchange task and the join start from.
+pub(super) struct ExchangeRecord {
     pub(super) id: u64,
     pub(super) request_id: String,
+    pub(super) started_at: SystemTime,
     pub(super) trace: RouteTrace,
     pub(super) request: CapturedRequest,
     pub(super) primary_target: Arc<str>,
@@ -129,19 +133,41 @@ pub(super) struct Unshadowed {
     pub(super) mirrors: Arc<[MirrorPolicy]>,
 }
 
+impl ExchangeRecord {
+    /// The finished exchange, with the primary's outcome and one record per mirror.
+    pub(super) fn finish(self, primary: UpstreamOutcome, shadows: Vec<ShadowRecord>) -> Exchange {
+        Exchange {
+            id: self.id,
+            request_id: self.request_id,
+            started_at: self.started_at,
+            trace: Some(self.trace),
+            request: self.request,
+            primary: Some(PrimaryRecord {
+                target: self.primary_target,
+                endpoint: self.primary_endpoint,
+                outcome: primary,
+            }),
+            shadows,
+        }
+    }
+}
+
+/// The record of a mirror that sent no copy, and why.
+pub(super) fn skipped(target: Arc<str>, reason: SkipReason) -> ShadowRecord {
+    ShadowRecord {
+        target,
+        endpoint: None,
+        outcome: ShadowOutcome::Skipped(reason),
+    }
+}
+
 impl ExchangeJoin {
     /// A join for `record`; counts it in flight until it is published.
-    pub(super) fn new(
-        shared: Arc<Shared>,
-        started_at: SystemTime,
-        record: Unshadowed,
-    ) -> Arc<Self> {
-        shared
-            .in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub(super) fn new(shared: Arc<Shared>, record: ExchangeRecord) -> Arc<Self> {
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
         Arc::new(Self {
             shared,
-            started_at,
+            started_at: record.started_at,
             state: Mutex::new(JoinState {
                 record: Some(record),
                 body: None,
@@ -165,49 +191,21 @@ impl ExchangeJoin {
                 None
             }
         };
-        if let Some(((record, body), primary)) = complete {
-            self.publish(record, &body, primary);
+        if let Some(((mut record, body), primary)) = complete {
+            let shared = &self.shared;
+            record.request.body = body.captured(shared.settings.capture_body_cap);
+            let shadows = record
+                .mirrors
+                .iter()
+                .map(|policy| {
+                    shared.counters.skipped(SkipReason::NotSampled);
+                    skipped(
+                        Arc::from(policy.upstream.label.as_str()),
+                        SkipReason::NotSampled,
+                    )
+                })
+                .collect();
+            shared.publish(record.finish(primary, shadows));
         }
-    }
-
-    fn publish(&self, record: Unshadowed, body: &RequestBodyCopy, primary: UpstreamOutcome) {
-        let shared = &self.shared;
-        let Unshadowed {
-            id,
-            request_id,
-            trace,
-            mut request,
-            primary_target,
-            primary_endpoint,
-            mirrors,
-        } = record;
-        request.body = body.captured(shared.settings.capture_body_cap);
-        let shadows = mirrors
-            .iter()
-            .map(|policy| {
-                shared.counters.skipped(SkipReason::NotSampled);
-                ShadowRecord {
-                    target: Arc::from(policy.upstream.label.as_str()),
-                    endpoint: None,
-                    outcome: ShadowOutcome::Skipped(SkipReason::NotSampled),
-                }
-            })
-            .collect();
-        shared.hub.publish(Exchange {
-            id,
-            request_id,
-            started_at: self.started_at,
-            trace: Some(trace),
-            request,
-            primary: Some(PrimaryRecord {
-                target: primary_target,
-                endpoint: primary_endpoint,
-                outcome: primary,
-            }),
-            shadows,
-        });
-        shared
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -331,16 +331,23 @@ mod tests {
             .to_bytes()
     }
 
+    /// Sends a primary GET on `pool` now, checks the answer is `hi`, and returns the
+    /// connection it used.
+    async fn get_hi(pool: &Arc<EndpointPool>) -> Pooled {
+        let (response, pooled) = pool
+            .send(get(), Duration::from_secs(5), Instant::now(), false)
+            .await
+            .expect("answer");
+        assert_eq!(read_all(response).await, "hi");
+        pooled
+    }
+
     #[tokio::test]
     async fn a_released_connection_is_reused() {
         let (addr, accepted) = server().await;
         let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
         for _ in 0..5 {
-            let (response, pooled) = pool
-                .send(get(), Duration::from_secs(5), Instant::now(), false)
-                .await
-                .expect("answer");
-            assert_eq!(read_all(response).await, "hi");
+            let pooled = get_hi(&pool).await;
             pooled.release();
             // The connection's task goes idle after the body; let it run.
             tokio::task::yield_now().await;
@@ -355,11 +362,7 @@ mod tests {
         let (addr, accepted) = server().await;
         let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
         for _ in 0..3 {
-            let (response, pooled) = pool
-                .send(get(), Duration::from_secs(5), Instant::now(), false)
-                .await
-                .expect("answer");
-            assert_eq!(read_all(response).await, "hi");
+            let pooled = get_hi(&pool).await;
             drop(pooled);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
@@ -374,11 +377,7 @@ mod tests {
         answer_hi(listener, true);
         let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
         for _ in 0..3 {
-            let (response, pooled) = pool
-                .send(get(), Duration::from_secs(5), Instant::now(), false)
-                .await
-                .expect("a fresh connection answers");
-            assert_eq!(read_all(response).await, "hi");
+            let pooled = get_hi(&pool).await;
             pooled.release();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
