@@ -13,7 +13,6 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -64,7 +63,6 @@ pub(super) struct Workers {
     /// Cancelled when the workers may end: their exchanges in flight are done, or the
     /// proxy is dropped. Until then they keep running what is left after the stop.
     release: CancellationToken,
-    threads: Vec<JoinHandle<()>>,
     /// Each worker's runtime, for its task count.
     runtimes: Vec<tokio::runtime::Handle>,
 }
@@ -83,7 +81,6 @@ impl Workers {
             queues: Vec::with_capacity(count),
             serving: Arc::clone(&serving),
             release: release.clone(),
-            threads: Vec::with_capacity(count),
             runtimes: Vec::with_capacity(count),
         };
         for index in 0..count {
@@ -120,9 +117,10 @@ impl Workers {
                     });
                 });
             match thread {
-                Ok(thread) => {
+                // Not joined: a worker ends by itself once released (or once its queue
+                // closes), within the grace period.
+                Ok(_detached) => {
                     workers.queues.push(queue);
-                    workers.threads.push(thread);
                     workers.runtimes.push(handle);
                 }
                 Err(source) => {
@@ -174,8 +172,6 @@ impl Drop for Workers {
         self.release.cancel();
         // Closing the queues ends the workers' loops even if nobody cancelled them.
         self.queues.clear();
-        // The threads end by themselves within the grace period; nobody waits on them.
-        self.threads.clear();
     }
 }
 
