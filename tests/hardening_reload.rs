@@ -5,12 +5,9 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Mesh, client};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
 
 const VIRTUAL_SERVICE: &str = r#"apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -51,35 +48,21 @@ async fn broken_half_written_emptied_or_deleted_files_keep_the_old_routes_servin
     let config = dir.path().join("reviews.yaml");
     let good = mesh.yaml(VIRTUAL_SERVICE);
     std::fs::write(&config, &good).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
-        .arg("run")
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0", "--duration", "120"])
-        .arg("--report")
-        .arg(dir.path().join("report.json"))
-        .env("RUST_LOG", "info")
-        .env_remove("HTTP_PROXY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start mirrorlab run");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut stderr = child.stderr.take().expect("stderr");
-    let logs = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-        .await
-        .expect("listening line in time")
-        .expect("read stdout")
-        .expect("a first line");
-    let addr = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_owned();
+    let common::RunChild {
+        mut child,
+        addr,
+        logs,
+        ..
+    } = common::spawn_run([
+        config.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--duration".as_ref(),
+        "120".as_ref(),
+        "--report".as_ref(),
+        dir.path().join("report.json").as_os_str(),
+    ])
+    .await;
     assert_eq!(status_of(&addr).await, 200);
 
     let half = &good[..good.len() * 2 / 3];

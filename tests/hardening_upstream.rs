@@ -70,6 +70,12 @@ async fn clients_see_only_the_primary(proxy: &Proxy, wait: Duration) -> Vec<Arc<
     exchanges
 }
 
+/// Asserts that every exchange's shadow failed, with `kind`.
+fn every_shadow_failed_with(exchanges: &[Arc<Exchange>], kind: UpstreamErrorKind) {
+    let kinds = shadow_kinds(exchanges);
+    assert!(kinds.iter().all(|k| *k == Some(kind)), "{kinds:?}");
+}
+
 /// The failure kind of each exchange's single shadow (`None` for a full response).
 fn shadow_kinds(exchanges: &[Arc<Exchange>]) -> Vec<Option<UpstreamErrorKind>> {
     exchanges
@@ -108,13 +114,7 @@ async fn a_slow_shadow_is_cut_at_its_timeout_and_never_slows_the_client() {
         TestUpstream::start("shadow", Reply::ok("late").delay(Duration::from_secs(3))).await;
     let (_primary, proxy) = proxy_with_shadow(shadow.addr, Duration::from_secs(1)).await;
     let exchanges = clients_see_only_the_primary(&proxy, Duration::from_secs(10)).await;
-    assert!(
-        shadow_kinds(&exchanges)
-            .iter()
-            .all(|k| *k == Some(UpstreamErrorKind::Timeout)),
-        "{:?}",
-        shadow_kinds(&exchanges)
-    );
+    every_shadow_failed_with(&exchanges, UpstreamErrorKind::Timeout);
     nothing_in_flight(proxy).await;
 }
 
@@ -123,13 +123,7 @@ async fn a_hung_shadow_times_out_and_never_reaches_the_client() {
     let shadow = FaultyUpstream::start(Fault::Hung).await;
     let (_primary, proxy) = proxy_with_shadow(shadow.addr, Duration::from_secs(1)).await;
     let exchanges = clients_see_only_the_primary(&proxy, Duration::from_secs(10)).await;
-    assert!(
-        shadow_kinds(&exchanges)
-            .iter()
-            .all(|k| *k == Some(UpstreamErrorKind::Timeout)),
-        "{:?}",
-        shadow_kinds(&exchanges)
-    );
+    every_shadow_failed_with(&exchanges, UpstreamErrorKind::Timeout);
     nothing_in_flight(proxy).await;
 }
 
@@ -160,13 +154,7 @@ async fn a_shadow_that_answers_garbage_is_captured_as_a_protocol_error() {
     let shadow = FaultyUpstream::start(Fault::Garbage).await;
     let (_primary, proxy) = proxy_with_shadow(shadow.addr, Duration::from_secs(5)).await;
     let exchanges = clients_see_only_the_primary(&proxy, Duration::from_secs(10)).await;
-    assert!(
-        shadow_kinds(&exchanges)
-            .iter()
-            .all(|k| *k == Some(UpstreamErrorKind::Protocol)),
-        "{:?}",
-        shadow_kinds(&exchanges)
-    );
+    every_shadow_failed_with(&exchanges, UpstreamErrorKind::Protocol);
     nothing_in_flight(proxy).await;
 }
 

@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Mesh, client};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
 const VIRTUAL_SERVICE: &str = r#"apiVersion: networking.istio.io/v1
@@ -50,38 +48,27 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
     let har = dir.path().join("run.har");
     std::fs::write(&config, mesh.yaml(VIRTUAL_SERVICE)).expect("write config");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
-        .arg("run")
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0", "--seed", "5", "--duration", "60"])
-        .args(["--workers", "2"])
-        .arg("--report")
-        .arg(&report)
-        .arg("--har")
-        .arg(&har)
-        .env("RUST_LOG", "info")
-        .env_remove("HTTP_PROXY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start mirrorlab run");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut stderr = child.stderr.take().expect("stderr");
-    let logs = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-        .await
-        .expect("listening line in time")
-        .expect("read stdout")
-        .expect("a first line");
-    let addr = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line says where it listens: {first}"))
-        .to_owned();
+    let common::RunChild {
+        mut child,
+        addr,
+        logs,
+        ..
+    } = common::spawn_run([
+        config.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--seed".as_ref(),
+        "5".as_ref(),
+        "--duration".as_ref(),
+        "60".as_ref(),
+        "--workers".as_ref(),
+        "2".as_ref(),
+        "--report".as_ref(),
+        report.as_os_str(),
+        "--har".as_ref(),
+        har.as_os_str(),
+    ])
+    .await;
 
     get(&addr, 10).await;
     assert_eq!(mesh.v1.received().len(), 10);

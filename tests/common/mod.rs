@@ -584,3 +584,55 @@ spec:
       host: reviews-v2
       subset: v2
 "#;
+
+/// A `mirrorlab run` started by a test: the process, the address its first line says it
+/// listens on, and its stderr, gathered until it exits.
+pub struct RunChild {
+    pub child: tokio::process::Child,
+    pub addr: String,
+    pub logs: tokio::task::JoinHandle<String>,
+    /// Kept open so the process can still write to stdout.
+    _stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+/// Starts `mirrorlab run ARGS...` (logging at info, no proxy from the environment) and
+/// waits up to 30 s for its `listening on ADDR` line.
+pub async fn spawn_run<I, S>(args: I) -> RunChild
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
+        .arg("run")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("HTTP_PROXY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start mirrorlab run");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = child.stderr.take().expect("stderr");
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+        .await
+        .expect("listening line in time")
+        .expect("read stdout")
+        .expect("a first line");
+    let addr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line says where it listens: {first}"))
+        .to_owned();
+    RunChild {
+        child,
+        addr,
+        logs,
+        _stdout: stdout,
+    }
+}
