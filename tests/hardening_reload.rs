@@ -9,24 +9,6 @@ use std::time::Duration;
 
 use common::{Mesh, client};
 
-const VIRTUAL_SERVICE: &str = r#"apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews-vs
-spec:
-  hosts:
-  - reviews
-  http:
-  - name: reviews-v1-mirrored
-    route:
-    - destination:
-        host: reviews
-        subset: v1
-    mirror:
-      host: reviews-v2
-      subset: v2
-"#;
-
 /// Longer than the run's file watch interval (1 s), so a change has been seen.
 const SETTLE: Duration = Duration::from_millis(2500);
 
@@ -46,7 +28,7 @@ async fn broken_half_written_emptied_or_deleted_files_keep_the_old_routes_servin
     let mesh = Mesh::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("reviews.yaml");
-    let good = mesh.yaml(VIRTUAL_SERVICE);
+    let good = mesh.yaml(common::TO_V1_MIRRORED_NAMED);
     std::fs::write(&config, &good).expect("write config");
     let common::RunChild {
         mut child,
@@ -97,7 +79,7 @@ async fn broken_half_written_emptied_or_deleted_files_keep_the_old_routes_servin
     // A good edit is still picked up afterwards: traffic moves to v3.
     std::fs::write(
         &config,
-        mesh.yaml(&VIRTUAL_SERVICE.replace("subset: v1", "subset: v3")),
+        mesh.yaml(&common::TO_V1_MIRRORED_NAMED.replace("subset: v1", "subset: v3")),
     )
     .expect("write new config");
     let mut moved = false;

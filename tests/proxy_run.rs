@@ -8,24 +8,6 @@ use std::time::Duration;
 use common::{Mesh, client};
 use tokio::process::Command;
 
-const VIRTUAL_SERVICE: &str = r#"apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews-vs
-spec:
-  hosts:
-  - reviews
-  http:
-  - name: reviews-v1-mirrored
-    route:
-    - destination:
-        host: reviews
-        subset: v1
-    mirror:
-      host: reviews-v2
-      subset: v2
-"#;
-
 async fn get(addr: &str, n: usize) {
     let http = client();
     for _ in 0..n {
@@ -46,7 +28,7 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
     let config = dir.path().join("reviews.yaml");
     let report = dir.path().join("report.json");
     let har = dir.path().join("run.har");
-    std::fs::write(&config, mesh.yaml(VIRTUAL_SERVICE)).expect("write config");
+    std::fs::write(&config, mesh.yaml(common::TO_V1_MIRRORED_NAMED)).expect("write config");
 
     let common::RunChild {
         mut child,
@@ -78,7 +60,7 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
         &config,
         mesh.yaml(&format!(
             "# edited\n{}",
-            VIRTUAL_SERVICE.replace("subset: v2", "subset: v9")
+            common::TO_V1_MIRRORED_NAMED.replace("subset: v2", "subset: v9")
         )),
     )
     .expect("write broken config");
@@ -91,7 +73,7 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
         &config,
         mesh.yaml(&format!(
             "# fixed\n{}",
-            VIRTUAL_SERVICE.replace("subset: v1", "subset: v3")
+            common::TO_V1_MIRRORED_NAMED.replace("subset: v1", "subset: v3")
         )),
     )
     .expect("write new config");
@@ -166,7 +148,7 @@ async fn run_refuses_a_non_loopback_address_without_allow_remote() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("reviews.yaml");
     let mesh = Mesh::start().await;
-    std::fs::write(&config, mesh.yaml(VIRTUAL_SERVICE)).expect("write config");
+    std::fs::write(&config, mesh.yaml(common::TO_V1_MIRRORED_NAMED)).expect("write config");
     let output = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
         .arg("run")
         .arg(&config)
@@ -186,7 +168,7 @@ async fn run_refuses_a_broken_config_at_start_with_its_diagnostics() {
     let mesh = Mesh::start().await;
     std::fs::write(
         &config,
-        mesh.yaml(&VIRTUAL_SERVICE.replace("subset: v2", "subset: v9")),
+        mesh.yaml(&common::TO_V1_MIRRORED_NAMED.replace("subset: v2", "subset: v9")),
     )
     .expect("write config");
     let output = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))

@@ -562,6 +562,25 @@ pub fn start_lab(yaml: &str, seed: Option<u64>) -> mirrorlab::lab::Lab {
     .expect("start lab")
 }
 
+/// The tutorial's VirtualService with its route named `reviews-v1-mirrored`.
+pub const TO_V1_MIRRORED_NAMED: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts:
+  - reviews
+  http:
+  - name: reviews-v1-mirrored
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+    mirror:
+      host: reviews-v2
+      subset: v2
+"#;
+
 /// The tutorial's VirtualService: all reviews traffic to v1, 100% mirrored to reviews-v2/v2
 /// (the mesh around it comes from `mesh_yaml`).
 #[allow(
