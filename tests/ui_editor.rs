@@ -5,7 +5,10 @@ mod ui_common;
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT as _, Queryable as _};
-use ui_common::{Upstream, app, mirror_config, runtime, send_requests, type_into, wait_until};
+use ui_common::{
+    MirrorFiles, Upstream, app, mirror_config, mirror_files, runtime, send_requests, type_into,
+    wait_until,
+};
 
 #[test]
 fn a_sample_config_opens_into_the_forms() {
@@ -84,11 +87,12 @@ fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
 #[test]
 fn an_invalid_header_regex_shows_its_error_next_to_it_and_blocks_apply() {
     let rt = runtime();
-    let v1 = Upstream::start(&rt, None);
-    let v2 = Upstream::start(&rt, None);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reviews.yaml");
-    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let MirrorFiles {
+        v1: _v1,
+        v2: _v2,
+        dir: _dir,
+        path,
+    } = mirror_files(&rt);
     let mut h = app(&rt, Some(&path));
     h.run_ok();
 

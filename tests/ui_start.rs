@@ -8,16 +8,14 @@ mod ui_common;
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable as _;
 use mirrorlab::ui::{Command, Tab};
-use ui_common::{Upstream, app, mirror_config, runtime, send_requests, wait_until};
+use ui_common::{
+    MirrorFiles, Upstream, app, mirror_config, mirror_files, runtime, send_requests, wait_until,
+};
 
 #[test]
 fn opening_a_config_starts_the_proxy_and_a_second_one_is_swapped_in() {
     let rt = runtime();
-    let v1 = Upstream::start(&rt, None);
-    let v2 = Upstream::start(&rt, None);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reviews.yaml");
-    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let MirrorFiles { v1, v2, dir, path } = mirror_files(&rt);
     let mut h = app(&rt, Some(&path));
     h.run_ok();
 
@@ -74,11 +72,12 @@ fn opening_a_config_starts_the_proxy_and_a_second_one_is_swapped_in() {
 #[test]
 fn with_the_setting_off_a_config_waits_for_start() {
     let rt = runtime();
-    let v1 = Upstream::start(&rt, None);
-    let v2 = Upstream::start(&rt, None);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reviews.yaml");
-    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let MirrorFiles {
+        v1: _v1,
+        v2: _v2,
+        dir: _dir,
+        path,
+    } = mirror_files(&rt);
     let mut h = app(&rt, None);
     h.run_ok();
     assert!(h.state().state.start_on_open, "on by default");
@@ -148,11 +147,12 @@ fn a_config_with_errors_does_not_start_the_proxy_and_says_why() {
 #[test]
 fn a_taken_port_is_explained_in_the_top_bar_and_a_free_one_offered() {
     let rt = runtime();
-    let v1 = Upstream::start(&rt, None);
-    let v2 = Upstream::start(&rt, None);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reviews.yaml");
-    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let MirrorFiles {
+        v1: _v1,
+        v2: _v2,
+        dir: _dir,
+        path,
+    } = mirror_files(&rt);
     // Something else holds the port.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap();
@@ -262,11 +262,12 @@ fn the_empty_panels_offer_a_request_that_the_config_mirrors_through_the_real_por
 #[test]
 fn the_dashboard_clock_keeps_moving_after_traffic_stops() {
     let rt = runtime();
-    let v1 = Upstream::start(&rt, None);
-    let v2 = Upstream::start(&rt, None);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reviews.yaml");
-    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let MirrorFiles {
+        v1: _v1,
+        v2: _v2,
+        dir: _dir,
+        path,
+    } = mirror_files(&rt);
     let mut h = app(&rt, Some(&path));
     h.run_ok();
     let addr = h.state().session.local_addr().expect("the proxy runs");

@@ -5,7 +5,9 @@ mod ui_common;
 
 use egui_kittest::kittest::Queryable as _;
 use mirrorlab::ui::Tab;
-use ui_common::{Upstream, app, mirror_config, runtime, send_requests, wait_until};
+use ui_common::{
+    MirrorFiles, Upstream, app, mirror_config, mirror_files, runtime, send_requests, wait_until,
+};
 
 #[test]
 fn selecting_an_exchange_shows_both_responses_and_the_difference() {
@@ -99,11 +101,12 @@ fn ignoring_a_field_in_diffs_writes_the_annotation() {
 #[test]
 fn send_request_goes_through_the_proxy_and_is_selected_in_traffic() {
     let rt = runtime();
-    let v1 = Upstream::start(&rt, None);
-    let v2 = Upstream::start(&rt, None);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reviews.yaml");
-    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let MirrorFiles {
+        v1,
+        v2: _v2,
+        dir: _dir,
+        path,
+    } = mirror_files(&rt);
     let mut h = app(&rt, Some(&path));
     h.run_ok();
     // The proxy started as the config opened.

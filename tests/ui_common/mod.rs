@@ -79,6 +79,25 @@ impl Upstream {
     }
 }
 
+/// Two upstreams on 127.0.0.1 and [`mirror_config`] naming them, written to
+/// `reviews.yaml` in a fresh temporary directory (removed when this is dropped).
+pub struct MirrorFiles {
+    pub v1: Upstream,
+    pub v2: Upstream,
+    pub dir: tempfile::TempDir,
+    pub path: std::path::PathBuf,
+}
+
+/// Starts the two upstreams and writes the config.
+pub fn mirror_files(rt: &tokio::runtime::Runtime) -> MirrorFiles {
+    let v1 = Upstream::start(rt, None);
+    let v2 = Upstream::start(rt, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    MirrorFiles { v1, v2, dir, path }
+}
+
 /// A config: VirtualService `reviews` to v1, mirrored 100% to v2, both on the given servers.
 pub fn mirror_config(v1: SocketAddr, v2: SocketAddr) -> String {
     format!(
