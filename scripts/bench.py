@@ -83,22 +83,51 @@ http {{
     return path
 
 
-def upstream_servers(work):
-    def answer(port, log, delay=""):
+def answer_server(port, log, delay=""):
         # `return` answers with Content-Length, as a typical JSON API does; the echo module
         # (chunked) only where the answer must wait.
-        reply = f"echo_sleep {delay}; echo '{BODY}';" if delay else f"return 200 '{BODY}';"
-        return f"""
+    reply = f"echo_sleep {delay}; echo '{BODY}';" if delay else f"return 200 '{BODY}';"
+    return f"""
   server {{
     listen 127.0.0.1:{port} reuseport backlog=4096;
     access_log {log};
     location / {{ default_type application/json; {reply} }}
   }}"""
-    return (
-        answer(PRIMARY, "off")
-        + answer(SHADOW_FAST, f"{work}/shadow-fast.log")
-        + answer(SHADOW_SLOW, f"{work}/shadow-slow.log", "0.2")
-    )
+
+
+def primary_servers(work):
+    return answer_server(PRIMARY, "off")
+
+
+def shadow_servers(work):
+    return (answer_server(SHADOW_FAST, f"{work}/shadow-fast.log")
+            + answer_server(SHADOW_SLOW, f"{work}/shadow-slow.log", "0.2"))
+
+
+def start_nginxes(work):
+    """Three nginx instances, so each one's CPU time can be told apart: the primary, the
+    shadows, and the proxies of cases B, C, E and F. Returns their pid files by role."""
+    pid_files = {}
+    for name, servers in (("primary", primary_servers(work)), ("shadow", shadow_servers(work)),
+                          ("proxy", proxy_servers())):
+        conf = nginx_conf(work, name, servers)
+        # -e: nginx opens its error log before reading the config; keep it in the work dir.
+        subprocess.run(["nginx", "-p", work, "-e", f"{work}/{name}-error.log", "-c", conf],
+                       check=True)
+        pid_files[name] = os.path.join(work, f"{name}.pid")
+    for port in (PRIMARY, SHADOW_FAST, SHADOW_SLOW, NGX_PLAIN, NGX_MIRROR_FAST,
+                 NGX_MIRROR_SLOW, NGX_MIRROR_REFUSED):
+        wait_port(port)
+    return pid_files
+
+
+def stop_nginxes(pid_files):
+    for pid_file in pid_files.values():
+        try:
+            with open(pid_file) as f:
+                os.kill(int(f.read().strip()), signal.SIGQUIT)
+        except (OSError, ValueError):
+            pass
 
 
 def proxy_servers():
@@ -185,9 +214,19 @@ def parse_wrk(out):
 
 
 def wrk(port, seconds, connections=32, timeout_s=5):
+    """One wrk run; the result carries wrk's own CPU time (user, system seconds) too."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s}s",
            "--latency", f"http://127.0.0.1:{port}/reviews/1"]
-    return parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    # wait4 instead of wait: the child's resource usage comes with its exit status.
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"wrk failed ({proc.returncode}): {' '.join(cmd)}")
+    r = parse_wrk(out)
+    r["client_cpu"] = (usage.ru_utime, usage.ru_stime)
+    return r
 
 
 def count_lines(path):
@@ -198,11 +237,40 @@ def count_lines(path):
         return 0
 
 
+def cpu_split(pids):
+    """User and system CPU seconds the processes (all their threads) have used so far."""
+    user = system = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11])
+        system += int(fields[12])
+    hz = os.sysconf("SC_CLK_TCK")
+    return user / hz, system / hz
+
+
 def cpu_seconds(pid):
     """User plus system CPU time a process (all its threads) has used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_split([pid]))
+
+
+def nginx_pids(pid_file):
+    """An nginx instance's master and its worker processes."""
+    with open(pid_file) as f:
+        master = int(f.read().strip())
+    pids = [master]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == master:
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
 
 
 def rss_mb(pid):
@@ -318,30 +386,17 @@ def main():
             raise SystemExit(f"port {port} is in use; stop what listens there first")
 
     work = tempfile.mkdtemp(prefix="mirrorlab-bench-")
-    nginxes = []
+    nginxes = {}
     results = {}
     try:
-        for name, servers in (("upstreams", upstream_servers(work)), ("proxies", proxy_servers())):
-            conf = nginx_conf(work, name, servers)
-            # -e: nginx opens its error log before reading the config; keep it in the work dir.
-            subprocess.run(["nginx", "-p", work, "-e", f"{work}/{name}-error.log", "-c", conf],
-                           check=True)
-            nginxes.append(os.path.join(work, f"{name}.pid"))
-        for port in (PRIMARY, SHADOW_FAST, SHADOW_SLOW, NGX_PLAIN, NGX_MIRROR_FAST,
-                     NGX_MIRROR_SLOW, NGX_MIRROR_REFUSED):
-            wait_port(port)
+        nginxes = start_nginxes(work)
         print(f"work dir {work}", file=sys.stderr)
         if args.callgrind:
             callgrind(args, work)
             return
-        run_cases(args, cases, work, results)
+        run_cases(args, cases, work, results, {k: nginx_pids(v) for k, v in nginxes.items()})
     finally:
-        for pid_file in nginxes:
-            try:
-                with open(pid_file) as f:
-                    os.kill(int(f.read().strip()), signal.SIGQUIT)
-            except (OSError, ValueError):
-                pass
+        stop_nginxes(nginxes)
 
     ok = print_table(results)
     if args.json:
@@ -352,7 +407,8 @@ def main():
         sys.exit(1)
 
 
-def run_cases(args, cases, work, results):
+def run_cases(args, cases, work, results, nginx):
+    """`nginx`: the pids of the primary, shadow and proxy nginx instances, by role."""
     fast_log, slow_log = f"{work}/shadow-fast.log", f"{work}/shadow-slow.log"
 
     def run_case(key, label, port, shadow_log=None, lab=None, connections=32):
@@ -364,11 +420,25 @@ def run_cases(args, cases, work, results):
         wrk(port, args.warmup, connections=connections)
         # Let copies from the warm-up land before counting.
         before = settle(shadow_log) if shadow_log else 0
-        cpu_before = cpu_seconds(running.proc.pid) if running else None
+        # Every process's CPU time over the measured run: the client (wrk), the primary, the
+        # shadows and the proxy (mirrorlab, the bare proxy, or the nginx proxies for B, C, E
+        # and F). The proxy role is absent in A.
+        roles = {"primary": nginx["primary"], "shadow": nginx["shadow"]}
+        if running:
+            roles["proxy"] = [running.proc.pid]
+        elif port != PRIMARY:
+            roles["proxy"] = nginx["proxy"]
+        cpu_before = {role: cpu_split(pids) for role, pids in roles.items()}
         r = wrk(port, args.duration, connections=connections)
-        if running and r["requests"]:
-            # The proxy's own CPU time per request served (all its threads, user + system).
-            r["cpu_us"] = (cpu_seconds(running.proc.pid) - cpu_before) / r["requests"] * 1e6
+        if r["requests"]:
+            per = 1e6 / r["requests"]
+            r["cpu"] = {"client": [t * per for t in r.pop("client_cpu")]}
+            for role, pids in roles.items():
+                now = cpu_split(pids)
+                r["cpu"][role] = [(now[i] - cpu_before[role][i]) * per for i in (0, 1)]
+            if running:
+                # The proxy's own CPU time per request served (all its threads, user + system).
+                r["cpu_us"] = sum(r["cpu"]["proxy"])
         after = settle(shadow_log, quiet=1.0) if shadow_log else 0
         r["shadow"] = after - before if shadow_log else None
         r["label"] = label
@@ -487,6 +557,59 @@ def callgrind(args, work):
     print(f"profile: {keep} (callgrind_annotate --inclusive=yes {keep})")
 
 
+def print_cpu_budget(results):
+    """Where each case's CPU went, and what that leaves for a proxy on this machine.
+
+    Every process in a case shares the same CPUs, so requests/s can be no more than the
+    CPUs' time divided by the CPU all processes spend on one request. From the costs
+    measured here this prints the ceilings that bound issue 6's throughput targets."""
+    cpus = os.cpu_count() or 1
+    roles = ("client", "primary", "shadow", "proxy")
+    rows = {k: r for k, r in results.items() if "cpu" in r}
+    if not rows:
+        return
+    print()
+    print(f"CPU per request, us (user+system), and CPUs busy of {cpus}:")
+    print(f"{'case':8} " + " ".join(f"{role:>15}" for role in roles) + f" {'total':>7} {'busy':>6}")
+    for key, r in rows.items():
+        cells = []
+        for role in roles:
+            u_s = r["cpu"].get(role)
+            cells.append(f"{u_s[0]:6.1f}+{u_s[1]:<6.1f}" .rjust(15) if u_s else f"{'-':>15}")
+        total = sum(sum(v) for v in r["cpu"].values())
+        print(f"{key:8} " + " ".join(cells) + f" {total:7.1f} {total * r['rps'] / 1e6:6.2f}")
+
+    def cost(key, role):
+        v = rows.get(key, {}).get("cpu", {}).get(role)
+        return sum(v) if v else None
+
+    b = rows.get("B")
+    if not (b and cost("B", "proxy")):
+        return
+    b_total = sum(sum(v) for v in b["cpu"].values())
+    line = (f"nginx as a proxy (B): {cost('B', 'proxy'):.1f} us per request, "
+            f"{b['cpu']['proxy'][1]:.1f} of it in the kernel")
+    if cost("H", "proxy"):
+        line += f"; hyper alone (H), one exchange and nothing else: {cost('H', 'proxy'):.1f}"
+    print(line)
+    # A target of `share` x B's requests/s leaves the proxy the CPUs' time per request at
+    # that rate minus what the client, the primary and the shadow spend (their cheapest
+    # per-request cost in B or in the case: it falls as the rate rises). Figured against
+    # B's measured rate and against the rate B would reach with every CPU busy (B's rate
+    # moves by 15% between runs, mostly with how its two workers share the connections).
+    for key, share, what in (("G", 1.0, "a routed request"), ("D", 0.8, "a mirrored request")):
+        r = rows.get(key)
+        if not (r and cost(key, "proxy")):
+            continue
+        others = sum(min(cost("B", role) or 0, cost(key, role) or 0) for role in ("client", "primary"))
+        others += cost(key, "shadow") or 0
+        measured = cpus * 1e6 / (share * b["rps"]) - others
+        busy = b_total / share - others
+        print(f"{key} >= {share:.1f}x B leaves mirrorlab {measured:.1f} us for {what} "
+              f"({busy:.1f} against B with every CPU busy); it spends {cost(key, 'proxy'):.1f}, "
+              f"{r['cpu']['proxy'][1]:.1f} of it in the kernel")
+
+
 def print_table(results):
     """Prints the table, the ratios and the targets of issue 6; false if a check failed."""
     print()
@@ -523,6 +646,7 @@ def print_table(results):
     peaks = [r["peak_rss_mb"] for k, r in results.items() if "peak_rss_mb" in r and k != "H"]
     if peaks:
         print(f"mirrorlab peak RSS: {max(peaks):.0f} MB")
+    print_cpu_budget(results)
 
     # The shadow checks: a proxy that drops copies must not look fast.
     print()
