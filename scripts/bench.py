@@ -131,19 +131,22 @@ def stop_nginxes(pid_files):
 
 
 def proxy_servers():
+    # reuseport: a listening socket per worker, so the kernel spreads wrk's 32 connections
+    # over both. Without it one worker could take every connection while the other idled
+    # (case B moved between 60k and 72k requests/s from run to run).
     keep = 'proxy_http_version 1.1; proxy_set_header Connection "";'
 
     def mirror(port, shadow):
         return f"""
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+    listen 127.0.0.1:{port} reuseport backlog=4096;
     location / {{ mirror /__mirror; mirror_request_body on; proxy_pass http://primary; {keep} }}
     location = /__mirror {{ internal; proxy_pass http://{shadow}$request_uri; {keep} }}
   }}"""
 
     plain = f"""
   server {{
-    listen 127.0.0.1:{NGX_PLAIN} backlog=4096;
+    listen 127.0.0.1:{NGX_PLAIN} reuseport backlog=4096;
     location / {{ proxy_pass http://primary; {keep} }}
   }}"""
     return (
