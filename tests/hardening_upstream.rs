@@ -325,6 +325,68 @@ async fn a_primary_reset_mid_body_cuts_the_client_off_and_is_captured_as_a_reset
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_body_stalling_past_the_route_timeout_is_cut_and_captured_as_a_timeout() {
+    // Envoy's route timeout runs to the end of the response, not only to its head: a body
+    // that stops midway is cut at the timeout, not left to hold the client.
+    let primary = FaultyUpstream::start(Fault::StallMidBody).await;
+    let proxy = proxy_to_primary(primary.addr).await;
+    let started = Instant::now();
+    let response = client()
+        .get(format!("http://{}/reviews/1", proxy.local_addr()))
+        .header("host", "reviews")
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the head arrives before the stall");
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await;
+    let took = started.elapsed();
+    assert!(body.is_err(), "a cut body must not look complete: {body:?}");
+    assert!(
+        took >= ROUTE_TIMEOUT && took < ROUTE_TIMEOUT * 3,
+        "cut after {took:?}"
+    );
+    let failure = primary_failure(&proxy).await;
+    assert_eq!(
+        failure.kind,
+        UpstreamErrorKind::Timeout,
+        "{}",
+        failure.detail
+    );
+    assert!(
+        failure.detail.contains("route timeout"),
+        "{}",
+        failure.detail
+    );
+    let partial = failure.partial.expect("the head and the first bytes");
+    assert_eq!(partial.status, 200);
+    assert_eq!(&partial.body.bytes[..], &[b'x'; 100][..]);
+    nothing_in_flight(proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_primary_body_that_ends_within_the_route_timeout_arrives_whole() {
+    let primary = TestUpstream::start(
+        "primary",
+        Reply::ok("first half|second half")
+            .delay(Duration::from_millis(300))
+            .pause_mid_body(Duration::from_millis(400)),
+    )
+    .await;
+    let proxy = proxy_to_primary(primary.addr).await;
+    let (status, body, took) = get(&proxy).await;
+    assert_eq!((status, body.as_str()), (200, "first half|second half"));
+    assert!(took < ROUTE_TIMEOUT, "{took:?}");
+    let exchanges =
+        common::wait_for_exchanges(proxy.hub().store(), 1, Duration::from_secs(5)).await;
+    match &exchanges[0].primary.as_ref().expect("routed").outcome {
+        UpstreamOutcome::Response(r) => assert_eq!(&r.body.bytes[..], b"first half|second half"),
+        other => panic!("{other:?}"),
+    }
+    nothing_in_flight(proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mib_primary_response_streams_to_the_client_and_is_captured_up_to_the_cap() {
     let primary = FaultyUpstream::start(Fault::Huge).await;
     let (proxy, _cancel) = common::start_proxy(

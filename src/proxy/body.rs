@@ -2,6 +2,7 @@
 //! the shadows and the capture; the primary's response streams to the client while its
 //! first bytes are captured.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -433,26 +434,68 @@ impl ResponseHead {
     }
 }
 
+/// The error a response body ends with on its way to the client: the upstream's, or the
+/// route's timeout cutting it.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// When the primary's whole answer is due: the route's `timeout` counts from the moment the
+/// request went upstream to the end of the response, as Envoy's route timeout does, not
+/// only to its head.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl Deadline {
+    /// `limit` after `sent_at`.
+    pub(super) fn new(sent_at: Instant, limit: Duration) -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                sent_at + limit,
+            ))),
+            limit,
+        }
+    }
+
+    fn passed(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sleep.as_mut().poll(cx).is_ready()
+    }
+
+    fn detail(&self) -> String {
+        format!(
+            "the response did not end within the route timeout of {:?}",
+            self.limit
+        )
+    }
+}
+
 /// The primary's response body on its way to the client, with its first bytes captured.
 #[derive(Debug)]
 pub(crate) struct CaptureBody {
-    /// `None` only once dropped (the rest may be drained by a spawned task).
+    /// `None` once dropped (the rest may be drained by a spawned task) or cut at the
+    /// deadline.
     inner: Option<Incoming>,
     head: Option<ResponseHead>,
     capture: BodyCapture,
     done: Option<Deliver<UpstreamOutcome>>,
     /// The upstream connection, given back to its pool once the body has been read whole.
     connection: Option<Pooled>,
+    /// The route's timeout, when it has one.
+    deadline: Option<Deadline>,
 }
 
 impl CaptureBody {
-    /// Wraps the primary's body; the outcome goes to `done` when the body ends.
+    /// Wraps the primary's body; the outcome goes to `done` when the body ends. With a
+    /// `deadline`, a body still unfinished then is cut: the client sees its response end
+    /// in an error and the capture records a timeout with what arrived.
     pub(super) fn new(
         inner: Incoming,
         head: ResponseHead,
         cap: usize,
         done: Deliver<UpstreamOutcome>,
         connection: Pooled,
+        deadline: Option<Deadline>,
     ) -> Self {
         Self {
             inner: Some(inner),
@@ -460,6 +503,7 @@ impl CaptureBody {
             capture: BodyCapture::new(cap),
             done: Some(done),
             connection: Some(connection),
+            deadline,
         }
     }
 
@@ -494,12 +538,14 @@ fn outcome(
 }
 
 /// Reads the rest of a primary's body whose client went away, then reports the outcome.
+/// The route's deadline, if any, still holds.
 async fn drain(
     mut inner: Incoming,
     head: ResponseHead,
     mut capture: BodyCapture,
     done: Deliver<UpstreamOutcome>,
     connection: Option<Pooled>,
+    deadline: Option<Deadline>,
 ) {
     let read_rest = async {
         while let Some(frame) = http_body_util::BodyExt::frame(&mut inner).await {
@@ -510,15 +556,34 @@ async fn drain(
         }
         Ok(())
     };
-    let failure = match tokio::time::timeout(DRAIN_AFTER_CLIENT_LEFT, read_rest).await {
-        Ok(Ok(())) => None,
-        Ok(Err(failure)) => Some(failure),
-        Err(_) => Some((
-            UpstreamErrorKind::Other,
-            format!(
-                "the client went away and the rest of the response did not arrive within {DRAIN_AFTER_CLIENT_LEFT:?}"
-            ),
-        )),
+    let route_timeout = async {
+        match deadline {
+            Some(mut deadline) => {
+                std::future::poll_fn(|cx| {
+                    if deadline.passed(cx) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
+                deadline.detail()
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let failure = tokio::select! {
+        read = tokio::time::timeout(DRAIN_AFTER_CLIENT_LEFT, read_rest) => match read {
+            Ok(Ok(())) => None,
+            Ok(Err(failure)) => Some(failure),
+            Err(_) => Some((
+                UpstreamErrorKind::Other,
+                format!(
+                    "the client went away and the rest of the response did not arrive within {DRAIN_AFTER_CLIENT_LEFT:?}"
+                ),
+            )),
+        },
+        detail = route_timeout => Some((UpstreamErrorKind::Timeout, detail)),
     };
     if failure.is_none()
         && let Some(connection) = connection
@@ -530,16 +595,28 @@ async fn drain(
 
 impl Body for CaptureBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.passed(cx)
+        {
+            let detail = deadline.detail();
+            // Cut: the upstream connection, mid-answer, is closed rather than reused.
+            this.inner = None;
+            this.finish(Some((UpstreamErrorKind::Timeout, detail.clone())));
+            return Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                detail,
+            )))));
+        }
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -552,7 +629,7 @@ impl Body for CaptureBody {
             }
             Poll::Ready(Some(Err(err))) => {
                 this.finish(Some(classify(&err)));
-                Poll::Ready(Some(Err(err)))
+                Poll::Ready(Some(Err(Box::new(err))))
             }
             Poll::Ready(None) => {
                 this.finish(None);
@@ -591,7 +668,8 @@ impl Drop for CaptureBody {
             (Some(inner), Some(head), Some(done), Ok(runtime)) => {
                 let capture = std::mem::replace(&mut self.capture, BodyCapture::new(0));
                 let connection = self.connection.take();
-                runtime.spawn(drain(inner, head, capture, done, connection));
+                let deadline = self.deadline.take();
+                runtime.spawn(drain(inner, head, capture, done, connection, deadline));
             }
             (_, head, done, _) => {
                 self.head = head;
@@ -635,12 +713,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.get_mut().0 {
             ProxyBodyKind::Upstream(body) => Pin::new(body).poll_frame(cx),
             ProxyBodyKind::Local(text) => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),

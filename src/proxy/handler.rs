@@ -21,8 +21,8 @@ use crate::routing::{EndpointAddr, MirrorPolicy, NoRoute, RequestHead};
 
 use super::Shared;
 use super::body::{
-    BodyCapture, CaptureBody, ChunkBody, ProxyBody, RequestBodyCopy, ResponseHead, TeeBody,
-    UpstreamBody,
+    BodyCapture, CaptureBody, ChunkBody, Deadline, ProxyBody, RequestBodyCopy, ResponseHead,
+    TeeBody, UpstreamBody,
 };
 use super::error::{ProxyError, classify};
 use super::hop::strip_hop_by_hop;
@@ -273,6 +273,9 @@ impl Shared {
                     cap,
                     primary_done,
                     connection,
+                    resolution
+                        .timeout
+                        .map(|limit| Deadline::new(sent_at, limit)),
                 );
                 Response::from_parts(head, ProxyBody::upstream(capture))
             }

@@ -31,6 +31,9 @@ pub enum Fault {
     Hung,
     /// Sends a 200 head promising 1000 bytes, 100 of them, then resets the connection.
     ResetMidBody,
+    /// Sends a 200 head promising 1000 bytes, 100 of them, then nothing more (the
+    /// connection stays open).
+    StallMidBody,
     /// Answers with bytes that are not HTTP, then closes.
     Garbage,
     /// Answers 200 with a 100 MiB body, streamed.
@@ -142,6 +145,18 @@ async fn serve(fault: Fault, mut stream: TcpStream, connection: u64) {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 let _ = stream.set_zero_linger();
                 drop(stream);
+            }
+        }
+        Fault::StallMidBody => {
+            if read_request(&mut stream).await {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n",
+                    )
+                    .await;
+                let _ = stream.write_all(&[b'x'; 100]).await;
+                let _ = stream.flush().await;
+                std::future::pending::<()>().await;
             }
         }
         Fault::Garbage => {
