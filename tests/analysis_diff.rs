@@ -85,7 +85,7 @@ fn key_order_and_number_forms_do_not_differ() {
 }
 
 #[test]
-fn arrays_compare_by_position_and_fold_indexes_in_field_paths() {
+fn changed_elements_compare_in_place_and_fold_indexes_in_field_paths() {
     let d = json_diff(
         r#"{"items":[{"id":1,"price":10},{"id":2,"price":20}]}"#,
         r#"{"items":[{"id":1,"price":11},{"id":2,"price":21},{"id":3,"price":30}]}"#,
@@ -106,6 +106,94 @@ fn arrays_compare_by_position_and_fold_indexes_in_field_paths() {
             FieldPath::Json("/items/*".into())
         ]
     );
+}
+
+#[test]
+fn an_element_inserted_or_removed_near_the_front_is_one_difference_not_a_shift() {
+    let reviews = |ids: &[u32]| {
+        let items: Vec<_> = ids
+            .iter()
+            .map(|id| json!({"reviewer": format!("Reviewer{id}"), "rating": id % 5}))
+            .collect();
+        json!({ "reviews": items }).to_string()
+    };
+    // The shadow adds a review at the front: one `added`, at the shadow's index.
+    let d = json_diff(
+        &reviews(&[1, 2, 3, 4]),
+        &reviews(&[9, 1, 2, 3, 4]),
+        &IgnoreRules::none(),
+    );
+    assert_eq!(kinds(&d), vec![("/reviews/0".to_owned(), DiffKind::Added)]);
+    assert_eq!(
+        json_differences(&d)[0].shadow,
+        Some(json!({"reviewer": "Reviewer9", "rating": 4}))
+    );
+    // It drops the second one: one `removed`, at the primary's index.
+    let d = json_diff(
+        &reviews(&[1, 2, 3, 4]),
+        &reviews(&[1, 3, 4]),
+        &IgnoreRules::none(),
+    );
+    assert_eq!(
+        kinds(&d),
+        vec![("/reviews/1".to_owned(), DiffKind::Removed)]
+    );
+    assert_eq!(d.field_paths(), vec![FieldPath::Json("/reviews/*".into())]);
+}
+
+#[test]
+fn aligned_arrays_still_compare_their_elements_field_by_field() {
+    // Drop the first element, change a field of the third, append two: the changed field
+    // is reported where it is (primary index 2), not as a whole element.
+    let d = json_diff(
+        r#"[{"id":1,"n":1},{"id":2,"n":2},{"id":3,"n":3},{"id":4,"n":4}]"#,
+        r#"[{"id":2,"n":2},{"id":3,"n":30},{"id":4,"n":4},{"id":5,"n":5},{"id":6,"n":6}]"#,
+        &IgnoreRules::none(),
+    );
+    assert_eq!(
+        kinds(&d),
+        vec![
+            ("/0".to_owned(), DiffKind::Removed),
+            ("/2/n".to_owned(), DiffKind::Changed),
+            ("/3".to_owned(), DiffKind::Added),
+            ("/4".to_owned(), DiffKind::Added),
+        ]
+    );
+    // Numbers by value and keys in any order still count as the same element.
+    let d = json_diff(
+        r#"[{"a":1,"b":2.0},{"c":3}]"#,
+        r#"[0,{"b":2,"a":1.0},{"c":3.0}]"#,
+        &IgnoreRules::none(),
+    );
+    assert_eq!(kinds(&d), vec![("/0".to_owned(), DiffKind::Added)]);
+}
+
+#[test]
+fn arrays_of_one_length_compare_element_by_element() {
+    // Same length: no alignment (a shadow of the same API changes elements in place), so
+    // a rotation shows as every element changed.
+    let d = json_diff(r#"[1,2,3]"#, r#"[2,3,1]"#, &IgnoreRules::none());
+    assert_eq!(
+        kinds(&d),
+        vec![
+            ("/0".to_owned(), DiffKind::Changed),
+            ("/1".to_owned(), DiffKind::Changed),
+            ("/2".to_owned(), DiffKind::Changed),
+        ]
+    );
+}
+
+#[test]
+fn a_long_array_with_one_insertion_gives_one_difference() {
+    let primary: Vec<u32> = (0..20_000).collect();
+    let mut shadow = primary.clone();
+    shadow.insert(10, 99_999);
+    let d = json_diff(
+        &json!(primary).to_string(),
+        &json!(shadow).to_string(),
+        &IgnoreRules::none(),
+    );
+    assert_eq!(kinds(&d), vec![("/10".to_owned(), DiffKind::Added)]);
 }
 
 #[test]
