@@ -349,6 +349,62 @@ async fn shadows_past_the_in_flight_bound_are_skipped_and_counted() {
 }
 
 #[tokio::test]
+async fn with_every_slot_taken_no_slot_and_not_sampled_skips_are_told_apart() {
+    let primary = TestUpstream::start("primary", Reply::ok("fast")).await;
+    let slow =
+        TestUpstream::start("slow", Reply::ok("slow").delay(Duration::from_millis(800))).await;
+    let never = TestUpstream::start("never", Reply::ok("never")).await;
+    let (proxy, cancel) = common::start_proxy(
+        FixedRoutes::new(
+            "reviews",
+            primary.addr,
+            &[(slow.addr, 1.0), (never.addr, 0.0)],
+            None,
+        ),
+        ProxySettings {
+            max_shadows_in_flight: 1,
+            ..ProxySettings::default()
+        },
+    );
+    let http = client();
+    let get = || {
+        http.get(format!("http://{}/reviews/1", proxy.local_addr()))
+            .header("host", "reviews")
+            .send()
+    };
+    assert_eq!(get().await.expect("first").status(), 200);
+    // The slow shadow has the first copy, so its one slot is held for 800 ms.
+    assert_eq!(slow.wait_for(1, WAIT).await.len(), 1);
+    assert_eq!(get().await.expect("second").status(), 200);
+    let exchanges = common::wait_for_exchanges(proxy.hub().store(), 2, WAIT).await;
+    let second = exchanges
+        .iter()
+        .find(|e| e.id == 2)
+        .expect("the second exchange");
+    let outcomes: Vec<_> = second.shadows.iter().map(|s| &s.outcome).collect();
+    assert!(
+        matches!(
+            outcomes[..],
+            [
+                ShadowOutcome::Skipped(SkipReason::NoSlot),
+                ShadowOutcome::Skipped(SkipReason::NotSampled)
+            ]
+        ),
+        "{outcomes:?}"
+    );
+    assert!(matches!(
+        second.primary.as_ref().map(|p| &p.outcome),
+        Some(UpstreamOutcome::Response(_))
+    ));
+    let counters = proxy.counters();
+    assert_eq!(counters.skipped_no_slot, 1);
+    assert_eq!(counters.mirrored, 1);
+    assert!(never.received().is_empty());
+    cancel.cancel();
+    proxy.stopped().await;
+}
+
+#[tokio::test]
 async fn a_failed_primary_does_not_keep_the_shadow_from_its_copy() {
     let shadow = TestUpstream::start("shadow", Reply::ok("shadow")).await;
     let (proxy, cancel) = common::start_proxy(

@@ -167,7 +167,11 @@ impl Shared {
         let target = self.upstream_target(&endpoint);
 
         let cap = self.settings.capture_body_cap;
-        let any_sampled = sampled.iter().any(|s| *s);
+        // Every shadow slot taken (a shadow slow enough to hold them all): the copies are
+        // skipped here, as they would be once the body is in, without an exchange task per
+        // request just to record the skip.
+        let no_slot = self.shadow_slots.available_permits() == 0;
+        let any_sampled = !no_slot && sampled.iter().any(|s| *s);
         let buffer_limit = if any_sampled {
             self.settings.mirror_body_limit
         } else {
@@ -209,7 +213,7 @@ impl Shared {
             (Deliver::channel(body_done), Deliver::channel(primary_done))
         } else {
             // Nothing to copy: the exchange is published by whichever half ends last.
-            let join = ExchangeJoin::new(Arc::clone(&self), record);
+            let join = ExchangeJoin::new(Arc::clone(&self), record, sampled, no_slot);
             (Deliver::join(&join), Deliver::join(&join))
         };
         let (body_read, body_read_wait) = oneshot::channel::<()>();

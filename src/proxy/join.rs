@@ -1,7 +1,8 @@
 //! Where a request's two halves (the client's body and the primary's answer) are delivered.
 //!
 //! A request with a shadow to send needs a task: the copy waits for the whole body and runs
-//! beside the primary. A request with none (not sampled, or a route without mirrors) needs
+//! beside the primary. A request with none (not sampled, a route without mirrors, or every
+//! shadow slot taken when it arrived) needs
 //! no task at all: its exchange is complete when both halves have arrived, and whichever
 //! arrives second publishes it. That spares a task spawn, its wake-ups and two channels per
 //! request, which was a tenth of the proxy's work in the routing-only case.
@@ -110,6 +111,9 @@ pub(super) struct ExchangeJoin {
     shared: Arc<Shared>,
     /// A copy of the record's, for the halves that never came once the record is gone.
     started_at: SystemTime,
+    /// Which mirrors drew a copy; with `no_slot`, those were skipped for want of a slot.
+    sampled: Vec<bool>,
+    no_slot: bool,
     state: Mutex<JoinState>,
 }
 
@@ -162,12 +166,20 @@ pub(super) fn skipped(target: Arc<str>, reason: SkipReason) -> ShadowRecord {
 }
 
 impl ExchangeJoin {
-    /// A join for `record`; counts it in flight until it is published.
-    pub(super) fn new(shared: Arc<Shared>, record: ExchangeRecord) -> Arc<Self> {
+    /// A join for `record`; counts it in flight until it is published. `sampled` says which
+    /// mirrors drew a copy (none, unless `no_slot`: every shadow slot was taken).
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        record: ExchangeRecord,
+        sampled: Vec<bool>,
+        no_slot: bool,
+    ) -> Arc<Self> {
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
         Arc::new(Self {
             shared,
             started_at: record.started_at,
+            sampled,
+            no_slot,
             state: Mutex::new(JoinState {
                 record: Some(record),
                 body: None,
@@ -197,12 +209,15 @@ impl ExchangeJoin {
             let shadows = record
                 .mirrors
                 .iter()
-                .map(|policy| {
-                    shared.counters.skipped(SkipReason::NotSampled);
-                    skipped(
-                        Arc::from(policy.upstream.label.as_str()),
-                        SkipReason::NotSampled,
-                    )
+                .enumerate()
+                .map(|(i, policy)| {
+                    let reason = if self.no_slot && self.sampled.get(i).copied().unwrap_or(false) {
+                        SkipReason::NoSlot
+                    } else {
+                        SkipReason::NotSampled
+                    };
+                    shared.counters.skipped(reason);
+                    skipped(Arc::from(policy.upstream.label.as_str()), reason)
                 })
                 .collect();
             shared.publish(record.finish(primary, shadows));
