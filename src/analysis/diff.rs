@@ -866,24 +866,14 @@ fn diff_element(
     pointer.push('/');
     pointer.push_str(&index.to_string());
     field.push_str("/*");
-    match (primary.map(|(_, v)| v), shadow.map(|(_, v)| v)) {
-        (Some(pv), Some(sv)) => diff_json(pv, sv, pointer, field, rules, out),
-        (Some(pv), None) => {
-            push_difference(
-                DiffKind::Removed,
-                Some(pv),
-                None,
-                pointer,
-                field,
-                rules,
-                out,
-            );
-        }
-        (None, Some(sv)) => {
-            push_difference(DiffKind::Added, None, Some(sv), pointer, field, rules, out);
-        }
-        (None, None) => {}
-    }
+    diff_present(
+        primary.map(|(_, v)| v),
+        shadow.map(|(_, v)| v),
+        pointer,
+        field,
+        rules,
+        out,
+    );
     pointer.truncate(pl);
     field.truncate(fl);
 }
@@ -973,6 +963,28 @@ fn value_hash(value: &Value) -> u64 {
     hasher.finish()
 }
 
+/// The values at the current place, either of which may be missing: compared when both
+/// sides have one, else the one there is was removed or added.
+fn diff_present(
+    primary: Option<&Value>,
+    shadow: Option<&Value>,
+    pointer: &mut String,
+    field: &mut String,
+    rules: &IgnoreRules,
+    out: &mut Vec<JsonDifference>,
+) {
+    match (primary, shadow) {
+        (Some(p), Some(s)) => diff_json(p, s, pointer, field, rules, out),
+        (Some(p), None) => {
+            push_difference(DiffKind::Removed, Some(p), None, pointer, field, rules, out);
+        }
+        (None, Some(s)) => {
+            push_difference(DiffKind::Added, None, Some(s), pointer, field, rules, out)
+        }
+        (None, None) => {}
+    }
+}
+
 /// Structural diff; `pointer` and `field` are the current place, restored on return.
 fn diff_json(
     p: &Value,
@@ -988,18 +1000,7 @@ fn diff_json(
                 let (pl, fl) = (pointer.len(), field.len());
                 push_token(pointer, k);
                 push_token(field, k);
-                match so.get(k) {
-                    Some(sv) => diff_json(pv, sv, pointer, field, rules, out),
-                    None => push_difference(
-                        DiffKind::Removed,
-                        Some(pv),
-                        None,
-                        pointer,
-                        field,
-                        rules,
-                        out,
-                    ),
-                }
+                diff_present(Some(pv), so.get(k), pointer, field, rules, out);
                 pointer.truncate(pl);
                 field.truncate(fl);
             }
@@ -1010,7 +1011,7 @@ fn diff_json(
                 let (pl, fl) = (pointer.len(), field.len());
                 push_token(pointer, k);
                 push_token(field, k);
-                push_difference(DiffKind::Added, None, Some(sv), pointer, field, rules, out);
+                diff_present(None, Some(sv), pointer, field, rules, out);
                 pointer.truncate(pl);
                 field.truncate(fl);
             }

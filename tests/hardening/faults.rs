@@ -126,6 +126,15 @@ async fn read_request(stream: &mut TcpStream) -> bool {
     }
 }
 
+/// A 200 head promising 1000 bytes, and the first 100 of them.
+async fn send_a_tenth(stream: &mut TcpStream) {
+    let _ = stream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n")
+        .await;
+    let _ = stream.write_all(&[b'x'; 100]).await;
+    let _ = stream.flush().await;
+}
+
 async fn serve(fault: Fault, mut stream: TcpStream, connection: u64) {
     match fault {
         Fault::Hung => {
@@ -135,13 +144,7 @@ async fn serve(fault: Fault, mut stream: TcpStream, connection: u64) {
         }
         Fault::ResetMidBody => {
             if read_request(&mut stream).await {
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n",
-                    )
-                    .await;
-                let _ = stream.write_all(&[b'x'; 100]).await;
-                let _ = stream.flush().await;
+                send_a_tenth(&mut stream).await;
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 let _ = stream.set_zero_linger();
                 drop(stream);
@@ -149,13 +152,7 @@ async fn serve(fault: Fault, mut stream: TcpStream, connection: u64) {
         }
         Fault::StallMidBody => {
             if read_request(&mut stream).await {
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n",
-                    )
-                    .await;
-                let _ = stream.write_all(&[b'x'; 100]).await;
-                let _ = stream.flush().await;
+                send_a_tenth(&mut stream).await;
                 std::future::pending::<()>().await;
             }
         }
