@@ -10,6 +10,18 @@ use ui_common::{
     wait_until,
 };
 
+/// Types `value` into the route form's mirror percentage field and confirms it.
+fn set_mirror_percentage<S>(h: &mut egui_kittest::Harness<'_, S>, value: &str) {
+    let field = h.get_by_role_and_label(Role::SpinButton, "Mirror percentage");
+    field.click();
+    h.run_ok();
+    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
+    h.get_by_role_and_label(Role::SpinButton, "Mirror percentage")
+        .type_text(value);
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+}
+
 #[test]
 fn a_sample_config_opens_into_the_forms() {
     let rt = runtime();
@@ -31,6 +43,46 @@ fn a_sample_config_opens_into_the_forms() {
     h.get_by_label("Route 0: reviews-v1-mirrored");
     h.get_by_role_and_label(Role::SpinButton, "Mirror percentage");
     assert!(!h.state().doc.is_dirty());
+}
+
+#[test]
+fn a_form_edit_keeps_the_files_comments_beside_their_fields() {
+    let rt = runtime();
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sample-configs/reviews-mirror.yaml"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews-mirror.yaml");
+    std::fs::write(&path, &sample).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+
+    set_mirror_percentage(&mut h, "50");
+
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(yaml.contains("value: 50"), "{yaml}");
+    let comments = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(comments(&yaml), comments(&sample), "{yaml}");
+    assert!(yaml.starts_with("# Tutorial scenario 1:"), "{yaml}");
+    let before_rule = yaml
+        .find("# The DestinationRule the mirror needs")
+        .expect("the DestinationRule's comment");
+    let rule = yaml[before_rule..]
+        .find("kind: DestinationRule")
+        .expect("followed by its DestinationRule");
+    assert!(
+        !yaml[before_rule..before_rule + rule].contains("kind:"),
+        "the comment sits right above its resource: {yaml}"
+    );
+    assert_eq!(h.state().doc.comments_dropped(), 0);
 }
 
 #[test]
@@ -56,14 +108,7 @@ fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
     );
 
     // Set the percentage to 0 in the number field.
-    let field = h.get_by_role_and_label(Role::SpinButton, "Mirror percentage");
-    field.click();
-    h.run_ok();
-    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
-    h.get_by_role_and_label(Role::SpinButton, "Mirror percentage")
-        .type_text("0");
-    h.key_press(egui::Key::Enter);
-    h.run_ok();
+    set_mirror_percentage(&mut h, "0");
 
     let yaml = h.state().doc.yaml().to_owned();
     assert!(

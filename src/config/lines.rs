@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use saphyr_parser::{Event, Parser, ScanError};
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
 
 /// One YAML document of a file: its lines and where each field path starts.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +20,10 @@ pub struct DocumentIndex {
     /// Whether the document holds any node at all (comment-only documents hold none).
     pub has_content: bool,
     lines: HashMap<String, usize>,
+    /// Lines after the first of a scalar that spans several (a block scalar's body, a
+    /// folded quoted string), as inclusive ranges: text there is the scalar's, not YAML's
+    /// (a `#` in them is no comment).
+    scalar_continuations: Vec<(usize, usize)>,
 }
 
 impl DocumentIndex {
@@ -41,6 +45,18 @@ impl DocumentIndex {
     /// The line of `path` only if that exact path is in the document.
     pub fn exact_line_of(&self, path: &str) -> Option<usize> {
         self.lines.get(path).copied()
+    }
+
+    /// Every field path in the document with the line it starts on, in no order.
+    pub fn paths(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.lines.iter().map(|(path, line)| (path.as_str(), *line))
+    }
+
+    /// True when `line` continues a scalar begun on an earlier line.
+    pub fn inside_scalar(&self, line: usize) -> bool {
+        self.scalar_continuations
+            .iter()
+            .any(|(first, last)| (*first..=*last).contains(&line))
     }
 }
 
@@ -157,11 +173,21 @@ pub fn index_documents(text: &str) -> Result<Vec<DocumentIndex>, SyntaxError> {
                 }
                 stack.clear();
             }
-            Event::Scalar(value, ..) => {
+            Event::Scalar(value, style, ..) => {
                 let Some(doc) = current.as_mut() else {
                     continue;
                 };
                 doc.has_content = true;
+                let end = span.end.line();
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+                    // A block scalar's span runs from its body's first line to the line
+                    // after its body (the indicator sits on the line before).
+                    doc.scalar_continuations
+                        .push((line, end.saturating_sub(1).max(line)));
+                } else if end > line {
+                    // A quoted or plain scalar folded over several lines ends inside the last.
+                    doc.scalar_continuations.push((line + 1, end));
+                }
                 node_or_key(&mut stack, doc, line, Some(value.as_ref()));
             }
             Event::Alias(_) => {
@@ -314,6 +340,14 @@ spec:
         assert_eq!(docs[1].line_of("spec.subsets[0].labels.version"), 16);
         // Unknown paths fall back to the root node (the first line after `---`).
         assert_eq!(docs[1].line_of("nothing.here"), 11);
+    }
+
+    #[test]
+    fn lines_inside_multi_line_scalars_are_known() {
+        let text = "a:\n  b: |\n    # body\n    y\n  c: \"q\n    r\"\n  # comment\n  d: 1\n";
+        let docs = index_documents(text).unwrap();
+        let inside: Vec<usize> = (1..=8).filter(|l| docs[0].inside_scalar(*l)).collect();
+        assert_eq!(inside, vec![3, 4, 6]);
     }
 
     #[test]

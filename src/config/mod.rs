@@ -5,6 +5,7 @@
 //! DestinationRule and ServiceEntry of several files, in order, each with the file and line it
 //! came from, plus the diagnostics found while loading and checking them.
 
+pub mod comments;
 mod diagnostic;
 pub mod hosts;
 pub mod lines;

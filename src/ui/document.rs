@@ -49,6 +49,8 @@ pub struct Document {
     disk_mtime: Option<SystemTime>,
     /// What to call the document before it has a path.
     untitled_name: String,
+    /// Comment lines the last form edit dropped with the fields it removed.
+    comments_dropped: usize,
 }
 
 impl Default for Document {
@@ -68,6 +70,7 @@ impl Document {
             applied_revision: None,
             disk_mtime: None,
             untitled_name: "untitled.yaml".to_owned(),
+            comments_dropped: 0,
         };
         doc.reload_config();
         doc
@@ -143,9 +146,15 @@ impl Document {
         }
     }
 
-    /// True when the YAML has comments, which a form edit (rewriting the YAML) drops.
+    /// True when the YAML has comment lines.
     pub fn has_comments(&self) -> bool {
         self.text.lines().any(|l| l.trim_start().starts_with('#'))
+    }
+
+    /// Comment lines the last form edit dropped because it removed the fields they were
+    /// written for.
+    pub fn comments_dropped(&self) -> usize {
+        self.comments_dropped
     }
 
     /// Why the form editor cannot edit the file now (the text does not load completely).
@@ -178,12 +187,14 @@ impl Document {
         self.config.resources_mut().get_mut(index).map(edit)
     }
 
-    /// Writes the edited resources back to YAML and reloads them (fresh diagnostics and
-    /// line numbers).
+    /// Writes the edited resources back to YAML, with the file's comments beside the
+    /// fields they were written for, and reloads them (fresh diagnostics and line numbers).
     pub fn model_edited(&mut self) {
         match self.config.to_yaml_string(0) {
             Ok(text) => {
-                self.text = text;
+                let carried = crate::config::comments::carry_comments(&self.text, &text);
+                self.comments_dropped = carried.dropped;
+                self.text = carried.text;
                 self.revision += 1;
                 self.reload_config();
             }

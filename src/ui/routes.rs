@@ -106,11 +106,16 @@ impl RoutesView<'_> {
             return;
         }
         self.apply_bar(ui);
-        if self.doc.has_comments() {
-            ui.weak(
-                "Editing here rewrites the YAML from the form, without the file's comments. \
-                 Edit in the YAML tab to keep them.",
-            );
+        if self.doc.has_comments() || self.doc.comments_dropped() > 0 {
+            let dropped = match self.doc.comments_dropped() {
+                0 => String::new(),
+                1 => " The last edit removed a field and its comment.".to_owned(),
+                n => format!(" The last edit removed fields and their {n} comment lines."),
+            };
+            ui.weak(format!(
+                "Editing here rewrites the YAML from the form; comments stay beside their \
+                 fields.{dropped}"
+            ));
         }
         ui.separator();
         egui::Panel::left("resources")
