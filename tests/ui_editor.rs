@@ -86,6 +86,45 @@ fn a_form_edit_keeps_the_files_comments_beside_their_fields() {
 }
 
 #[test]
+fn a_route_timeout_typed_in_the_form_lands_in_the_yaml_and_a_bad_one_is_flagged() {
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let v2 = Upstream::start(&rt, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+
+    h.get_by_role_and_label(Role::TextInput, "timeout").click();
+    h.run_ok();
+    h.get_by_role_and_label(Role::TextInput, "timeout")
+        .type_text("2s");
+    h.run_ok();
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(yaml.contains("    timeout: 2s\n"), "{yaml}");
+    assert_eq!(h.state().doc.problem_counts().0, 0);
+
+    // A duration without its unit is not one Istio takes.
+    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
+    h.get_by_role_and_label(Role::TextInput, "timeout")
+        .type_text("2");
+    h.run_ok();
+    let errors = h.state().doc.problem_counts().0;
+    assert!(errors > 0, "{:?}", h.state().doc.config().diagnostics());
+    assert!(
+        h.state()
+            .doc
+            .config()
+            .diagnostics()
+            .iter()
+            .any(|d| d.field_path.as_deref() == Some("spec.http[0].timeout")),
+        "{:?}",
+        h.state().doc.config().diagnostics()
+    );
+}
+
+#[test]
 fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
     let rt = runtime();
     let v1 = Upstream::start(&rt, None);

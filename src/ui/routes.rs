@@ -532,6 +532,16 @@ fn route_ui(
     diags.exact_ui(ui, &key_path(path, "route"));
 
     ui.add_space(4.0);
+    ui.horizontal(|ui| {
+        changed |= form::optional_text_field(ui, "timeout", &mut route.timeout, 70.0);
+        ui.weak(
+            "e.g. 2s or 500ms: the primary's whole answer must arrive by then (else 504, or a \
+             cut body). Empty: no timeout, Istio's default.",
+        );
+    });
+    diags.exact_ui(ui, &key_path(path, "timeout"));
+
+    ui.add_space(4.0);
     changed |= mirror_ui(ui, route, path, catalog, diags);
     changed
 }
