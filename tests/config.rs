@@ -739,6 +739,27 @@ spec:
         (d.field_path.as_deref(), d.severity),
         (Some("spec.http[1]"), Severity::Warning)
     );
+    // A forwarding route's parts the mesh acts on and the lab does not: one warning each,
+    // at the field.
+    let unsimulated = load(&vs_with(
+        "    rewrite: {uri: /v2/}\n    headers: {request: {set: {x-a: b}}}\n    fault: {abort: {httpStatus: 503, percentage: {value: 10}}}\n    retries: {attempts: 3}\n",
+    ));
+    let paths: Vec<_> = with_code(&unsimulated, "ML0301")
+        .iter()
+        .map(|d| (d.field_path.clone().unwrap_or_default(), d.severity))
+        .collect();
+    assert_eq!(
+        paths,
+        ["rewrite", "headers", "fault", "retries"]
+            .map(|f| (format!("spec.http[0].{f}"), Severity::Warning))
+            .to_vec()
+    );
+    assert!(
+        with_code(&unsimulated, "ML0301")[0]
+            .message
+            .contains("path and authority the client sent")
+    );
+
     // ML0003 also covers values serde accepts but Istio does not, such as a bad duration.
     let d = only(&set, "ML0003");
     assert_eq!(

@@ -177,6 +177,54 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Warns about each part of a forwarding route that the mesh would act on and the lab
+    /// does not: the lab's answers would differ from the mesh's there, so it says so rather
+    /// than pass the requests on as if the field were absent without a word.
+    fn not_simulated(&mut self, r: &Resource, base: &str, route: &HttpRoute) {
+        let mut parts: Vec<(String, &str)> = Vec::new();
+        if route.rewrite.is_some() {
+            parts.push((
+                format!("{base}.rewrite"),
+                "`rewrite` is not simulated: the primary and the shadows get the path and authority the client sent",
+            ));
+        }
+        if route.headers.is_some() {
+            parts.push((
+                format!("{base}.headers"),
+                "`headers` is not simulated: requests and responses pass with their own headers",
+            ));
+        }
+        for (k, d) in route.route.iter().enumerate() {
+            if d.headers.is_some() {
+                parts.push((
+                    format!("{base}.route[{k}].headers"),
+                    "`headers` is not simulated: requests and responses pass with their own headers",
+                ));
+            }
+        }
+        if route.fault.is_some() {
+            parts.push((
+                format!("{base}.fault"),
+                "`fault` is not simulated: no delay or abort is injected",
+            ));
+        }
+        if route.retries.is_some() {
+            parts.push((
+                format!("{base}.retries"),
+                "`retries` is not simulated: a failed primary request is answered as it failed, not tried again",
+            ));
+        }
+        if route.cors_policy.is_some() {
+            parts.push((
+                format!("{base}.corsPolicy"),
+                "`corsPolicy` is not simulated: preflight requests go to the primary like any other",
+            ));
+        }
+        for (path, message) in parts {
+            self.warning(codes::NOT_SIMULATED, r, &path, message.to_owned(), None);
+        }
+    }
+
     fn route(&mut self, r: &Resource, ns: &str, base: &str, route: &HttpRoute) {
         for (j, m) in route.matches.iter().enumerate() {
             self.match_block(r, &format!("{base}.match[{j}]"), m);
@@ -200,6 +248,9 @@ impl<'a> Checker<'a> {
                 "route answers with a redirect, directResponse or delegate, which the lab does not simulate: it has no destination to forward these requests to".into(),
                 None,
             );
+        }
+        if forwards {
+            self.not_simulated(r, base, route);
         }
         for (k, d) in route.route.iter().enumerate() {
             let path = format!("{base}.route[{k}].destination");
