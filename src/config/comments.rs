@@ -78,10 +78,13 @@ pub fn carry_comments(old: &str, new: &str) -> Carried {
     let mut before: HashMap<usize, Vec<String>> = HashMap::new();
     let mut trailing: HashMap<usize, String> = HashMap::new();
     let mut kept = 0;
-    let line_of = |anchor: &Anchor| {
+    let mut alignments = Alignments::default();
+    let mut line_of = |anchor: &Anchor| {
         let document = *matching.get(&anchor.document)?;
         let path = match (&old_data[anchor.document], &new_data[document]) {
-            (Some(old_value), Some(new_value)) => translate(&anchor.path, old_value, new_value)?,
+            (Some(old_value), Some(new_value)) => {
+                alignments.translate(anchor.document, &anchor.path, old_value, new_value)?
+            }
             _ => anchor.path.clone(),
         };
         new_docs.get(document)?.exact_line_of(&path)
@@ -319,66 +322,87 @@ fn steps(path: &str) -> Option<Vec<Step>> {
     Some(out)
 }
 
-/// Where the field at `path` in `old` is in `new`: keys stay, and a list index follows its
-/// element (lists aligned by their elements' values, so removing the first subset moves the
-/// second's comments with it); `None` when the edit removed the field.
-fn translate(path: &str, old: &yaml_serde::Value, new: &yaml_serde::Value) -> Option<String> {
-    let mut out = String::new();
-    let (mut old, mut new) = (old, new);
-    for step in steps(path)? {
-        match step {
-            Step::Key(key) => {
-                old = old.get(key.as_str())?;
-                new = new.get(key.as_str())?;
-                out = super::lines::push_key(&out, &key);
-            }
-            Step::Index(i) => {
-                let (old_items, new_items) = (old.as_sequence()?, new.as_sequence()?);
-                let j = aligned_index(old_items, new_items, i)?;
-                old = old_items.get(i)?;
-                new = new_items.get(j)?;
-                out = super::lines::push_index(&out, j);
-            }
-        }
-    }
-    Some(out)
+/// How the lists of the old documents line up with the new ones, worked out once per list.
+#[derive(Default)]
+struct Alignments {
+    /// (old document, old path of the list) → for each old index, its new index.
+    lists: HashMap<(usize, String), Vec<Option<usize>>>,
 }
 
-/// The index in `new` of `old[i]`: equal elements pair up, and within a run of elements
-/// replaced by another run (edited in place) they pair by position.
-fn aligned_index(old: &[yaml_serde::Value], new: &[yaml_serde::Value], i: usize) -> Option<usize> {
+impl Alignments {
+    /// Where the field at `path` in `old` is in `new`: keys stay, and a list index follows
+    /// its element (lists aligned by their elements' values, so removing the first subset
+    /// moves the second's comments with it); `None` when the edit removed the field.
+    fn translate(
+        &mut self,
+        document: usize,
+        path: &str,
+        old: &yaml_serde::Value,
+        new: &yaml_serde::Value,
+    ) -> Option<String> {
+        let (mut old_path, mut new_path) = (String::new(), String::new());
+        let (mut old, mut new) = (old, new);
+        for step in steps(path)? {
+            match step {
+                Step::Key(key) => {
+                    old = old.get(key.as_str())?;
+                    new = new.get(key.as_str())?;
+                    old_path = super::lines::push_key(&old_path, &key);
+                    new_path = super::lines::push_key(&new_path, &key);
+                }
+                Step::Index(i) => {
+                    let (old_items, new_items) = (old.as_sequence()?, new.as_sequence()?);
+                    let j = self
+                        .lists
+                        .entry((document, old_path.clone()))
+                        .or_insert_with(|| alignment(old_items, new_items))
+                        .get(i)
+                        .copied()
+                        .flatten()?;
+                    old = old_items.get(i)?;
+                    new = new_items.get(j)?;
+                    old_path = super::lines::push_index(&old_path, i);
+                    new_path = super::lines::push_index(&new_path, j);
+                }
+            }
+        }
+        Some(new_path)
+    }
+}
+
+/// For each element of `old`, its index in `new`: equal elements pair up, and within a run
+/// of elements replaced by another run (edited in place) they pair by position.
+fn alignment(old: &[yaml_serde::Value], new: &[yaml_serde::Value]) -> Vec<Option<usize>> {
     let text = |items: &[yaml_serde::Value]| -> Vec<String> {
         items
             .iter()
             .map(|v| yaml_serde::to_string(v).unwrap_or_default())
             .collect()
     };
-    let ops = similar::capture_diff_slices(similar::Algorithm::Myers, &text(old), &text(new));
-    for op in ops {
-        match op {
+    let mut out = vec![None; old.len()];
+    for op in similar::capture_diff_slices(similar::Algorithm::Myers, &text(old), &text(new)) {
+        let (old_index, old_len, new_index, new_len) = match op {
             similar::DiffOp::Equal {
                 old_index,
                 new_index,
                 len,
-            } if (old_index..old_index + len).contains(&i) => {
-                return Some(new_index + (i - old_index));
-            }
+            } => (old_index, len, new_index, len),
             similar::DiffOp::Replace {
                 old_index,
                 old_len,
                 new_index,
                 new_len,
-            } if (old_index..old_index + old_len).contains(&i) => {
-                let k = i - old_index;
-                return (k < new_len).then_some(new_index + k);
+            } => (old_index, old_len, new_index, new_len),
+            // Deleted elements keep `None`; inserted ones have no old index.
+            similar::DiffOp::Delete { .. } | similar::DiffOp::Insert { .. } => continue,
+        };
+        for k in 0..old_len.min(new_len) {
+            if let Some(slot) = out.get_mut(old_index + k) {
+                *slot = Some(new_index + k);
             }
-            similar::DiffOp::Delete {
-                old_index, old_len, ..
-            } if (old_index..old_index + old_len).contains(&i) => return None,
-            _ => {}
         }
     }
-    None
+    out
 }
 
 /// True when both texts hold the same documents with the same data.
