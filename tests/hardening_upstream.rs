@@ -364,8 +364,8 @@ async fn a_slow_primary_body_that_ends_within_the_route_timeout_arrives_whole() 
     let primary = TestUpstream::start(
         "primary",
         Reply::ok("first half|second half")
-            .delay(Duration::from_millis(300))
-            .pause_mid_body(Duration::from_millis(400)),
+            .delay(Duration::from_millis(200))
+            .pause_mid_body(Duration::from_millis(300)),
     )
     .await;
     let proxy = proxy_to_primary(primary.addr).await;
