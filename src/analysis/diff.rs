@@ -900,29 +900,10 @@ fn diff_aligned(
     let ops =
         similar::capture_diff_slices_deadline(similar::Algorithm::Myers, &ph, &sh, Some(deadline));
     for op in ops {
-        let (old_index, old_len, new_index, new_len) = match op {
-            similar::DiffOp::Equal {
-                old_index,
-                new_index,
-                len,
-            } => (old_index, len, new_index, len),
-            similar::DiffOp::Delete {
-                old_index,
-                old_len,
-                new_index,
-            } => (old_index, old_len, new_index, 0),
-            similar::DiffOp::Insert {
-                old_index,
-                new_index,
-                new_len,
-            } => (old_index, 0, new_index, new_len),
-            similar::DiffOp::Replace {
-                old_index,
-                old_len,
-                new_index,
-                new_len,
-            } => (old_index, old_len, new_index, new_len),
-        };
+        // Equal runs pair element by element; a delete or insert has an empty other side.
+        let (old_range, new_range) = (op.old_range(), op.new_range());
+        let (old_index, old_len) = (old_range.start, old_range.len());
+        let (new_index, new_len) = (new_range.start, new_range.len());
         for k in 0..old_len.max(new_len) {
             let primary = (k < old_len).then(|| (old_index + k, &pa[old_index + k]));
             let shadow = (k < new_len).then(|| (new_index + k, &sa[new_index + k]));

@@ -381,21 +381,11 @@ fn alignment(old: &[yaml_serde::Value], new: &[yaml_serde::Value]) -> Vec<Option
     };
     let mut out = vec![None; old.len()];
     for op in similar::capture_diff_slices(similar::Algorithm::Myers, &text(old), &text(new)) {
-        let (old_index, old_len, new_index, new_len) = match op {
-            similar::DiffOp::Equal {
-                old_index,
-                new_index,
-                len,
-            } => (old_index, len, new_index, len),
-            similar::DiffOp::Replace {
-                old_index,
-                old_len,
-                new_index,
-                new_len,
-            } => (old_index, old_len, new_index, new_len),
-            // Deleted elements keep `None`; inserted ones have no old index.
-            similar::DiffOp::Delete { .. } | similar::DiffOp::Insert { .. } => continue,
-        };
+        // Deleted elements keep `None` (their new range is empty); inserted ones have no
+        // old index.
+        let (old_range, new_range) = (op.old_range(), op.new_range());
+        let (old_index, old_len) = (old_range.start, old_range.len());
+        let (new_index, new_len) = (new_range.start, new_range.len());
         for k in 0..old_len.min(new_len) {
             if let Some(slot) = out.get_mut(old_index + k) {
                 *slot = Some(new_index + k);
