@@ -383,12 +383,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_refused_connection_is_classified() {
+    /// A pool for a loopback port nothing listens on (bound, then let go), and the port.
+    fn refusing_pool() -> (Arc<EndpointPool>, SocketAddr) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         drop(listener);
-        let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+        (
+            Arc::new(EndpointPool::new(EndpointAddr::Socket(addr))),
+            addr,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_classified() {
+        let (pool, _) = refusing_pool();
         let err = pool
             .send(get(), Duration::from_secs(5), Instant::now(), false)
             .await
@@ -418,10 +426,7 @@ mod tests {
 
     #[tokio::test]
     async fn copies_to_an_endpoint_that_refused_fail_at_once_until_the_backoff_ends() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        drop(listener);
-        let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+        let (pool, addr) = refusing_pool();
         let err = pool
             .send(get(), Duration::from_secs(5), Instant::now(), true)
             .await
