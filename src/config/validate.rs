@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::hosts::{fqdn, host_matches, labels_contain};
+use super::hosts::{fqdn, labels_contain};
 use super::lines::push_key;
+use super::matcher::{MatcherError, StringMatcher};
 use super::mirror_headers::{
     MIRROR_REMOVE_HEADERS, MIRROR_SET_HEADERS, MirrorHeaderEdits, parse_remove, parse_set,
 };
@@ -343,15 +344,13 @@ impl<'a> Checker<'a> {
                 self.percent(r, &format!("{path}.percentage.value"), p);
             }
         }
-        if let Some(t) = &route.timeout
-            && parse_duration(t).is_none()
-        {
+        if let Some(Err(err)) = route.timeout.as_deref().map(parse_duration) {
             self.error(
                 codes::SCHEMA,
                 r,
                 &format!("{base}.timeout"),
-                format!("invalid duration `{t}`"),
-                Some("write it as 1.5s, 250ms, 1m or 1h".into()),
+                err.to_string(),
+                None,
             );
         }
         if let Some(fault) = &route.fault {
@@ -423,34 +422,29 @@ impl<'a> Checker<'a> {
     }
 
     fn string_match(&mut self, r: &Resource, field: &str, sm: &StringMatch) {
-        let set = [&sm.exact, &sm.prefix, &sm.regex]
-            .iter()
-            .filter(|v| v.is_some())
-            .count();
-        if set > 1 {
-            self.error(
+        match StringMatcher::compile(sm, field) {
+            Ok(_) => {}
+            Err(MatcherError::Ambiguous { field }) => self.error(
                 codes::INVALID_MATCH,
                 r,
-                field,
+                &field,
                 "sets more than one of exact, prefix and regex; Istio allows exactly one".into(),
                 Some("keep one; to match several values use a regex such as `a|b`".into()),
-            );
-        }
-        if let Some(re) = &sm.regex
-            // Checked on its own, not only wrapped: `a)|(b` or `)\` is invalid RE2 but
-            // becomes valid inside `^(?:…)$`, where it would match partially.
-            && let Err(e) = regex::Regex::new(re)
-                .and_then(|_| regex::Regex::new(&format!("^(?:{re})$")))
-        {
-            let reason = e.to_string();
-            let reason = reason.lines().last().unwrap_or_default().trim().to_owned();
-            self.error(
-                codes::INVALID_REGEX,
-                r,
-                &format!("{field}.regex"),
-                format!("invalid regex `{re}`: {reason}"),
-                Some("Istio uses RE2 syntax (no look-around, no backreferences); the regex must match the whole value".into()),
-            );
+            ),
+            Err(MatcherError::InvalidRegex {
+                field,
+                regex,
+                reason,
+            }) => {
+                let reason = reason.lines().last().unwrap_or_default().trim().to_owned();
+                self.error(
+                    codes::INVALID_REGEX,
+                    r,
+                    &field,
+                    format!("invalid regex `{regex}`: {reason}"),
+                    Some("Istio uses RE2 syntax (no look-around, no backreferences); the regex must match the whole value".into()),
+                );
+            }
         }
     }
 
@@ -535,11 +529,8 @@ impl<'a> Checker<'a> {
         }
         let Some(subset) = &d.subset else { return };
         let host = fqdn(&d.host, ns);
-        let rules: Vec<(&Resource, &DestinationRule)> = self
-            .set
-            .destination_rules()
-            .filter(|(_, dr)| fqdn(&dr.spec.host, dr.metadata.namespace_or_default()) == host)
-            .collect();
+        let rules: Vec<(&Resource, &DestinationRule)> =
+            self.set.destination_rules_for(&host).collect();
         if rules
             .iter()
             .any(|(_, dr)| dr.spec.subsets.iter().any(|s| &s.name == subset))
@@ -617,12 +608,7 @@ impl<'a> Checker<'a> {
             return;
         }
         let host = fqdn(&dr.spec.host, dr.metadata.namespace_or_default());
-        let entry = self.set.service_entries().find(|(_, se)| {
-            se.spec
-                .hosts
-                .iter()
-                .any(|h| host_matches(&fqdn(h, se.metadata.namespace_or_default()), &host))
-        });
+        let entry = self.set.service_entry_for(&host);
         let mut seen: Vec<&str> = Vec::new();
         for (s, subset) in dr.spec.subsets.iter().enumerate() {
             let field = format!("spec.subsets[{s}]");

@@ -7,7 +7,8 @@
 pub mod matchers;
 pub mod table;
 
-pub use matchers::{MatchBlock, MatcherError, StringMatcher};
+pub use crate::config::matcher::{MatcherError, StringMatcher};
+pub use matchers::MatchBlock;
 pub use table::RouteTable;
 
 use std::net::SocketAddr;

@@ -341,12 +341,9 @@ fn compile_route(
         });
     }
     let timeout = match &route.timeout {
-        Some(t) => Some(parse_duration(t).ok_or_else(|| {
-            fail(
-                format!("{base}.timeout"),
-                format!("invalid duration `{t}`; write it as 1.5s, 250ms, 1m or 1h"),
-            )
-        })?),
+        Some(t) => {
+            Some(parse_duration(t).map_err(|e| fail(format!("{base}.timeout"), e.to_string()))?)
+        }
         None => None,
     };
     Ok(CompiledRoute {
@@ -400,20 +397,6 @@ impl UpstreamResolver<'_> {
     }
 }
 
-/// The labels a subset selects: the subset of the first DestinationRule for `host` that
-/// defines it. `None` when no rule defines it (the checks report that as IST0101).
-pub fn subset_labels<'a>(
-    set: &'a ConfigSet,
-    host_fqdn: &str,
-    subset: &str,
-) -> Option<&'a indexmap::IndexMap<String, String>> {
-    set.destination_rules()
-        .filter(|(_, dr)| fqdn(&dr.spec.host, dr.metadata.namespace_or_default()) == host_fqdn)
-        .flat_map(|(_, dr)| dr.spec.subsets.iter())
-        .find(|s| s.name == subset)
-        .map(|s| &s.labels)
-}
-
 /// Endpoints for a destination: the ServiceEntry endpoints whose labels contain the subset's
 /// labels, on the ServiceEntry port matching `port`; with no ServiceEntry, the host itself
 /// (an IP or a DNS name) on `port` (80 if absent).
@@ -424,13 +407,8 @@ pub fn resolve_endpoints(
     subset: Option<&str>,
     port: Option<u32>,
 ) -> Vec<EndpointAddr> {
-    let selector = subset.and_then(|s| subset_labels(set, host_fqdn, s));
-    let entry = set.service_entries().find(|(_, se)| {
-        se.spec
-            .hosts
-            .iter()
-            .any(|h| host_matches(&fqdn(h, se.metadata.namespace_or_default()), host_fqdn))
-    });
+    let selector = subset.and_then(|s| set.subset_labels(host_fqdn, s));
+    let entry = set.service_entry_for(host_fqdn);
     let Some((_, se)) = entry else {
         let port = port
             .and_then(|p| u16::try_from(p).ok())
