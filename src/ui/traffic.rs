@@ -967,6 +967,8 @@ mod tests {
                 }),
             }),
             shadows: Vec::new(),
+            forwarded: None,
+            flags: Default::default(),
         }
     }
 
