@@ -58,6 +58,16 @@ impl StringMatcher {
         }
     }
 
+    /// Compiles the `StringMatch` of a header or query parameter, where Istio turns
+    /// `regex: "*"` (like `{}`) into a presence match (route.go
+    /// `canBeConvertedToPresentMatch`).
+    pub fn compile_for_presence(m: &StringMatch, field: &str) -> Result<Self, MatcherError> {
+        if m.exact.is_none() && m.prefix.is_none() && m.regex.as_deref() == Some("*") {
+            return Ok(Self::Present);
+        }
+        Self::compile(m, field)
+    }
+
     /// Compiles a whole-value (RE2-style) regex.
     pub fn regex(source: &str, field: &str) -> Result<Self, MatcherError> {
         // The source must parse on its own first: wrapped unchecked, `a)|(b` or `)\` would

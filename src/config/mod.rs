@@ -11,7 +11,7 @@ pub mod duration;
 pub mod headers;
 pub mod hosts;
 pub mod lines;
-mod lookup;
+pub mod lookup;
 pub mod matcher;
 pub mod mirror_headers;
 pub mod model;

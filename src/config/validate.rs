@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::headers::{HeaderOpError, HeaderOps};
 use super::hosts::{fqdn, labels_contain};
 use super::lines::push_key;
 use super::matcher::{MatcherError, StringMatcher};
@@ -96,6 +97,21 @@ impl<'a> Checker<'a> {
         self.push(Severity::Warning, code, r, field, msg, help);
     }
 
+    /// Whether some root route's `delegate` names `vs`.
+    fn is_delegated_to(&self, vs: &VirtualService) -> bool {
+        self.set.virtual_services().any(|(_, root)| {
+            root.spec
+                .http
+                .iter()
+                .filter_map(|h| h.delegate.as_ref())
+                .any(|d| {
+                    self.set
+                        .delegate_for(d, root.metadata.namespace_or_default())
+                        .is_ok_and(|(_, found)| std::ptr::eq(found, vs))
+                })
+        })
+    }
+
     fn virtual_service(
         &mut self,
         r: &'a Resource,
@@ -103,13 +119,15 @@ impl<'a> Checker<'a> {
         claimed: &mut HashMap<String, (&'a Resource, String)>,
     ) {
         let ns = vs.metadata.namespace_or_default();
-        if vs.spec.hosts.is_empty() {
-            self.error(
+        if vs.spec.hosts.is_empty() && !self.is_delegated_to(vs) {
+            // Istio accepts a VirtualService without hosts: it is a delegate, whose routes
+            // a root VirtualService takes in.
+            self.warning(
                 codes::MISSING_RESOURCE_HOST,
                 r,
                 "spec.hosts",
-                "VirtualService has no hosts, so no request can reach its routes".into(),
-                Some("add `hosts: [reviews]` (the service the routes are for)".into()),
+                "VirtualService has no hosts, so it is a delegate, and no VirtualService delegates to it: no request reaches its routes".into(),
+                Some("add `hosts: [reviews]` (the service the routes are for), or name it in a root route's `delegate`".into()),
             );
         }
         for (i, host) in vs.spec.hosts.iter().enumerate() {
@@ -153,6 +171,19 @@ impl<'a> Checker<'a> {
                 Some("add an `http:` route with a destination".into()),
             );
         }
+        if !vs.spec.gateways.is_empty() && !vs.spec.gateways.iter().any(|g| g == "mesh") {
+            self.push(
+                Severity::Info,
+                codes::GATEWAY_ONLY,
+                r,
+                "spec.gateways",
+                format!(
+                    "this VirtualService applies only to gateway(s) {}, not to sidecars: the lab's traffic does not take its routes unless the lab acts as one of them",
+                    vs.spec.gateways.join(", ")
+                ),
+                Some("add `mesh` to `gateways` for sidecar traffic, or run the lab with --gateway NAMESPACE/NAME".into()),
+            );
+        }
         self.mirror_header_annotations(r, vs);
         let mut catch_all: Option<usize> = None;
         for (i, route) in vs.spec.http.iter().enumerate() {
@@ -178,51 +209,102 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Warns about each part of a forwarding route that the mesh would act on and the lab
-    /// does not: the lab's answers would differ from the mesh's there, so it says so rather
-    /// than pass the requests on as if the field were absent without a word.
+    /// Warns about each part of a route that the mesh would act on and the lab does not, so
+    /// the lab's answers would differ from the mesh's there: it says so rather than pass the
+    /// requests on as if the field were absent without a word.
     fn not_simulated(&mut self, r: &Resource, base: &str, route: &HttpRoute) {
-        let mut parts: Vec<(String, &str)> = Vec::new();
-        if route.rewrite.is_some() {
-            parts.push((
-                format!("{base}.rewrite"),
-                "`rewrite` is not simulated: the primary and the shadows get the path and authority the client sent",
-            ));
-        }
-        if route.headers.is_some() {
-            parts.push((
-                format!("{base}.headers"),
-                "`headers` is not simulated: requests and responses pass with their own headers",
-            ));
-        }
-        for (k, d) in route.route.iter().enumerate() {
-            if d.headers.is_some() {
-                parts.push((
-                    format!("{base}.route[{k}].headers"),
-                    "`headers` is not simulated: requests and responses pass with their own headers",
-                ));
-            }
-        }
-        if route.fault.is_some() {
-            parts.push((
-                format!("{base}.fault"),
-                "`fault` is not simulated: no delay or abort is injected",
-            ));
-        }
+        let mut parts: Vec<(String, String)> = Vec::new();
         if route.retries.is_some() {
             parts.push((
                 format!("{base}.retries"),
-                "`retries` is not simulated: a failed primary request is answered as it failed, not tried again",
+                "`retries` is not simulated: a failed primary request is answered as it failed, not tried again".to_owned(),
             ));
         }
-        if route.cors_policy.is_some() {
+        if let Some(code) = route.redirect.as_ref().and_then(|r| r.redirect_code)
+            && ![0, 301, 302, 303, 307, 308].contains(&code)
+        {
             parts.push((
-                format!("{base}.corsPolicy"),
-                "`corsPolicy` is not simulated: preflight requests go to the primary like any other",
+                format!("{base}.redirect.redirectCode"),
+                format!("Istio translates no action for redirectCode {code} (only 301, 302, 303, 307 and 308), so Envoy refuses the route; the lab answers {code}"),
             ));
+        }
+        let header_blocks = route
+            .headers
+            .iter()
+            .map(|h| (format!("{base}.headers"), h))
+            .chain(route.route.iter().enumerate().filter_map(|(k, d)| {
+                d.headers
+                    .as_ref()
+                    .map(|h| (format!("{base}.route[{k}].headers"), h))
+            }));
+        for (field, headers) in header_blocks {
+            let ops = [
+                ("request", &headers.request),
+                ("response", &headers.response),
+            ];
+            for (side, ops) in ops {
+                let Some(ops) = ops else { continue };
+                if ops
+                    .set
+                    .values()
+                    .chain(ops.add.values())
+                    .any(|v| v.contains('%'))
+                {
+                    parts.push((
+                        format!("{field}.{side}"),
+                        "Envoy expands `%...%` in header values (request attributes such as %DOWNSTREAM_REMOTE_ADDRESS%); the lab sends the value as written".to_owned(),
+                    ));
+                }
+            }
         }
         for (path, message) in parts {
-            self.warning(codes::NOT_SIMULATED, r, &path, message.to_owned(), None);
+            self.warning(codes::NOT_SIMULATED, r, &path, message, None);
+        }
+    }
+
+    /// Header operations `http` refuses (names, values): the route table would refuse them
+    /// too. One builder for both: [`HeaderOps::compile`].
+    fn header_operations(&mut self, r: &Resource, base: &str, route: &HttpRoute) {
+        let blocks = route
+            .headers
+            .iter()
+            .map(|h| (format!("{base}.headers"), h))
+            .chain(route.route.iter().enumerate().filter_map(|(k, d)| {
+                d.headers
+                    .as_ref()
+                    .map(|h| (format!("{base}.route[{k}].headers"), h))
+            }));
+        for (field, headers) in blocks {
+            for (side, ops) in [
+                ("request", &headers.request),
+                ("response", &headers.response),
+            ] {
+                let Some(ops) = ops else { continue };
+                if let Err(err) = HeaderOps::compile(ops, &format!("{field}.{side}")) {
+                    let at = match &err {
+                        HeaderOpError::Name { field, .. } | HeaderOpError::Value { field, .. } => {
+                            field.clone()
+                        }
+                    };
+                    self.error(codes::INVALID_MATCH, r, &at, err.to_string(), None);
+                }
+            }
+        }
+    }
+
+    /// A route's `delegate`: Istio skips the route when the delegate cannot be used.
+    fn delegate(&mut self, r: &Resource, ns: &str, base: &str, route: &HttpRoute) {
+        let Some(delegate) = &route.delegate else {
+            return;
+        };
+        if let Err(problem) = self.set.delegate_for(delegate, ns) {
+            self.warning(
+                codes::DELEGATE_UNUSABLE,
+                r,
+                &format!("{base}.delegate"),
+                format!("{problem}: Istio skips this route"),
+                Some("a delegate is a VirtualService without hosts, in the namespace given (or this one), exported to this namespace".into()),
+            );
         }
     }
 
@@ -241,18 +323,10 @@ impl<'a> Checker<'a> {
                 "route has no `route` destinations (nor a redirect, directResponse or delegate), so its requests go nowhere".into(),
                 Some("add `route: [{destination: {host: ...}}]`".into()),
             );
-        } else if !forwards {
-            self.warning(
-                codes::NOT_SIMULATED,
-                r,
-                base,
-                "route answers with a redirect, directResponse or delegate, which the lab does not simulate: it has no destination to forward these requests to".into(),
-                None,
-            );
         }
-        if forwards {
-            self.not_simulated(r, base, route);
-        }
+        self.not_simulated(r, base, route);
+        self.header_operations(r, base, route);
+        self.delegate(r, ns, base, route);
         for (k, d) in route.route.iter().enumerate() {
             let path = format!("{base}.route[{k}].destination");
             self.destination(r, ns, &path, &d.destination, DestinationRole::Route);
@@ -401,12 +475,12 @@ impl<'a> Checker<'a> {
                         Some(format!("write `{}`", key.to_ascii_lowercase())),
                     );
                 }
-                self.string_match(r, &field, sm);
+                self.presence_match(r, &field, sm);
             }
         }
         for (key, sm) in &m.query_params {
             let field = super::lines::push_key(&format!("{base}.queryParams"), key);
-            self.string_match(r, &field, sm);
+            self.presence_match(r, &field, sm);
         }
         if let Some(p) = m.port
             && !(1..=65535).contains(&p)
@@ -421,8 +495,18 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A header or query parameter match, where `regex: "*"` means "present".
+    fn presence_match(&mut self, r: &Resource, field: &str, sm: &StringMatch) {
+        self.check_matcher(r, StringMatcher::compile_for_presence(sm, field));
+    }
+
     fn string_match(&mut self, r: &Resource, field: &str, sm: &StringMatch) {
-        match StringMatcher::compile(sm, field) {
+        self.check_matcher(r, StringMatcher::compile(sm, field));
+    }
+
+    /// Reports what the shared matcher builder refused.
+    fn check_matcher(&mut self, r: &Resource, compiled: Result<StringMatcher, MatcherError>) {
+        match compiled {
             Ok(_) => {}
             Err(MatcherError::Ambiguous { field }) => self.error(
                 codes::INVALID_MATCH,

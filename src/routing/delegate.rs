@@ -52,28 +52,15 @@ pub(super) fn expand<'a>(
             });
             continue;
         };
-        let name = delegate.name.as_deref().unwrap_or_default();
-        let ns = delegate.namespace.as_deref().unwrap_or(root_ns);
-        let found = set.virtual_services().find(|(_, d)| {
-            d.metadata.name.as_deref() == Some(name) && d.metadata.namespace_or_default() == ns
-        });
-        let (d_resource, d_vs) = match found {
-            Some((r, d)) if d.spec.hosts.is_empty() => (r, d),
-            Some(_) => {
-                notes.push(format!("spec.http[{i}]: delegate {ns}/{name} has hosts, so it is a root VirtualService, not a delegate; Istio skips this route"));
-                continue;
-            }
-            None => {
-                notes.push(format!(
-                    "spec.http[{i}]: delegate VirtualService {ns}/{name} not found; Istio skips this route"
-                ));
+        let (d_resource, d_vs) = match set.delegate_for(delegate, root_ns) {
+            Ok(found) => found,
+            Err(problem) => {
+                notes.push(format!("spec.http[{i}]: {problem}; Istio skips this route"));
                 continue;
             }
         };
-        if !exported_to(d_vs, root_ns) {
-            notes.push(format!("spec.http[{i}]: delegate {ns}/{name} is not exported to namespace {root_ns}; Istio skips this route"));
-            continue;
-        }
+        let ns = d_vs.metadata.namespace_or_default();
+        let name = d_vs.metadata.name.as_deref().unwrap_or_default();
         for (j, leaf) in d_vs.spec.http.iter().enumerate() {
             if leaf.delegate.is_some() {
                 // Istio's validation refuses a delegate that delegates again.
@@ -96,17 +83,6 @@ pub(super) fn expand<'a>(
         }
     }
     (out, notes)
-}
-
-/// Whether a delegate's `exportTo` lets the root's namespace see it (absent: everywhere).
-fn exported_to(delegate: &VirtualService, namespace: &str) -> bool {
-    let own = delegate.metadata.namespace_or_default();
-    delegate.spec.export_to.is_empty()
-        || delegate
-            .spec
-            .export_to
-            .iter()
-            .any(|e| e == "*" || e == namespace || (e == "." && own == namespace))
 }
 
 /// `mergeHTTPRoute`: the delegate's route with the root's matches folded in and its unset

@@ -41,12 +41,8 @@ impl MatchBlock {
                     } else {
                         k.to_ascii_lowercase()
                     };
-                    // Istio turns `regex: "*"` (and `{}`) into a presence match for headers
-                    // and query parameters (route.go canBeConvertedToPresentMatch).
-                    if v.exact.is_none() && v.prefix.is_none() && v.regex.as_deref() == Some("*") {
-                        return Ok((key, StringMatcher::Present));
-                    }
-                    StringMatcher::compile(v, &format!("{field}.{k}")).map(|m| (key, m))
+                    StringMatcher::compile_for_presence(v, &format!("{field}.{k}"))
+                        .map(|m| (key, m))
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
