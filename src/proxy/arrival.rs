@@ -54,11 +54,9 @@ impl Arrival {
     }
 }
 
-/// The route a request takes, with the host and port it was routed by.
+/// The route a request takes, and the service port it addressed.
 pub(super) struct Routed {
     pub resolution: Resolution,
-    /// The host the route lookup used (the default host for a request to the lab itself).
-    pub host: String,
     /// The service port the request addressed.
     pub port: u16,
 }
@@ -104,11 +102,7 @@ impl Shared {
             headers: &arrival.parts.headers,
             port,
         })?;
-        Ok(Routed {
-            resolution,
-            host,
-            port,
-        })
+        Ok(Routed { resolution, port })
     }
 
     /// True when the request is addressed to the proxy itself rather than to a service.

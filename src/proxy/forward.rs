@@ -67,16 +67,8 @@ impl Shared {
         arrival: Arrival,
         routed: Routed,
         filtered: Filtered,
+        forward: &Forward,
     ) -> Response<ProxyBody> {
-        let route = Arc::clone(&routed.resolution.route);
-        let crate::routing::RouteAction::Forward(forward) = &route.action else {
-            // The pipeline sends only forwarding routes here.
-            return LocalReply::new(
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "not a forwarding route\n",
-            )
-            .into_response();
-        };
         let Filtered {
             mut rng,
             flags,
@@ -95,12 +87,8 @@ impl Shared {
         let request_id = finalize::prepare(&mut parts.headers, parts.uri.authority());
         let Some(destination) = forward.pick(rng.f64()) else {
             // A compiled forwarding route always has a destination.
-            let err = ProxyError::upstream(
-                UpstreamErrorKind::NoEndpoint,
-                routed.host.clone(),
-                "",
-                "the route has no destination",
-            );
+            let err =
+                ProxyError::upstream(UpstreamErrorKind::NoEndpoint, host, "", "no destination");
             return LocalReply::for_error(&err).into_response();
         };
         let sampled: Vec<bool> = forward
@@ -112,7 +100,7 @@ impl Shared {
             ops: &destination.response_headers,
             cors,
         };
-        let captured_request = CapturedRequest {
+        let request = CapturedRequest {
             method: parts.method.clone(),
             uri: path_and_query.as_str().to_owned(),
             authority: host,
@@ -120,34 +108,33 @@ impl Shared {
             headers: owned_headers(&parts.headers),
             body: CapturedBody::default(),
         };
-        let finalized = match finalize::finalize(
+        let finalized = finalize::finalize(
             &mut parts.headers,
             &path_and_query,
             forward,
             destination,
             routed.resolution.matched,
-        ) {
-            Ok(f) => f,
-            Err(detail) => Finalized {
-                // An unusable rewrite result: Envoy would send it as it is; the lab cannot
-                // build the request, so it fails below as a bad target.
-                path_and_query: path_and_query.clone(),
-                forwarded: None,
-                steps: vec![detail],
-            },
-        };
+        )
+        .unwrap_or_else(|detail| Finalized {
+            // A rewrite result that is not a request target: the primary fails below as a
+            // target the lab cannot send, and the trace says why.
+            path_and_query: path_and_query.clone(),
+            forwarded: None,
+            steps: vec![detail],
+        });
         steps.extend(finalized.steps);
         let mut trace = routed.resolution.trace;
         trace.steps = steps;
         let upstream = &destination.upstream;
-        let endpoint = upstream.next_endpoint().cloned();
-        let target = endpoint.as_ref().map(|e| self.upstream_target(e));
+        let target = upstream
+            .next_endpoint()
+            .map(|endpoint| self.upstream_target(endpoint));
         let record = ExchangeRecord {
             id,
             request_id,
             started_at,
             trace,
-            request: captured_request,
+            request,
             primary_target: Arc::from(upstream.label.as_str()),
             primary_endpoint: target
                 .as_ref()
@@ -157,23 +144,7 @@ impl Shared {
             flags,
         };
         let Some(target) = target else {
-            // No endpoint for the primary: Envoy finds no connection pool and answers 503
-            // "no healthy upstream" before it starts any shadow.
-            let err = ProxyError::upstream(
-                UpstreamErrorKind::NoEndpoint,
-                upstream.label.as_str(),
-                "",
-                format!(
-                    "{} has no endpoints: check the ServiceEntry and the subset's labels",
-                    upstream.label
-                ),
-            );
-            self.counters.primary_error();
-            let join =
-                ExchangeJoin::new(Arc::clone(&self), record, vec![false; sampled.len()], false);
-            Deliver::join(&join).send(RequestBodyCopy::empty());
-            Deliver::join(&join).send(failure(&err, Duration::ZERO));
-            return self.error_response(&err, &edits);
+            return self.no_healthy_upstream(record, destination, &edits);
         };
         let send = PrimarySend {
             forward,
@@ -185,7 +156,71 @@ impl Shared {
         self.send_primary(parts, body, record, sampled, send).await
     }
 
-    /// Sets up the exchange's halves, streams the request to the primary and answers.
+    /// No endpoint for the primary: Envoy finds no connection pool and answers 503 "no
+    /// healthy upstream" before it starts any shadow, so the exchange has no mirror record.
+    fn no_healthy_upstream(
+        self: &Arc<Self>,
+        mut record: ExchangeRecord,
+        destination: &WeightedUpstream,
+        edits: &ResponseEdits<'_>,
+    ) -> Response<ProxyBody> {
+        let label = destination.upstream.label.as_str();
+        let err = ProxyError::upstream(
+            UpstreamErrorKind::NoEndpoint,
+            label,
+            "",
+            format!("{label} has no endpoints: check the ServiceEntry and the subset's labels"),
+        );
+        self.counters.primary_error();
+        record.mirrors = Arc::new([]);
+        let join = ExchangeJoin::new(Arc::clone(self), record, Vec::new(), false);
+        Deliver::join(&join).send(RequestBodyCopy::empty());
+        Deliver::join(&join).send(failure(&err, Duration::ZERO));
+        self.error_response(&err, edits)
+    }
+
+    /// Where the request's two halves (its body, the primary's answer) go: the exchange task
+    /// when a copy is to be sent, else a join that publishes without a task. Returns them
+    /// and how much of the body to keep.
+    fn exchange_halves(
+        self: &Arc<Self>,
+        record: ExchangeRecord,
+        sampled: Vec<bool>,
+        send: &PrimarySend<'_>,
+    ) -> (Deliver<RequestBodyCopy>, Deliver<UpstreamOutcome>, usize) {
+        // Every shadow slot taken (a shadow slow enough to hold them all): the copies are
+        // skipped here, as they would be once the body is in, without an exchange task per
+        // request just to record the skip.
+        let no_slot = self.shadow_slots.available_permits() == 0;
+        if no_slot || !sampled.iter().any(|s| *s) {
+            let join = ExchangeJoin::new(Arc::clone(self), record, sampled, no_slot);
+            return (
+                Deliver::join(&join),
+                Deliver::join(&join),
+                self.settings.capture_body_cap,
+            );
+        }
+        // A copy to send: the exchange task waits for the body, sends the copies and waits
+        // for them and the primary.
+        let (body_done, body_copy) = oneshot::channel();
+        let (primary_done, primary_outcome) = oneshot::channel();
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(Arc::clone(self).finish_exchange(PendingExchange {
+            record,
+            path_and_query: send.finalized_path.clone(),
+            sampled,
+            timeout: send.forward.timeout,
+            body: body_copy,
+            primary: primary_outcome,
+        }));
+        (
+            Deliver::channel(body_done),
+            Deliver::channel(primary_done),
+            self.settings.mirror_body_limit,
+        )
+    }
+
+    /// Streams the request to the primary within the route timeout and answers the client.
     async fn send_primary(
         self: Arc<Self>,
         mut parts: http::request::Parts,
@@ -195,37 +230,8 @@ impl Shared {
         send: PrimarySend<'_>,
     ) -> Response<ProxyBody> {
         let cap = self.settings.capture_body_cap;
-        // Every shadow slot taken (a shadow slow enough to hold them all): the copies are
-        // skipped here, as they would be once the body is in, without an exchange task per
-        // request just to record the skip.
-        let no_slot = self.shadow_slots.available_permits() == 0;
-        let any_sampled = !no_slot && sampled.iter().any(|s| *s);
-        let buffer_limit = if any_sampled {
-            self.settings.mirror_body_limit
-        } else {
-            cap
-        };
+        let (body_done, primary_done, buffer_limit) = self.exchange_halves(record, sampled, &send);
         let mirror_waits_for_body = buffer_limit > cap;
-        let (body_done, primary_done) = if any_sampled {
-            // A copy to send: the exchange task waits for the body, sends the copies and
-            // waits for them and the primary.
-            let (body_done, body_copy) = oneshot::channel();
-            let (primary_done, primary_outcome) = oneshot::channel();
-            self.in_flight.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(Arc::clone(&self).finish_exchange(PendingExchange {
-                record,
-                path_and_query: send.finalized_path.clone(),
-                sampled,
-                timeout: send.forward.timeout,
-                body: body_copy,
-                primary: primary_outcome,
-            }));
-            (Deliver::channel(body_done), Deliver::channel(primary_done))
-        } else {
-            // Nothing to copy: the exchange is published by whichever half ends last.
-            let join = ExchangeJoin::new(Arc::clone(&self), record, sampled, no_slot);
-            (Deliver::join(&join), Deliver::join(&join))
-        };
         let (body_read, mut body_read_wait) = oneshot::channel::<()>();
         let mut body_ended = false;
         let upstream_body = if http_body::Body::is_end_stream(&body) {
@@ -238,15 +244,12 @@ impl Shared {
             UpstreamBody::Tee(TeeBody::new(body, buffer_limit, cap, body_done, body_read))
         };
         let target = &send.target;
+        let label = send.destination.upstream.label.as_str();
         let uri = match target.uri(&send.finalized_path) {
             Ok(uri) => uri,
             Err(detail) => {
-                let err = ProxyError::upstream(
-                    UpstreamErrorKind::Other,
-                    send.destination.upstream.label.as_str(),
-                    String::from(&*target.text),
-                    detail,
-                );
+                let err =
+                    ProxyError::upstream(UpstreamErrorKind::Other, label, &*target.text, detail);
                 self.counters.primary_error();
                 primary_done.send(failure(&err, Duration::ZERO));
                 return self.error_response(&err, &send.edits);
@@ -268,43 +271,10 @@ impl Shared {
             }
             None => (sent.await, None),
         };
-        match result {
-            Ok((response, connection)) => {
-                let ttfb = sent_at.elapsed();
-                let (mut head, body) = response.into_parts();
-                strip_hop_by_hop(&mut head.headers);
-                let deadline = send.forward.timeout.map(|limit| {
-                    // The timer starts when the client's request is complete; an answer that
-                    // came before the end of the upload starts it now.
-                    Deadline::new(timer_started.unwrap_or_else(Instant::now), limit)
-                });
-                let capture = CaptureBody::new(
-                    body,
-                    ResponseHead {
-                        status: head.status,
-                        headers: owned_headers(&head.headers),
-                        sent_at,
-                        ttfb,
-                    },
-                    cap,
-                    primary_done,
-                    connection,
-                    deadline,
-                );
-                send.edits.apply(&mut head.headers);
-                head.headers.insert(
-                    X_ENVOY_UPSTREAM_SERVICE_TIME,
-                    HeaderValue::from(u64::try_from(ttfb.as_millis()).unwrap_or(u64::MAX)),
-                );
-                Response::from_parts(head, ProxyBody::upstream(capture))
-            }
+        let (response, connection) = match result {
+            Ok(answer) => answer,
             Err((kind, detail)) => {
-                let err = ProxyError::upstream(
-                    kind,
-                    send.destination.upstream.label.as_str(),
-                    String::from(&*target.text),
-                    detail,
-                );
+                let err = ProxyError::upstream(kind, label, &*target.text, detail);
                 self.counters.primary_error();
                 primary_done.send(failure(&err, sent_at.elapsed()));
                 if mirror_waits_for_body && !body_ended {
@@ -314,9 +284,31 @@ impl Shared {
                     let _ =
                         tokio::time::timeout(self.settings.shadow_timeout, body_read_wait).await;
                 }
-                self.error_response(&err, &send.edits)
+                return self.error_response(&err, &send.edits);
             }
-        }
+        };
+        let ttfb = sent_at.elapsed();
+        let (mut head, body) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        let deadline = send.forward.timeout.map(|limit| {
+            // The timer starts when the client's request is complete; an answer that came
+            // before the end of the upload starts it now.
+            Deadline::new(timer_started.unwrap_or_else(Instant::now), limit)
+        });
+        let response_head = ResponseHead {
+            status: head.status,
+            headers: owned_headers(&head.headers),
+            sent_at,
+            ttfb,
+        };
+        let capture =
+            CaptureBody::new(body, response_head, cap, primary_done, connection, deadline);
+        send.edits.apply(&mut head.headers);
+        head.headers.insert(
+            X_ENVOY_UPSTREAM_SERVICE_TIME,
+            HeaderValue::from(u64::try_from(ttfb.as_millis()).unwrap_or(u64::MAX)),
+        );
+        Response::from_parts(head, ProxyBody::upstream(capture))
     }
 
     /// Envoy's answer for a failed primary, with the route's response edits.

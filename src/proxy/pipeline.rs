@@ -88,30 +88,31 @@ impl Shared {
             path_and_query: arrival.path_and_query.as_str(),
             port: routed.port,
         };
-        let local = match &route.action {
-            RouteAction::Forward(_) => None,
-            RouteAction::Redirect(redirect) => Some((
+        let (action, mut reply) = match &route.action {
+            RouteAction::Forward(forward) => {
+                let filtered = Filtered {
+                    rng,
+                    flags,
+                    steps,
+                    cors,
+                };
+                return Arc::clone(&self)
+                    .forward(arrival, routed, filtered, forward)
+                    .await;
+            }
+            RouteAction::Redirect(redirect) => (
                 ActionKind::Redirect,
                 LocalReply::redirect(redirect, &url, routed.resolution.matched),
-            )),
+            ),
             RouteAction::DirectResponse(direct) => {
-                Some((ActionKind::DirectResponse, LocalReply::direct(direct, &url)))
+                (ActionKind::DirectResponse, LocalReply::direct(direct, &url))
             }
         };
-        if let Some((action, mut reply)) = local {
-            route.response_headers.apply(&mut reply.headers);
-            if let Some(cors) = &cors {
-                cors.apply(&mut reply.headers);
-            }
-            return self.answer_locally(arrival, routed, action, reply, flags, steps);
+        route.response_headers.apply(&mut reply.headers);
+        if let Some(cors) = &cors {
+            cors.apply(&mut reply.headers);
         }
-        let filtered = Filtered {
-            rng,
-            flags,
-            steps,
-            cors,
-        };
-        self.forward(arrival, routed, filtered).await
+        self.answer_locally(arrival, routed, action, reply, flags, steps)
     }
 }
 

@@ -122,49 +122,7 @@ impl Shared {
         // A dropped sender means the body was abandoned before it was read at all.
         let body = body.await.unwrap_or_default();
         record.request.body = body.captured(self.settings.capture_body_cap);
-        let shadow_body = body.for_shadows();
-        // The finalised headers: the route's operations and rewrites, as the primary got.
-        let headers = match &record.forwarded {
-            Some(forwarded) => &forwarded.headers,
-            None => &record.request.headers,
-        };
-
-        let mut legs = Vec::with_capacity(mirrors.len());
-        for (policy, sampled) in mirrors.iter().zip(sampled) {
-            let target: Arc<str> = Arc::from(policy.upstream.label.as_str());
-            let skip = |reason| ShadowLeg::Done(skipped(Arc::clone(&target), reason));
-            let leg = if !sampled {
-                skip(SkipReason::NotSampled)
-            } else if !body.is_complete() {
-                skip(SkipReason::RequestIncomplete)
-            } else if body.is_over_limit() {
-                skip(SkipReason::BodyTooLarge)
-            } else {
-                match (
-                    Arc::clone(&self.shadow_slots).try_acquire_owned(),
-                    &shadow_body,
-                ) {
-                    (Ok(permit), Some(chunks)) => {
-                        let copy = ShadowCopy {
-                            method: &record.request.method,
-                            headers,
-                            path_and_query: &path_and_query,
-                            chunks,
-                        };
-                        self.prepare_shadow(policy, &copy, permit, target, timeout)
-                    }
-                    _ => skip(SkipReason::NoSlot),
-                }
-            };
-            if let ShadowLeg::Done(ShadowRecord {
-                outcome: ShadowOutcome::Skipped(reason),
-                ..
-            }) = &leg
-            {
-                self.counters.skipped(*reason);
-            }
-            legs.push(leg);
-        }
+        let legs = self.shadow_legs(&record, &mirrors, sampled, &body, &path_and_query, timeout);
 
         let primary = async {
             primary
@@ -191,6 +149,72 @@ impl Shared {
         let (primary_outcome, outcomes) =
             tokio::join!(primary, futures_util::future::join_all(calls));
 
+        let shadows = self.shadow_records(records, outcomes, started_at);
+        self.publish(record.finish(primary_outcome, shadows));
+    }
+
+    /// One leg per mirror policy: the copy to send, or why none is sent.
+    fn shadow_legs(
+        &self,
+        record: &ExchangeRecord,
+        mirrors: &[MirrorPolicy],
+        sampled: Vec<bool>,
+        body: &RequestBodyCopy,
+        path_and_query: &PathAndQuery,
+        timeout: ShadowTimeout,
+    ) -> Vec<ShadowLeg> {
+        let shadow_body = body.for_shadows();
+        // The finalised headers: the route's operations and rewrites, as the primary got.
+        let headers = match &record.forwarded {
+            Some(forwarded) => &forwarded.headers,
+            None => &record.request.headers,
+        };
+        let mut legs = Vec::with_capacity(mirrors.len());
+        for (policy, sampled) in mirrors.iter().zip(sampled) {
+            let target: Arc<str> = Arc::from(policy.upstream.label.as_str());
+            let skip = |reason| ShadowLeg::Done(skipped(Arc::clone(&target), reason));
+            let leg = if !sampled {
+                skip(SkipReason::NotSampled)
+            } else if !body.is_complete() {
+                skip(SkipReason::RequestIncomplete)
+            } else if body.is_over_limit() {
+                skip(SkipReason::BodyTooLarge)
+            } else {
+                match (
+                    Arc::clone(&self.shadow_slots).try_acquire_owned(),
+                    &shadow_body,
+                ) {
+                    (Ok(permit), Some(chunks)) => {
+                        let copy = ShadowCopy {
+                            method: &record.request.method,
+                            headers,
+                            path_and_query,
+                            chunks,
+                        };
+                        self.prepare_shadow(policy, &copy, permit, target, timeout)
+                    }
+                    _ => skip(SkipReason::NoSlot),
+                }
+            };
+            if let ShadowLeg::Done(ShadowRecord {
+                outcome: ShadowOutcome::Skipped(reason),
+                ..
+            }) = &leg
+            {
+                self.counters.skipped(*reason);
+            }
+            legs.push(leg);
+        }
+        legs
+    }
+
+    /// The mirror records, the awaited ones filled with their calls' outcomes in order.
+    fn shadow_records(
+        &self,
+        records: Vec<LegRecord>,
+        outcomes: Vec<UpstreamOutcome>,
+        started_at: std::time::SystemTime,
+    ) -> Vec<ShadowRecord> {
         let mut outcomes = outcomes.into_iter();
         let mut shadows = Vec::with_capacity(records.len());
         for record in records {
@@ -217,8 +241,7 @@ impl Shared {
                 }
             });
         }
-
-        self.publish(record.finish(primary_outcome, shadows));
+        shadows
     }
 
     /// Publishes a routed exchange that was counted in flight.
