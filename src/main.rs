@@ -109,34 +109,23 @@ enum Command {
     },
 }
 
-/// `--source-labels app=productpage,version=v1`, in the order given.
-#[derive(Debug, Clone, Default)]
-struct LabelList(indexmap::IndexMap<String, String>);
-
 fn parse_labels(text: &str) -> Result<LabelList, String> {
-    let mut labels = indexmap::IndexMap::new();
-    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            format!("`{pair}` is not KEY=VALUE; write e.g. app=productpage,version=v1")
-        })?;
-        if k.trim().is_empty() {
-            return Err(format!("`{pair}` has no label name"));
-        }
-        labels.insert(k.trim().to_owned(), v.trim().to_owned());
-    }
-    Ok(LabelList(labels))
+    mirrorlab::routing::workload::parse_labels(text)
+        .map(LabelList)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_gateway(text: &str) -> Result<String, String> {
-    match text.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok(text.to_owned())
-        }
-        _ => Err(format!(
-            "`{text}` is not NAMESPACE/NAME; write e.g. istio-system/my-gateway"
-        )),
+    match mirrorlab::routing::workload::parse_gateway(text) {
+        Ok(Some(gateway)) => Ok(gateway),
+        Ok(None) => Err("the gateway is empty; write NAMESPACE/NAME".to_owned()),
+        Err(e) => Err(e.to_string()),
     }
 }
+
+/// `--source-labels app=productpage,version=v1`, in the order given.
+#[derive(Debug, Clone, Default)]
+struct LabelList(mirrorlab::config::model::OrderedMap<String>);
 
 /// Logs go to stderr through `tracing`; RUST_LOG overrides the default level (info).
 fn init_logging() {

@@ -9,7 +9,7 @@ mod compile;
 mod delegate;
 pub mod matchers;
 pub mod table;
-mod workload;
+pub mod workload;
 
 pub use crate::config::matcher::{MatcherError, StringMatcher};
 pub use action::{ActionKind, Route, RouteAction};

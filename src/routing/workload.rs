@@ -30,7 +30,32 @@ impl Default for Workload {
     }
 }
 
+/// A workload setting that does not parse: what and how to write it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkloadError {
+    /// A label that is not `key=value`.
+    #[error("`{0}` is not KEY=VALUE; write the labels as app=productpage,version=v1")]
+    Label(String),
+    /// A gateway that is not `namespace/name`.
+    #[error("`{0}` is not NAMESPACE/NAME; write e.g. istio-system/my-gateway")]
+    Gateway(String),
+}
+
 impl Workload {
+    /// Parses the lab's workload settings as `mirrorlab run` and the app take them:
+    /// labels `k=v,k=v`, a namespace (empty: `default`), a gateway `ns/name` (empty: none,
+    /// the lab is a sidecar).
+    pub fn parse(labels: &str, namespace: &str, gateway: &str) -> Result<Self, WorkloadError> {
+        Ok(Self {
+            labels: parse_labels(labels)?,
+            namespace: match namespace.trim() {
+                "" => "default".to_owned(),
+                ns => ns.to_owned(),
+            },
+            gateway: parse_gateway(gateway)?,
+        })
+    }
+
     /// The gateway name the proxy's routes are built for: `mesh`, or `namespace/name`.
     pub fn gateway_name(&self) -> &str {
         self.gateway.as_deref().unwrap_or(MESH)
@@ -101,6 +126,34 @@ impl Workload {
     }
 }
 
+/// `app=productpage,version=v1`, in the order given.
+pub fn parse_labels(text: &str) -> Result<OrderedMap<String>, WorkloadError> {
+    let mut labels = OrderedMap::default();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                labels.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            _ => return Err(WorkloadError::Label(pair.to_owned())),
+        }
+    }
+    Ok(labels)
+}
+
+/// `namespace/name`, or nothing for an empty text.
+pub fn parse_gateway(text: &str) -> Result<Option<String>, WorkloadError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(Some(text.to_owned()))
+        }
+        _ => Err(WorkloadError::Gateway(text.to_owned())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +193,27 @@ mod tests {
         assert!(gw.block_applies(&block("gateways: [istio-system/my-gw]"), "default"));
         assert!(gw.block_applies(&block("gateways: [my-gw]"), "istio-system"));
         assert!(!gw.block_applies(&block("gateways: [mesh]"), "default"));
+    }
+
+    #[test]
+    fn settings_parse_or_say_how_to_write_them() {
+        let w = Workload::parse("app=productpage, version=v1", "", "").expect("valid");
+        assert_eq!(w.labels.get("version").map(String::as_str), Some("v1"));
+        assert_eq!(w.namespace, "default");
+        assert_eq!(w.gateway, None);
+        assert!(
+            Workload::parse("app", "", "")
+                .unwrap_err()
+                .to_string()
+                .contains("KEY=VALUE")
+        );
+        assert!(
+            Workload::parse("", "", "gw")
+                .unwrap_err()
+                .to_string()
+                .contains("NAMESPACE/NAME")
+        );
+        let gw = Workload::parse("", "", "istio-system/ingress").expect("valid");
+        assert_eq!(gw.gateway.as_deref(), Some("istio-system/ingress"));
     }
 }
