@@ -8,31 +8,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Mesh, route_table, start_proxy};
+use common::{Mesh, reviews_vs, route_table, start_proxy};
 use mirrorlab::proxy::{Proxy, ProxySettings};
 use mirrorlab::routing::ActionKind;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// A VirtualService for `reviews` with one route, `route` (YAML indented as an `http` item),
-/// that forwards to v1 and mirrors to reviews-v2 unless it says otherwise.
-fn vs(route: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews-vs
-spec:
-  hosts: [reviews]
-  http:
-{route}"
-    )
-}
-
+/// A proxy serving the test mesh and a `reviews` VirtualService whose routes are `route`.
 async fn serve(mesh: &Mesh, route: &str) -> (Proxy, CancellationToken) {
     start_proxy(
-        route_table(&mesh.yaml(&vs(route))),
+        route_table(&mesh.yaml(&reviews_vs(route))),
         ProxySettings::default(),
     )
 }
@@ -46,8 +32,21 @@ fn client() -> reqwest::Client {
         .expect("test client")
 }
 
-fn url(proxy: &Proxy, path: &str) -> String {
-    format!("http://{}{path}", proxy.local_addr())
+/// Sends `method path` to `host` through the proxy, with `headers`.
+async fn send(
+    proxy: &Proxy,
+    method: reqwest::Method,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = client()
+        .request(method, format!("http://{}{path}", proxy.local_addr()))
+        .header("host", host);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("answered")
 }
 
 /// The one exchange the proxy captured.
@@ -76,12 +75,7 @@ async fn a_fault_abort_answers_before_the_router_so_neither_primary_nor_mirror_s
         "  - fault: {{abort: {{httpStatus: 418, percentage: {{value: 100}}}}}}\n{FORWARD_AND_MIRROR}"
     );
     let (proxy, _cancel) = serve(&mesh, &route).await;
-    let response = client()
-        .get(url(&proxy, "/reviews/1"))
-        .header("host", "reviews")
-        .send()
-        .await
-        .expect("answered");
+    let response = send(&proxy, reqwest::Method::GET, "reviews", "/reviews/1", &[]).await;
     assert_eq!(response.status(), 418);
     assert_eq!(response.headers()["content-type"], "text/plain");
     assert_eq!(response.text().await.expect("body"), "fault filter abort");
@@ -104,12 +98,7 @@ async fn a_fault_without_a_percentage_never_fires() {
     let mesh = Mesh::start().await;
     let route = format!("  - fault: {{abort: {{httpStatus: 503}}}}\n{FORWARD_AND_MIRROR}");
     let (proxy, _cancel) = serve(&mesh, &route).await;
-    let response = client()
-        .get(url(&proxy, "/reviews/1"))
-        .header("host", "reviews")
-        .send()
-        .await
-        .expect("answered");
+    let response = send(&proxy, reqwest::Method::GET, "reviews", "/reviews/1", &[]).await;
     assert_eq!(response.status(), 200);
     assert_eq!(mesh.v1.wait_for(1, WAIT).await.len(), 1);
 }
@@ -124,12 +113,7 @@ async fn a_fault_delay_holds_the_request_then_forwards_and_mirrors_it() {
     );
     let (proxy, _cancel) = serve(&mesh, &route).await;
     let started = Instant::now();
-    let response = client()
-        .get(url(&proxy, "/reviews/1"))
-        .header("host", "reviews")
-        .send()
-        .await
-        .expect("answered");
+    let response = send(&proxy, reqwest::Method::GET, "reviews", "/reviews/1", &[]).await;
     assert_eq!(response.status(), 200);
     assert!(
         started.elapsed() >= Duration::from_millis(400),
@@ -163,14 +147,17 @@ async fn a_cors_preflight_from_an_allowed_origin_is_answered_by_the_lab() {
     // allowed origin is answered 200 with the origin echoed; never routed, never mirrored.
     let mesh = Mesh::start().await;
     let (proxy, _cancel) = serve(&mesh, &format!("  - route: [{{destination: {{host: reviews, subset: v1}}}}]\n    mirror: {{host: reviews-v2, subset: v2}}\n{CORS}")).await;
-    let response = client()
-        .request(reqwest::Method::OPTIONS, url(&proxy, "/reviews/1"))
-        .header("host", "reviews")
-        .header("origin", "https://app.example")
-        .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .expect("answered");
+    let response = send(
+        &proxy,
+        reqwest::Method::OPTIONS,
+        "reviews",
+        "/reviews/1",
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+        ],
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let h = response.headers();
     assert_eq!(h["access-control-allow-origin"], "https://app.example");
@@ -197,13 +184,14 @@ async fn cors_requests_get_the_allow_headers_and_other_origins_pass_untouched() 
         &format!("  - route: [{{destination: {{host: reviews, subset: v1}}}}]\n{CORS}"),
     )
     .await;
-    let response = client()
-        .get(url(&proxy, "/reviews/1"))
-        .header("host", "reviews")
-        .header("origin", "https://app.example")
-        .send()
-        .await
-        .expect("answered");
+    let response = send(
+        &proxy,
+        reqwest::Method::GET,
+        "reviews",
+        "/reviews/1",
+        &[("origin", "https://app.example")],
+    )
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["access-control-allow-origin"],
@@ -213,14 +201,17 @@ async fn cors_requests_get_the_allow_headers_and_other_origins_pass_untouched() 
         response.headers()["access-control-expose-headers"],
         "x-total"
     );
-    let other = client()
-        .request(reqwest::Method::OPTIONS, url(&proxy, "/reviews/1"))
-        .header("host", "reviews")
-        .header("origin", "https://evil.example")
-        .header("access-control-request-method", "GET")
-        .send()
-        .await
-        .expect("answered");
+    let other = send(
+        &proxy,
+        reqwest::Method::OPTIONS,
+        "reviews",
+        "/reviews/1",
+        &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
     assert!(!other.headers().contains_key("access-control-allow-origin"));
     let received = mesh.v1.wait_for(2, WAIT).await;
     assert_eq!(received.len(), 2, "the unmatched preflight went upstream");
@@ -237,12 +228,14 @@ async fn a_redirect_is_answered_with_envoys_location_and_nothing_goes_upstream()
         "  - match: [{uri: {prefix: /old}}]\n    redirect: {uri: /new/reviews, redirectCode: 302}\n",
     )
     .await;
-    let response = client()
-        .get(url(&proxy, "/old/reviews?page=2"))
-        .header("host", "reviews:9080")
-        .send()
-        .await
-        .expect("answered");
+    let response = send(
+        &proxy,
+        reqwest::Method::GET,
+        "reviews:9080",
+        "/old/reviews?page=2",
+        &[],
+    )
+    .await;
     assert_eq!(response.status(), 302);
     assert_eq!(
         response.headers()["location"],
@@ -275,12 +268,7 @@ async fn a_redirect_defaults_to_301_and_can_change_scheme_authority_and_port() {
         "  - redirect: {uri: /x, authority: api.example.com, scheme: https, port: 8443}\n",
     )
     .await;
-    let response = client()
-        .get(url(&proxy, "/"))
-        .header("host", "reviews")
-        .send()
-        .await
-        .expect("answered");
+    let response = send(&proxy, reqwest::Method::GET, "reviews", "/", &[]).await;
     assert_eq!(response.status(), 301);
     assert_eq!(
         response.headers()["location"],
@@ -297,21 +285,11 @@ async fn a_direct_response_answers_with_its_status_and_body() {
         "  - match: [{uri: {exact: /maintenance}}]\n    directResponse: {status: 503, body: {string: down for maintenance}}\n  - directResponse: {status: 200, body: {bytes: aGVsbG8=}}\n",
     )
     .await;
-    let response = client()
-        .get(url(&proxy, "/maintenance"))
-        .header("host", "reviews")
-        .send()
-        .await
-        .expect("answered");
+    let response = send(&proxy, reqwest::Method::GET, "reviews", "/maintenance", &[]).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["content-type"], "text/plain");
     assert_eq!(response.text().await.expect("body"), "down for maintenance");
-    let bytes = client()
-        .get(url(&proxy, "/other"))
-        .header("host", "reviews")
-        .send()
-        .await
-        .expect("answered");
+    let bytes = send(&proxy, reqwest::Method::GET, "reviews", "/other", &[]).await;
     assert_eq!(bytes.status(), 200);
     assert_eq!(
         bytes.text().await.expect("body"),
@@ -337,12 +315,7 @@ async fn route_response_headers_apply_to_the_labs_own_answers() {
         "  - directResponse: {status: 204}\n    headers: {response: {set: {x-served-by-lab: 'yes'}}}\n",
     )
     .await;
-    let response = client()
-        .get(url(&proxy, "/"))
-        .header("host", "reviews")
-        .send()
-        .await
-        .expect("answered");
+    let response = send(&proxy, reqwest::Method::GET, "reviews", "/", &[]).await;
     assert_eq!(response.status(), 204);
     assert_eq!(response.headers()["x-served-by-lab"], "yes");
     assert_eq!(response.headers()["server"], "envoy");

@@ -8,25 +8,14 @@ mod common;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use common::{Mesh, MeshPorts, Reply, TestUpstream, client, mesh_yaml, route_table, start_proxy};
+use common::{
+    Mesh, MeshPorts, Reply, TestUpstream, client, mesh_yaml, reviews_vs, route_table, start_proxy,
+};
 use mirrorlab::capture::{ShadowOutcome, UpstreamErrorKind, UpstreamOutcome};
 use mirrorlab::proxy::{Proxy, ProxySettings};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-fn vs(routes: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews-vs
-spec:
-  hosts: [reviews]
-  http:
-{routes}"
-    )
-}
 
 fn serve_yaml(yaml: &str, settings: ProxySettings) -> (Proxy, CancellationToken) {
     start_proxy(route_table(yaml), settings)
@@ -58,11 +47,13 @@ async fn a_prefix_rewrite_replaces_the_matched_prefix_for_the_primary_and_the_sh
     // shadow's headers after finalizeRequestHeaders: the shadow sees the rewritten path.
     let mesh = Mesh::start().await;
     let (proxy, _c) = serve_yaml(
-        &mesh.yaml(&vs("  - match: [{uri: {prefix: /api/}}]
+        &mesh.yaml(&reviews_vs(
+            "  - match: [{uri: {prefix: /api/}}]
     rewrite: {uri: /}
     route: [{destination: {host: reviews, subset: v1}}]
     mirror: {host: reviews-v2, subset: v2}
-")),
+",
+        )),
         ProxySettings::default(),
     );
     assert_eq!(get(&proxy, "/api/reviews/1?x=1").await.status(), 200);
@@ -99,9 +90,11 @@ async fn a_rewrite_without_a_uri_match_replaces_only_the_leading_slash() {
     // /reviews into /v2reviews, as it does in the mesh.
     let mesh = Mesh::start().await;
     let (proxy, _c) = serve_yaml(
-        &mesh.yaml(&vs("  - rewrite: {uri: /v2}
+        &mesh.yaml(&reviews_vs(
+            "  - rewrite: {uri: /v2}
     route: [{destination: {host: reviews, subset: v1}}]
-")),
+",
+        )),
         ProxySettings::default(),
     );
     get(&proxy, "/reviews").await;
@@ -112,10 +105,12 @@ async fn a_rewrite_without_a_uri_match_replaces_only_the_leading_slash() {
 async fn an_exact_match_rewrite_replaces_the_whole_path_and_keeps_the_query() {
     let mesh = Mesh::start().await;
     let (proxy, _c) = serve_yaml(
-        &mesh.yaml(&vs("  - match: [{uri: {exact: /login}}]
+        &mesh.yaml(&reviews_vs(
+            "  - match: [{uri: {exact: /login}}]
     rewrite: {uri: /auth/signin}
     route: [{destination: {host: reviews, subset: v1}}]
-")),
+",
+        )),
         ProxySettings::default(),
     );
     get(&proxy, "/login?next=%2F").await;
@@ -131,7 +126,7 @@ async fn a_regex_rewrite_replaces_every_match_in_the_path_with_re2_groups() {
     // (not the query), `\1` naming a group.
     let mesh = Mesh::start().await;
     let (proxy, _c) = serve_yaml(
-        &mesh.yaml(&vs(r"  - rewrite: {uriRegexRewrite: {match: '^/service/([^/]+)(/.*)$', rewrite: '\2/instance/\1'}}
+        &mesh.yaml(&reviews_vs(r"  - rewrite: {uriRegexRewrite: {match: '^/service/([^/]+)(/.*)$', rewrite: '\2/instance/\1'}}
     route: [{destination: {host: reviews, subset: v1}}]
 ")),
         ProxySettings::default(),
@@ -148,10 +143,12 @@ async fn an_authority_rewrite_is_the_host_the_primary_and_the_shadow_get() {
     // route.go: rewrite.authority → host_rewrite_literal, applied before the shadows copy.
     let mesh = Mesh::start().await;
     let (proxy, _c) = serve_yaml(
-        &mesh.yaml(&vs("  - rewrite: {authority: reviews.internal:8080}
+        &mesh.yaml(&reviews_vs(
+            "  - rewrite: {authority: reviews.internal:8080}
     route: [{destination: {host: reviews, subset: v1}}]
     mirror: {host: reviews-v2, subset: v2}
-")),
+",
+        )),
         ProxySettings::default(),
     );
     get(&proxy, "/").await;
@@ -167,7 +164,8 @@ async fn header_operations_reach_the_primary_and_the_shadow_and_the_client_gets_
     // a lone destination's operations follow the route's in one parser (its set wins).
     let mesh = Mesh::start().await;
     let (proxy, _c) = serve_yaml(
-        &mesh.yaml(&vs("  - headers:
+        &mesh.yaml(&reviews_vs(
+            "  - headers:
       request:
         set: {x-env: lab, x-who: route}
         add: {x-tag: route}
@@ -180,7 +178,8 @@ async fn header_operations_reach_the_primary_and_the_shadow_and_the_client_gets_
       headers:
         request: {set: {x-who: destination}}
     mirror: {host: reviews-v2, subset: v2}
-")),
+",
+        )),
         ProxySettings::default(),
     );
     let response = client()
@@ -214,14 +213,16 @@ async fn with_weighted_destinations_the_routes_set_wins_over_the_destinations() 
     // weighted_cluster_specifier.cc: the cluster weight's parser runs before the route's.
     let mesh = Mesh::start().await;
     let (proxy, _c) = serve_yaml(
-        &mesh.yaml(&vs("  - headers: {request: {set: {x-who: route}}}
+        &mesh.yaml(&reviews_vs(
+            "  - headers: {request: {set: {x-who: route}}}
     route:
     - destination: {host: reviews, subset: v1}
       weight: 100
       headers: {request: {set: {x-who: destination}}}
     - destination: {host: reviews, subset: v3}
       weight: 0
-")),
+",
+        )),
         ProxySettings::default(),
     );
     get(&proxy, "/").await;
@@ -232,9 +233,11 @@ async fn with_weighted_destinations_the_routes_set_wins_over_the_destinations() 
 async fn every_forwarded_request_carries_the_sidecars_headers_and_the_client_sees_envoy() {
     let mesh = Mesh::start().await;
     let (proxy, _c) = serve_yaml(
-        &mesh.yaml(&vs("  - timeout: 3s
+        &mesh.yaml(&reviews_vs(
+            "  - timeout: 3s
     route: [{destination: {host: reviews, subset: v1}}]
-")),
+",
+        )),
         ProxySettings::default(),
     );
     let response = get(&proxy, "/").await;
@@ -277,10 +280,12 @@ async fn the_route_timeout_is_each_shadows_timeout() {
     let (_v1, _v2, ports) = slow_shadow_mesh(Duration::from_secs(3)).await;
     let yaml = mesh_yaml(
         ports,
-        &vs("  - timeout: 500ms
+        &reviews_vs(
+            "  - timeout: 500ms
     route: [{destination: {host: reviews, subset: v1}}]
     mirror: {host: reviews-v2, subset: v2}
-"),
+",
+        ),
     );
     let (proxy, _c) = serve_yaml(&yaml, ProxySettings::default());
     let started = Instant::now();
@@ -303,9 +308,11 @@ async fn without_a_route_timeout_a_shadow_keeps_the_labs_safety_bound_and_says_s
     let (_v1, _v2, ports) = slow_shadow_mesh(Duration::from_secs(3)).await;
     let yaml = mesh_yaml(
         ports,
-        &vs("  - route: [{destination: {host: reviews, subset: v1}}]
+        &reviews_vs(
+            "  - route: [{destination: {host: reviews, subset: v1}}]
     mirror: {host: reviews-v2, subset: v2}
-"),
+",
+        ),
     );
     let settings = ProxySettings {
         shadow_timeout: Duration::from_millis(400),
@@ -329,9 +336,11 @@ async fn the_route_timeout_starts_when_the_upload_is_complete() {
     // all) against a 600 ms timeout; the primary answers as soon as the body is in.
     let mesh = Mesh::start().await;
     let (proxy, _c) = serve_yaml(
-        &mesh.yaml(&vs("  - timeout: 600ms
+        &mesh.yaml(&reviews_vs(
+            "  - timeout: 600ms
     route: [{destination: {host: reviews, subset: v1}}]
-")),
+",
+        )),
         ProxySettings::default(),
     );
     let addr = proxy.local_addr();
@@ -364,7 +373,7 @@ async fn a_subset_without_endpoints_is_answered_503_uh_and_captured() {
     // router.cc: no connection pool for the cluster → sendNoHealthyUpstreamResponse, 503
     // "no healthy upstream", flag UH; the shadows are not started.
     let mesh = Mesh::start().await;
-    let yaml = mesh.yaml(&vs(
+    let yaml = mesh.yaml(&reviews_vs(
         "  - route: [{destination: {host: reviews, subset: v9}}]
     mirror: {host: reviews-v2, subset: v2}
 ",
@@ -395,7 +404,7 @@ spec:
 #[tokio::test]
 async fn a_mirror_without_endpoints_is_counted_and_captured_as_a_failed_copy() {
     let mesh = Mesh::start().await;
-    let yaml = mesh.yaml(&vs(
+    let yaml = mesh.yaml(&reviews_vs(
         "  - route: [{destination: {host: reviews, subset: v1}}]
     mirror: {host: reviews, subset: v9}
 ",

@@ -228,33 +228,17 @@ impl<'a> Checker<'a> {
                 format!("Istio translates no action for redirectCode {code} (only 301, 302, 303, 307 and 308), so Envoy refuses the route; the lab answers {code}"),
             ));
         }
-        let header_blocks = route
-            .headers
-            .iter()
-            .map(|h| (format!("{base}.headers"), h))
-            .chain(route.route.iter().enumerate().filter_map(|(k, d)| {
-                d.headers
-                    .as_ref()
-                    .map(|h| (format!("{base}.route[{k}].headers"), h))
-            }));
-        for (field, headers) in header_blocks {
-            let ops = [
-                ("request", &headers.request),
-                ("response", &headers.response),
-            ];
-            for (side, ops) in ops {
-                let Some(ops) = ops else { continue };
-                if ops
-                    .set
-                    .values()
-                    .chain(ops.add.values())
-                    .any(|v| v.contains('%'))
-                {
-                    parts.push((
-                        format!("{field}.{side}"),
-                        "Envoy expands `%...%` in header values (request attributes such as %DOWNSTREAM_REMOTE_ADDRESS%); the lab sends the value as written".to_owned(),
-                    ));
-                }
+        for (field, ops) in header_operations(base, route) {
+            if ops
+                .set
+                .values()
+                .chain(ops.add.values())
+                .any(|v| v.contains('%'))
+            {
+                parts.push((
+                    field,
+                    "Envoy expands `%...%` in header values (request attributes such as %DOWNSTREAM_REMOTE_ADDRESS%); the lab sends the value as written".to_owned(),
+                ));
             }
         }
         for (path, message) in parts {
@@ -264,30 +248,15 @@ impl<'a> Checker<'a> {
 
     /// Header operations `http` refuses (names, values): the route table would refuse them
     /// too. One builder for both: [`HeaderOps::compile`].
-    fn header_operations(&mut self, r: &Resource, base: &str, route: &HttpRoute) {
-        let blocks = route
-            .headers
-            .iter()
-            .map(|h| (format!("{base}.headers"), h))
-            .chain(route.route.iter().enumerate().filter_map(|(k, d)| {
-                d.headers
-                    .as_ref()
-                    .map(|h| (format!("{base}.route[{k}].headers"), h))
-            }));
-        for (field, headers) in blocks {
-            for (side, ops) in [
-                ("request", &headers.request),
-                ("response", &headers.response),
-            ] {
-                let Some(ops) = ops else { continue };
-                if let Err(err) = HeaderOps::compile(ops, &format!("{field}.{side}")) {
-                    let at = match &err {
-                        HeaderOpError::Name { field, .. } | HeaderOpError::Value { field, .. } => {
-                            field.clone()
-                        }
-                    };
-                    self.error(codes::INVALID_MATCH, r, &at, err.to_string(), None);
-                }
+    fn check_header_operations(&mut self, r: &Resource, base: &str, route: &HttpRoute) {
+        for (field, ops) in header_operations(base, route) {
+            if let Err(err) = HeaderOps::compile(ops, &field) {
+                let at = match &err {
+                    HeaderOpError::Name { field, .. } | HeaderOpError::Value { field, .. } => {
+                        field.clone()
+                    }
+                };
+                self.error(codes::INVALID_MATCH, r, &at, err.to_string(), None);
             }
         }
     }
@@ -325,7 +294,7 @@ impl<'a> Checker<'a> {
             );
         }
         self.not_simulated(r, base, route);
-        self.header_operations(r, base, route);
+        self.check_header_operations(r, base, route);
         self.delegate(r, ns, base, route);
         for (k, d) in route.route.iter().enumerate() {
             let path = format!("{base}.route[{k}].destination");
@@ -788,6 +757,35 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// Every `headers.request` and `headers.response` of a route, at route and destination
+/// level, with its field path.
+fn header_operations<'a>(
+    base: &str,
+    route: &'a HttpRoute,
+) -> Vec<(String, &'a super::model::HeaderOperations)> {
+    let levels = route
+        .headers
+        .iter()
+        .map(|h| (format!("{base}.headers"), h))
+        .chain(route.route.iter().enumerate().filter_map(|(k, d)| {
+            d.headers
+                .as_ref()
+                .map(|h| (format!("{base}.route[{k}].headers"), h))
+        }));
+    let mut out = Vec::new();
+    for (field, headers) in levels {
+        for (side, ops) in [
+            ("request", &headers.request),
+            ("response", &headers.response),
+        ] {
+            if let Some(ops) = ops {
+                out.push((format!("{field}.{side}"), ops));
+            }
+        }
+    }
+    out
 }
 
 /// ` (name)` for messages, or nothing.

@@ -537,6 +537,21 @@ impl Mesh {
     }
 }
 
+/// A VirtualService `reviews-vs` for host `reviews` whose `http` routes are `routes` (YAML
+/// list items, indented two spaces).
+pub fn reviews_vs(routes: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts: [reviews]
+  http:
+{routes}"
+    )
+}
+
 /// Compiles Istio YAML into a route table, failing the test with the diagnostics.
 pub fn route_table(yaml: &str) -> mirrorlab::routing::RouteTable {
     let set = mirrorlab::config::ConfigSet::load_str("test.yaml", yaml);
