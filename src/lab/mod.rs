@@ -29,8 +29,8 @@ impl Routes for RouteTable {
         RouteTable::resolve(self, head)
     }
 
-    fn default_host(&self) -> Option<String> {
-        RouteTable::default_host(self).map(str::to_owned)
+    fn default_host(&self) -> Option<&str> {
+        RouteTable::default_host(self)
     }
 
     fn hosts(&self) -> Vec<String> {

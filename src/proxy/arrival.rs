@@ -23,8 +23,6 @@ pub(super) struct Arrival {
     pub body: Incoming,
     /// The host it is addressed to, lowercase, without the port.
     pub host: String,
-    /// The authority as the client sent it, port included.
-    pub authority: String,
     /// The port it names, if any.
     pub port: Option<u16>,
     /// The request target (a `Bytes` clone of the URI's, no copy).
@@ -35,7 +33,7 @@ impl Arrival {
     /// Takes a request apart.
     pub(super) fn new(id: u64, request: http::Request<Incoming>) -> Self {
         let (parts, body) = request.into_parts();
-        let (host, port, authority) = target_authority(&parts);
+        let (host, port) = target_authority(&parts);
         let path_and_query = parts
             .uri
             .path_and_query()
@@ -47,9 +45,22 @@ impl Arrival {
             parts,
             body,
             host,
-            authority,
             port,
             path_and_query,
+        }
+    }
+
+    /// The authority as the client sent it, port included: the absolute-form target's or
+    /// the Host header's.
+    pub(super) fn authority(&self) -> &str {
+        match self.parts.uri.authority() {
+            Some(authority) => authority.as_str(),
+            None => self
+                .parts
+                .headers
+                .get(HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -70,10 +81,10 @@ impl Shared {
         let host = if own {
             self.settings
                 .default_host
-                .clone()
+                .as_deref()
                 .or_else(|| routes.default_host())
         } else {
-            Some(arrival.host.clone())
+            Some(arrival.host.as_str())
         };
         let Some(host) = host else {
             return Err(NoRoute::UnknownHost {
@@ -86,17 +97,13 @@ impl Shared {
         // service's own port.
         let port = match arrival.port {
             Some(p) if !own => p,
-            _ => routes.service_port(&host),
+            _ => routes.service_port(host),
         };
-        let authority = if own {
-            host.as_str()
-        } else {
-            &arrival.authority
-        };
+        let authority = if own { host } else { arrival.authority() };
         let resolution = routes.resolve(&RequestHead {
             method: arrival.parts.method.as_str(),
             scheme: "http",
-            host: &host,
+            host,
             authority,
             path_and_query: arrival.path_and_query.as_str(),
             headers: &arrival.parts.headers,
@@ -127,30 +134,21 @@ impl Shared {
     }
 }
 
-/// The host (lowercase, without port), port and authority as sent a request is addressed
-/// to: the absolute-form target or `:authority` when present (the lab used as `HTTP_PROXY`,
-/// HTTP/2), else Host.
-fn target_authority(parts: &Parts) -> (String, Option<u16>, String) {
+/// The host (lowercase, without port) and port a request is addressed to: the absolute-form
+/// target or `:authority` when present (the lab used as `HTTP_PROXY`, HTTP/2), else Host.
+fn target_authority(parts: &Parts) -> (String, Option<u16>) {
     if let Some(authority) = parts.uri.authority() {
-        return (
-            authority.host().to_ascii_lowercase(),
-            authority.port_u16(),
-            authority.as_str().to_owned(),
-        );
+        return (authority.host().to_ascii_lowercase(), authority.port_u16());
     }
     let Some(host) = parts.headers.get(HOST).and_then(|v| v.to_str().ok()) else {
-        return (String::new(), None, String::new());
+        return (String::new(), None);
     };
     if let Some((name, port)) = plain_host_port(host) {
-        return (name.to_ascii_lowercase(), port, host.to_owned());
+        return (name.to_ascii_lowercase(), port);
     }
     match host.parse::<http::uri::Authority>() {
-        Ok(authority) => (
-            authority.host().to_ascii_lowercase(),
-            authority.port_u16(),
-            host.to_owned(),
-        ),
-        Err(_) => (host.to_ascii_lowercase(), None, host.to_owned()),
+        Ok(authority) => (authority.host().to_ascii_lowercase(), authority.port_u16()),
+        Err(_) => (host.to_ascii_lowercase(), None),
     }
 }
 
@@ -201,17 +199,14 @@ mod tests {
     }
 
     #[test]
-    fn authority_prefers_the_absolute_form_target_and_keeps_the_port_as_sent() {
+    fn authority_prefers_the_absolute_form_target() {
         let request = http::Request::builder()
             .uri("http://Reviews:9080/reviews/1")
             .header(HOST, "other")
             .body(())
             .expect("valid test request");
         let (parts, ()) = request.into_parts();
-        assert_eq!(
-            target_authority(&parts),
-            ("reviews".to_owned(), Some(9080), "Reviews:9080".to_owned())
-        );
+        assert_eq!(target_authority(&parts), ("reviews".to_owned(), Some(9080)));
         let request = http::Request::builder()
             .uri("/reviews/1")
             .header(HOST, "127.0.0.1:15001")
@@ -220,11 +215,7 @@ mod tests {
         let (parts, ()) = request.into_parts();
         assert_eq!(
             target_authority(&parts),
-            (
-                "127.0.0.1".to_owned(),
-                Some(15001),
-                "127.0.0.1:15001".to_owned()
-            )
+            ("127.0.0.1".to_owned(), Some(15001))
         );
     }
 }

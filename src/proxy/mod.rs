@@ -50,7 +50,7 @@ pub trait Routes: Send + Sync + 'static {
     /// The route a request takes, or why it has none.
     fn resolve(&self, head: &RequestHead<'_>) -> Result<Resolution, NoRoute>;
     /// The host a request addressed to the proxy itself goes to, if the table has one.
-    fn default_host(&self) -> Option<String>;
+    fn default_host(&self) -> Option<&str>;
     /// Every host the table serves, for the 404 body.
     fn hosts(&self) -> Vec<String>;
     /// The port a request that names none addresses on `host` (its service's port).

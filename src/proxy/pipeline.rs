@@ -84,7 +84,7 @@ impl Shared {
 
         let url = RequestUrl {
             scheme: "http",
-            authority: &arrival.authority,
+            authority: arrival.authority(),
             path_and_query: arrival.path_and_query.as_str(),
             port: routed.port,
         };

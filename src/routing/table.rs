@@ -33,7 +33,15 @@ pub struct RouteTable {
     /// working it out builds the name's candidate FQDNs and tries every pattern, and a lab
     /// sees a handful of hosts over and over. The table never changes, so neither do the
     /// answers.
-    host_cache: RwLock<HashMap<String, HostHit>>,
+    host_cache: RwLock<HashMap<String, HostEntry>>,
+}
+
+/// What a host resolved to, and its service port.
+#[derive(Debug, Clone, Copy)]
+struct HostEntry {
+    hit: HostHit,
+    /// The first port of the host's ServiceEntry, else 80.
+    port: u16,
 }
 
 /// What a host resolved to.
@@ -186,7 +194,7 @@ impl RouteTable {
     /// and fault draws are the caller's.
     pub fn resolve(&self, req: &RequestHead<'_>) -> Result<Resolution, NoRoute> {
         let host = req.host;
-        let vs = match self.find(host) {
+        let vs = match self.find(host).hit {
             HostHit::Service(i) => &self.services[i],
             HostHit::Default(i) => return Ok(self.default_resolution(&self.defaults[i], req.port)),
             HostHit::Unknown => {
@@ -274,12 +282,7 @@ impl RouteTable {
     /// The port a request that names none is taken to address on `host`: the first port its
     /// ServiceEntry declares, else 80.
     pub fn service_port(&self, host: &str) -> u16 {
-        let candidates = request_host_candidates(host);
-        self.defaults
-            .iter()
-            .find(|d| candidates.iter().any(|c| host_matches(&d.pattern, c)))
-            .and_then(|d| d.ports.first().map(|(p, _)| *p))
-            .unwrap_or(DEFAULT_PORT)
+        self.find(host).port
     }
 
     /// What compiling passed over: VirtualServices that do not apply to the lab's workload
@@ -337,23 +340,32 @@ impl RouteTable {
             .collect()
     }
 
-    /// The VirtualService or default route for a request host (cached).
-    fn find(&self, host: &str) -> HostHit {
+    /// The VirtualService or default route for a request host, and its service port
+    /// (cached).
+    fn find(&self, host: &str) -> HostEntry {
         // Plain data behind the lock: a panic elsewhere leaves nothing half-written.
-        if let Some(hit) = self
+        if let Some(entry) = self
             .host_cache
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(host)
         {
-            return *hit;
+            return *entry;
         }
-        let found = match self.search_service(host) {
+        let hit = match self.search_service(host) {
             Some(i) => HostHit::Service(i),
             None => self
                 .search_default(host)
                 .map_or(HostHit::Unknown, HostHit::Default),
         };
+        let candidates = request_host_candidates(host);
+        let port = self
+            .defaults
+            .iter()
+            .find(|d| candidates.iter().any(|c| host_matches(&d.pattern, c)))
+            .and_then(|d| d.ports.first().map(|(p, _)| *p))
+            .unwrap_or(DEFAULT_PORT);
+        let entry = HostEntry { hit, port };
         let mut cache = self
             .host_cache
             .write()
@@ -361,8 +373,8 @@ impl RouteTable {
         if cache.len() >= MAX_CACHED_HOSTS {
             cache.clear();
         }
-        cache.insert(host.to_owned(), found);
-        found
+        cache.insert(host.to_owned(), entry);
+        entry
     }
 
     /// The index of the VirtualService serving `host`: the most specific pattern wins.

@@ -369,8 +369,8 @@ impl mirrorlab::proxy::Routes for FixedRoutes {
         }
     }
 
-    fn default_host(&self) -> Option<String> {
-        Some(self.host.clone())
+    fn default_host(&self) -> Option<&str> {
+        Some(&self.host)
     }
 
     fn hosts(&self) -> Vec<String> {
