@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http::header::SERVER;
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use tokio::sync::oneshot;
 
 use crate::capture::{
@@ -31,7 +31,8 @@ use super::join::{Deliver, ExchangeJoin, ExchangeRecord};
 use super::local::{ENVOY, LocalReply};
 use super::shadow::PendingExchange;
 
-const X_ENVOY_UPSTREAM_SERVICE_TIME: &str = "x-envoy-upstream-service-time";
+const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-service-time");
 
 /// What the filters before the router left for it: draws, flags, trace lines, CORS headers.
 pub(super) struct Filtered {
@@ -61,14 +62,17 @@ impl ResponseEdits<'_> {
 }
 
 impl Shared {
-    /// Forwards a routed request to its primary and copies it to the sampled mirrors.
-    pub(super) async fn forward(
-        self: Arc<Self>,
+    /// Prepares a routed request for its primary and the sampled mirrors: the finalised
+    /// request and its exchange record, or the answer when there is nothing to send to. Not
+    /// async: what it builds goes into [`Shared::send_primary`]'s future once, instead of
+    /// being held in one future and copied into the next.
+    pub(super) fn prepare_forward<'a>(
+        self: &Arc<Self>,
         arrival: Arrival,
         routed: Routed,
         filtered: Filtered,
-        forward: &Forward,
-    ) -> Response<ProxyBody> {
+        forward: &'a Forward,
+    ) -> Result<PrimaryJob<'a>, Response<ProxyBody>> {
         let Filtered {
             mut rng,
             flags,
@@ -89,7 +93,7 @@ impl Shared {
             // A compiled forwarding route always has a destination.
             let err =
                 ProxyError::upstream(UpstreamErrorKind::NoEndpoint, host, "", "no destination");
-            return LocalReply::for_error(&err).into_response();
+            return Err(LocalReply::for_error(&err).into_response());
         };
         let sampled: Vec<bool> = forward
             .mirrors
@@ -144,7 +148,7 @@ impl Shared {
             flags,
         };
         let Some(target) = target else {
-            return self.no_healthy_upstream(record, destination, &edits);
+            return Err(self.no_healthy_upstream(record, destination, &edits));
         };
         let send = PrimarySend {
             forward,
@@ -153,7 +157,7 @@ impl Shared {
             finalized_path: finalized.path_and_query,
             edits,
         };
-        self.send_primary(parts, body, record, sampled, send).await
+        self.start_primary(parts, body, record, sampled, send)
     }
 
     /// No endpoint for the primary: Envoy finds no connection pool and answers 503 "no
@@ -220,19 +224,18 @@ impl Shared {
         )
     }
 
-    /// Streams the request to the primary within the route timeout and answers the client.
-    async fn send_primary(
-        self: Arc<Self>,
+    /// Sets up the exchange's halves and builds the request for the primary.
+    fn start_primary<'a>(
+        self: &Arc<Self>,
         mut parts: http::request::Parts,
         body: hyper::body::Incoming,
         record: ExchangeRecord,
         sampled: Vec<bool>,
-        send: PrimarySend<'_>,
-    ) -> Response<ProxyBody> {
+        send: PrimarySend<'a>,
+    ) -> Result<PrimaryJob<'a>, Response<ProxyBody>> {
         let cap = self.settings.capture_body_cap;
         let (body_done, primary_done, buffer_limit) = self.exchange_halves(record, sampled, &send);
-        let mirror_waits_for_body = buffer_limit > cap;
-        let (body_read, mut body_read_wait) = oneshot::channel::<()>();
+        let (body_read, body_read_wait) = oneshot::channel::<()>();
         let mut body_ended = false;
         let upstream_body = if http_body::Body::is_end_stream(&body) {
             body_done.send(RequestBodyCopy::empty());
@@ -244,30 +247,61 @@ impl Shared {
             UpstreamBody::Tee(TeeBody::new(body, buffer_limit, cap, body_done, body_read))
         };
         let target = &send.target;
-        let label = send.destination.upstream.label.as_str();
         let uri = match target.uri(&send.finalized_path) {
             Ok(uri) => uri,
             Err(detail) => {
+                let label = send.destination.upstream.label.as_str();
                 let err =
                     ProxyError::upstream(UpstreamErrorKind::Other, label, &*target.text, detail);
                 self.counters.primary_error();
                 primary_done.send(failure(&err, Duration::ZERO));
-                return self.error_response(&err, &send.edits);
+                return Err(self.error_response(&err, &send.edits));
             }
         };
         target.ensure_host(&mut parts.headers);
-        let mut forward = Request::new(upstream_body);
-        *forward.method_mut() = parts.method;
-        *forward.uri_mut() = uri;
-        *forward.headers_mut() = parts.headers;
+        let mut request = Request::new(upstream_body);
+        *request.method_mut() = parts.method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = parts.headers;
+        Ok(PrimaryJob {
+            request,
+            send,
+            primary_done,
+            body_read_wait,
+            body_ended,
+            mirror_waits_for_body: buffer_limit > cap,
+        })
+    }
 
+    /// Streams the request to the primary within the route timeout and answers the client.
+    /// What it holds across its waits is kept small: this future is moved whole for every
+    /// request.
+    pub(super) async fn send_primary(self: Arc<Self>, job: PrimaryJob<'_>) -> Response<ProxyBody> {
+        let PrimaryJob {
+            request,
+            send,
+            primary_done,
+            mut body_read_wait,
+            mut body_ended,
+            mirror_waits_for_body,
+        } = job;
+        let cap = self.settings.capture_body_cap;
+        let target = &send.target;
+        let label = send.destination.upstream.label.as_str();
         let sent_at = Instant::now();
-        let sent = target
-            .pool()
-            .send(forward, self.settings.connect_timeout, sent_at, false);
+        // Pinned here and polled through a reference: moved into a helper's future it would
+        // be stored twice in this one (rust-lang/rust#62958), and this future is moved whole
+        // for every request.
+        let mut sent = std::pin::pin!(target.pool().send(
+            request,
+            self.settings.connect_timeout,
+            sent_at,
+            false
+        ));
         let (result, timer_started) = match send.forward.timeout {
             Some(limit) => {
-                within_route_timeout(limit, &mut body_read_wait, &mut body_ended, sent).await
+                within_route_timeout(limit, &mut body_read_wait, &mut body_ended, sent.as_mut())
+                    .await
             }
             None => (sent.await, None),
         };
@@ -319,6 +353,19 @@ impl Shared {
     }
 }
 
+/// A request ready for its primary: what [`Shared::prepare_forward`] hands to
+/// [`Shared::send_primary`].
+pub(super) struct PrimaryJob<'a> {
+    request: Request<UpstreamBody>,
+    send: PrimarySend<'a>,
+    primary_done: Deliver<UpstreamOutcome>,
+    /// Closed once the client's body has been read to its end.
+    body_read_wait: oneshot::Receiver<()>,
+    body_ended: bool,
+    /// A shadow waits for the body: a failed primary finishes reading it first.
+    mirror_waits_for_body: bool,
+}
+
 /// What `send_primary` needs of the route.
 struct PrimarySend<'a> {
     forward: &'a Forward,
@@ -352,14 +399,13 @@ async fn within_route_timeout(
     limit: Duration,
     body_read: &mut oneshot::Receiver<()>,
     body_ended: &mut bool,
-    sent: impl std::future::Future<Output = Sent>,
+    mut sent: std::pin::Pin<&mut impl std::future::Future<Output = Sent>>,
 ) -> (Sent, Option<Instant>) {
-    tokio::pin!(sent);
     let started = if *body_ended {
         Instant::now()
     } else {
         tokio::select! {
-            result = &mut sent => return (result, None),
+            result = sent.as_mut() => return (result, None),
             _ = &mut *body_read => {
                 *body_ended = true;
                 Instant::now()

@@ -39,7 +39,10 @@ impl Shared {
         let mut steps = Vec::new();
 
         if let Some(fault) = &route.fault {
-            let outcome = fault::run(fault, &arrival.parts.headers, || rng.f64()).await;
+            // Not a borrow of the request across the delay: this future is moved whole for
+            // every request, and a borrowed local keeps its room in it for good.
+            let grpc = fault::is_grpc(&arrival.parts.headers);
+            let outcome = fault::run(fault, grpc, || rng.f64()).await;
             if let Some(delay) = outcome.delayed {
                 flags = flags.union(ResponseFlags::DI);
                 steps.push(format!("fault: delayed {delay:?}"));
@@ -96,9 +99,10 @@ impl Shared {
                     steps,
                     cors,
                 };
-                return Arc::clone(&self)
-                    .forward(arrival, routed, filtered, forward)
-                    .await;
+                return match self.prepare_forward(arrival, routed, filtered, forward) {
+                    Ok(job) => Arc::clone(&self).send_primary(job).await,
+                    Err(answer) => answer,
+                };
             }
             RouteAction::Redirect(redirect) => (
                 ActionKind::Redirect,

@@ -21,7 +21,7 @@ use crate::routing::MirrorPolicy;
 use super::Shared;
 use super::body::{BodyCapture, ChunkBody, RequestBodyCopy, ResponseHead, UpstreamBody};
 use super::error::classify;
-use super::finalize::shadow_host;
+use super::finalize::{add_sidecar_headers, shadow_host};
 use super::join::{ExchangeRecord, Half, skipped};
 use super::pool::EndpointPool;
 
@@ -278,6 +278,7 @@ impl Shared {
             });
         };
         let mut headers = copy.headers.clone();
+        add_sidecar_headers(&mut headers);
         self.settings.mirror_headers.apply(&mut headers);
         policy.headers.apply(&mut headers);
         if self.settings.shadow_host_suffix {
