@@ -72,7 +72,7 @@ impl Shared {
         routed: Routed,
         filtered: Filtered,
         forward: &'a Forward,
-    ) -> Result<PrimaryJob<'a>, Response<ProxyBody>> {
+    ) -> Prepared<'a> {
         let Filtered {
             mut rng,
             flags,
@@ -93,7 +93,7 @@ impl Shared {
             // A compiled forwarding route always has a destination.
             let err =
                 ProxyError::upstream(UpstreamErrorKind::NoEndpoint, host, "", "no destination");
-            return Err(LocalReply::for_error(&err).into_response());
+            return Prepared::Answered(LocalReply::for_error(&err).into_response());
         };
         let sampled: Vec<bool> = forward
             .mirrors
@@ -148,7 +148,7 @@ impl Shared {
             flags,
         };
         let Some(target) = target else {
-            return Err(self.no_healthy_upstream(record, destination, &edits));
+            return Prepared::Answered(self.no_healthy_upstream(record, destination, &edits));
         };
         let send = PrimarySend {
             forward,
@@ -232,7 +232,7 @@ impl Shared {
         record: ExchangeRecord,
         sampled: Vec<bool>,
         send: PrimarySend<'a>,
-    ) -> Result<PrimaryJob<'a>, Response<ProxyBody>> {
+    ) -> Prepared<'a> {
         let cap = self.settings.capture_body_cap;
         let (body_done, primary_done, buffer_limit) = self.exchange_halves(record, sampled, &send);
         let (body_read, body_read_wait) = oneshot::channel::<()>();
@@ -255,7 +255,7 @@ impl Shared {
                     ProxyError::upstream(UpstreamErrorKind::Other, label, &*target.text, detail);
                 self.counters.primary_error();
                 primary_done.send(failure(&err, Duration::ZERO));
-                return Err(self.error_response(&err, &send.edits));
+                return Prepared::Answered(self.error_response(&err, &send.edits));
             }
         };
         target.ensure_host(&mut parts.headers);
@@ -263,7 +263,7 @@ impl Shared {
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
         *request.headers_mut() = parts.headers;
-        Ok(PrimaryJob {
+        Prepared::Send(PrimaryJob {
             request,
             send,
             primary_done,
@@ -351,6 +351,18 @@ impl Shared {
         edits.apply(&mut reply.headers);
         reply.into_response()
     }
+}
+
+/// What preparing a forwarded request came to.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per request and taken apart at once; boxing the job would cost an allocation per request"
+)]
+pub(super) enum Prepared<'a> {
+    /// Ready for [`Shared::send_primary`].
+    Send(PrimaryJob<'a>),
+    /// Answered already (no endpoint, a target the lab cannot send).
+    Answered(Response<ProxyBody>),
 }
 
 /// A request ready for its primary: what [`Shared::prepare_forward`] hands to

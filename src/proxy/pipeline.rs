@@ -18,7 +18,7 @@ use super::body::ProxyBody;
 use super::cors::{self, CorsDecision};
 use super::error::ProxyError;
 use super::fault;
-use super::forward::Filtered;
+use super::forward::{Filtered, Prepared};
 use super::local::LocalReply;
 
 impl Shared {
@@ -100,8 +100,8 @@ impl Shared {
                     cors,
                 };
                 return match self.prepare_forward(arrival, routed, filtered, forward) {
-                    Ok(job) => Arc::clone(&self).send_primary(job).await,
-                    Err(answer) => answer,
+                    Prepared::Send(job) => Arc::clone(&self).send_primary(job).await,
+                    Prepared::Answered(answer) => answer,
                 };
             }
             RouteAction::Redirect(redirect) => (
