@@ -14,6 +14,8 @@ mod lookup;
 pub mod matcher;
 pub mod mirror_headers;
 pub mod model;
+pub mod names;
+pub mod re2;
 mod validate;
 
 use std::fmt;

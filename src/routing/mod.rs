@@ -7,7 +7,7 @@
 pub mod matchers;
 pub mod table;
 
-pub use crate::config::matcher::{MatcherError, StringMatcher};
+pub use crate::config::matcher::{MatchField, MatcherError, StringMatcher};
 pub use matchers::MatchBlock;
 pub use table::RouteTable;
 
