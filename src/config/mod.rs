@@ -411,6 +411,22 @@ impl ConfigSet {
             );
             return;
         }
+        if kind.as_deref() == Some("VirtualService") {
+            for path in null_string_matches(&value) {
+                let full = join_prefix(&source.path_prefix, &path);
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        codes::SCHEMA,
+                        "a string match cannot be null (Istio refuses it)".to_owned(),
+                        name.to_owned(),
+                        doc.line_of(&full),
+                    )
+                    .with_resource(resource_label.clone())
+                    .with_field(path)
+                    .with_help("write `{}` to test that the header or parameter is present"),
+                );
+            }
+        }
         let parsed = match kind.as_deref() {
             Some("VirtualService") => {
                 typed(value).map(|r| IstioObject::VirtualService(Box::new(r)))
@@ -599,6 +615,31 @@ fn complex_key(value: &Opaque, path: String) -> Option<(String, &'static str)> {
         Opaque::Tagged(tagged) => complex_key(&tagged.value, path),
         _ => None,
     }
+}
+
+/// Paths of `headers`, `withoutHeaders` and `queryParams` entries that are null: the typed
+/// model would read them as `{}` (present), where Istio refuses them.
+fn null_string_matches(vs: &Opaque) -> Vec<String> {
+    let mut out = Vec::new();
+    let routes = vs
+        .get("spec")
+        .and_then(|s| s.get("http"))
+        .and_then(Opaque::as_sequence);
+    for (i, route) in routes.into_iter().flatten().enumerate() {
+        let blocks = route.get("match").and_then(Opaque::as_sequence);
+        for (j, block) in blocks.into_iter().flatten().enumerate() {
+            for map in ["headers", "withoutHeaders", "queryParams"] {
+                let entries = block.get(map).and_then(Opaque::as_mapping);
+                for (k, v) in entries.into_iter().flatten() {
+                    if v.is_null() {
+                        let key = k.as_str().unwrap_or_default();
+                        out.push(push_key(&format!("spec.http[{i}].match[{j}].{map}"), key));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Failures of the config layer that are not diagnostics of the user's YAML.

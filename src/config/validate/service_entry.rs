@@ -367,7 +367,7 @@ impl Checker<'_> {
             );
         }
         let field = format!("{base}.address");
-        if let Some(path) = address.strip_prefix("unix://") {
+        if let Some(path) = address.strip_prefix("unix://").filter(|_| !dns) {
             if !ep.ports.is_empty() {
                 self.refuse(
                     codes::INVALID_SERVICE_ENTRY,
