@@ -71,9 +71,12 @@ struct AnalyzerCase {
     testdata: String,
     /// The codes compared.
     codes: Vec<String>,
-    /// Only diagnostics whose field path contains this are compared.
+    /// Only diagnostics whose field path contains one of these are compared.
     #[serde(default)]
-    field: Option<String>,
+    fields: Vec<String>,
+    /// Diagnostics whose field path contains one of these are left out.
+    #[serde(default)]
+    not_fields: Vec<String>,
     /// Where and why the lab's words differ from Istio's (documentation only).
     #[serde(default)]
     #[allow(dead_code)]
@@ -271,9 +274,10 @@ fn istio_analyzer_cases_report_what_istio_expects() {
                 .iter()
                 .filter(|d| case.codes.iter().any(|c| c == d.code))
                 .filter(|d| {
-                    case.field
-                        .as_ref()
-                        .is_none_or(|f| d.field_path.as_deref().unwrap_or("").contains(f.as_str()))
+                    let path = d.field_path.as_deref().unwrap_or("");
+                    (case.fields.is_empty()
+                        || case.fields.iter().any(|f| path.contains(f.as_str())))
+                        && !case.not_fields.iter().any(|f| path.contains(f.as_str()))
                 })
                 .map(|d| (d.code.to_owned(), d.resource.clone().unwrap_or_default()))
                 .collect();
