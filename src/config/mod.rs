@@ -15,6 +15,7 @@ pub mod matcher;
 pub mod mirror_headers;
 pub mod model;
 pub mod names;
+mod raw;
 pub mod re2;
 mod validate;
 
@@ -378,10 +379,34 @@ impl ConfigSet {
                 Some(k) => format!("did you mean `kind: {k}`?"),
                 None => "the lab reads VirtualService, DestinationRule and ServiceEntry of networking.istio.io; other documents are kept and written back unchanged".to_owned(),
             };
-            self.diagnostics.push(
-                Diagnostic::warning(
-                    codes::UNKNOWN_KIND,
+            // Gateways and Services are what VirtualServices refer to: `check` reads them
+            // to resolve those references (as `istioctl analyze` does), nothing else does.
+            let referenced = matches!(
+                (kind.as_deref(), api_version.as_deref()),
+                (Some("Service"), Some("v1"))
+            ) || (kind.as_deref() == Some("Gateway")
+                && api_version.as_deref().is_some_and(|v| {
+                    v.starts_with("networking.istio.io/")
+                        || v.starts_with("gateway.networking.k8s.io/")
+                }));
+            let (severity, message) = if referenced {
+                (
+                    Severity::Info,
+                    format!(
+                        "{what} is read only to check references to it; the lab does not act on it"
+                    ),
+                )
+            } else {
+                (
+                    Severity::Warning,
                     format!("{what} is not one the lab uses; it is ignored"),
+                )
+            };
+            self.diagnostics.push(
+                Diagnostic::new(
+                    severity,
+                    codes::UNKNOWN_KIND,
+                    message,
                     name.to_owned(),
                     source.line,
                 )
@@ -412,20 +437,11 @@ impl ConfigSet {
             return;
         }
         if kind.as_deref() == Some("VirtualService") {
-            for path in null_string_matches(&value) {
-                let full = join_prefix(&source.path_prefix, &path);
-                self.diagnostics.push(
-                    Diagnostic::error(
-                        codes::SCHEMA,
-                        "a string match cannot be null (Istio refuses it)".to_owned(),
-                        name.to_owned(),
-                        doc.line_of(&full),
-                    )
-                    .with_resource(resource_label.clone())
-                    .with_field(path)
-                    .with_help("write `{}` to test that the header or parameter is present"),
-                );
-            }
+            self.diagnostics.extend(
+                raw::null_string_matches(&value).into_iter().map(|path| {
+                    raw::null_match_diagnostic(name, doc, &source, &resource_label, path)
+                }),
+            );
         }
         let parsed = match kind.as_deref() {
             Some("VirtualService") => {
@@ -615,31 +631,6 @@ fn complex_key(value: &Opaque, path: String) -> Option<(String, &'static str)> {
         Opaque::Tagged(tagged) => complex_key(&tagged.value, path),
         _ => None,
     }
-}
-
-/// Paths of `headers`, `withoutHeaders` and `queryParams` entries that are null: the typed
-/// model would read them as `{}` (present), where Istio refuses them.
-fn null_string_matches(vs: &Opaque) -> Vec<String> {
-    let mut out = Vec::new();
-    let routes = vs
-        .get("spec")
-        .and_then(|s| s.get("http"))
-        .and_then(Opaque::as_sequence);
-    for (i, route) in routes.into_iter().flatten().enumerate() {
-        let blocks = route.get("match").and_then(Opaque::as_sequence);
-        for (j, block) in blocks.into_iter().flatten().enumerate() {
-            for map in ["headers", "withoutHeaders", "queryParams"] {
-                let entries = block.get(map).and_then(Opaque::as_mapping);
-                for (k, v) in entries.into_iter().flatten() {
-                    if v.is_null() {
-                        let key = k.as_str().unwrap_or_default();
-                        out.push(push_key(&format!("spec.http[{i}].match[{j}].{map}"), key));
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Failures of the config layer that are not diagnostics of the user's YAML.

@@ -16,6 +16,7 @@
 //! (`a{1001}`, `(a{100}){11}`), which is Go's.
 
 mod emit;
+mod escape;
 mod parse;
 mod unicode;
 

@@ -9,12 +9,14 @@
 
 mod destination;
 mod destination_rule;
+mod load_balancer;
 mod matches;
 mod opaque;
 mod references;
 mod route;
 mod route_parts;
 mod service_entry;
+mod services;
 mod tcp_tls;
 mod traffic_policy;
 mod unreachable;

@@ -366,6 +366,20 @@ impl Checker<'_> {
                 None,
             );
         }
+        self.endpoint_address(r, se, &base, ep, dns);
+        self.endpoint_ports(r, se, &base, ep);
+    }
+
+    /// An endpoint's address: a unix socket (STATIC only), an IP, or (DNS) a host name.
+    fn endpoint_address(
+        &mut self,
+        r: &Resource,
+        se: &ServiceEntry,
+        base: &str,
+        ep: &WorkloadEntry,
+        dns: bool,
+    ) {
+        let address = ep.address.as_deref().unwrap_or("");
         let field = format!("{base}.address");
         if let Some(path) = address.strip_prefix("unix://").filter(|_| !dns) {
             if !ep.ports.is_empty() {
@@ -400,6 +414,10 @@ impl Checker<'_> {
                 );
             }
         }
+    }
+
+    /// An endpoint's ports (named after the entry's ports) and labels.
+    fn endpoint_ports(&mut self, r: &Resource, se: &ServiceEntry, base: &str, ep: &WorkloadEntry) {
         for (name, port) in &ep.ports {
             let field = push_key(&format!("{base}.ports"), name);
             if !se.spec.ports.iter().any(|p| &p.name == name) {

@@ -70,39 +70,49 @@ impl Checker<'_> {
             if kind == Kind::Tls {
                 self.sni_hosts(r, vs, m, binding);
             }
-            for (i, subnet) in m.strings("destinationSubnets").iter().enumerate() {
-                if !is_ip_or_cidr(subnet) {
-                    self.refuse(
-                        codes::INVALID_TCP_TLS_ROUTE,
-                        r,
-                        &format!("{}.destinationSubnets[{i}]", m.path),
-                        format!("`{subnet}` is not an IP address or a CIDR block"),
-                    );
-                }
-            }
-            if let Some(p) = self.opaque_int(r, m, "port")
-                && p != 0
-                && !(1..=65535).contains(&p)
-            {
+            self.l4_match(r, m);
+        }
+        self.l4_destinations(r, ns, route, kind);
+    }
+
+    /// What TCP and TLS matches share (`validateTCPMatch`, `validateTLSMatch`).
+    fn l4_match(&mut self, r: &Resource, m: At<'_, '_>) {
+        for (i, subnet) in m.strings("destinationSubnets").iter().enumerate() {
+            if !is_ip_or_cidr(subnet) {
                 self.refuse(
-                    codes::PORT_RANGE,
+                    codes::INVALID_TCP_TLS_ROUTE,
                     r,
-                    &format!("{}.port", m.path),
-                    format!("port {p} is outside 1..65535"),
+                    &format!("{}.destinationSubnets[{i}]", m.path),
+                    format!("`{subnet}` is not an IP address or a CIDR block"),
                 );
             }
-            for (k, v) in m.entries("sourceLabels") {
-                if let Err(e) = validate_label(&k, v.value.as_str().unwrap_or("")) {
-                    self.refuse(codes::INVALID_LABELS, r, &v.path, e.to_string());
-                }
-            }
-            let gateways: Vec<String> = m
-                .strings("gateways")
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
-            self.gateway_names(r, &format!("{}.gateways", m.path), &gateways);
         }
+        if let Some(p) = self.opaque_int(r, m, "port")
+            && p != 0
+            && !(1..=65535).contains(&p)
+        {
+            self.refuse(
+                codes::PORT_RANGE,
+                r,
+                &format!("{}.port", m.path),
+                format!("port {p} is outside 1..65535"),
+            );
+        }
+        for (k, v) in m.entries("sourceLabels") {
+            if let Err(e) = validate_label(&k, v.value.as_str().unwrap_or("")) {
+                self.refuse(codes::INVALID_LABELS, r, &v.path, e.to_string());
+            }
+        }
+        let gateways: Vec<String> = m
+            .strings("gateways")
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        self.gateway_names(r, &format!("{}.gateways", m.path), &gateways);
+    }
+
+    /// A TCP or TLS route's destinations (`validateRouteDestinations`).
+    fn l4_destinations(&mut self, r: &Resource, ns: &str, route: At<'_, '_>, kind: Kind) {
         let destinations = route.items("route");
         if destinations.is_empty() {
             let what = if kind == Kind::Tls { "TLS" } else { "TCP" };
