@@ -481,3 +481,32 @@ spec:
             .is_ok()
     );
 }
+
+#[test]
+fn matchers_mean_what_istio_makes_of_them() {
+    // istio: an empty uri prefix is Envoy's prefix "" (every path); `*` in withoutHeaders is a
+    // presence test (route.go canBeConvertedToPresentMatch), so it excludes requests that
+    // carry the header at all.
+    let table = table_of(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{withoutHeaders: {x-canary: {regex: \"*\"}}, uri: {prefix: \"\"}}]
+    route: [{destination: {host: local-9081.test, port: {number: 9081}}}]
+  - route: [{destination: {host: local-9082.test, port: {number: 9082}}}]
+"
+        .to_owned()
+            + &local("local-9081.test", 9081)
+            + &local("local-9082.test", 9082),
+    );
+    let plain = Req::get("reviews", "/any/path").resolve(&table).unwrap();
+    assert_eq!(plain.trace.route_index, 0);
+    let canary = Req::get("reviews", "/any/path")
+        .header("x-canary", "")
+        .resolve(&table)
+        .unwrap();
+    assert_eq!(canary.trace.route_index, 1);
+}
