@@ -3,9 +3,8 @@
 //! selector. Traffic policies are in `traffic_policy`.
 
 use super::super::hosts::{fqdn, labels_contain};
-use super::super::lines::push_key;
 use super::super::model::{DestinationRule, Opaque};
-use super::super::names::{is_dns1123_label, validate_export_to, validate_label};
+use super::super::names::{is_dns1123_label, validate_export_to};
 use super::super::{Resource, codes};
 use super::Checker;
 use super::opaque::At;
@@ -71,16 +70,7 @@ impl Checker<'_> {
                     format!("subset name `{}` is invalid: Istio requires a DNS label (letters, digits and `-`, at most 63)", subset.name),
                 );
             }
-            for (k, v) in &subset.labels {
-                if let Err(e) = validate_label(k, v) {
-                    self.refuse(
-                        codes::INVALID_LABELS,
-                        r,
-                        &push_key(&format!("{field}.labels"), k),
-                        e.to_string(),
-                    );
-                }
-            }
+            self.labels(r, &format!("{field}.labels"), super::pairs(&subset.labels));
             if let Some(tp) = &subset.traffic_policy {
                 self.traffic_policy(r, &format!("{field}.trafficPolicy"), tp, ns);
             }

@@ -2,7 +2,6 @@
 //! `agent.ValidateLocalityLbSetting`, `agent.ValidateZoneAwareLbSetting`,
 //! `validateLocalities`), read from the YAML the model keeps.
 
-use super::super::model::Opaque;
 use super::super::{Resource, codes};
 use super::Checker;
 use super::opaque::{At, Field};
@@ -67,15 +66,9 @@ impl Checker<'_> {
                     "warmup needs `duration`",
                 );
             }
-            let wrapped = |key: &str| {
-                w.num(key).or_else(|| {
-                    w.value
-                        .get(key)
-                        .and_then(|v| v.get("value"))
-                        .and_then(Opaque::as_f64)
-                })
-            };
-            if wrapped("minimumPercent").is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+            if w.num("minimumPercent")
+                .is_some_and(|p| !(0.0..=100.0).contains(&p))
+            {
                 self.refuse(
                     codes::INVALID_TRAFFIC_POLICY,
                     r,
@@ -83,7 +76,7 @@ impl Checker<'_> {
                     "minimumPercent must be in 0..100",
                 );
             }
-            if wrapped("aggression").is_some_and(|a| a <= 0.0) {
+            if w.num("aggression").is_some_and(|a| a <= 0.0) {
                 self.refuse(
                     codes::INVALID_TRAFFIC_POLICY,
                     r,

@@ -5,7 +5,7 @@
 use super::super::lines::push_key;
 use super::super::matcher::{MatchField, MatcherError, StringMatcher};
 use super::super::model::{HttpMatchRequest, StringMatch};
-use super::super::names::{is_dns1123_label, validate_label, validate_match_header_name};
+use super::super::names::{is_dns1123_label, validate_match_header_name};
 use super::super::{Resource, codes};
 use super::Checker;
 
@@ -60,16 +60,11 @@ impl Checker<'_> {
                 None,
             );
         }
-        for (k, v) in &m.source_labels {
-            if let Err(e) = validate_label(k, v) {
-                self.refuse(
-                    codes::INVALID_LABELS,
-                    r,
-                    &push_key(&format!("{base}.sourceLabels"), k),
-                    e.to_string(),
-                );
-            }
-        }
+        self.labels(
+            r,
+            &format!("{base}.sourceLabels"),
+            super::pairs(&m.source_labels),
+        );
         self.gateway_names(r, &format!("{base}.gateways"), &m.gateways);
         if let Some(ns) = m.source_namespace.as_deref().filter(|ns| !ns.is_empty())
             && !is_dns1123_label(ns)

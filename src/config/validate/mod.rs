@@ -122,6 +122,25 @@ impl Checker<'_> {
         self.error(code, r, field, msg.into(), None);
     }
 
+    /// Kubernetes labels (`labels.Instance.Validate`), each at `base.key`.
+    fn labels<'l>(
+        &mut self,
+        r: &Resource,
+        base: &str,
+        labels: impl IntoIterator<Item = (&'l str, &'l str)>,
+    ) {
+        for (k, v) in labels {
+            if let Err(e) = super::names::validate_label(k, v) {
+                self.refuse(
+                    codes::INVALID_LABELS,
+                    r,
+                    &super::lines::push_key(base, k),
+                    e.to_string(),
+                );
+            }
+        }
+    }
+
     /// Annotations Istio's webhook refuses on every kind the lab reads (`validateMetadata`).
     fn refused_annotations(&mut self, r: &Resource, meta: &ObjectMeta) {
         const INTERNAL: [&str; 3] = [
@@ -148,6 +167,11 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// A label map as `(key, value)` string pairs.
+fn pairs(map: &super::model::OrderedMap<String>) -> impl Iterator<Item = (&str, &str)> {
+    map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
 /// `field` of `base`, or of the resource when `base` is empty.

@@ -5,7 +5,7 @@
 use super::super::hosts::{is_ip_address, is_ip_or_cidr, validate_fqdn};
 use super::super::lines::push_key;
 use super::super::model::{ServiceEntry, ServicePort, WorkloadEntry};
-use super::super::names::{is_dns1123_label, validate_export_to, validate_label};
+use super::super::names::{is_dns1123_label, validate_export_to};
 use super::super::{Resource, codes};
 use super::Checker;
 
@@ -456,15 +456,6 @@ impl Checker<'_> {
                 );
             }
         }
-        for (k, v) in &ep.labels {
-            if let Err(e) = validate_label(k, v) {
-                self.refuse(
-                    codes::INVALID_LABELS,
-                    r,
-                    &push_key(&format!("{base}.labels"), k),
-                    e.to_string(),
-                );
-            }
-        }
+        self.labels(r, &format!("{base}.labels"), super::pairs(&ep.labels));
     }
 }

@@ -33,6 +33,11 @@ pub(super) fn scopes(namespace: &str, export_to: &[String]) -> Vec<String> {
     if export_to.is_empty() || export_to.iter().any(|e| e == "*") {
         return vec!["*".to_owned()];
     }
+    namespaces(namespace, export_to)
+}
+
+/// An `exportTo` list with `.` read as `namespace`.
+fn namespaces(namespace: &str, export_to: &[String]) -> Vec<String> {
     export_to
         .iter()
         .map(|e| {
@@ -153,16 +158,7 @@ pub(super) fn find_service<'s, 'a>(
     let own: Vec<String> = if export_to.is_empty() {
         vec![namespace.to_owned()]
     } else {
-        export_to
-            .iter()
-            .map(|e| {
-                if e == "." {
-                    namespace.to_owned()
-                } else {
-                    e.clone()
-                }
-            })
-            .collect()
+        namespaces(namespace, export_to)
     };
     if let Some(s) = own.iter().find_map(|scope| exact(scope)) {
         return Some(s);

@@ -4,7 +4,6 @@
 
 use super::super::hosts::{is_ip_address, is_ip_or_cidr, name_subset_of, validate_wildcard_domain};
 use super::super::model::{Destination, Opaque, VirtualService};
-use super::super::names::validate_label;
 use super::super::{Resource, codes};
 use super::opaque::{At, Field};
 use super::virtual_service::Binding;
@@ -98,11 +97,11 @@ impl Checker<'_> {
                 format!("port {p} is outside 1..65535"),
             );
         }
-        for (k, v) in m.entries("sourceLabels") {
-            if let Err(e) = validate_label(&k, v.value.as_str().unwrap_or("")) {
-                self.refuse(codes::INVALID_LABELS, r, &v.path, e.to_string());
-            }
-        }
+        let labels = m.entries("sourceLabels");
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.value.as_str().unwrap_or("")));
+        self.labels(r, &format!("{}.sourceLabels", m.path), labels);
         let gateways: Vec<String> = m
             .strings("gateways")
             .iter()

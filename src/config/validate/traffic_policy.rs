@@ -6,7 +6,7 @@
 
 use super::super::duration::parse_go_duration;
 use super::super::hosts::{is_ip_address, validate_fqdn};
-use super::super::model::{Opaque, TrafficPolicy};
+use super::super::model::TrafficPolicy;
 use super::super::{Resource, codes};
 use super::Checker;
 use super::opaque::At;
@@ -84,19 +84,17 @@ impl Checker<'_> {
         }
         if let Some(b) = at.get("retryBudget")
             && let Some(pct) = b.at().get("percent")
-        {
-            let v = pct
+            && pct
                 .value
                 .as_f64()
-                .or_else(|| pct.value.get("value").and_then(Opaque::as_f64));
-            if v.is_some_and(|v| !(0.0..=100.0).contains(&v)) {
-                self.refuse(
-                    codes::PERCENTAGE_RANGE,
-                    r,
-                    &pct.path,
-                    "a retry budget percent is in 0..100",
-                );
-            }
+                .is_some_and(|v| !(0.0..=100.0).contains(&v))
+        {
+            self.refuse(
+                codes::PERCENTAGE_RANGE,
+                r,
+                &pct.path,
+                "a retry budget percent is in 0..100",
+            );
         }
     }
 
@@ -136,12 +134,7 @@ impl Checker<'_> {
                 Some("use consecutiveGatewayErrors or consecutive5xxErrors".into()),
             );
         }
-        let local = at.num("consecutiveLocalOriginFailures").or_else(|| {
-            at.value
-                .get("consecutiveLocalOriginFailures")
-                .and_then(|v| v.get("value"))
-                .and_then(Opaque::as_f64)
-        });
+        let local = at.num("consecutiveLocalOriginFailures");
         if !at.bool("splitExternalLocalOriginErrors").unwrap_or(false)
             && local.is_some_and(|n| n > 0.0)
         {
@@ -282,13 +275,7 @@ impl Checker<'_> {
             }
         }
         let sans = at.has("subjectAltNames");
-        let skip_verify = at.bool("insecureSkipVerify") == Some(true)
-            || at
-                .value
-                .get("insecureSkipVerify")
-                .and_then(|v| v.get("value"))
-                .and_then(Opaque::as_bool)
-                == Some(true);
+        let skip_verify = at.bool("insecureSkipVerify") == Some(true);
         if skip_verify {
             if mode == "SIMPLE" && (set("caCertificates") || set("credentialName") || sans) {
                 self.refuse(codes::INVALID_TRAFFIC_POLICY, r, at.path, "caCertificates, credentialName and subjectAltNames cannot be set with insecureSkipVerify");
