@@ -18,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::capture::{Exchange, ShadowOutcome, SkipReason, UpstreamErrorKind, UpstreamOutcome};
+use crate::routing::ActionKind;
 
 pub use endpoint::endpoint_template;
 pub use ignore::{
@@ -164,6 +165,11 @@ pub struct RouteSnapshot {
     pub primary: SideSnapshot,
     /// One side per mirror destination, in order of first appearance.
     pub mirrors: Vec<SideSnapshot>,
+    /// Exchanges by what answered them: forwarded, or answered by the lab itself
+    /// (redirect, direct response, fault abort, CORS preflight).
+    pub actions: BTreeMap<ActionKind, u64>,
+    /// Exchanges by Envoy's response flags (`UF`, `DI,FI`, ...); unflagged ones not counted.
+    pub response_flags: BTreeMap<String, u64>,
 }
 
 /// A plain-data view of everything analysed so far; cloning it is cheap (shared parts are
@@ -218,6 +224,8 @@ struct RouteAccumulator {
     /// Mirror sides in order of first appearance, with the baseline mark of the last record.
     mirrors: Vec<(Arc<str>, bool, SideAccumulator)>,
     endpoints: HashMap<String, EndpointDiffs>,
+    actions: BTreeMap<ActionKind, u64>,
+    response_flags: BTreeMap<String, u64>,
 }
 
 /// Most endpoint templates tracked per route; the rest are counted under
@@ -331,6 +339,8 @@ impl Analyzer {
             primary: SideAccumulator::default(),
             mirrors: Vec::new(),
             endpoints: HashMap::new(),
+            actions: BTreeMap::new(),
+            response_flags: BTreeMap::new(),
         });
         let i = self.routes.len() - 1;
         self.route_index.insert(key, i);
@@ -373,6 +383,16 @@ impl Analyzer {
             return; // idx was just looked up or pushed
         };
         route.requests += 1;
+        *route.actions.entry(trace.action).or_default() += 1;
+        if !exchange.flags.is_empty() {
+            *route
+                .response_flags
+                .entry(exchange.flags.to_string())
+                .or_default() += 1;
+        }
+        // The lab's own answers (a redirect, an abort) took no upstream time: their status
+        // counts, their latency would only pull the primary's percentiles towards zero.
+        let local = trace.action != ActionKind::Forward;
 
         let primary_response = match &exchange.primary {
             Some(p) => {
@@ -380,6 +400,11 @@ impl Analyzer {
                 side.sent += 1;
                 count_target(&mut side.targets, &p.target);
                 match &p.outcome {
+                    UpstreamOutcome::Response(r) if local => {
+                        side.status.record(r.status.as_u16());
+                        side.series.record(second, None, r.status.is_server_error());
+                        None
+                    }
                     UpstreamOutcome::Response(r) => {
                         side.status.record(r.status.as_u16());
                         side.ttfb.record(r.ttfb);
@@ -537,6 +562,8 @@ impl Analyzer {
                     .iter()
                     .map(|(t, b, acc)| side(t.to_string(), *b, acc, true))
                     .collect(),
+                actions: r.actions.clone(),
+                response_flags: r.response_flags.clone(),
             })
             .collect();
         let mut diffs = Vec::new();

@@ -148,12 +148,18 @@ pub mod codes {
     pub const SUBSET_WITHOUT_ENDPOINTS: &str = "ML0206";
     /// A route-scoped `mirrorlab.dev/` annotation names a route the VirtualService lacks.
     pub const ANNOTATION_UNKNOWN_ROUTE: &str = "ML0207";
-    /// Something Istio's validation accepts with a warning.
-    pub const ISTIO_WARNING: &str = "ML0208";
+    /// A route's `delegate` names no usable delegate VirtualService (Istio skips the route).
+    pub const DELEGATE_UNUSABLE: &str = "ML0208";
     /// A route after one whose match block has no condition, which Istio does not flag.
     pub const AFTER_MATCH_EVERYTHING: &str = "ML0209";
+    /// Something Istio's validation accepts with a warning.
+    pub const ISTIO_WARNING: &str = "ML0210";
+    /// A VirtualService without hosts (a delegate) that no root VirtualService delegates to.
+    pub const UNUSED_DELEGATE: &str = "ML0211";
     /// A feature the lab loads but does not act on.
     pub const NOT_SIMULATED: &str = "ML0301";
+    /// A VirtualService bound only to gateways: not the sidecar traffic the lab plays.
+    pub const GATEWAY_ONLY: &str = "ML0302";
     /// A destination host no ServiceEntry or Service in the files defines; only the cluster
     /// knows whether a Kubernetes Service has that name.
     pub const HOST_LEFT_TO_CLUSTER: &str = "ML0401";

@@ -66,6 +66,12 @@ pub enum MatcherError {
         /// Field path of the match.
         field: String,
     },
+    /// A `uriRegexRewrite` without `match` or without `rewrite`.
+    #[error("{field} needs both `match` and `rewrite`; Istio refuses one without the other")]
+    IncompleteRegexRewrite {
+        /// Field path of the `uriRegexRewrite`.
+        field: String,
+    },
     /// A CORS origin that matches nothing in particular (`{}` or an empty string).
     #[error(
         "{field} is empty; Istio requires a CORS origin to name an exact, prefix or regex value"
@@ -168,6 +174,78 @@ impl StringMatcher {
     }
 }
 
+/// `rewrite.uriRegexRewrite` compiled: Envoy's `regex_rewrite`, which replaces every match
+/// of the pattern in the path (not the query) with the substitution, where `\1` names a
+/// group as RE2 writes it.
+#[derive(Debug, Clone)]
+pub struct RegexRewrite {
+    /// The pattern as written.
+    pub source: String,
+    /// The substitution as written (RE2 syntax).
+    pub rewrite: String,
+    pattern: Regex,
+    /// The substitution in the `regex` crate's syntax (`${1}`).
+    replacement: String,
+}
+
+impl RegexRewrite {
+    /// Compiles `match` (RE2, searched in the path) and `rewrite`, both required as Istio
+    /// requires them (`validateURIRegexRewrite`); `field` names the `uriRegexRewrite`.
+    pub fn compile(pattern: &str, rewrite: &str, field: &str) -> Result<Self, MatcherError> {
+        if pattern.is_empty() || rewrite.is_empty() {
+            return Err(MatcherError::IncompleteRegexRewrite {
+                field: field.to_owned(),
+            });
+        }
+        let compiled =
+            re2::compile_search(pattern).map_err(|reason| MatcherError::InvalidRegex {
+                field: format!("{field}.match"),
+                regex: pattern.to_owned(),
+                reason,
+            })?;
+        Ok(Self {
+            source: pattern.to_owned(),
+            rewrite: rewrite.to_owned(),
+            pattern: compiled,
+            replacement: re2_substitution(rewrite),
+        })
+    }
+
+    /// The path with every match replaced, or `None` when the result is empty (Envoy then
+    /// leaves the path as it was).
+    pub fn apply(&self, path: &str) -> Option<String> {
+        let out = self.pattern.replace_all(path, self.replacement.as_str());
+        (!out.is_empty()).then(|| out.into_owned())
+    }
+}
+
+/// RE2's `\1` group references (and `\\` for a backslash) in the `regex` crate's syntax,
+/// with a literal `$` escaped.
+fn re2_substitution(rewrite: &str) -> String {
+    let mut out = String::with_capacity(rewrite.len() + 4);
+    let mut chars = rewrite.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.peek().copied() {
+                Some(d) if d.is_ascii_digit() => {
+                    chars.next();
+                    out.push_str("${");
+                    out.push(d);
+                    out.push('}');
+                }
+                Some('\\') => {
+                    chars.next();
+                    out.push('\\');
+                }
+                _ => out.push('\\'),
+            },
+            '$' => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +341,32 @@ mod tests {
             let e = compile(&origin, MatchField::AllowOrigin).unwrap_err();
             assert!(matches!(e, MatcherError::EmptyOrigin { .. }), "{e}");
         }
+    }
+
+    #[test]
+    fn regex_rewrites_replace_every_match_with_re2_groups() {
+        // Envoy's regex_rewrite: RE2::GlobalReplace over the path, `\1` for a group.
+        let r = RegexRewrite::compile("^/service/([^/]+)(/.*)$", "\\2/instance/\\1", "r").unwrap();
+        assert_eq!(
+            r.apply("/service/foo/v1/api").as_deref(),
+            Some("/v1/api/instance/foo")
+        );
+        let r = RegexRewrite::compile("a", "b", "r").unwrap();
+        assert_eq!(r.apply("/aaa").as_deref(), Some("/bbb"));
+        let r = RegexRewrite::compile("x", "$1", "r").unwrap();
+        assert_eq!(r.apply("/x").as_deref(), Some("/$1"));
+        let r = RegexRewrite::compile("^(x?).*$", "\\1", "r").unwrap();
+        assert_eq!(
+            r.apply("/gone"),
+            None,
+            "an empty result leaves the path as it was"
+        );
+        assert!(RegexRewrite::compile("(", "x", "r").is_err());
+        // Istio requires both parts, and RE2 syntax in the pattern.
+        assert!(matches!(
+            RegexRewrite::compile("^.*$", "", "r"),
+            Err(MatcherError::IncompleteRegexRewrite { .. })
+        ));
+        assert!(RegexRewrite::compile("a{1001}", "b", "r").is_err());
     }
 }

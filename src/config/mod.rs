@@ -8,9 +8,10 @@
 pub mod comments;
 mod diagnostic;
 pub mod duration;
+pub mod headers;
 pub mod hosts;
 pub mod lines;
-mod lookup;
+pub mod lookup;
 pub mod matcher;
 pub mod mirror_headers;
 pub mod model;

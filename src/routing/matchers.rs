@@ -36,7 +36,7 @@ impl MatchBlock {
                     .iter()
                     .map(|(k, v)| {
                         // Header names are case-insensitive on the wire; http::HeaderMap keys
-                        // are lowercase, so compare lowercase (uppercase keys get a warning).
+                        // are lowercase, so compare lowercase, as Envoy does (uppercase keys get an info).
                         let key = if field == "queryParams" {
                             k.clone()
                         } else {
@@ -93,12 +93,30 @@ impl MatchBlock {
                 header_value(req.headers, name).is_some_and(|v| m.matches(&v, false))
             })
             && self.without_headers.iter().all(|(name, m)| {
-                !header_value(req.headers, name).is_some_and(|v| m.matches(&v, false))
+                // Istio sets treat_missing_header_as_empty on an inverted value match: an
+                // absent header is tested as "" (a presence match is just inverted).
+                match header_value(req.headers, name) {
+                    Some(v) => !m.matches(&v, false),
+                    None => matches!(m, StringMatcher::Present) || !m.matches("", false),
+                }
             })
             && self
                 .query_params
                 .iter()
                 .all(|(name, m)| query_value(query, name).is_some_and(|v| m.matches(v, false)))
+    }
+
+    /// How many bytes of `path` (without its query) the block's uri match covers: what
+    /// Envoy's `prefix_rewrite` replaces. The configured prefix or exact path, the whole
+    /// path for a regex, and `/` when the block has no uri match (Istio then matches
+    /// prefix `/`).
+    pub fn matched_len(&self, path: &str) -> usize {
+        match &self.uri {
+            Some(StringMatcher::Exact(e)) => e.len(),
+            Some(StringMatcher::Prefix(p)) => p.len(),
+            Some(StringMatcher::Regex { .. }) => path.len(),
+            Some(StringMatcher::Present) | None => 1,
+        }
     }
 
     /// Short human text of the block, e.g. `uri prefix /api and header x-user = jason`.
@@ -176,6 +194,7 @@ mod tests {
         RequestHead {
             method: "GET",
             scheme: "http",
+            host: "reviews",
             authority: "reviews",
             path_and_query: path,
             headers,

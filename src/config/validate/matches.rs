@@ -115,6 +115,12 @@ impl Checker<'_> {
                 "a CORS origin must be an exact, prefix or regex value that is not empty".into(),
                 Some("write e.g. `exact: https://example.com`".into()),
             ),
+            MatcherError::IncompleteRegexRewrite { field } => self.refuse(
+                codes::INVALID_REWRITE,
+                r,
+                &field,
+                "`uriRegexRewrite` needs both `match` and `rewrite`; Istio refuses one without the other",
+            ),
             MatcherError::InvalidRegex {
                 field,
                 regex,

@@ -3,57 +3,86 @@
 //! its mirrors and timeout, and what the lab does not simulate. The route's other parts
 //! (headers, retries, fault, redirect, rewrite, CORS) are in `route_parts`.
 
-use super::super::model::{HttpRoute, Percent};
+use super::super::headers::{HeaderOpError, HeaderOps};
+use super::super::model::{HeaderOperations, HttpRoute, Percent};
 use super::super::{Resource, codes};
 use super::virtual_service::Binding;
 use super::{Checker, DestinationRole};
 
 impl Checker<'_> {
-    /// Warns about each part of a forwarding route that the mesh would act on and the lab
-    /// does not: the lab's answers would differ from the mesh's there, so it says so rather
-    /// than pass the requests on as if the field were absent without a word.
+    /// Warns about each part of a route that the mesh would act on and the lab does not, so
+    /// the lab's answers would differ from the mesh's there: it says so rather than pass the
+    /// requests on as if the field were absent without a word.
     fn not_simulated(&mut self, r: &Resource, base: &str, route: &HttpRoute) {
-        let mut parts: Vec<(String, &str)> = Vec::new();
-        if route.rewrite.is_some() {
-            parts.push((
-                format!("{base}.rewrite"),
-                "`rewrite` is not simulated: the primary and the shadows get the path and authority the client sent",
-            ));
-        }
-        if route.headers.is_some() {
-            parts.push((
-                format!("{base}.headers"),
-                "`headers` is not simulated: requests and responses pass with their own headers",
-            ));
-        }
-        for (k, d) in route.route.iter().enumerate() {
-            if d.headers.is_some() {
-                parts.push((
-                    format!("{base}.route[{k}].headers"),
-                    "`headers` is not simulated: requests and responses pass with their own headers",
-                ));
-            }
-        }
-        if route.fault.is_some() {
-            parts.push((
-                format!("{base}.fault"),
-                "`fault` is not simulated: no delay or abort is injected",
-            ));
-        }
+        let mut parts: Vec<(String, String)> = Vec::new();
         if route.retries.is_some() {
             parts.push((
                 format!("{base}.retries"),
-                "`retries` is not simulated: a failed primary request is answered as it failed, not tried again",
+                "`retries` is not simulated: a failed primary request is answered as it failed, not tried again".to_owned(),
             ));
         }
-        if route.cors_policy.is_some() {
+        if let Some(code) = route.redirect.as_ref().and_then(|r| r.redirect_code)
+            && ![0, 301, 302, 303, 307, 308].contains(&code)
+        {
             parts.push((
-                format!("{base}.corsPolicy"),
-                "`corsPolicy` is not simulated: preflight requests go to the primary like any other",
+                format!("{base}.redirect.redirectCode"),
+                format!("Istio translates no action for redirectCode {code} (only 301, 302, 303, 307 and 308), so Envoy refuses the route; the lab answers {code}"),
             ));
+        }
+        for (field, ops) in header_operations(base, route) {
+            if ops
+                .set
+                .values()
+                .chain(ops.add.values())
+                .any(|v| v.contains('%'))
+            {
+                parts.push((
+                    field,
+                    "Envoy expands `%...%` in header values (request attributes such as %DOWNSTREAM_REMOTE_ADDRESS%); the lab sends the value as written".to_owned(),
+                ));
+            }
         }
         for (path, message) in parts {
-            self.warning(codes::NOT_SIMULATED, r, &path, message.to_owned(), None);
+            self.warning(codes::NOT_SIMULATED, r, &path, message, None);
+        }
+    }
+
+    /// Header operations `http` refuses (names, values): the route table would refuse them
+    /// too. One builder for both: [`HeaderOps::compile`]. Where Istio's own rules already
+    /// refused the field (`route_parts`), once is enough.
+    fn check_header_operations(&mut self, r: &Resource, base: &str, route: &HttpRoute) {
+        for (field, ops) in header_operations(base, route) {
+            if let Err(err) = HeaderOps::compile(ops, &field) {
+                let at = match &err {
+                    HeaderOpError::Name { field, .. } | HeaderOpError::Value { field, .. } => {
+                        field.clone()
+                    }
+                };
+                let file = self.set.file_name(r).to_owned();
+                let said = self
+                    .out
+                    .iter()
+                    .any(|d| d.file == file && d.field_path.as_deref() == Some(at.as_str()));
+                if !said {
+                    self.error(codes::INVALID_HEADER, r, &at, err.to_string(), None);
+                }
+            }
+        }
+    }
+
+    /// A route's `delegate`: Istio skips the route when the delegate cannot be used.
+    fn delegate(&mut self, r: &Resource, ns: &str, base: &str, route: &HttpRoute) {
+        let Some(delegate) = &route.delegate else {
+            return;
+        };
+        if let Err(problem) = self.set.delegate_for(delegate, ns) {
+            self.warning(
+                codes::DELEGATE_UNUSABLE,
+                r,
+                &format!("{base}.delegate"),
+                format!("{problem}: Istio skips this route"),
+                Some("a delegate is a VirtualService without hosts, in the namespace given (or this one), exported to this namespace".into()),
+            );
         }
     }
 
@@ -79,25 +108,17 @@ impl Checker<'_> {
                 "route has no `route` destinations (nor a redirect, directResponse or delegate), so its requests go nowhere".into(),
                 Some("add `route: [{destination: {host: ...}}]`".into()),
             );
-        } else if !forwards {
-            self.warning(
-                codes::NOT_SIMULATED,
-                r,
-                base,
-                "route answers with a redirect, directResponse or delegate, which the lab does not simulate: it has no destination to forward these requests to".into(),
-                None,
-            );
         }
-        if forwards {
-            self.not_simulated(r, base, route);
-        }
+        self.not_simulated(r, base, route);
         self.route_conflicts(r, base, route, binding);
+        self.delegate(r, ns, base, route);
         self.route_destinations(r, ns, base, route);
         self.route_mirrors(r, ns, base, route);
         if let Some(t) = &route.timeout {
             self.duration(r, &format!("{base}.timeout"), t);
         }
         self.route_parts(r, base, route);
+        self.check_header_operations(r, base, route);
     }
 
     /// Actions that cannot go together, by the kind of route (`validateHTTPRouteConflict`).
@@ -287,4 +308,30 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// Every `headers.request` and `headers.response` of a route, at route and destination
+/// level, with its field path.
+fn header_operations<'a>(base: &str, route: &'a HttpRoute) -> Vec<(String, &'a HeaderOperations)> {
+    let levels = route
+        .headers
+        .iter()
+        .map(|h| (format!("{base}.headers"), h))
+        .chain(route.route.iter().enumerate().filter_map(|(k, d)| {
+            d.headers
+                .as_ref()
+                .map(|h| (format!("{base}.route[{k}].headers"), h))
+        }));
+    let mut out = Vec::new();
+    for (field, headers) in levels {
+        for (side, ops) in [
+            ("request", &headers.request),
+            ("response", &headers.response),
+        ] {
+            if let Some(ops) = ops {
+                out.push((format!("{field}.{side}"), ops));
+            }
+        }
+    }
+    out
 }

@@ -5,7 +5,7 @@
 
 use super::super::duration::{is_whole_seconds, parse_duration};
 use super::super::lines::push_key;
-use super::super::matcher::{MatchField, StringMatcher};
+use super::super::matcher::{MatchField, RegexRewrite, StringMatcher};
 use super::super::model::{
     CorsPolicy, HeaderOperations, Headers, HttpFaultInjection, HttpRedirect, HttpRetry, HttpRoute,
     Percent,
@@ -162,16 +162,13 @@ impl Checker<'_> {
                     "a rewrite must set `uri`, `uriRegexRewrite` or `authority`",
                 );
             } else if let Some(rr) = &rw.uri_regex_rewrite {
-                let regex = rr.regex.as_deref().unwrap_or("");
-                if regex.is_empty() || rr.rewrite.as_deref().unwrap_or("").is_empty() {
-                    self.refuse(
-                        codes::INVALID_REWRITE,
-                        r,
-                        &format!("{field}.uriRegexRewrite"),
-                        "`uriRegexRewrite` needs both `match` and `rewrite`",
-                    );
-                } else if let Err(e) = re2::compile_search(regex) {
-                    self.regex_error(r, &format!("{field}.uriRegexRewrite.match"), regex, &e);
+                // The builder the route table compiles the rewrite with.
+                if let Err(e) = RegexRewrite::compile(
+                    rr.regex.as_deref().unwrap_or(""),
+                    rr.rewrite.as_deref().unwrap_or(""),
+                    &format!("{field}.uriRegexRewrite"),
+                ) {
+                    self.matcher_error(r, e);
                 }
             }
         }

@@ -43,6 +43,29 @@ impl Checker<'_> {
         self.refused_annotations(r, &vs.metadata);
         if binding.delegate {
             self.delegate_rules(r, vs);
+            if !self.is_delegated_to(vs) {
+                // Istio accepts a VirtualService without hosts: it is a delegate, whose routes
+                // a root VirtualService takes in. Without a root, no request reaches them.
+                self.warning(
+                    codes::UNUSED_DELEGATE,
+                    r,
+                    "spec.hosts",
+                    "VirtualService has no hosts, so it is a delegate, and no VirtualService delegates to it: no request reaches its routes".into(),
+                    Some("add `hosts: [reviews]` (the service the routes are for), or name it in a root route's `delegate`".into()),
+                );
+            }
+        }
+        if binding.gateway_only {
+            self.info(
+                codes::GATEWAY_ONLY,
+                r,
+                "spec.gateways",
+                format!(
+                    "this VirtualService applies only to gateway(s) {}, not to sidecars: the lab's traffic does not take its routes unless the lab acts as one of them",
+                    vs.spec.gateways.join(", ")
+                ),
+                Some("add `mesh` to `gateways` for sidecar traffic, or run the lab with --gateway NAMESPACE/NAME".into()),
+            );
         }
         self.gateway_names(r, "spec.gateways", &vs.spec.gateways);
         if !binding.gateway_only {
@@ -75,6 +98,21 @@ impl Checker<'_> {
             self.refuse(codes::INVALID_EXPORT_TO, r, "spec.exportTo", e.to_string());
         }
         self.unreachable_rules(r, vs);
+    }
+
+    /// Whether some root route's `delegate` names `vs`.
+    fn is_delegated_to(&self, vs: &VirtualService) -> bool {
+        self.set.virtual_services().any(|(_, root)| {
+            root.spec
+                .http
+                .iter()
+                .filter_map(|h| h.delegate.as_ref())
+                .any(|d| {
+                    self.set
+                        .delegate_for(d, root.metadata.namespace_or_default())
+                        .is_ok_and(|(_, found)| std::ptr::eq(found, vs))
+                })
+        })
     }
 
     /// A delegate (no hosts) may not have what only a root VirtualService can.
