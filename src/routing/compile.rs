@@ -21,7 +21,7 @@ use super::action::{
 use super::{EndpointAddr, MirrorHeaders, MirrorPolicy, Upstream, WeightedUpstream};
 use crate::config::headers::{CompiledHeaders, HeaderOps};
 use crate::config::hosts::{fqdn, labels_contain};
-use crate::config::matcher::{RegexRewrite, StringMatcher};
+use crate::config::matcher::{MatchField, RegexRewrite, StringMatcher};
 use crate::config::mirror_headers::MirrorHeaderEdits;
 use crate::config::model::{
     CorsPolicy, Destination, HeaderOperations, Headers, HttpFaultInjection, HttpRedirect,
@@ -399,8 +399,10 @@ fn compile_cors(scope: &RouteScope<'_>, base: &str, cors: &CorsPolicy) -> Compil
     } else {
         for (i, m) in cors.allow_origins.iter().enumerate() {
             let at = format!("{field}.allowOrigins[{i}]");
-            origins
-                .push(StringMatcher::compile(m, &at).map_err(|e| scope.error(at, e.to_string()))?);
+            origins.push(
+                StringMatcher::compile(m, MatchField::AllowOrigin, &at)
+                    .map_err(|e| scope.error(at, e.to_string()))?,
+            );
         }
     }
     let joined = |list: &[String], at: &str| -> Compiled<Option<HeaderValue>> {

@@ -11,7 +11,7 @@ pub mod matchers;
 pub mod table;
 pub mod workload;
 
-pub use crate::config::matcher::{MatcherError, StringMatcher};
+pub use crate::config::matcher::{MatchField, MatcherError, StringMatcher};
 pub use action::{ActionKind, Route, RouteAction};
 pub use matchers::MatchBlock;
 pub use table::RouteTable;
