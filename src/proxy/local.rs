@@ -161,6 +161,7 @@ fn local_exchange(
     let primary = target.map(|target| PrimaryRecord {
         target: Arc::from(target),
         endpoint: String::new(),
+        attempts: Vec::new(),
         outcome: UpstreamOutcome::Response(CapturedResponse {
             status: reply.status,
             headers: reply.headers.clone(),
