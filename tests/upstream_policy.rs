@@ -521,6 +521,19 @@ async fn outlier_detection_ejects_an_endpoint_that_keeps_failing() {
         Some(1),
         "{last:?}"
     );
+    // The single attempt whose 503 ejected the endpoint is kept, marked.
+    let ejecting: Vec<_> = exchanges
+        .iter()
+        .filter_map(|e| e.primary.as_ref())
+        .flat_map(|p| &p.attempts)
+        .filter(|a| a.ejected)
+        .collect();
+    assert_eq!(ejecting.len(), 1, "{ejecting:?}");
+    assert_eq!(ejecting[0].endpoint, bad.addr.to_string());
+    assert_eq!(
+        ejecting[0].outcome,
+        AttemptOutcome::Status(StatusCode::SERVICE_UNAVAILABLE)
+    );
 }
 
 #[tokio::test]
@@ -537,4 +550,86 @@ async fn with_the_default_max_ejection_percent_two_endpoints_are_never_ejected()
         get(&proxy, "/").await;
     }
     assert_eq!(bad.seen().len(), 5, "round robin still reaches it");
+}
+
+#[tokio::test]
+async fn the_analysis_counts_attempts_retries_and_ejections_per_endpoint() {
+    // What the dashboard and the report show of the same outlier run: the bad endpoint's
+    // two failures and its ejection, the good one's attempts, and the retried requests.
+    let bad = Server::start(Duration::ZERO, |_| 503).await;
+    let good = Server::ok().await;
+    let lab = common::start_lab(
+        &config(
+            &[bad.addr, good.addr],
+            "    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 50}\n",
+            "    retries: {attempts: 1, retryOn: 5xx}\n",
+        ),
+        Some(1),
+    );
+    for _ in 0..10 {
+        let response = common::client()
+            .get(format!("http://{}/", lab.local_addr()))
+            .header("host", "reviews")
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(
+            response.status(),
+            200,
+            "a 503 is retried on the good endpoint"
+        );
+    }
+    let exchanges = common::wait_for_exchanges(lab.captures(), 10, WAIT).await;
+    let har = serde_json::to_value(mirrorlab::export::build_har(
+        &exchanges,
+        &mirrorlab::export::HarOptions::default(),
+    ))
+    .expect("HAR");
+    let attempts: Vec<_> = har["log"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["_attempts"].as_array())
+        .flatten()
+        .collect();
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a["ejected"] == true && a["outcome"] == "503"),
+        "{attempts:?}"
+    );
+    let snapshot = lab.shutdown(WAIT).await;
+    let upstream = &snapshot.routes[0].upstream;
+    let endpoint = |addr: SocketAddr| {
+        upstream
+            .endpoints
+            .iter()
+            .find(|e| e.endpoint == addr.to_string())
+            .unwrap_or_else(|| panic!("{addr} in {upstream:?}"))
+    };
+    let b = endpoint(bad.addr);
+    assert_eq!((b.attempts, b.failures, b.ejections), (2, 2, 1));
+    assert_eq!(endpoint(good.addr).attempts, 10);
+    assert_eq!(upstream.attempts, 12);
+    assert_eq!(upstream.retried, 2);
+    assert_eq!(b.series.iter().map(|s| s.ejections).sum::<u64>(), 1);
+
+    let report = mirrorlab::export::Report::build(
+        &snapshot,
+        &mirrorlab::export::RunInfo {
+            config: vec![],
+            listen: None,
+            started_at: std::time::SystemTime::now(),
+            ended_at: std::time::SystemTime::now(),
+            seed: Some(1),
+        },
+    );
+    let primary = &report.routes[0].primary;
+    assert_eq!((primary.attempts, primary.retried), (12, 2));
+    assert!(
+        primary
+            .endpoints
+            .iter()
+            .any(|e| e.ejections == 1 && e.failures == 2)
+    );
 }

@@ -10,6 +10,7 @@ mod ignore;
 mod noise;
 mod stats;
 mod summary;
+mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use stats::{
     StatusCounts,
 };
 pub use summary::{ExchangeDiffSummary, ExchangeSummaries, ShadowState, ShadowSummary};
+pub use upstream::{EndpointSecond, EndpointSnapshot, OTHER_UPSTREAM_ENDPOINTS, UpstreamSnapshot};
 
 use noise::EndpointDiffs;
 use stats::SideAccumulator;
@@ -170,6 +172,8 @@ pub struct RouteSnapshot {
     pub actions: BTreeMap<ActionKind, u64>,
     /// Exchanges by Envoy's response flags (`UF`, `DI,FI`, ...); unflagged ones not counted.
     pub response_flags: BTreeMap<String, u64>,
+    /// The primary's attempts: retries and what each endpoint went through.
+    pub upstream: UpstreamSnapshot,
 }
 
 /// A plain-data view of everything analysed so far; cloning it is cheap (shared parts are
@@ -226,6 +230,7 @@ struct RouteAccumulator {
     endpoints: HashMap<String, EndpointDiffs>,
     actions: BTreeMap<ActionKind, u64>,
     response_flags: BTreeMap<String, u64>,
+    upstream: upstream::UpstreamAccumulator,
 }
 
 /// Most endpoint templates tracked per route; the rest are counted under
@@ -341,6 +346,7 @@ impl Analyzer {
             endpoints: HashMap::new(),
             actions: BTreeMap::new(),
             response_flags: BTreeMap::new(),
+            upstream: upstream::UpstreamAccumulator::default(),
         });
         let i = self.routes.len() - 1;
         self.route_index.insert(key, i);
@@ -396,6 +402,9 @@ impl Analyzer {
 
         let primary_response = match &exchange.primary {
             Some(p) => {
+                if !local {
+                    route.upstream.record(p, second);
+                }
                 let side = &mut route.primary;
                 side.sent += 1;
                 count_target(&mut side.targets, &p.target);
@@ -564,6 +573,7 @@ impl Analyzer {
                     .collect(),
                 actions: r.actions.clone(),
                 response_flags: r.response_flags.clone(),
+                upstream: r.upstream.snapshot(now),
             })
             .collect();
         let mut diffs = Vec::new();

@@ -208,3 +208,155 @@ pub struct PortTrafficPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Opaque>,
 }
+
+/// A field of a traffic policy the mesh acts on and the lab does not simulate, with what the
+/// lab does instead: `check` warns at the field (ML0301) from this one list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsimulated {
+    /// The field's path below the policy (`loadBalancer.warmup`).
+    pub field: String,
+    /// What the mesh would do and what the lab does.
+    pub why: &'static str,
+}
+
+impl super::model::TrafficPolicy {
+    /// What of this policy (its port entries included) the lab does not simulate.
+    pub fn unsimulated(&self) -> Vec<Unsimulated> {
+        let mut out = Vec::new();
+        let mut push = |field: String, why: &'static str| out.push(Unsimulated { field, why });
+        blocks_unsimulated(
+            "",
+            self.load_balancer.as_ref(),
+            self.connection_pool.as_ref(),
+            self.outlier_detection.as_ref(),
+            self.tls.as_ref(),
+            &mut push,
+        );
+        for (i, port) in self.port_level_settings.iter().enumerate() {
+            blocks_unsimulated(
+                &format!("portLevelSettings[{i}]."),
+                port.load_balancer.as_ref(),
+                port.connection_pool.as_ref(),
+                port.outlier_detection.as_ref(),
+                port.tls.as_ref(),
+                &mut push,
+            );
+        }
+        if self.tunnel.is_some() {
+            push(
+                "tunnel".into(),
+                "HTTP CONNECT tunnelling is not simulated: the lab connects straight to the endpoint",
+            );
+        }
+        if self.proxy_protocol.is_some() {
+            push(
+                "proxyProtocol".into(),
+                "the PROXY protocol header is not sent: upstreams see the lab's own address",
+            );
+        }
+        if self.retry_budget.is_some() {
+            push(
+                "retryBudget".into(),
+                "a retry budget is not simulated: retries are limited by connectionPool.http.maxRetries (Envoy's default 1024 at once)",
+            );
+        }
+        out
+    }
+}
+
+/// The blocks a policy and each of its port entries share.
+fn blocks_unsimulated(
+    prefix: &str,
+    lb: Option<&LoadBalancerSettings>,
+    pool: Option<&ConnectionPoolSettings>,
+    outlier: Option<&OutlierDetection>,
+    tls: Option<&Opaque>,
+    push: &mut impl FnMut(String, &'static str),
+) {
+    let mut at = |field: &str, set: bool, why: &'static str| {
+        if set {
+            push(format!("{prefix}{field}"), why);
+        }
+    };
+    if let Some(lb) = lb {
+        at(
+            "loadBalancer.simple",
+            lb.simple.as_deref() == Some("PASSTHROUGH"),
+            "PASSTHROUGH sends each request to the address the client dialled, which the lab does not have: endpoints are picked round robin",
+        );
+        at(
+            "loadBalancer.localityLbSetting",
+            lb.locality_lb_setting.is_some(),
+            "locality load balancing is not simulated: every endpoint here is in one locality",
+        );
+        at(
+            "loadBalancer.zoneAwareLbSetting",
+            lb.zone_aware_lb_setting.is_some(),
+            "zone-aware load balancing is not simulated: every endpoint here is in one zone",
+        );
+        at(
+            "loadBalancer.warmup",
+            lb.warmup.is_some(),
+            "slow start is not simulated: a new endpoint takes its full share at once",
+        );
+        at(
+            "loadBalancer.warmupDurationSecs",
+            lb.warmup_duration_secs.is_some(),
+            "slow start is not simulated: a new endpoint takes its full share at once",
+        );
+    }
+    if let Some(tcp) = pool.and_then(|p| p.tcp.as_ref()) {
+        at(
+            "connectionPool.tcp.maxConnectionDuration",
+            tcp.max_connection_duration.is_some(),
+            "connections are not aged: the lab keeps one for as long as it stays under the idle timeout",
+        );
+        at(
+            "connectionPool.tcp.tcpKeepalive",
+            tcp.tcp_keepalive.is_some(),
+            "TCP keepalive probes are not sent: on loopback a connection cannot go silently dead",
+        );
+    }
+    if let Some(http) = pool.and_then(|p| p.http.as_ref()) {
+        at(
+            "connectionPool.http.h2UpgradePolicy",
+            http.h2_upgrade_policy.as_deref() == Some("UPGRADE"),
+            "the lab speaks HTTP/1.1 to upstreams: the upgrade to HTTP/2 is not made",
+        );
+        at(
+            "connectionPool.http.useClientProtocol",
+            http.use_client_protocol == Some(true),
+            "the lab speaks HTTP/1.1 to upstreams whatever the client spoke",
+        );
+        at(
+            "connectionPool.http.maxConcurrentStreams",
+            http.max_concurrent_streams.is_some(),
+            "applies to HTTP/2 connections, which the lab does not open to upstreams",
+        );
+        at(
+            "connectionPool.http.http2KeepAlive",
+            http.http2_keep_alive.is_some(),
+            "applies to HTTP/2 connections, which the lab does not open to upstreams",
+        );
+    }
+    if let Some(od) = outlier {
+        at(
+            "outlierDetection.outlierDetectionHttpErrorCodes",
+            od.outlier_detection_http_error_codes.is_some(),
+            "custom error codes are not simulated: the lab counts 5xx answers (and 502-504 as gateway errors)",
+        );
+    }
+    if let Some(tls) = tls {
+        // ISTIO_MUTUAL is between the two sidecars, which the lab plays both of: the
+        // services never see it.
+        let mode = tls
+            .get("mode")
+            .and_then(Opaque::as_str)
+            .unwrap_or("DISABLE");
+        at(
+            "tls",
+            matches!(mode, "SIMPLE" | "MUTUAL"),
+            "TLS to the upstream is not simulated: the lab connects in plaintext, so certificates, SNI and mTLS are not exercised",
+        );
+    }
+}

@@ -307,6 +307,27 @@ pub struct HarEntry {
     /// Envoy's response flags for the client's answer (`UF`, `UT`, `FI`, ...), if any.
     #[serde(rename = "_responseFlags", skip_serializing_if = "Option::is_none")]
     pub response_flags: Option<String>,
+    /// The primary's attempts, when it took more than one or one ejected its endpoint.
+    #[serde(rename = "_attempts", skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<HarAttempt>,
+}
+
+/// One attempt of the primary (one of Envoy's upstream requests).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarAttempt {
+    /// `address:port` tried.
+    pub endpoint: String,
+    /// The status it answered, or how it failed (`refused`, `timeout`, ...).
+    pub outcome: String,
+    /// Milliseconds from the first attempt's start.
+    pub started: f64,
+    /// Milliseconds to its response head or failure.
+    pub time: f64,
+    /// Outlier detection ejected the endpoint after it.
+    pub ejected: bool,
+    /// Ejected endpoints its pick passed over.
+    pub skipped_ejected: usize,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -619,6 +640,19 @@ fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
         action: e.trace.as_ref().map(|t| t.action.as_str()),
         steps: e.trace.as_ref().map_or_else(Vec::new, |t| t.steps.clone()),
         response_flags: (!e.flags.is_empty()).then(|| e.flags.to_string()),
+        attempts: e
+            .primary
+            .iter()
+            .flat_map(|p| &p.attempts)
+            .map(|a| HarAttempt {
+                endpoint: a.endpoint.clone(),
+                outcome: a.outcome.to_string(),
+                started: millis(a.started),
+                time: millis(a.took),
+                ejected: a.ejected,
+                skipped_ejected: a.skipped_ejected,
+            })
+            .collect(),
     }
 }
 

@@ -155,6 +155,25 @@ pub struct PrimarySection {
     pub errors: BTreeMap<String, u64>,
     /// Latency of complete responses.
     pub latency_ms: LatencyPair,
+    /// Upstream attempts, retries included.
+    pub attempts: u64,
+    /// Requests that took more than one attempt.
+    pub retried: u64,
+    /// Per endpoint tried, in order of first attempt.
+    pub endpoints: Vec<EndpointSection>,
+}
+
+/// What a route's primary requests did to one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointSection {
+    /// `address:port`.
+    pub endpoint: String,
+    /// Attempts sent to it.
+    pub attempts: u64,
+    /// Attempts that failed or got a 5xx.
+    pub failures: u64,
+    /// Times outlier detection ejected it.
+    pub ejections: u64,
 }
 
 /// One mirror destination of a route.
@@ -268,6 +287,19 @@ impl Report {
                         .map(|(k, n)| (k.as_str().to_owned(), *n))
                         .collect(),
                     latency_ms: latency_pair(&r.primary),
+                    attempts: r.upstream.attempts,
+                    retried: r.upstream.retried,
+                    endpoints: r
+                        .upstream
+                        .endpoints
+                        .iter()
+                        .map(|e| EndpointSection {
+                            endpoint: e.endpoint.clone(),
+                            attempts: e.attempts,
+                            failures: e.failures,
+                            ejections: e.ejections,
+                        })
+                        .collect(),
                 },
                 mirrors: r
                     .mirrors

@@ -286,7 +286,9 @@ impl Shared {
                     if retries > 0 {
                         Breakers::give_back(&upstream.state.breakers.retries);
                     }
-                    if log.keep {
+                    // An ejection is worth a record even of a single attempt.
+                    if log.keep || ejected {
+                        log.keep = true;
                         log.push(
                             &target,
                             AttemptOutcome::Status(response.status()),
@@ -375,7 +377,9 @@ impl Shared {
                     if retries > 0 {
                         Breakers::give_back(&upstream.state.breakers.retries);
                     }
-                    if log.keep {
+                    // An ejection is worth a record even of a single attempt.
+                    if log.keep || ejected {
+                        log.keep = true;
                         log.push(
                             &target,
                             AttemptOutcome::Failed(kind),

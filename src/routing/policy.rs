@@ -329,8 +329,6 @@ pub struct ClusterPolicy {
     pub outlier: Option<OutlierConfig>,
     /// Below this share of available endpoints (percent), every endpoint is used (panic).
     pub panic_threshold: u32,
-    /// What the policy asks for that the lab does not simulate, one line each.
-    pub not_simulated: Vec<String>,
 }
 
 impl Default for ClusterPolicy {
@@ -343,7 +341,6 @@ impl Default for ClusterPolicy {
             idle_timeout: Duration::from_secs(3600),
             outlier: None,
             panic_threshold: 50,
-            not_simulated: Vec::new(),
         }
     }
 }
@@ -436,10 +433,8 @@ impl ClusterPolicy {
         self.balancer = match lb.simple.as_deref() {
             Some("ROUND_ROBIN") => Balancer::RoundRobin,
             Some("RANDOM") => Balancer::Random,
-            Some("PASSTHROUGH") => {
-                self.not_simulated.push("loadBalancer.simple PASSTHROUGH sends to the original destination, which the lab does not have: endpoints are picked round robin".to_owned());
-                Balancer::RoundRobin
-            }
+            // PASSTHROUGH: the lab has no original destination (check warns, ML0301).
+            Some("PASSTHROUGH") => Balancer::RoundRobin,
             _ => Balancer::LeastRequest,
         };
         if let Some(ch) = &lb.consistent_hash {
@@ -452,14 +447,6 @@ impl ClusterPolicy {
                     Balancer::RingHash(ch.minimum_ring_size.filter(|s| *s > 0).unwrap_or(1024))
                 }
             };
-        }
-        if lb.locality_lb_setting.is_some() || lb.zone_aware_lb_setting.is_some() {
-            self.not_simulated
-                .push("locality load balancing: every endpoint here is in one locality".to_owned());
-        }
-        if lb.warmup.is_some() || lb.warmup_duration_secs.is_some() {
-            self.not_simulated
-                .push("warmup (slow start): endpoints take their full share at once".to_owned());
         }
     }
 
@@ -478,9 +465,6 @@ impl ClusterPolicy {
             }
             if let Some(t) = &tcp.idle_timeout {
                 self.idle_timeout = duration("idleTimeout", t)?;
-            }
-            if tcp.max_connection_duration.is_some() || tcp.tcp_keepalive.is_some() {
-                self.not_simulated.push("tcp.maxConnectionDuration and tcpKeepalive: the lab's connections are not aged or probed".to_owned());
             }
         }
         if let Some(http) = &cp.http {
