@@ -80,6 +80,7 @@ fn resp(body: Bytes, ms: u64) -> CapturedResponse {
         },
         ttfb: Duration::from_micros(ms * 700),
         total: Duration::from_millis(ms),
+        version: http::Version::HTTP_11,
     }
 }
 

@@ -2,14 +2,17 @@
 //! from the spec), shadows in `_shadows`, decoded bodies, and redaction of secrets.
 
 mod analysis_support;
+mod common;
 
 use std::io::Write;
+use std::time::Duration;
 
 use analysis_support::*;
 use bytes::Bytes;
 use mirrorlab::capture::{SkipReason, UpstreamErrorKind};
 use mirrorlab::export::har::{HarOptions, REDACTED, build_har, write_har, write_har_file};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn har_validator() -> jsonschema::Validator {
     let text = std::fs::read_to_string(concat!(
@@ -44,11 +47,14 @@ fn sample_exchanges() -> Vec<mirrorlab::capture::Exchange> {
         ("content-type", "application/json"),
         ("set-cookie", "session=s3cr3t-value; Path=/; HttpOnly"),
     ];
-    out.push(exchange(
+    // The client speaks HTTP/2 to the proxy; the primary's server answered in HTTP/1.0.
+    let mut primary = response_with(200, &set_cookie, body(r#"{"id":1}"#), 12);
+    primary.version = http::Version::HTTP_10;
+    let mut first = exchange(
         1,
         T0,
         "/reviews/1?lang=en&x",
-        ok(response_with(200, &set_cookie, body(r#"{"id":1}"#), 12)),
+        ok(primary),
         vec![
             sent(
                 "reviews/v2",
@@ -57,7 +63,9 @@ fn sample_exchanges() -> Vec<mirrorlab::capture::Exchange> {
             skipped("reviews/v3", SkipReason::NotSampled),
             sent_failed("reviews/v4", UpstreamErrorKind::Timeout),
         ],
-    ));
+    );
+    first.request.version = http::Version::HTTP_2;
+    out.push(first);
     out.push(exchange(
         2,
         T0 + 1,
@@ -155,9 +163,9 @@ fn har_is_valid_and_carries_shadows() {
     assert_eq!(shadows[1]["skipReason"], "not_sampled");
     assert_eq!(shadows[2]["outcome"], "failed");
     assert_eq!(shadows[2]["error"]["kind"], "timeout");
-    // The client got its answer in its own protocol; shadows answer the proxy in HTTP/1.1.
-    assert_eq!(e1["response"]["httpVersion"], e1["request"]["httpVersion"]);
-    assert_eq!(e1["response"]["httpVersion"], "HTTP/1.1");
+    // Each response carries the version its upstream spoke, whatever the client spoke.
+    assert_eq!(e1["request"]["httpVersion"], "HTTP/2.0");
+    assert_eq!(e1["response"]["httpVersion"], "HTTP/1.0");
     assert_eq!(shadows[0]["response"]["httpVersion"], "HTTP/1.1");
 
     // gzip decoded for display, binary as base64
@@ -325,4 +333,71 @@ fn har_file_and_errors() {
     )
     .expect_err("missing directory");
     assert!(err.to_string().contains("no/such/dir.har"), "{err}");
+}
+
+/// A server on 127.0.0.1 that answers every connection in HTTP/1.0 and closes it, as an
+/// old server does, whatever version the request came in.
+async fn http_1_0_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"old":true}"#;
+                let answer = format!(
+                    "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn har_responses_carry_the_version_their_upstream_spoke() {
+    let old = http_1_0_upstream().await;
+    let modern = common::TestUpstream::start("shadow", common::Reply::ok(r#"{"old":false}"#)).await;
+    let (proxy, cancel) = common::start_proxy(
+        common::FixedRoutes::new("reviews", old, &[(modern.addr, 1.0)], None),
+        mirrorlab::proxy::ProxySettings::default(),
+    );
+    // The client speaks HTTP/2 (cleartext) to the proxy.
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client");
+    let response = h2
+        .get(format!("http://{}/reviews/1", proxy.local_addr()))
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), r#"{"old":true}"#);
+    modern.wait_for(1, Duration::from_secs(5)).await;
+    let exchanges =
+        common::wait_for_exchanges(proxy.hub().store(), 1, Duration::from_secs(5)).await;
+    let har = serde_json::to_value(build_har(&exchanges, &HarOptions::default())).expect("HAR");
+    let entry = &har["log"]["entries"][0];
+    assert_eq!(entry["request"]["httpVersion"], "HTTP/2.0");
+    assert_eq!(entry["response"]["httpVersion"], "HTTP/1.0");
+    assert_eq!(
+        entry["_shadows"][0]["response"]["httpVersion"], "HTTP/1.1",
+        "{entry:#}"
+    );
+    cancel.cancel();
+    proxy.stopped().await;
 }

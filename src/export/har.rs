@@ -195,7 +195,7 @@ pub struct HarResponse {
     pub status: u16,
     /// Reason phrase.
     pub status_text: String,
-    /// Not captured for upstream responses: empty.
+    /// The version the upstream answered in (`HTTP/1.1`); empty when there was no response.
     pub http_version: String,
     /// Cookies from Set-Cookie headers.
     pub cookies: Vec<HarCookie>,
@@ -398,8 +398,13 @@ fn wire_len(body: &CapturedBody) -> i64 {
     i64::try_from(body.total_len).unwrap_or(i64::MAX)
 }
 
-/// `version`: the protocol the response came in, as HAR writes it (`HTTP/1.1`).
-fn har_response(r: &CapturedResponse, options: &HarOptions, version: &str) -> HarResponse {
+/// HAR's spelling of an HTTP version: `HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0`.
+fn har_version(version: http::Version) -> String {
+    format!("{version:?}")
+}
+
+/// The response with the HTTP version its upstream answered in.
+fn har_response(r: &CapturedResponse, options: &HarOptions) -> HarResponse {
     let decoded = decode_body(&r.body, &r.headers);
     let size = i64::try_from(decoded.bytes.len()).unwrap_or(i64::MAX);
     let compression = (decoded.encoding.is_some() && decoded.error.is_none() && !decoded.cut)
@@ -414,7 +419,7 @@ fn har_response(r: &CapturedResponse, options: &HarOptions, version: &str) -> Ha
     HarResponse {
         status: r.status.as_u16(),
         status_text: r.status.canonical_reason().unwrap_or("").to_owned(),
-        http_version: version.to_owned(),
+        http_version: har_version(r.version),
         cookies: response_cookies(&r.headers, options),
         headers: pairs(&r.headers, options),
         content: HarContent {
@@ -508,7 +513,7 @@ fn har_request(e: &Exchange, options: &HarOptions) -> HarRequest {
     HarRequest {
         method: req.method.as_str().to_owned(),
         url,
-        http_version: format!("{:?}", req.version),
+        http_version: har_version(req.version),
         cookies: request_cookies(&req.headers, options),
         headers: pairs(&req.headers, options),
         query_string,
@@ -518,23 +523,15 @@ fn har_request(e: &Exchange, options: &HarOptions) -> HarRequest {
     }
 }
 
-/// The protocol the proxy speaks to upstreams (primaries and shadows alike).
-const UPSTREAM_HTTP_VERSION: &str = "HTTP/1.1";
-
 fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
-    // The client got the primary's answer on its own connection, in its own protocol.
-    let client_version = format!("{:?}", e.request.version);
     let (response, time, t, error) = match e.primary.as_ref().map(|p| &p.outcome) {
-        Some(UpstreamOutcome::Response(r)) => (
-            har_response(r, options, &client_version),
-            millis(r.total),
-            timings(r),
-            None,
-        ),
+        Some(UpstreamOutcome::Response(r)) => {
+            (har_response(r, options), millis(r.total), timings(r), None)
+        }
         Some(UpstreamOutcome::Failed(f)) => (
             f.partial
                 .as_ref()
-                .map_or_else(no_response, |r| har_response(r, options, &client_version)),
+                .map_or_else(no_response, |r| har_response(r, options)),
             millis(f.elapsed),
             HarTimings {
                 send: 0.0,
@@ -574,16 +571,13 @@ fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
                     out.outcome = "response";
                     out.time = Some(millis(r.total));
                     out.timings = Some(timings(r));
-                    out.response = Some(har_response(r, options, UPSTREAM_HTTP_VERSION));
+                    out.response = Some(har_response(r, options));
                 }
                 ShadowOutcome::Sent(UpstreamOutcome::Failed(f)) => {
                     out.outcome = "failed";
                     out.time = Some(millis(f.elapsed));
                     out.error = Some(har_error(f));
-                    out.response = f
-                        .partial
-                        .as_ref()
-                        .map(|r| har_response(r, options, UPSTREAM_HTTP_VERSION));
+                    out.response = f.partial.as_ref().map(|r| har_response(r, options));
                 }
             }
             out

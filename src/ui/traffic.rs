@@ -964,6 +964,7 @@ mod tests {
                     body: CapturedBody::default(),
                     ttfb: Duration::from_millis(1),
                     total: Duration::from_millis(2),
+                    version: http::Version::HTTP_11,
                 }),
             }),
             shadows: Vec::new(),
