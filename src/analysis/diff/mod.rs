@@ -70,6 +70,8 @@ pub enum DiffKind {
     Changed,
     /// Present in both with different JSON types.
     TypeChanged,
+    /// An array with the same elements in another order (reported at the array).
+    OrderChanged,
 }
 
 impl DiffKind {
@@ -80,7 +82,18 @@ impl DiffKind {
             DiffKind::Removed => "removed",
             DiffKind::Changed => "changed",
             DiffKind::TypeChanged => "type_changed",
+            DiffKind::OrderChanged => "order_changed",
         }
+    }
+
+    /// True for a change of the place's shape (present on one side only, or another JSON
+    /// type), as opposed to a change of its value: a volatile field's values say nothing
+    /// about a candidate, its shape still does.
+    pub fn changes_shape(self) -> bool {
+        matches!(
+            self,
+            DiffKind::Added | DiffKind::Removed | DiffKind::TypeChanged
+        )
     }
 }
 
