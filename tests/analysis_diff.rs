@@ -471,7 +471,7 @@ fn status_difference_is_summarised() {
         &IgnoreRules::none(),
     );
     assert_eq!(d.status.map(|s| (s.primary, s.shadow)), Some((200, 500)));
-    assert_eq!(d.summary(), "status 200→500, 1 more differ");
+    assert_eq!(d.summary(), "status 200→500, 1 more differs");
     let d = diff_responses(
         &response(200, "{}", 1),
         &response(503, "{}", 1),

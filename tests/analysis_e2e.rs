@@ -230,8 +230,8 @@ async fn lab_analysis_report_and_har_from_real_traffic() {
     );
     let id = exchanges[0].id;
     assert_eq!(
-        snapshot.diff_summary(id).map(|s| s.headline()),
-        Some("3 fields differ".to_owned()),
-        "price, version and nonce (noise is only known across exchanges)"
+        snapshot.diff_headline(id),
+        Some("2 differ, 1 noise".to_owned()),
+        "price and version differ; nonce is noise (known across exchanges, applied to all)"
     );
 }

@@ -292,16 +292,11 @@ impl TrafficPanel {
     }
 }
 
-/// True when the analysis found that a shadow's response to exchange `id` differs from the
-/// primary's (status or fields, after ignore rules).
+/// True when the analysis found that a candidate's response to exchange `id` differs from
+/// the primary's in a real difference (status or fields, after ignore rules; noise alone
+/// does not count).
 pub fn differs(snapshot: Option<&AnalysisSnapshot>, id: u64) -> bool {
-    snapshot
-        .and_then(|s| s.diff_summary(id))
-        .is_some_and(|d| {
-            d.shadows.iter().any(|s| {
-                matches!(s.state, crate::analysis::ShadowState::Compared { status, differing_fields } if status.is_some() || differing_fields > 0)
-            })
-        })
+    snapshot.is_some_and(|s| s.differs_really(id))
 }
 
 /// The Traffic panel for one frame.
@@ -497,7 +492,7 @@ impl TrafficView<'_> {
                     row.col(|ui| {
                         let text = self
                             .snapshot
-                            .and_then(|s| s.diff_summary(e.id))
+                            .and_then(|s| s.diff_headline(e.id))
                             .map_or_else(
                                 || {
                                     if e.shadows.is_empty() {
@@ -506,7 +501,7 @@ impl TrafficView<'_> {
                                         "...".to_owned()
                                     }
                                 },
-                                |d| plain_arrows(&d.headline()),
+                                |d| plain_arrows(&d),
                             );
                         ui.label(text);
                     });

@@ -256,33 +256,47 @@ impl ResponseDiff {
     /// Field paths of the differences that are not ignored, for the aggregates; JSON places
     /// are given with array indexes as `*`, and each path appears once.
     pub fn field_paths(&self) -> Vec<FieldPath> {
+        self.field_changes().into_iter().map(|c| c.path).collect()
+    }
+
+    /// The differences that are not ignored, one per field path (as [`field_paths`]), each
+    /// saying whether the place changed its shape (type or presence) anywhere the path
+    /// covers, or only its value.
+    ///
+    /// [`field_paths`]: ResponseDiff::field_paths
+    pub fn field_changes(&self) -> Vec<FieldChange> {
         let mut out = Vec::new();
         if self.status.is_some_and(|s| !s.ignored) {
-            out.push(FieldPath::Status);
+            out.push(FieldChange::value(FieldPath::Status));
         }
         out.extend(
             self.headers
                 .iter()
                 .filter(|h| !h.ignored)
-                .map(|h| FieldPath::Header(h.name.clone())),
+                .map(|h| FieldChange {
+                    path: FieldPath::Header(h.name.clone()),
+                    shape: h.kind.changes_shape(),
+                }),
         );
         match &self.body.comparison {
             BodyComparison::Identical => {}
             BodyComparison::Json { differences } => {
                 for d in differences.iter().filter(|d| !d.ignored) {
-                    let p = if d.pointer.is_empty() {
+                    let path = if d.pointer.is_empty() {
                         FieldPath::Body
                     } else {
                         FieldPath::Json(d.field.clone())
                     };
-                    if !out.contains(&p) {
-                        out.push(p);
+                    let shape = d.kind.changes_shape();
+                    match out.iter_mut().find(|c: &&mut FieldChange| c.path == path) {
+                        Some(seen) => seen.shape |= shape,
+                        None => out.push(FieldChange { path, shape }),
                     }
                 }
             }
             BodyComparison::Text(_) | BodyComparison::Binary(_) => {
                 if !self.body.ignored {
-                    out.push(FieldPath::Body);
+                    out.push(FieldChange::value(FieldPath::Body));
                 }
             }
         }
@@ -302,19 +316,52 @@ impl ResponseDiff {
     }
 }
 
-/// The summary text shared by full diffs and the analyzer's per-exchange lookup.
-pub(crate) fn summarize(status: Option<StatusDiff>, differing_fields: usize) -> String {
-    if let Some(s) = status {
-        let others = differing_fields.saturating_sub(1);
-        if others == 0 {
-            return format!("status {}→{}", s.primary, s.shadow);
-        }
-        return format!("status {}→{}, {others} more differ", s.primary, s.shadow);
+/// One field where two responses differ, as the aggregates count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldChange {
+    /// Where.
+    pub path: FieldPath,
+    /// The place appeared, disappeared or changed its JSON type (somewhere the path
+    /// covers), rather than only changing its value.
+    pub shape: bool,
+}
+
+impl FieldChange {
+    /// A change of value only.
+    pub fn value(path: FieldPath) -> Self {
+        Self { path, shape: false }
     }
-    match differing_fields {
-        0 => "same".to_owned(),
-        1 => "1 field differs".to_owned(),
-        n => format!("{n} fields differ"),
+}
+
+/// The summary text of a full diff, which knows nothing of noise.
+pub(crate) fn summarize(status: Option<StatusDiff>, differing_fields: usize) -> String {
+    summarize_split(status, differing_fields, 0)
+}
+
+/// The summary text with real differences and noise apart: `same`, `3 fields differ`,
+/// `1 differs, 2 noise`, `2 noise`, `status 200→500, 1 more differs, 2 noise`. `status`
+/// is given only when the status difference is real, and is one of the `real` fields.
+pub(crate) fn summarize_split(status: Option<StatusDiff>, real: usize, noise: usize) -> String {
+    let noise_part = (noise > 0).then(|| format!("{noise} noise"));
+    let join = |head: String| match &noise_part {
+        Some(n) => format!("{head}, {n}"),
+        None => head,
+    };
+    if let Some(s) = status {
+        let head = format!("status {}→{}", s.primary, s.shadow);
+        return join(match real.saturating_sub(1) {
+            0 => head,
+            1 => format!("{head}, 1 more differs"),
+            n => format!("{head}, {n} more differ"),
+        });
+    }
+    match (real, noise_part) {
+        (0, None) => "same".to_owned(),
+        (0, Some(n)) => n,
+        (1, None) => "1 field differs".to_owned(),
+        (r, None) => format!("{r} fields differ"),
+        (1, Some(n)) => format!("1 differs, {n}"),
+        (r, Some(n)) => format!("{r} differ, {n}"),
     }
 }
 
@@ -403,6 +450,11 @@ impl<'a> PreparedResponse<'a> {
             response,
             json: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The captured response.
+    pub(crate) fn response(&self) -> &'a CapturedResponse {
+        self.response
     }
 
     /// The body as JSON, when it is a whole JSON document.
