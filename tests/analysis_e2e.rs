@@ -218,7 +218,12 @@ async fn lab_analysis_report_and_har_from_real_traffic() {
     // HAR of what the lab captured, per-exchange summaries for the traffic table
     let exchanges = captures.store().recent(usize::MAX);
     assert_eq!(exchanges.len() as u64, N);
-    let har = serde_json::to_string(&build_har(&exchanges, &HarOptions::default())).expect("HAR");
+    let har = serde_json::to_string(&build_har(
+        &exchanges,
+        &HarOptions::default(),
+        Some(&snapshot),
+    ))
+    .expect("HAR");
     assert!(!har.contains("e2e-secret"));
     let har: Value = serde_json::from_str(&har).expect("HAR JSON");
     let entries = har["log"]["entries"].as_array().expect("entries");
@@ -228,6 +233,15 @@ async fn lab_analysis_report_and_har_from_real_traffic() {
             .iter()
             .all(|e| e["_shadows"].as_array().is_some_and(|s| s.len() == 2))
     );
+    // The HAR carries the same split: price and version real, nonce noise.
+    let first = entries
+        .iter()
+        .find(|e| e["_exchangeId"] == exchanges[0].id)
+        .expect("the first exchange's entry");
+    let candidate = &first["_mirrorlab"]["diffs"][0];
+    assert_eq!(candidate["summary"], "2 differ, 1 noise", "{first:#}");
+    assert_eq!(candidate["noiseFields"], serde_json::json!(["/nonce"]));
+    assert_eq!(json["totals"]["exchange_differences"]["real"], N);
     let id = exchanges[0].id;
     assert_eq!(
         snapshot.diff_headline(id),

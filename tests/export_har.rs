@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use analysis_support::*;
 use bytes::Bytes;
+use mirrorlab::analysis::{AnalysisSettings, Analyzer};
 use mirrorlab::capture::{SkipReason, UpstreamErrorKind};
 use mirrorlab::export::har::{HarOptions, REDACTED, build_har, write_har, write_har_file};
 use serde_json::{Value, json};
@@ -132,7 +133,7 @@ fn sample_exchanges() -> Vec<mirrorlab::capture::Exchange> {
 fn har_is_valid_and_carries_shadows() {
     let exchanges = sample_exchanges();
     let mut buf = Vec::new();
-    write_har(&mut buf, &exchanges, &HarOptions::default()).expect("HAR written");
+    write_har(&mut buf, &exchanges, &HarOptions::default(), None).expect("HAR written");
     let har: Value = serde_json::from_slice(&buf).expect("HAR is JSON");
     let v = har_validator();
     let errs = errors(&v, &har);
@@ -217,8 +218,9 @@ fn har_is_valid_and_carries_shadows() {
 
 #[test]
 fn schema_rejects_what_har_forbids() {
-    let har: Value = serde_json::to_value(build_har(&sample_exchanges(), &HarOptions::default()))
-        .expect("value");
+    let har: Value =
+        serde_json::to_value(build_har(&sample_exchanges(), &HarOptions::default(), None))
+            .expect("value");
     let v = har_validator();
     let mut missing = har.clone();
     missing["log"]["entries"][0]["request"]
@@ -238,7 +240,7 @@ fn schema_rejects_what_har_forbids() {
 fn secrets_are_redacted_unless_asked_otherwise() {
     let exchanges = sample_exchanges();
     let redacted =
-        serde_json::to_string(&build_har(&exchanges, &HarOptions::default())).expect("json");
+        serde_json::to_string(&build_har(&exchanges, &HarOptions::default(), None)).expect("json");
     for secret in ["secret-token", "abc123", "s3cr3t-value"] {
         assert!(!redacted.contains(secret), "{secret} leaked into the HAR");
     }
@@ -285,6 +287,7 @@ fn secrets_are_redacted_unless_asked_otherwise() {
             redact: false,
             bodies: true,
         },
+        None,
     ))
     .expect("json");
     for secret in ["Bearer secret-token", "abc123", "s3cr3t-value"] {
@@ -306,6 +309,7 @@ fn har_file_and_errors() {
             redact: true,
             bodies: false,
         },
+        None,
     )
     .expect("written");
     let har: Value =
@@ -322,7 +326,10 @@ fn har_file_and_errors() {
         .map(std::sync::Arc::new)
         .collect();
     assert_eq!(
-        build_har(&shared, &HarOptions::default()).log.entries.len(),
+        build_har(&shared, &HarOptions::default(), None)
+            .log
+            .entries
+            .len(),
         5
     );
     let none: &[mirrorlab::capture::Exchange] = &[];
@@ -330,6 +337,7 @@ fn har_file_and_errors() {
         &dir.path().join("no/such/dir.har"),
         none,
         &HarOptions::default(),
+        None,
     )
     .expect_err("missing directory");
     assert!(err.to_string().contains("no/such/dir.har"), "{err}");
@@ -390,7 +398,8 @@ async fn har_responses_carry_the_version_their_upstream_spoke() {
     modern.wait_for(1, Duration::from_secs(5)).await;
     let exchanges =
         common::wait_for_exchanges(proxy.hub().store(), 1, Duration::from_secs(5)).await;
-    let har = serde_json::to_value(build_har(&exchanges, &HarOptions::default())).expect("HAR");
+    let har =
+        serde_json::to_value(build_har(&exchanges, &HarOptions::default(), None)).expect("HAR");
     let entry = &har["log"]["entries"][0];
     assert_eq!(entry["request"]["httpVersion"], "HTTP/2.0");
     assert_eq!(entry["response"]["httpVersion"], "HTTP/1.0");
@@ -400,4 +409,64 @@ async fn har_responses_carry_the_version_their_upstream_spoke() {
     );
     cancel.cancel();
     proxy.stopped().await;
+}
+
+#[test]
+fn har_entries_carry_each_mirrors_real_and_noise_differences() {
+    // v2 changes `stars` (real) and, like the baseline, `nonce` (noise: the baseline
+    // differs there in every exchange); the baseline's own differences are all noise.
+    let mut a = Analyzer::new(AnalysisSettings::default());
+    let mut exchanges = Vec::new();
+    for i in 0..10u64 {
+        let body = |stars: u64, nonce: &str| format!(r#"{{"stars":{stars},"nonce":"{nonce}{i}"}}"#);
+        let stars = if i == 9 { 5 } else { 4 };
+        exchanges.push(exchange(
+            i,
+            T0 + i,
+            &format!("/reviews/{i}"),
+            ok(response(200, body(5, "p"), 10)),
+            vec![
+                sent("reviews/v2", response(200, body(stars, "c"), 12)),
+                sent("reviews/v1", response(200, body(5, "b"), 11)),
+                skipped("reviews/v3", SkipReason::NotSampled),
+            ],
+        ));
+    }
+    for e in &exchanges {
+        a.ingest(e);
+    }
+    let snapshot = a.snapshot();
+    let har = serde_json::to_value(build_har(
+        &exchanges,
+        &HarOptions::default(),
+        Some(&snapshot),
+    ))
+    .expect("HAR");
+    assert!(errors(&har_validator(), &har).is_empty());
+    let entries = har["log"]["entries"].as_array().expect("entries");
+    assert_eq!(
+        entries[0]["_mirrorlab"]["diffs"],
+        json!([
+            {
+                "target": "reviews/v2", "baseline": false, "state": "compared",
+                "summary": "1 differs, 1 noise", "realDifferences": 1, "noiseDifferences": 1,
+                "realFields": ["/stars"], "noiseFields": ["/nonce"]
+            },
+            {
+                "target": "reviews/v1", "baseline": true, "state": "compared",
+                "summary": "1 noise", "realDifferences": 0, "noiseDifferences": 1,
+                "realFields": [], "noiseFields": ["/nonce"]
+            },
+            {
+                "target": "reviews/v3", "baseline": false, "state": "skipped",
+                "summary": "skipped: not_sampled", "realDifferences": 0, "noiseDifferences": 0,
+                "realFields": [], "noiseFields": []
+            }
+        ])
+    );
+    assert_eq!(entries[9]["_mirrorlab"]["diffs"][0]["summary"], "1 noise");
+    // Without the analysis (or for an exchange it no longer keeps) there is no extension.
+    let plain =
+        serde_json::to_value(build_har(&exchanges, &HarOptions::default(), None)).expect("HAR");
+    assert!(plain["log"]["entries"][0].get("_mirrorlab").is_none());
 }

@@ -1,7 +1,8 @@
 //! HAR 1.2 export of captured exchanges (`mirrorlab run --har FILE` and the app's
 //! "Save HAR"). Each exchange is one entry: the client's request and the primary's
 //! response; its mirror records go in the custom `_shadows` field (HAR allows fields that
-//! start with `_`). Secrets are redacted unless the caller asks otherwise.
+//! start with `_`), and, given the analysis, how each mirror's differences count (real
+//! and noise apart) in `_mirrorlab`. Secrets are redacted unless the caller asks otherwise.
 
 use std::borrow::Borrow;
 use std::io::Write;
@@ -12,6 +13,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::analysis::diff::decode_body;
+use crate::analysis::{AnalysisSnapshot, FieldClass, ShadowState};
 use crate::capture::{
     CapturedBody, CapturedResponse, Exchange, ShadowOutcome, UpstreamFailure, UpstreamOutcome,
 };
@@ -297,6 +299,40 @@ pub struct HarEntry {
     /// Mirror records, in config order.
     #[serde(rename = "_shadows")]
     pub shadows: Vec<HarShadow>,
+    /// The analysis of this exchange, when the HAR was written with one.
+    #[serde(rename = "_mirrorlab", skip_serializing_if = "Option::is_none")]
+    pub mirrorlab: Option<HarAnalysis>,
+}
+
+/// `_mirrorlab`: how the analysis counts this exchange's differences.
+#[derive(Debug, Clone, Serialize)]
+pub struct HarAnalysis {
+    /// One entry per mirror record, in config order.
+    pub diffs: Vec<HarShadowDiff>,
+}
+
+/// One mirror's differences from the primary, real and noise apart, by the verdicts the
+/// analysis had reached when the HAR was written.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarShadowDiff {
+    /// Mirror destination label.
+    pub target: String,
+    /// The mirror is a baseline (the primary's own destination): its differences are noise.
+    pub baseline: bool,
+    /// `compared`, `primary_failed`, `failed` or `skipped`.
+    pub state: &'static str,
+    /// As the Traffic list shows it: `1 differs, 2 noise`.
+    pub summary: String,
+    /// Real differences (fields, the status among them).
+    pub real_differences: u32,
+    /// Differences that are noise.
+    pub noise_differences: u32,
+    /// The fields that differ really (`status`, `header:NAME`, `body`, JSON Pointers with
+    /// `*` for indexes); a field beyond the analysis' bound is counted but not named.
+    pub real_fields: Vec<String>,
+    /// The fields whose differences are noise.
+    pub noise_fields: Vec<String>,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -523,7 +559,47 @@ fn har_request(e: &Exchange, options: &HarOptions) -> HarRequest {
     }
 }
 
-fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
+/// `_mirrorlab` of one exchange, when the analysis still keeps its summary.
+fn har_analysis(e: &Exchange, analysis: &AnalysisSnapshot) -> Option<HarAnalysis> {
+    let summary = analysis.diff_summary(e.id)?;
+    let verdicts = &analysis.verdicts;
+    let diffs = summary
+        .shadows
+        .iter()
+        .map(|s| {
+            let split = s.split(verdicts).unwrap_or_default();
+            let (mut real_fields, mut noise_fields) = (Vec::new(), Vec::new());
+            if let ShadowState::Compared { fields, .. } = &s.state {
+                for (field, class) in verdicts.classify(fields) {
+                    let name = field.map(ToString::to_string);
+                    match (class, name) {
+                        (FieldClass::Real, Some(n)) => real_fields.push(n),
+                        (FieldClass::Noise, Some(n)) => noise_fields.push(n),
+                        _ => {}
+                    }
+                }
+            }
+            HarShadowDiff {
+                target: s.target.to_string(),
+                baseline: s.baseline,
+                state: match s.state {
+                    ShadowState::Compared { .. } => "compared",
+                    ShadowState::PrimaryFailed => "primary_failed",
+                    ShadowState::Failed(_) => "failed",
+                    ShadowState::Skipped(_) => "skipped",
+                },
+                summary: s.text(verdicts),
+                real_differences: split.real,
+                noise_differences: split.noise,
+                real_fields,
+                noise_fields,
+            }
+        })
+        .collect();
+    Some(HarAnalysis { diffs })
+}
+
+fn har_entry(e: &Exchange, options: &HarOptions, analysis: Option<&AnalysisSnapshot>) -> HarEntry {
     let (response, time, t, error) = match e.primary.as_ref().map(|p| &p.outcome) {
         Some(UpstreamOutcome::Response(r)) => {
             (har_response(r, options), millis(r.total), timings(r), None)
@@ -600,12 +676,17 @@ fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
         primary_endpoint: e.primary.as_ref().map(|p| p.endpoint.clone()),
         error,
         shadows,
+        mirrorlab: analysis.and_then(|a| har_analysis(e, a)),
     }
 }
 
 /// Builds the HAR document for `exchanges` (owned, or `Arc`s from the capture store), in
-/// the order given.
-pub fn build_har<E: Borrow<Exchange>>(exchanges: &[E], options: &HarOptions) -> Har {
+/// the order given; with `analysis`, each entry carries its differences in `_mirrorlab`.
+pub fn build_har<E: Borrow<Exchange>>(
+    exchanges: &[E],
+    options: &HarOptions,
+    analysis: Option<&AnalysisSnapshot>,
+) -> Har {
     Har {
         log: HarLog {
             version: "1.2",
@@ -615,27 +696,29 @@ pub fn build_har<E: Borrow<Exchange>>(exchanges: &[E], options: &HarOptions) -> 
             },
             entries: exchanges
                 .iter()
-                .map(|e| har_entry(e.borrow(), options))
+                .map(|e| har_entry(e.borrow(), options, analysis))
                 .collect(),
         },
     }
 }
 
-/// Writes `exchanges` as HAR 1.2 JSON to `writer`.
+/// Writes `exchanges` as HAR 1.2 JSON to `writer` (see [`build_har`]).
 pub fn write_har<W: Write, E: Borrow<Exchange>>(
     writer: W,
     exchanges: &[E],
     options: &HarOptions,
+    analysis: Option<&AnalysisSnapshot>,
 ) -> Result<(), HarError> {
-    serde_json::to_writer_pretty(writer, &build_har(exchanges, options))?;
+    serde_json::to_writer_pretty(writer, &build_har(exchanges, options, analysis))?;
     Ok(())
 }
 
-/// Writes `exchanges` as a HAR 1.2 file at `path`.
+/// Writes `exchanges` as a HAR 1.2 file at `path` (see [`build_har`]).
 pub fn write_har_file<E: Borrow<Exchange>>(
     path: &Path,
     exchanges: &[E],
     options: &HarOptions,
+    analysis: Option<&AnalysisSnapshot>,
 ) -> Result<(), HarError> {
     let io_err = |source| HarError::Io {
         path: path.to_owned(),
@@ -643,6 +726,6 @@ pub fn write_har_file<E: Borrow<Exchange>>(
     };
     let file = std::fs::File::create(path).map_err(io_err)?;
     let mut w = std::io::BufWriter::new(file);
-    write_har(&mut w, exchanges, options)?;
+    write_har(&mut w, exchanges, options, analysis)?;
     w.flush().map_err(io_err)
 }
