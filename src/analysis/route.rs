@@ -207,7 +207,14 @@ impl RouteAccumulator {
             cx.rules,
             diff::Detail::Paths,
         );
-        let changes = d.field_changes();
+        let mut changes = d.field_changes();
+        if d.status.is_some_and(|s| !s.ignored) {
+            // An answer with another status (an error page) has other fields: their
+            // presence and types follow from the status, which is its own difference.
+            for c in &mut changes {
+                c.shape = false;
+            }
+        }
         let diffs = match self.endpoints.get_mut(endpoint) {
             Some(e) => e,
             None => self.endpoints.entry(endpoint.to_owned()).or_default(),

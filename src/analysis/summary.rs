@@ -198,6 +198,20 @@ impl ShadowSummary {
         })
     }
 
+    /// The fields this mirror differed at, each with how it counts, as far as the table
+    /// names them (a field beyond its bound is counted in [`split`] but not named here).
+    ///
+    /// [`split`]: ShadowSummary::split
+    pub fn classified_fields(&self, verdicts: &VerdictTable) -> Vec<(FieldPath, FieldClass)> {
+        let ShadowState::Compared { fields, .. } = &self.state else {
+            return Vec::new();
+        };
+        verdicts
+            .classify(fields)
+            .filter_map(|(field, class)| field.map(|f| (f.clone(), class)))
+            .collect()
+    }
+
     /// `same`, `status 200→500`, `3 fields differ`, `1 differs, 2 noise`, `failed: timeout`,
     /// `skipped: no_slot`.
     pub fn text(&self, verdicts: &VerdictTable) -> String {

@@ -569,14 +569,11 @@ fn har_analysis(e: &Exchange, analysis: &AnalysisSnapshot) -> Option<HarAnalysis
         .map(|s| {
             let split = s.split(verdicts).unwrap_or_default();
             let (mut real_fields, mut noise_fields) = (Vec::new(), Vec::new());
-            if let ShadowState::Compared { fields, .. } = &s.state {
-                for (field, class) in verdicts.classify(fields) {
-                    let name = field.map(ToString::to_string);
-                    match (class, name) {
-                        (FieldClass::Real, Some(n)) => real_fields.push(n),
-                        (FieldClass::Noise, Some(n)) => noise_fields.push(n),
-                        _ => {}
-                    }
+            for (field, class) in s.classified_fields(verdicts) {
+                match class {
+                    FieldClass::Real => real_fields.push(field.to_string()),
+                    FieldClass::Noise => noise_fields.push(field.to_string()),
+                    FieldClass::Ignored => {}
                 }
             }
             HarShadowDiff {
