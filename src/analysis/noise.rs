@@ -101,7 +101,15 @@ impl Comparisons {
 
     fn record(&mut self, changes: &[FieldChange], exchange_id: u64, samples: usize) -> FieldRefs {
         self.compared += 1;
-        let mut refs = Vec::with_capacity(changes.len());
+        // On the stack for the usual handful of fields.
+        let (mut small, mut large) = ([0u16; 16], Vec::new());
+        let refs: &mut [u16] = if changes.len() <= small.len() {
+            &mut small
+        } else {
+            large.resize(changes.len(), 0);
+            &mut large
+        };
+        let mut n = 0;
         for c in changes {
             let i = match self.index.get(&c.path) {
                 Some(i) => *i,
@@ -123,9 +131,12 @@ impl Comparisons {
             if entry.samples.len() < samples {
                 entry.samples.push(exchange_id);
             }
-            refs.push(if c.shape { i | SHAPE_BIT } else { i });
+            if let Some(r) = refs.get_mut(n) {
+                *r = if c.shape { i | SHAPE_BIT } else { i };
+                n += 1;
+            }
         }
-        FieldRefs::new(self.slot, refs)
+        FieldRefs::new(self.slot, refs.get(..n).unwrap_or(&[]))
     }
 
     fn counts(&self, field: &FieldPath) -> FieldCounts {

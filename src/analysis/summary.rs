@@ -17,17 +17,54 @@ const CHUNK: usize = 256;
 /// Which fields of the diff table one comparison differed at: the comparison's slot in
 /// the [`VerdictTable`] and each field's index there (with [`SHAPE_BIT`] set for a change
 /// of type or presence). Fields beyond the table's bound are not listed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// A few fields are kept inline, more are shared: a summary is made for every exchange and
+/// copied into each of the 30 snapshots a second, and neither should allocate for the
+/// usual handful of differing fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldRefs {
     slot: u32,
-    fields: Box<[u16]>,
+    list: RefList,
+}
+
+/// Field indexes kept inline up to this many.
+const INLINE_REFS: usize = 7;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RefList {
+    Inline(u8, [u16; INLINE_REFS]),
+    Shared(Arc<[u16]>),
+}
+
+impl Default for FieldRefs {
+    fn default() -> Self {
+        Self {
+            slot: 0,
+            list: RefList::Inline(0, [0; INLINE_REFS]),
+        }
+    }
 }
 
 impl FieldRefs {
-    pub(crate) fn new(slot: u32, fields: Vec<u16>) -> Self {
-        Self {
-            slot,
-            fields: fields.into_boxed_slice(),
+    /// Refs of comparison `slot` from its field indexes.
+    pub(crate) fn new(slot: u32, refs: &[u16]) -> Self {
+        let list = match u8::try_from(refs.len()) {
+            Ok(len) if refs.len() <= INLINE_REFS => {
+                let mut items = [0; INLINE_REFS];
+                for (item, r) in items.iter_mut().zip(refs) {
+                    *item = *r;
+                }
+                RefList::Inline(len, items)
+            }
+            _ => RefList::Shared(refs.into()),
+        };
+        Self { slot, list }
+    }
+
+    fn as_slice(&self) -> &[u16] {
+        match &self.list {
+            RefList::Inline(len, items) => items.get(..usize::from(*len)).unwrap_or(&[]),
+            RefList::Shared(refs) => refs,
         }
     }
 }
@@ -106,7 +143,7 @@ impl VerdictTable {
         let slot = usize::try_from(refs.slot)
             .ok()
             .and_then(|i| self.slots.get(i));
-        refs.fields.iter().map(move |r| {
+        refs.as_slice().iter().map(move |r| {
             let shape = r & SHAPE_BIT != 0;
             let verdict = slot.and_then(|s| s.get(usize::from(r & !SHAPE_BIT)));
             match verdict {

@@ -30,12 +30,12 @@ const MAX_KEPT_ANSWER: usize = 256 * 1024;
 
 /// Repeats of an endpoint compared one by one before sampling starts: enough to tell a
 /// volatile field (4 changes in 4 already are) with room to spare.
-const COMPARE_ALL_FIRST: u64 = 100;
+const COMPARE_ALL_FIRST: u64 = 64;
 
 /// After the first [`COMPARE_ALL_FIRST`], one repeat in this many is compared: evidence
-/// keeps coming (a field that starts changing later is still found) at a thirty-second of
+/// keeps coming (a field that starts changing later is still found) at a sixty-fourth of
 /// the cost of comparing every answer twice.
-const COMPARE_ONE_IN: u64 = 32;
+const COMPARE_ONE_IN: u64 = 64;
 
 /// Request headers that differ between otherwise identical requests and say nothing about
 /// the answer: request and trace ids (W3C, B3, Envoy, cloud load balancers), and framing.
@@ -75,9 +75,10 @@ impl RequestKey {
         if request.body.truncated {
             return None;
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (route_slot, request.method.as_str(), &request.uri).hash(&mut h);
-        request.body.bytes.hash(&mut h);
+        let mut h = KeyHash(u64::try_from(route_slot).unwrap_or(u64::MAX));
+        h.bytes(request.method.as_str().as_bytes());
+        h.bytes(request.uri.as_bytes());
+        h.bytes(&request.body.bytes);
         // Summed per header, so header order does not matter; repeated headers keep
         // their own values each.
         let headers = request
@@ -85,12 +86,42 @@ impl RequestKey {
             .iter()
             .filter(|(name, _)| !PER_REQUEST_HEADERS.contains(&name.as_str()))
             .fold(0u64, |sum, (name, value)| {
-                let mut e = std::collections::hash_map::DefaultHasher::new();
-                (name.as_str(), value.as_bytes()).hash(&mut e);
-                sum.wrapping_add(e.finish())
+                let mut e = KeyHash(0);
+                e.bytes(name.as_str().as_bytes());
+                e.bytes(value.as_bytes());
+                sum.wrapping_add(e.0)
             });
-        headers.hash(&mut h);
-        Some(Self(h.finish()))
+        h.word(headers);
+        Some(Self(h.0))
+    }
+}
+
+/// A fast 64-bit hash (the multiply-rotate of rustc's FxHasher), eight bytes a step: a
+/// key is computed for every exchange, and a rare collision only compares two different
+/// requests' answers once.
+struct KeyHash(u64);
+
+impl KeyHash {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(Self::SEED);
+    }
+
+    /// The bytes, then their length (so `ab`,`c` and `a`,`bc` differ).
+    fn bytes(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.word(u64::from_le_bytes(w));
+        }
+        let mut w = [0u8; 8];
+        for (d, b) in w.iter_mut().zip(chunks.remainder()) {
+            *d = *b;
+        }
+        self.word(u64::from_le_bytes(w));
+        self.word(bytes.len() as u64);
     }
 }
 
@@ -101,18 +132,47 @@ struct Kept {
     bytes: usize,
 }
 
-fn answer_bytes(r: &CapturedResponse) -> usize {
-    r.body.bytes.len()
-        + r.headers
+impl Kept {
+    fn new(r: &CapturedResponse) -> Self {
+        let headers: usize = r
+            .headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum::<usize>()
+            .sum();
+        Self {
+            // Kept for as long as the request may repeat: its headers are copied, its
+            // body shares the capture's bytes.
+            answer: r.clone(),
+            bytes: r.body.bytes.len() + headers,
+        }
+    }
+}
+
+/// A [`RequestKey`] is a hash already: the maps use it as it is.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (RequestKey's derived Hash); fold anything else in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// One generation of kept answers.
 #[derive(Debug, Default)]
 struct Generation {
-    answers: HashMap<RequestKey, Kept>,
+    answers: HashMap<RequestKey, Kept, std::hash::BuildHasherDefault<KeyHasher>>,
     bytes: usize,
 }
 
@@ -173,6 +233,9 @@ impl PrimaryAnswers {
     /// Takes the primary's `answer` to the request `key` into account: compares it with the
     /// last answer to the same request when `counts` says this repeat is to be compared,
     /// and keeps it as the last answer.
+    ///
+    /// (Keeping the parsed body as well, to spare the earlier answer's parse, measured
+    /// slower on the analysis benchmark: the documents held cost more than the parses.)
     pub(crate) fn observe(
         &mut self,
         key: RequestKey,
@@ -193,25 +256,17 @@ impl PrimaryAnswers {
             }
         }
         let response = answer.response();
-        let bytes = answer_bytes(response);
-        let last = self.take(&key);
-        if bytes > MAX_KEPT_ANSWER {
-            return;
-        }
-        if let Some(last) = last
+        if let Some(last) = self.take(&key)
             && last.answer.status == response.status
         {
             let before = PreparedResponse::new(&last.answer, "earlier primary");
             let d = diff::diff_prepared(&before, answer, rules, diff::Detail::Paths);
             counts.record(&d.field_changes());
         }
-        self.keep(
-            key,
-            Kept {
-                answer: response.clone(),
-                bytes,
-            },
-        );
+        let kept = Kept::new(response);
+        if kept.bytes <= MAX_KEPT_ANSWER {
+            self.keep(key, kept);
+        }
     }
 }
 

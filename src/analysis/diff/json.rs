@@ -155,12 +155,22 @@ fn diff_same_length(
         return; // called for two arrays only
     };
     let start = out.len();
-    let mut moved: Vec<usize> = Vec::new();
+    // The first element that differs is kept aside, so that an array with one changed
+    // element (which cannot be a reordering) allocates nothing.
+    let (mut first, mut moved): (Option<usize>, Vec<usize>) = (None, Vec::new());
     for (i, (pv, sv)) in pa.iter().zip(sa).enumerate() {
         let before = out.len();
         diff_element(Some((i, pv)), Some((i, sv)), pointer, field, rules, out);
         if out.len() > before {
-            moved.push(i);
+            match first {
+                None => first = Some(i),
+                Some(f) => {
+                    if moved.is_empty() {
+                        moved.push(f);
+                    }
+                    moved.push(i);
+                }
+            }
         }
     }
     if moved.len() >= 2 && is_permutation(pa, sa, &moved) {
