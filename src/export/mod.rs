@@ -1,6 +1,7 @@
 //! Exports of captured traffic and analysis: the JSON report and HAR.
 
 pub mod har;
+mod har_analysis;
 pub mod report;
 
 pub use har::{HarError, HarOptions, build_har, write_har, write_har_file};
