@@ -117,6 +117,7 @@ fn exchanges(n: u64, with_baseline: bool) -> Vec<Exchange> {
                     route_name: None,
                     match_index: None,
                     match_summary: String::new(),
+                    ..Default::default()
                 }),
                 request: CapturedRequest {
                     method: http::Method::GET,
@@ -135,6 +136,8 @@ fn exchanges(n: u64, with_baseline: bool) -> Vec<Exchange> {
                     )),
                 }),
                 shadows,
+                forwarded: None,
+                flags: Default::default(),
             }
         })
         .collect()

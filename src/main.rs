@@ -81,6 +81,17 @@ enum Command {
         /// (default: one per two CPUs, up to 4).
         #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
         workers: usize,
+        /// Labels of the client workload whose sidecar the lab plays, as `k=v,k=v`; match
+        /// blocks with `sourceLabels` are tested against them (default: none).
+        #[arg(long, value_name = "LABELS", value_parser = parse_labels, default_value = "")]
+        source_labels: LabelList,
+        /// Namespace of the client workload (`sourceNamespace` is tested against it).
+        #[arg(long, value_name = "NS", default_value = "default")]
+        source_namespace: String,
+        /// Act as this Gateway (`NAMESPACE/NAME`) instead of a sidecar: VirtualServices
+        /// bound to it apply, and those bound only to `mesh` do not.
+        #[arg(long, value_name = "NS/NAME", value_parser = parse_gateway)]
+        gateway: Option<String>,
     },
     /// Start demo upstream services at the addresses CONFIG's ServiceEntries name.
     Demo {
@@ -97,6 +108,24 @@ enum Command {
         host: Option<String>,
     },
 }
+
+fn parse_labels(text: &str) -> Result<LabelList, String> {
+    mirrorlab::routing::workload::parse_labels(text)
+        .map(LabelList)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_gateway(text: &str) -> Result<String, String> {
+    match mirrorlab::routing::workload::parse_gateway(text) {
+        Ok(Some(gateway)) => Ok(gateway),
+        Ok(None) => Err("the gateway is empty; write NAMESPACE/NAME".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--source-labels app=productpage,version=v1`, in the order given.
+#[derive(Debug, Clone, Default)]
+struct LabelList(mirrorlab::config::model::OrderedMap<String>);
 
 /// Logs go to stderr through `tracing`; RUST_LOG overrides the default level (info).
 fn init_logging() {
@@ -148,6 +177,9 @@ fn main() -> ExitCode {
             seed,
             shadow_host_suffix,
             workers,
+            source_labels,
+            source_namespace,
+            gateway,
         }) => {
             init_logging();
             let duration = match duration.map(Duration::try_from_secs_f64).transpose() {
@@ -170,6 +202,11 @@ fn main() -> ExitCode {
                 seed,
                 shadow_host_suffix,
                 workers,
+                workload: mirrorlab::routing::Workload {
+                    labels: source_labels.0,
+                    namespace: source_namespace,
+                    gateway,
+                },
             };
             report_failure(on_runtime(|handle| async move {
                 Ok(mirrorlab::lab::headless::run(handle, options).await?)

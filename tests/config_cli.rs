@@ -32,6 +32,7 @@ fn clean_samples_pass_with_no_diagnostics() {
         "reviews-v2-destination-rule.yaml",
         "reviews-mirrors-two-shadows.yaml",
         "reviews-mirrors-baseline.yaml",
+        "reviews-route-actions.yaml",
     ] {
         let (code, out) = check(&[sample(name)]);
         assert_eq!(code, 0, "{name}:\n{out}");

@@ -234,6 +234,14 @@ async fn get(proxy: &Proxy) -> (u16, String, Duration) {
     (status, body, started.elapsed())
 }
 
+/// The response flags of the last exchange captured.
+fn last_flags(proxy: &Proxy) -> String {
+    let exchanges = proxy.hub().store().recent(1);
+    exchanges
+        .last()
+        .map_or_else(String::new, |e| e.flags.to_string())
+}
+
 async fn primary_failure(proxy: &Proxy) -> mirrorlab::capture::UpstreamFailure {
     let exchanges =
         common::wait_for_exchanges(proxy.hub().store(), 1, Duration::from_secs(5)).await;
@@ -250,19 +258,21 @@ async fn a_slow_primary_gives_504_at_the_route_timeout() {
         TestUpstream::start("primary", Reply::ok("late").delay(Duration::from_secs(5))).await;
     let proxy = proxy_to_primary(primary.addr).await;
     let (status, body, took) = get(&proxy).await;
+    // router.cc onResponseTimeout: 504, "upstream request timeout", flag UT.
     assert_eq!(status, 504, "{body}");
-    assert!(
-        body.contains("reviews/primary") && body.contains("timed out"),
-        "{body}"
-    );
+    assert_eq!(body, "upstream request timeout");
     assert!(
         took >= ROUTE_TIMEOUT && took < ROUTE_TIMEOUT * 3,
         "{took:?}"
     );
-    assert_eq!(
-        primary_failure(&proxy).await.kind,
-        UpstreamErrorKind::Timeout
+    let failure = primary_failure(&proxy).await;
+    assert_eq!(failure.kind, UpstreamErrorKind::Timeout);
+    assert!(
+        failure.detail.contains("route timeout"),
+        "{}",
+        failure.detail
     );
+    assert_eq!(last_flags(&proxy), "UT");
     nothing_in_flight(proxy).await;
 }
 
@@ -284,19 +294,26 @@ async fn a_hung_primary_gives_504_at_the_route_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_primary_answering_garbage_gives_502_naming_the_upstream() {
+async fn a_primary_answering_garbage_gives_502_upe_and_the_capture_names_the_endpoint() {
     let primary = FaultyUpstream::start(Fault::Garbage).await;
     let proxy = proxy_to_primary(primary.addr).await;
     let (status, body, _) = get(&proxy).await;
+    // router.cc onUpstreamReset: a protocol error is the one reset answered 502 (UPE).
     assert_eq!(status, 502, "{body}");
-    assert!(
-        body.contains("reviews/primary") && body.contains(&primary.addr.to_string()),
-        "{body}"
+    assert_eq!(
+        body,
+        "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
     );
     assert_eq!(
         primary_failure(&proxy).await.kind,
         UpstreamErrorKind::Protocol
     );
+    let exchanges = proxy.hub().store().recent(1);
+    let exchange = exchanges.last().expect("captured");
+    let record = exchange.primary.as_ref().expect("routed");
+    assert_eq!(record.endpoint, primary.addr.to_string());
+    assert_eq!(record.target.as_ref(), "reviews/primary");
+    assert_eq!(exchange.flags.to_string(), "UPE");
     nothing_in_flight(proxy).await;
 }
 

@@ -91,22 +91,41 @@ async fn primary_answer_streams_back_with_hop_by_hop_fields_removed() {
 }
 
 #[tokio::test]
-async fn upstream_failures_map_to_503_502_504_with_a_short_body() {
+async fn upstream_failures_are_answered_as_envoy_does_503_uf_503_uc_504_ut() {
     let refusing = refusing_addr();
     let (resetting, stop_resetting) = resetting_upstream().await;
     let slow = TestUpstream::start("slow", Reply::ok("late").delay(Duration::from_secs(3))).await;
+    // Envoy's answers (router.cc onUpstreamReset / onResponseTimeout, flag names from
+    // stream_info/utility.h): a refused connection 503 UF, a close before the response head
+    // 503 UC (not 502), the route timeout 504 UT.
+    let reset = "upstream connect error or disconnect/reset before headers. reset reason:";
     let cases = [
-        (refusing, None, 503, "refused", UpstreamErrorKind::Refused),
-        (resetting, None, 502, "reset", UpstreamErrorKind::Reset),
+        (
+            refusing,
+            None,
+            503,
+            format!("{reset} remote connection failure"),
+            UpstreamErrorKind::Refused,
+            "UF",
+        ),
+        (
+            resetting,
+            None,
+            503,
+            format!("{reset} connection termination"),
+            UpstreamErrorKind::Reset,
+            "UC",
+        ),
         (
             slow.addr,
             Some(Duration::from_millis(200)),
             504,
-            "timed out",
+            "upstream request timeout".to_owned(),
             UpstreamErrorKind::Timeout,
+            "UT",
         ),
     ];
-    for (addr, timeout, status, word, kind) in cases {
+    for (addr, timeout, status, envoy_body, kind, flag) in cases {
         let (proxy, cancel) = common::start_proxy(
             FixedRoutes::new("reviews", addr, &[], timeout),
             ProxySettings::default(),
@@ -117,24 +136,25 @@ async fn upstream_failures_map_to_503_502_504_with_a_short_body() {
             .send()
             .await
             .expect("proxy answers");
-        assert_eq!(response.status(), status, "upstream {word}");
+        assert_eq!(response.status(), status, "upstream {kind:?}");
+        assert_eq!(response.headers()["server"], "envoy");
+        assert_eq!(response.headers()["content-type"], "text/plain");
         let body = response.text().await.expect("body");
-        assert!(
-            body.contains("reviews/primary"),
-            "body names the upstream: {body}"
-        );
-        assert!(
-            body.contains(&addr.to_string()),
-            "body names the endpoint: {body}"
-        );
-        assert!(body.contains(word), "body says why: {body}");
-        assert!(body.len() < 400, "short body: {body}");
+        assert_eq!(body, envoy_body);
 
         let exchanges = common::wait_for_exchanges(proxy.hub().store(), 1, WAIT).await;
-        match &exchanges[0].primary.as_ref().expect("primary").outcome {
+        let primary = exchanges[0].primary.as_ref().expect("primary");
+        assert_eq!(primary.target.as_ref(), "reviews/primary");
+        assert_eq!(
+            primary.endpoint,
+            addr.to_string(),
+            "the capture names the endpoint"
+        );
+        match &primary.outcome {
             UpstreamOutcome::Failed(failure) => assert_eq!(failure.kind, kind),
             other => panic!("expected a {kind:?} failure, got {other:?}"),
         }
+        assert_eq!(exchanges[0].flags.to_string(), flag);
         assert_eq!(proxy.counters().primary_errors, 1);
         cancel.cancel();
         proxy.stopped().await;

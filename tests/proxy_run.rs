@@ -197,3 +197,86 @@ async fn run_refuses_a_broken_config_at_start_with_its_diagnostics() {
     );
     assert!(output.stdout.is_empty(), "never said it was listening");
 }
+
+/// A canary route for productpage's sidecar, and a redirect route: `mirrorlab run
+/// --source-labels` plays that workload, and the report counts what answered.
+const CANARY: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new}
+  - match: [{sourceLabels: {app: productpage}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_plays_the_source_workload_it_is_given_and_reports_actions() {
+    let mesh = Mesh::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("reviews.yaml");
+    let report = dir.path().join("report.json");
+    std::fs::write(&config, mesh.yaml(CANARY)).expect("write config");
+    let common::RunChild {
+        mut child, addr, ..
+    } = common::spawn_run([
+        config.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--duration".as_ref(),
+        "3".as_ref(),
+        "--source-labels".as_ref(),
+        "app=productpage,version=v1".as_ref(),
+        "--report".as_ref(),
+        report.as_os_str(),
+    ])
+    .await;
+    get(&addr, 3).await;
+    assert_eq!(
+        mesh.v3.received().len(),
+        3,
+        "productpage's sidecar takes the canary route"
+    );
+    assert!(mesh.v1.received().is_empty());
+    let redirect = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("http://{addr}/old"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(redirect.status(), 301);
+    let status = child.wait().await.expect("run exits");
+    assert!(status.success(), "{status}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let routes = report["routes"].as_array().expect("routes");
+    let redirect_route = routes
+        .iter()
+        .find(|r| r["route_index"] == 0)
+        .expect("the redirect route is reported");
+    assert_eq!(redirect_route["actions"]["redirect"], 1);
+}
+
+#[tokio::test]
+async fn run_refuses_malformed_workload_flags_with_what_to_write() {
+    for (flag, value, hint) in [
+        ("--source-labels", "app", "KEY=VALUE"),
+        ("--gateway", "just-a-name", "NAMESPACE/NAME"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
+            .args(["run", "x.yaml", flag, value])
+            .output()
+            .await
+            .expect("run mirrorlab");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(hint), "{flag}: {stderr}");
+    }
+}

@@ -57,6 +57,7 @@ impl Req {
         table.resolve(&RequestHead {
             method: self.method,
             scheme: "http",
+            host: self.authority.split(':').next().unwrap_or_default(),
             authority: self.authority,
             path_and_query: self.path,
             headers: &self.headers,
@@ -82,7 +83,15 @@ fn main_sample_routes_to_v1_and_mirrors_everything_to_reviews_v2() {
     );
     let table = RouteTable::compile(&set).unwrap();
     assert_eq!(table.default_host(), Some("reviews"));
-    assert_eq!(table.hosts(), ["reviews".to_owned()]);
+    // The VirtualService's host, then the hosts only a ServiceEntry defines (a sidecar
+    // routes them by its default route).
+    assert_eq!(
+        table.hosts(),
+        [
+            "reviews".to_owned(),
+            "reviews-v2.default.svc.cluster.local".to_owned()
+        ]
+    );
 
     let r = Req::get("reviews", "/reviews/1").resolve(&table).unwrap();
     assert_eq!(r.trace.virtual_service, "default/reviews-vs");
@@ -90,15 +99,15 @@ fn main_sample_routes_to_v1_and_mirrors_everything_to_reviews_v2() {
     assert_eq!(r.trace.route_name.as_deref(), Some("reviews-v1-mirrored"));
     assert_eq!(r.trace.match_index, None);
     assert_eq!(r.trace.match_summary, "any request");
-    assert_eq!(r.destinations.len(), 1);
-    assert_eq!(r.destinations[0].weight, 100);
+    assert_eq!(r.forward().unwrap().destinations.len(), 1);
+    assert_eq!(r.forward().unwrap().destinations[0].weight, 100);
     let primary = r.pick_destination(0.5).unwrap();
-    assert_eq!(primary.label, "reviews/v1");
-    assert_eq!(primary.endpoints, vec![sock(9081)]);
-    assert_eq!(r.mirrors.len(), 1);
-    assert_eq!(r.mirrors[0].fraction, 1.0);
-    assert_eq!(r.mirrors[0].upstream.label, "reviews-v2/v2");
-    assert_eq!(r.mirrors[0].upstream.endpoints, vec![sock(9082)]);
+    assert_eq!(primary.upstream.label, "reviews/v1");
+    assert_eq!(primary.upstream.endpoints, vec![sock(9081)]);
+    assert_eq!(r.mirrors().len(), 1);
+    assert_eq!(r.mirrors()[0].fraction, 1.0);
+    assert_eq!(r.mirrors()[0].upstream.label, "reviews-v2/v2");
+    assert_eq!(r.mirrors()[0].upstream.endpoints, vec![sock(9082)]);
 }
 
 #[test]
@@ -140,7 +149,10 @@ spec:
 ",
     );
     let r = Req::get("reviews", "/").resolve(&table).unwrap();
-    assert_eq!(r.destinations[0].upstream.endpoints, vec![sock(9081)]);
+    assert_eq!(
+        r.forward().unwrap().destinations[0].upstream.endpoints,
+        vec![sock(9081)]
+    );
 }
 
 #[test]
@@ -156,7 +168,7 @@ fn user_agent_scenario_mirrors_only_testing_clients() {
     assert_eq!(r.trace.route_index, 0);
     assert_eq!(r.trace.match_index, Some(0));
     assert_eq!(r.trace.match_summary, "header user-agent ~ .*testing.*");
-    assert_eq!(r.mirrors.len(), 1);
+    assert_eq!(r.mirrors().len(), 1);
 
     let r = Req::get("reviews", "/")
         .header("user-agent", "curl/8.5")
@@ -164,7 +176,7 @@ fn user_agent_scenario_mirrors_only_testing_clients() {
         .unwrap();
     assert_eq!(r.trace.route_index, 1);
     assert_eq!(r.trace.route_name.as_deref(), Some("everyone-else"));
-    assert!(r.mirrors.is_empty());
+    assert!(r.mirrors().is_empty());
 
     // No user-agent at all: the header matcher fails, the catch-all takes it.
     let r = Req::get("reviews", "/").resolve(&table).unwrap();
@@ -188,7 +200,7 @@ spec:
     };
     let fraction = |extra: &str| {
         let t = table_of(&vs(extra));
-        Req::get("reviews", "/").resolve(&t).unwrap().mirrors[0].fraction
+        Req::get("reviews", "/").resolve(&t).unwrap().mirrors()[0].fraction
     };
     assert_eq!(fraction(""), 1.0);
     assert_eq!(fraction("    mirrorPercentage: {value: 0}\n"), 0.0);
@@ -201,7 +213,7 @@ spec:
     )]))
     .unwrap();
     let r = Req::get("reviews", "/").resolve(&table).unwrap();
-    assert_eq!(r.mirrors[0].fraction, 0.25);
+    assert_eq!(r.mirrors()[0].fraction, 0.25);
 }
 
 #[test]
@@ -211,12 +223,12 @@ fn mirrors_list_keeps_each_percentage_in_order() {
     )]))
     .unwrap();
     let r = Req::get("reviews", "/").resolve(&table).unwrap();
-    assert_eq!(r.mirrors.len(), 2);
-    assert_eq!(r.mirrors[0].upstream.label, "reviews-v2/v2");
-    assert_eq!(r.mirrors[0].fraction, 1.0);
-    assert_eq!(r.mirrors[1].upstream.label, "reviews/v3");
-    assert_eq!(r.mirrors[1].fraction, 0.1);
-    assert_eq!(r.mirrors[1].upstream.endpoints, vec![sock(9083)]);
+    assert_eq!(r.mirrors().len(), 2);
+    assert_eq!(r.mirrors()[0].upstream.label, "reviews-v2/v2");
+    assert_eq!(r.mirrors()[0].fraction, 1.0);
+    assert_eq!(r.mirrors()[1].upstream.label, "reviews/v3");
+    assert_eq!(r.mirrors()[1].fraction, 0.1);
+    assert_eq!(r.mirrors()[1].upstream.endpoints, vec![sock(9083)]);
 }
 
 #[test]
@@ -226,12 +238,16 @@ fn baseline_sample_mirrors_to_candidate_and_primary_version() {
     )]))
     .unwrap();
     let r = Req::get("reviews", "/").resolve(&table).unwrap();
-    let labels: Vec<_> = r.mirrors.iter().map(|m| m.upstream.label.clone()).collect();
+    let labels: Vec<_> = r
+        .mirrors()
+        .iter()
+        .map(|m| m.upstream.label.clone())
+        .collect();
     assert_eq!(labels, ["reviews-v2/v2", "reviews/v1"]);
     // The primary and the baseline mirror share one upstream (and its round robin).
     assert!(std::sync::Arc::ptr_eq(
-        &r.destinations[0].upstream,
-        &r.mirrors[1].upstream
+        &r.forward().unwrap().destinations[0].upstream,
+        &r.mirrors()[1].upstream
     ));
 }
 
@@ -316,12 +332,24 @@ fn weights_pick_destinations_and_subsets_select_endpoints() {
         .header("x-canary", "true")
         .resolve(&table)
         .unwrap();
-    assert_eq!(r.pick_destination(0.0).unwrap().label, "reviews/v1");
-    assert_eq!(r.pick_destination(0.74).unwrap().label, "reviews/v1");
-    assert_eq!(r.pick_destination(0.76).unwrap().label, "reviews/v2");
-    assert_eq!(r.pick_destination(0.999).unwrap().label, "reviews/v2");
+    assert_eq!(
+        r.pick_destination(0.0).unwrap().upstream.label,
+        "reviews/v1"
+    );
+    assert_eq!(
+        r.pick_destination(0.74).unwrap().upstream.label,
+        "reviews/v1"
+    );
+    assert_eq!(
+        r.pick_destination(0.76).unwrap().upstream.label,
+        "reviews/v2"
+    );
+    assert_eq!(
+        r.pick_destination(0.999).unwrap().upstream.label,
+        "reviews/v2"
+    );
 
-    let v1 = &r.destinations[0].upstream;
+    let v1 = &r.forward().unwrap().destinations[0].upstream;
     assert_eq!(
         v1.endpoints,
         vec![
@@ -333,11 +361,17 @@ fn weights_pick_destinations_and_subsets_select_endpoints() {
     let a = v1.next_endpoint().unwrap().clone();
     let b = v1.next_endpoint().unwrap().clone();
     assert_ne!(a, b);
-    assert_eq!(r.destinations[1].upstream.endpoints, vec![sock(9082)]);
+    assert_eq!(
+        r.forward().unwrap().destinations[1].upstream.endpoints,
+        vec![sock(9082)]
+    );
 
     // An endpoint without a `ports` entry is reached on the service port.
     let r = Req::get("reviews", "/api").resolve(&table).unwrap();
-    assert_eq!(r.destinations[0].upstream.endpoints, vec![sock(9080)]);
+    assert_eq!(
+        r.forward().unwrap().destinations[0].upstream.endpoints,
+        vec![sock(9080)]
+    );
 }
 
 #[test]
@@ -359,7 +393,7 @@ spec:
     );
     let r = Req::get("api.example.com", "/").resolve(&table).unwrap();
     assert_eq!(
-        r.destinations[0].upstream.endpoints,
+        r.forward().unwrap().destinations[0].upstream.endpoints,
         vec![EndpointAddr::Dns {
             host: "httpbin.org".into(),
             port: 80
@@ -369,11 +403,17 @@ spec:
     req.port = 8080;
     let r = req.resolve(&table).unwrap();
     assert_eq!(r.trace.match_summary, "port 8080");
-    assert_eq!(r.destinations[0].upstream.endpoints, vec![sock(9089)]);
+    assert_eq!(
+        r.forward().unwrap().destinations[0].upstream.endpoints,
+        vec![sock(9089)]
+    );
     let r = Req::get("anything.else", "/").resolve(&table).unwrap();
     assert_eq!(r.trace.route_index, 2);
-    assert_eq!(r.timeout, Some(std::time::Duration::from_millis(1500)));
-    assert_eq!(r.destinations[0].upstream.label, "backend:8000");
+    assert_eq!(r.timeout(), Some(std::time::Duration::from_millis(1500)));
+    assert_eq!(
+        r.forward().unwrap().destinations[0].upstream.label,
+        "backend:8000"
+    );
     // One VirtualService: its first host is the default.
     assert_eq!(table.default_host(), Some("*.example.com"));
 }

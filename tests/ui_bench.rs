@@ -50,6 +50,7 @@ fn exchange(id: u64, at: SystemTime) -> Exchange {
             route_name: Some("reviews-v1-mirrored".to_owned()),
             match_index: None,
             match_summary: "any request".to_owned(),
+            ..Default::default()
         }),
         request: CapturedRequest {
             method: http::Method::GET,
@@ -68,6 +69,8 @@ fn exchange(id: u64, at: SystemTime) -> Exchange {
                 &format!(r#"{{"id":{product},"rating":4}}"#),
             )),
         }),
+        forwarded: None,
+        flags: Default::default(),
         shadows: vec![ShadowRecord {
             target: Arc::from("reviews-v2/v2"),
             endpoint: Some("127.0.0.1:9082".to_owned()),

@@ -324,3 +324,43 @@ fn listen_on_the_command_line_is_for_this_run_only() {
     h.state_mut().state.listen_addr = "127.0.0.1:16001".to_owned();
     assert_eq!(saved(&mut h).listen_addr, "127.0.0.1:16001");
 }
+
+#[test]
+fn the_client_workload_set_in_settings_picks_the_routes_its_sidecar_gets() {
+    // route.go sourceMatchHTTP: a block with sourceLabels applies only to a workload with
+    // those labels. The user names the workload in Lab > Settings and applies it; the
+    // running proxy then takes the canary route.
+    let rt = runtime();
+    let MirrorFiles { v1, v2, dir, .. } = mirror_files(&rt);
+    let canary = mirror_config(v1.addr, v2.addr).replace(
+        "  http:\n  - name: to-v1\n",
+        "  http:\n  - name: canary\n    match:\n    - sourceLabels: {app: productpage}\n    route:\n    - destination:\n        host: reviews\n        subset: v2\n  - name: to-v1\n",
+    );
+    let path = dir.path().join("canary.yaml");
+    std::fs::write(&path, canary).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    let addr = h.state().session.local_addr().expect("started");
+    send_requests(&rt, addr, 2);
+    assert!(wait_until(&mut h, 10, |_| v1.hits() == 2));
+    let mirrored = v2.hits();
+    assert_eq!(
+        mirrored, 2,
+        "a workload without labels: to-v1, mirrored to v2"
+    );
+
+    h.get_by_label("Lab").click();
+    h.run_ok();
+    h.get_by_label("Settings...").click();
+    h.run_ok();
+    ui_common::type_into(&mut h, "Client labels", "app=productpage");
+    h.get_by_label("Apply client workload now").click();
+    h.run_ok();
+    send_requests(&rt, addr, 3);
+    assert!(wait_until(&mut h, 10, |_| v2.hits() == mirrored + 3));
+    assert_eq!(
+        v1.hits(),
+        2,
+        "productpage's sidecar takes the canary route to v2"
+    );
+}

@@ -21,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::capture::{Exchange, SkipReason, UpstreamErrorKind};
+use crate::routing::ActionKind;
 
 pub use endpoint::endpoint_template;
 pub use ignore::{
@@ -174,6 +175,11 @@ pub struct RouteSnapshot {
     pub primary: SideSnapshot,
     /// One side per mirror destination, in order of first appearance.
     pub mirrors: Vec<SideSnapshot>,
+    /// Exchanges by what answered them: forwarded, or answered by the lab itself
+    /// (redirect, direct response, fault abort, CORS preflight).
+    pub actions: BTreeMap<ActionKind, u64>,
+    /// Exchanges by Envoy's response flags (`UF`, `DI,FI`, ...); unflagged ones not counted.
+    pub response_flags: BTreeMap<String, u64>,
 }
 
 /// A plain-data view of everything analysed so far; cloning it is cheap (shared parts are
@@ -426,6 +432,8 @@ impl Analyzer {
                     .iter()
                     .map(|(t, b, acc)| side(t.to_string(), *b, acc, true))
                     .collect(),
+                actions: r.actions.clone(),
+                response_flags: r.response_flags.clone(),
             })
             .collect();
         let mut diffs = Vec::new();

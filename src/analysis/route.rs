@@ -13,6 +13,7 @@ use super::summary::{ExchangeDiffSummary, ShadowState, ShadowSummary};
 use super::volatile::{PrimaryAnswers, RequestKey};
 use super::{OTHER_ENDPOINTS, RouteKey};
 use crate::capture::{CapturedResponse, Exchange, ShadowOutcome, ShadowRecord, UpstreamOutcome};
+use crate::routing::ActionKind;
 
 /// Most endpoint templates tracked per route; the rest are counted under
 /// [`OTHER_ENDPOINTS`] so an unbounded id space cannot exhaust memory.
@@ -43,6 +44,10 @@ pub(crate) struct RouteAccumulator {
     /// Mirror sides in order of first appearance, with the baseline mark of the last record.
     pub mirrors: Vec<(Arc<str>, bool, SideAccumulator)>,
     pub endpoints: HashMap<String, EndpointDiffs>,
+    /// Exchanges by what answered them (forwarded, or the lab's own answer).
+    pub actions: BTreeMap<ActionKind, u64>,
+    /// Exchanges by Envoy's response flags; unflagged ones not counted.
+    pub response_flags: BTreeMap<String, u64>,
 }
 
 /// Counts one answer from `target`, copying its name only the first time.
@@ -63,6 +68,8 @@ impl RouteAccumulator {
             primary: SideAccumulator::default(),
             mirrors: Vec::new(),
             endpoints: HashMap::new(),
+            actions: BTreeMap::new(),
+            response_flags: BTreeMap::new(),
         }
     }
 
@@ -73,6 +80,15 @@ impl RouteAccumulator {
         cx: &mut IngestContext<'_>,
     ) -> ExchangeDiffSummary {
         self.requests += 1;
+        if let Some(trace) = &exchange.trace {
+            *self.actions.entry(trace.action).or_default() += 1;
+        }
+        if !exchange.flags.is_empty() {
+            *self
+                .response_flags
+                .entry(exchange.flags.to_string())
+                .or_default() += 1;
+        }
         let primary_response = self.record_primary(exchange, cx.second);
         let endpoint = self.endpoint_of(exchange);
         let prepared_primary = primary_response.map(|r| PreparedResponse::new(r, "primary"));
@@ -111,17 +127,29 @@ impl RouteAccumulator {
         }
     }
 
-    /// The primary's statistics; its response when it gave a complete one.
+    /// The primary's statistics; its response when it gave a complete one (the lab's own
+    /// answers are counted, never compared).
     fn record_primary<'e>(
         &mut self,
         exchange: &'e Exchange,
         second: u64,
     ) -> Option<&'e CapturedResponse> {
         let p = exchange.primary.as_ref()?;
+        // The lab's own answers (a redirect, an abort) took no upstream time: their status
+        // counts, their latency would only pull the primary's percentiles towards zero.
+        let local = exchange
+            .trace
+            .as_ref()
+            .is_some_and(|t| t.action != ActionKind::Forward);
         let side = &mut self.primary;
         side.sent += 1;
         count_target(&mut side.targets, &p.target);
         match &p.outcome {
+            UpstreamOutcome::Response(r) if local => {
+                side.status.record(r.status.as_u16());
+                side.series.record(second, None, r.status.is_server_error());
+                None
+            }
             UpstreamOutcome::Response(r) => {
                 side.status.record(r.status.as_u16());
                 side.ttfb.record(r.ttfb);

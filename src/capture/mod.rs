@@ -34,7 +34,8 @@ pub struct CapturedRequest {
     pub authority: String,
     /// HTTP version of the client's request.
     pub version: http::Version,
-    /// Request headers as forwarded to the primary (hop-by-hop removed, x-request-id set).
+    /// Request headers as the client sent them (hop-by-hop removed, x-request-id set); see
+    /// [`Exchange::forwarded`] for what the primary got after the route's header operations.
     pub headers: http::HeaderMap,
     /// Request body.
     pub body: CapturedBody,
@@ -72,6 +73,10 @@ pub enum UpstreamErrorKind {
     Protocol,
     /// The host name could not be resolved.
     Dns,
+    /// No connection within the connect timeout.
+    ConnectTimeout,
+    /// The destination has no endpoint to send to (a subset that selects none).
+    NoEndpoint,
     /// Anything else (I/O error, ...).
     Other,
 }
@@ -85,8 +90,102 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol => "protocol",
             UpstreamErrorKind::Dns => "dns",
+            UpstreamErrorKind::ConnectTimeout => "connect_timeout",
+            UpstreamErrorKind::NoEndpoint => "no_endpoint",
             UpstreamErrorKind::Other => "other",
         }
+    }
+
+    /// Envoy's response flag for this failure (`%RESPONSE_FLAGS%`), if it has one.
+    pub fn response_flag(self) -> ResponseFlags {
+        match self {
+            UpstreamErrorKind::Refused | UpstreamErrorKind::ConnectTimeout => ResponseFlags::UF,
+            UpstreamErrorKind::Reset => ResponseFlags::UC,
+            UpstreamErrorKind::Timeout => ResponseFlags::UT,
+            UpstreamErrorKind::Protocol => ResponseFlags::UPE,
+            // A DNS name that resolves to nothing is a cluster without hosts to Envoy.
+            UpstreamErrorKind::Dns | UpstreamErrorKind::NoEndpoint => ResponseFlags::UH,
+            UpstreamErrorKind::Other => ResponseFlags::NONE,
+        }
+    }
+}
+
+/// Envoy's response flags (`%RESPONSE_FLAGS%`, `source/common/stream_info/utility.h`): why
+/// the lab, playing the sidecar, answered as it did. A set; written as `DI,UF`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResponseFlags(u16);
+
+impl ResponseFlags {
+    /// No flag.
+    pub const NONE: Self = Self(0);
+    /// Upstream connection failure.
+    pub const UF: Self = Self(1);
+    /// Upstream connection termination (closed before the response head).
+    pub const UC: Self = Self(1 << 1);
+    /// Upstream request timeout (the route timeout).
+    pub const UT: Self = Self(1 << 2);
+    /// No healthy upstream.
+    pub const UH: Self = Self(1 << 3);
+    /// Upstream protocol error.
+    pub const UPE: Self = Self(1 << 4);
+    /// Upstream overflow (circuit breaking).
+    pub const UO: Self = Self(1 << 5);
+    /// No route.
+    pub const NR: Self = Self(1 << 6);
+    /// Fault injected (abort).
+    pub const FI: Self = Self(1 << 7);
+    /// Delay injected.
+    pub const DI: Self = Self(1 << 8);
+
+    const NAMES: [(Self, &'static str); 9] = [
+        (Self::UF, "UF"),
+        (Self::UC, "UC"),
+        (Self::UT, "UT"),
+        (Self::UH, "UH"),
+        (Self::UPE, "UPE"),
+        (Self::UO, "UO"),
+        (Self::NR, "NR"),
+        (Self::FI, "FI"),
+        (Self::DI, "DI"),
+    ];
+
+    /// Both sets.
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether every flag of `other` is set.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// True when no flag is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The short names of the flags set, in Envoy's order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .iter()
+            .filter(move |(f, _)| self.contains(*f))
+            .map(|(_, n)| *n)
+    }
+}
+
+impl std::fmt::Display for ResponseFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("-");
+        }
+        let names: Vec<&str> = self.names().collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl serde::Serialize for ResponseFlags {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -187,10 +286,29 @@ pub struct Exchange {
     pub trace: Option<RouteTrace>,
     /// The client's request.
     pub request: CapturedRequest,
-    /// The primary's answer; `None` when no route matched.
+    /// The client's answer: the primary's, or the lab's own for a route that answers
+    /// locally (redirect, direct response, fault abort, CORS preflight; its target names
+    /// the action and its endpoint is empty). `None` when no route matched.
     pub primary: Option<PrimaryRecord>,
+    /// What the primary was sent when it differs from the client's request (a rewrite, a
+    /// header operation); the shadows got the same. `None`: the client's request as it is.
+    pub forwarded: Option<Arc<ForwardedRequest>>,
     /// One record per mirror policy of the matched route, in config order.
     pub shadows: Vec<ShadowRecord>,
+    /// Envoy's response flags for the client's answer (`UF`, `UT`, `FI`, `DI`, ...).
+    pub flags: ResponseFlags,
+}
+
+/// The request as the router finalised it for the primary (and the shadows): Envoy's
+/// `finalizeRequestHeaders`, then the host and path rewrites.
+#[derive(Debug, Clone)]
+pub struct ForwardedRequest {
+    /// Path and query sent upstream.
+    pub uri: String,
+    /// The Host sent upstream.
+    pub authority: String,
+    /// Headers sent upstream (before the lab's own mirror header edits).
+    pub headers: http::HeaderMap,
 }
 
 /// A copy of `headers` whose values live in one buffer of their own.
@@ -278,7 +396,10 @@ impl Exchange {
                     }
             })
             .sum();
-        RECORD_OVERHEAD + self.request_id.len() + request + primary + shadows
+        let forwarded = self.forwarded.as_ref().map_or(0, |f| {
+            f.uri.len() + f.authority.len() + headers_bytes(&f.headers)
+        });
+        RECORD_OVERHEAD + self.request_id.len() + request + primary + shadows + forwarded
     }
 }
 

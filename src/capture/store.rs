@@ -242,6 +242,8 @@ mod tests {
             },
             primary: None,
             shadows: Vec::new(),
+            forwarded: None,
+            flags: Default::default(),
         }
     }
 

@@ -78,8 +78,12 @@ pub mod codes {
     pub const SUBSET_WITHOUT_ENDPOINTS: &str = "ML0206";
     /// A route-scoped `mirrorlab.dev/` annotation names a route the VirtualService lacks.
     pub const ANNOTATION_UNKNOWN_ROUTE: &str = "ML0207";
+    /// A route's `delegate` names no usable delegate VirtualService (Istio skips the route).
+    pub const DELEGATE_UNUSABLE: &str = "ML0208";
     /// A feature the lab loads but does not act on.
     pub const NOT_SIMULATED: &str = "ML0301";
+    /// A VirtualService bound only to gateways: not the sidecar traffic the lab plays.
+    pub const GATEWAY_ONLY: &str = "ML0302";
 }
 
 /// One finding about a config, printed like a compiler message.

@@ -7,8 +7,12 @@
 
 pub mod comments;
 mod diagnostic;
+pub mod duration;
+pub mod headers;
 pub mod hosts;
 pub mod lines;
+pub mod lookup;
+pub mod matcher;
 pub mod mirror_headers;
 pub mod model;
 mod validate;
@@ -17,6 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity, codes};
+pub use duration::{DurationError, parse_duration};
 use lines::{DocumentIndex, push_index, push_key};
 use model::{DestinationRule, Opaque, ServiceEntry, VirtualService};
 
@@ -617,24 +622,6 @@ impl DocumentIndex {
     }
 }
 
-/// Parses a protobuf-style duration as Istio writes it: `1.5s`, `250ms`, `1m`, `1h`, `10us`.
-pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = t.split_at(split);
-    let n: f64 = number.parse().ok()?;
-    let secs = match unit {
-        "h" => n * 3600.0,
-        "m" => n * 60.0,
-        "s" => n,
-        "ms" => n / 1e3,
-        "us" | "µs" => n / 1e6,
-        "ns" => n / 1e9,
-        _ => return None,
-    };
-    std::time::Duration::try_from_secs_f64(secs).ok()
-}
-
 /// `items[3]` + `spec.http` → `items[3].spec.http`.
 fn join_prefix(prefix: &str, path: &str) -> String {
     match (prefix.is_empty(), path.is_empty()) {
@@ -765,29 +752,6 @@ mod tests {
         assert_eq!(e, vec!["name", "mirror"]);
         assert_eq!(did_you_mean("mirorr", &e), Some("mirror"));
         assert_eq!(did_you_mean("zzzzzzzz", &e), None);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            parse_duration("1.5s"),
-            Some(std::time::Duration::from_millis(1500))
-        );
-        assert_eq!(
-            parse_duration("250ms"),
-            Some(std::time::Duration::from_millis(250))
-        );
-        assert_eq!(
-            parse_duration("2m"),
-            Some(std::time::Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_duration("1h"),
-            Some(std::time::Duration::from_secs(3600))
-        );
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("5 days"), None);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::hosts::{fqdn, host_matches, labels_contain};
+use super::headers::{HeaderOpError, HeaderOps};
+use super::hosts::{fqdn, labels_contain};
 use super::lines::push_key;
+use super::matcher::{MatcherError, StringMatcher};
 use super::mirror_headers::{
     MIRROR_REMOVE_HEADERS, MIRROR_SET_HEADERS, MirrorHeaderEdits, parse_remove, parse_set,
 };
@@ -95,6 +97,21 @@ impl<'a> Checker<'a> {
         self.push(Severity::Warning, code, r, field, msg, help);
     }
 
+    /// Whether some root route's `delegate` names `vs`.
+    fn is_delegated_to(&self, vs: &VirtualService) -> bool {
+        self.set.virtual_services().any(|(_, root)| {
+            root.spec
+                .http
+                .iter()
+                .filter_map(|h| h.delegate.as_ref())
+                .any(|d| {
+                    self.set
+                        .delegate_for(d, root.metadata.namespace_or_default())
+                        .is_ok_and(|(_, found)| std::ptr::eq(found, vs))
+                })
+        })
+    }
+
     fn virtual_service(
         &mut self,
         r: &'a Resource,
@@ -102,13 +119,15 @@ impl<'a> Checker<'a> {
         claimed: &mut HashMap<String, (&'a Resource, String)>,
     ) {
         let ns = vs.metadata.namespace_or_default();
-        if vs.spec.hosts.is_empty() {
-            self.error(
+        if vs.spec.hosts.is_empty() && !self.is_delegated_to(vs) {
+            // Istio accepts a VirtualService without hosts: it is a delegate, whose routes
+            // a root VirtualService takes in.
+            self.warning(
                 codes::MISSING_RESOURCE_HOST,
                 r,
                 "spec.hosts",
-                "VirtualService has no hosts, so no request can reach its routes".into(),
-                Some("add `hosts: [reviews]` (the service the routes are for)".into()),
+                "VirtualService has no hosts, so it is a delegate, and no VirtualService delegates to it: no request reaches its routes".into(),
+                Some("add `hosts: [reviews]` (the service the routes are for), or name it in a root route's `delegate`".into()),
             );
         }
         for (i, host) in vs.spec.hosts.iter().enumerate() {
@@ -152,6 +171,19 @@ impl<'a> Checker<'a> {
                 Some("add an `http:` route with a destination".into()),
             );
         }
+        if !vs.spec.gateways.is_empty() && !vs.spec.gateways.iter().any(|g| g == "mesh") {
+            self.push(
+                Severity::Info,
+                codes::GATEWAY_ONLY,
+                r,
+                "spec.gateways",
+                format!(
+                    "this VirtualService applies only to gateway(s) {}, not to sidecars: the lab's traffic does not take its routes unless the lab acts as one of them",
+                    vs.spec.gateways.join(", ")
+                ),
+                Some("add `mesh` to `gateways` for sidecar traffic, or run the lab with --gateway NAMESPACE/NAME".into()),
+            );
+        }
         self.mirror_header_annotations(r, vs);
         let mut catch_all: Option<usize> = None;
         for (i, route) in vs.spec.http.iter().enumerate() {
@@ -177,51 +209,71 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Warns about each part of a forwarding route that the mesh would act on and the lab
-    /// does not: the lab's answers would differ from the mesh's there, so it says so rather
-    /// than pass the requests on as if the field were absent without a word.
+    /// Warns about each part of a route that the mesh would act on and the lab does not, so
+    /// the lab's answers would differ from the mesh's there: it says so rather than pass the
+    /// requests on as if the field were absent without a word.
     fn not_simulated(&mut self, r: &Resource, base: &str, route: &HttpRoute) {
-        let mut parts: Vec<(String, &str)> = Vec::new();
-        if route.rewrite.is_some() {
-            parts.push((
-                format!("{base}.rewrite"),
-                "`rewrite` is not simulated: the primary and the shadows get the path and authority the client sent",
-            ));
-        }
-        if route.headers.is_some() {
-            parts.push((
-                format!("{base}.headers"),
-                "`headers` is not simulated: requests and responses pass with their own headers",
-            ));
-        }
-        for (k, d) in route.route.iter().enumerate() {
-            if d.headers.is_some() {
-                parts.push((
-                    format!("{base}.route[{k}].headers"),
-                    "`headers` is not simulated: requests and responses pass with their own headers",
-                ));
-            }
-        }
-        if route.fault.is_some() {
-            parts.push((
-                format!("{base}.fault"),
-                "`fault` is not simulated: no delay or abort is injected",
-            ));
-        }
+        let mut parts: Vec<(String, String)> = Vec::new();
         if route.retries.is_some() {
             parts.push((
                 format!("{base}.retries"),
-                "`retries` is not simulated: a failed primary request is answered as it failed, not tried again",
+                "`retries` is not simulated: a failed primary request is answered as it failed, not tried again".to_owned(),
             ));
         }
-        if route.cors_policy.is_some() {
+        if let Some(code) = route.redirect.as_ref().and_then(|r| r.redirect_code)
+            && ![0, 301, 302, 303, 307, 308].contains(&code)
+        {
             parts.push((
-                format!("{base}.corsPolicy"),
-                "`corsPolicy` is not simulated: preflight requests go to the primary like any other",
+                format!("{base}.redirect.redirectCode"),
+                format!("Istio translates no action for redirectCode {code} (only 301, 302, 303, 307 and 308), so Envoy refuses the route; the lab answers {code}"),
             ));
+        }
+        for (field, ops) in header_operations(base, route) {
+            if ops
+                .set
+                .values()
+                .chain(ops.add.values())
+                .any(|v| v.contains('%'))
+            {
+                parts.push((
+                    field,
+                    "Envoy expands `%...%` in header values (request attributes such as %DOWNSTREAM_REMOTE_ADDRESS%); the lab sends the value as written".to_owned(),
+                ));
+            }
         }
         for (path, message) in parts {
-            self.warning(codes::NOT_SIMULATED, r, &path, message.to_owned(), None);
+            self.warning(codes::NOT_SIMULATED, r, &path, message, None);
+        }
+    }
+
+    /// Header operations `http` refuses (names, values): the route table would refuse them
+    /// too. One builder for both: [`HeaderOps::compile`].
+    fn check_header_operations(&mut self, r: &Resource, base: &str, route: &HttpRoute) {
+        for (field, ops) in header_operations(base, route) {
+            if let Err(err) = HeaderOps::compile(ops, &field) {
+                let at = match &err {
+                    HeaderOpError::Name { field, .. } | HeaderOpError::Value { field, .. } => {
+                        field.clone()
+                    }
+                };
+                self.error(codes::INVALID_MATCH, r, &at, err.to_string(), None);
+            }
+        }
+    }
+
+    /// A route's `delegate`: Istio skips the route when the delegate cannot be used.
+    fn delegate(&mut self, r: &Resource, ns: &str, base: &str, route: &HttpRoute) {
+        let Some(delegate) = &route.delegate else {
+            return;
+        };
+        if let Err(problem) = self.set.delegate_for(delegate, ns) {
+            self.warning(
+                codes::DELEGATE_UNUSABLE,
+                r,
+                &format!("{base}.delegate"),
+                format!("{problem}: Istio skips this route"),
+                Some("a delegate is a VirtualService without hosts, in the namespace given (or this one), exported to this namespace".into()),
+            );
         }
     }
 
@@ -240,18 +292,10 @@ impl<'a> Checker<'a> {
                 "route has no `route` destinations (nor a redirect, directResponse or delegate), so its requests go nowhere".into(),
                 Some("add `route: [{destination: {host: ...}}]`".into()),
             );
-        } else if !forwards {
-            self.warning(
-                codes::NOT_SIMULATED,
-                r,
-                base,
-                "route answers with a redirect, directResponse or delegate, which the lab does not simulate: it has no destination to forward these requests to".into(),
-                None,
-            );
         }
-        if forwards {
-            self.not_simulated(r, base, route);
-        }
+        self.not_simulated(r, base, route);
+        self.check_header_operations(r, base, route);
+        self.delegate(r, ns, base, route);
         for (k, d) in route.route.iter().enumerate() {
             let path = format!("{base}.route[{k}].destination");
             self.destination(r, ns, &path, &d.destination, DestinationRole::Route);
@@ -343,15 +387,13 @@ impl<'a> Checker<'a> {
                 self.percent(r, &format!("{path}.percentage.value"), p);
             }
         }
-        if let Some(t) = &route.timeout
-            && parse_duration(t).is_none()
-        {
+        if let Some(Err(err)) = route.timeout.as_deref().map(parse_duration) {
             self.error(
                 codes::SCHEMA,
                 r,
                 &format!("{base}.timeout"),
-                format!("invalid duration `{t}`"),
-                Some("write it as 1.5s, 250ms, 1m or 1h".into()),
+                err.to_string(),
+                None,
             );
         }
         if let Some(fault) = &route.fault {
@@ -402,12 +444,12 @@ impl<'a> Checker<'a> {
                         Some(format!("write `{}`", key.to_ascii_lowercase())),
                     );
                 }
-                self.string_match(r, &field, sm);
+                self.presence_match(r, &field, sm);
             }
         }
         for (key, sm) in &m.query_params {
             let field = super::lines::push_key(&format!("{base}.queryParams"), key);
-            self.string_match(r, &field, sm);
+            self.presence_match(r, &field, sm);
         }
         if let Some(p) = m.port
             && !(1..=65535).contains(&p)
@@ -422,35 +464,40 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A header or query parameter match, where `regex: "*"` means "present".
+    fn presence_match(&mut self, r: &Resource, field: &str, sm: &StringMatch) {
+        self.check_matcher(r, StringMatcher::compile_for_presence(sm, field));
+    }
+
     fn string_match(&mut self, r: &Resource, field: &str, sm: &StringMatch) {
-        let set = [&sm.exact, &sm.prefix, &sm.regex]
-            .iter()
-            .filter(|v| v.is_some())
-            .count();
-        if set > 1 {
-            self.error(
+        self.check_matcher(r, StringMatcher::compile(sm, field));
+    }
+
+    /// Reports what the shared matcher builder refused.
+    fn check_matcher(&mut self, r: &Resource, compiled: Result<StringMatcher, MatcherError>) {
+        match compiled {
+            Ok(_) => {}
+            Err(MatcherError::Ambiguous { field }) => self.error(
                 codes::INVALID_MATCH,
                 r,
-                field,
+                &field,
                 "sets more than one of exact, prefix and regex; Istio allows exactly one".into(),
                 Some("keep one; to match several values use a regex such as `a|b`".into()),
-            );
-        }
-        if let Some(re) = &sm.regex
-            // Checked on its own, not only wrapped: `a)|(b` or `)\` is invalid RE2 but
-            // becomes valid inside `^(?:…)$`, where it would match partially.
-            && let Err(e) = regex::Regex::new(re)
-                .and_then(|_| regex::Regex::new(&format!("^(?:{re})$")))
-        {
-            let reason = e.to_string();
-            let reason = reason.lines().last().unwrap_or_default().trim().to_owned();
-            self.error(
-                codes::INVALID_REGEX,
-                r,
-                &format!("{field}.regex"),
-                format!("invalid regex `{re}`: {reason}"),
-                Some("Istio uses RE2 syntax (no look-around, no backreferences); the regex must match the whole value".into()),
-            );
+            ),
+            Err(MatcherError::InvalidRegex {
+                field,
+                regex,
+                reason,
+            }) => {
+                let reason = reason.lines().last().unwrap_or_default().trim().to_owned();
+                self.error(
+                    codes::INVALID_REGEX,
+                    r,
+                    &field,
+                    format!("invalid regex `{regex}`: {reason}"),
+                    Some("Istio uses RE2 syntax (no look-around, no backreferences); the regex must match the whole value".into()),
+                );
+            }
         }
     }
 
@@ -535,11 +582,8 @@ impl<'a> Checker<'a> {
         }
         let Some(subset) = &d.subset else { return };
         let host = fqdn(&d.host, ns);
-        let rules: Vec<(&Resource, &DestinationRule)> = self
-            .set
-            .destination_rules()
-            .filter(|(_, dr)| fqdn(&dr.spec.host, dr.metadata.namespace_or_default()) == host)
-            .collect();
+        let rules: Vec<(&Resource, &DestinationRule)> =
+            self.set.destination_rules_for(&host).collect();
         if rules
             .iter()
             .any(|(_, dr)| dr.spec.subsets.iter().any(|s| &s.name == subset))
@@ -617,12 +661,7 @@ impl<'a> Checker<'a> {
             return;
         }
         let host = fqdn(&dr.spec.host, dr.metadata.namespace_or_default());
-        let entry = self.set.service_entries().find(|(_, se)| {
-            se.spec
-                .hosts
-                .iter()
-                .any(|h| host_matches(&fqdn(h, se.metadata.namespace_or_default()), &host))
-        });
+        let entry = self.set.service_entry_for(&host);
         let mut seen: Vec<&str> = Vec::new();
         for (s, subset) in dr.spec.subsets.iter().enumerate() {
             let field = format!("spec.subsets[{s}]");
@@ -718,6 +757,35 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// Every `headers.request` and `headers.response` of a route, at route and destination
+/// level, with its field path.
+fn header_operations<'a>(
+    base: &str,
+    route: &'a HttpRoute,
+) -> Vec<(String, &'a super::model::HeaderOperations)> {
+    let levels = route
+        .headers
+        .iter()
+        .map(|h| (format!("{base}.headers"), h))
+        .chain(route.route.iter().enumerate().filter_map(|(k, d)| {
+            d.headers
+                .as_ref()
+                .map(|h| (format!("{base}.route[{k}].headers"), h))
+        }));
+    let mut out = Vec::new();
+    for (field, headers) in levels {
+        for (side, ops) in [
+            ("request", &headers.request),
+            ("response", &headers.response),
+        ] {
+            if let Some(ops) = ops {
+                out.push((format!("{field}.{side}"), ops));
+            }
+        }
+    }
+    out
 }
 
 /// ` (name)` for messages, or nothing.

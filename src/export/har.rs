@@ -301,6 +301,16 @@ pub struct HarEntry {
     /// Mirror records, in config order.
     #[serde(rename = "_shadows")]
     pub shadows: Vec<HarShadow>,
+    /// What answered: `forward`, `redirect`, `direct_response`, `fault_abort`,
+    /// `cors_preflight`; absent when no route matched.
+    #[serde(rename = "_action", skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    /// What the lab did to the request on the way (fault, rewrite, header operations).
+    #[serde(rename = "_steps", skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    /// Envoy's response flags for the client's answer (`UF`, `UT`, `FI`, ...), if any.
+    #[serde(rename = "_responseFlags", skip_serializing_if = "Option::is_none")]
+    pub response_flags: Option<String>,
     /// The analysis of this exchange, when the HAR was written with one.
     #[serde(rename = "_mirrorlab", skip_serializing_if = "Option::is_none")]
     pub mirrorlab: Option<HarAnalysis>,
@@ -607,6 +617,9 @@ fn har_entry(e: &Exchange, options: &HarOptions, analysis: Option<&AnalysisSnaps
         primary_endpoint: e.primary.as_ref().map(|p| p.endpoint.clone()),
         error,
         shadows,
+        action: e.trace.as_ref().map(|t| t.action.as_str()),
+        steps: e.trace.as_ref().map_or_else(Vec::new, |t| t.steps.clone()),
+        response_flags: (!e.flags.is_empty()).then(|| e.flags.to_string()),
         mirrorlab: analysis.and_then(|a| super::har_analysis::of_exchange(e, a)),
     }
 }

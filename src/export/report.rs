@@ -195,6 +195,11 @@ pub struct RouteSection {
     pub primary: PrimarySection,
     /// Mirror destinations.
     pub mirrors: Vec<MirrorSection>,
+    /// Requests by what answered them (`forward`, `redirect`, `direct_response`,
+    /// `fault_abort`, `cors_preflight`).
+    pub actions: BTreeMap<String, u64>,
+    /// Requests by Envoy's response flags (`UF`, `UT`, `DI,FI`, ...).
+    pub response_flags: BTreeMap<String, u64>,
 }
 
 /// Totals over the run.
@@ -333,6 +338,12 @@ impl Report {
                         shadow_minus_primary_ms: m.delta,
                     })
                     .collect(),
+                actions: r
+                    .actions
+                    .iter()
+                    .map(|(k, n)| (k.as_str().to_owned(), *n))
+                    .collect(),
+                response_flags: r.response_flags.clone(),
             })
             .collect();
         let diffs: Vec<DiffAggregateRow> = snapshot.diffs.to_vec();

@@ -12,6 +12,7 @@ use crate::analysis::AnalysisSettings;
 use crate::capture::Exchange;
 use crate::export::har::{HarOptions, write_har_file};
 use crate::export::report::{Report, RunInfo};
+use crate::routing::Workload;
 
 use super::{CompiledConfig, Lab, LabError, LabSettings};
 
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub shadow_host_suffix: bool,
     /// The proxy's worker threads; 0: one per two CPUs, up to 4.
     pub workers: usize,
+    /// The client workload whose sidecar the lab plays (or the gateway it acts as).
+    pub workload: Workload,
 }
 
 /// A file's identity for change detection: modification time and length.
@@ -54,7 +57,7 @@ fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
 /// Runs the lab headless on the caller's runtime until the duration ends or a signal
 /// arrives, then writes the report.
 pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<(), LabError> {
-    let loaded = CompiledConfig::load(&options.config)?;
+    let loaded = CompiledConfig::load_for(&options.config, &options.workload)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -106,7 +109,7 @@ pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<
                 let now = fingerprint(&options.config);
                 if now != seen {
                     seen = now;
-                    reload(&lab, &options.config);
+                    reload(&lab, &options.config, &options.workload);
                 }
             }
         }
@@ -158,8 +161,8 @@ fn settings_drain() -> Duration {
 }
 
 /// Applies a changed config, or logs why it was refused (the old routes keep serving).
-fn reload(lab: &Lab, path: &Path) {
-    match CompiledConfig::load(path) {
+fn reload(lab: &Lab, path: &Path, workload: &Workload) {
+    match CompiledConfig::load_for(path, workload) {
         // An editor that truncates before writing, or a save caught midway, leaves a file
         // with no VirtualService for a moment: serving nothing is never what was meant.
         Ok(loaded) if loaded.virtual_services == 0 => tracing::warn!(

@@ -22,19 +22,23 @@ use crate::analysis::{
 use crate::capture::{CaptureHub, CaptureStore, Exchange, StoreBounds};
 use crate::config::{ConfigSet, Severity};
 use crate::proxy::{CounterSnapshot, Proxy, ProxyError, ProxySettings, Routes};
-use crate::routing::{MirrorHeaders, NoRoute, RequestHead, Resolution, RouteTable};
+use crate::routing::{MirrorHeaders, NoRoute, RequestHead, Resolution, RouteTable, Workload};
 
 impl Routes for RouteTable {
     fn resolve(&self, head: &RequestHead<'_>) -> Result<Resolution, NoRoute> {
         RouteTable::resolve(self, head)
     }
 
-    fn default_host(&self) -> Option<String> {
-        RouteTable::default_host(self).map(str::to_owned)
+    fn default_host(&self) -> Option<&str> {
+        RouteTable::default_host(self)
     }
 
     fn hosts(&self) -> Vec<String> {
         RouteTable::hosts(self).to_vec()
+    }
+
+    fn service_port(&self, host: &str) -> u16 {
+        RouteTable::service_port(self, host)
     }
 }
 
@@ -53,8 +57,18 @@ pub struct CompiledConfig {
 }
 
 impl CompiledConfig {
-    /// Checks and compiles a loaded set; errors refuse it. `file` names it in the error.
+    /// Checks and compiles a loaded set for the default client workload; errors refuse it.
+    /// `file` names it in the error.
     pub fn from_set(set: &ConfigSet, file: &str) -> Result<CompiledConfig, LabError> {
+        Self::from_set_for(set, file, &Workload::default())
+    }
+
+    /// Checks and compiles a loaded set for the routes `workload`'s sidecar gets.
+    pub fn from_set_for(
+        set: &ConfigSet,
+        file: &str,
+        workload: &Workload,
+    ) -> Result<CompiledConfig, LabError> {
         let refused = |diagnostics: Vec<String>| LabError::Config {
             file: file.to_owned(),
             diagnostics,
@@ -68,9 +82,10 @@ impl CompiledConfig {
                     .collect(),
             ));
         }
-        let table = RouteTable::compile(set)
+        let table = RouteTable::compile_for(set, workload)
             .map_err(|errors| refused(errors.iter().map(ToString::to_string).collect()))?;
         let mut warnings: Vec<String> = set.diagnostics().iter().map(ToString::to_string).collect();
+        warnings.extend(table.notes().into_iter().map(|n| format!("{file}: {n}")));
         let mut ignore = Vec::new();
         let mut virtual_services = 0;
         for (resource, virtual_service) in set.virtual_services() {
@@ -100,8 +115,16 @@ impl CompiledConfig {
 
     /// Loads, checks and compiles one file.
     pub fn load(path: &std::path::Path) -> Result<CompiledConfig, LabError> {
+        Self::load_for(path, &Workload::default())
+    }
+
+    /// Loads, checks and compiles one file for `workload`.
+    pub fn load_for(
+        path: &std::path::Path,
+        workload: &Workload,
+    ) -> Result<CompiledConfig, LabError> {
         let set = ConfigSet::load_files(&[path.to_path_buf()]);
-        Self::from_set(&set, &path.display().to_string())
+        Self::from_set_for(&set, &path.display().to_string(), workload)
     }
 
     /// Checks and compiles YAML text (the app's editor); `file` names it in messages.

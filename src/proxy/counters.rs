@@ -9,6 +9,7 @@ use crate::capture::SkipReason;
 pub struct ProxyCounters {
     requests: AtomicU64,
     no_route: AtomicU64,
+    local_answers: AtomicU64,
     primary_errors: AtomicU64,
     mirrored: AtomicU64,
     skipped_not_sampled: AtomicU64,
@@ -29,6 +30,10 @@ impl ProxyCounters {
 
     pub(crate) fn no_route(&self) {
         bump(&self.no_route);
+    }
+
+    pub(crate) fn local_answer(&self) {
+        bump(&self.local_answers);
     }
 
     pub(crate) fn primary_error(&self) {
@@ -58,6 +63,7 @@ impl ProxyCounters {
         CounterSnapshot {
             requests: get(&self.requests),
             no_route: get(&self.no_route),
+            local_answers: get(&self.local_answers),
             primary_errors: get(&self.primary_errors),
             mirrored: get(&self.mirrored),
             skipped_not_sampled: get(&self.skipped_not_sampled),
@@ -78,6 +84,9 @@ pub struct CounterSnapshot {
     pub requests: u64,
     /// Requests answered 404 because no VirtualService or route matched.
     pub no_route: u64,
+    /// Requests the lab answered itself, as the sidecar would: a redirect, a direct
+    /// response, a fault abort, a CORS preflight.
+    pub local_answers: u64,
     /// Requests whose primary failed (the client got 502/503/504).
     pub primary_errors: u64,
     /// Shadow copies sent.
@@ -122,9 +131,10 @@ impl std::fmt::Display for CounterSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "requests {} (no route {}, primary errors {}), mirrored {}, skipped {} (not sampled {}, body too large {}, no slot {}, incomplete {}), shadow errors {}, captures dropped {}",
+            "requests {} (no route {}, answered locally {}, primary errors {}), mirrored {}, skipped {} (not sampled {}, body too large {}, no slot {}, incomplete {}), shadow errors {}, captures dropped {}",
             self.requests,
             self.no_route,
+            self.local_answers,
             self.primary_errors,
             self.mirrored,
             self.skipped(),

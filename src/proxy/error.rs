@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use http::StatusCode;
 
-use crate::capture::UpstreamErrorKind;
+use crate::capture::{ResponseFlags, UpstreamErrorKind};
 use crate::routing::NoRoute;
 
 /// Everything that can go wrong in the proxy, each with the status its client sees.
@@ -21,85 +21,33 @@ pub enum ProxyError {
         /// Why the bind failed.
         source: std::io::Error,
     },
-    /// No VirtualService or route for the request (404).
+    /// The worker threads could not start.
     #[error("cannot start the proxy's worker threads: {source}")]
-    Workers { source: std::io::Error },
+    Workers {
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No VirtualService or route for the request (404, flag NR).
     #[error(transparent)]
     NoRoute(#[from] NoRoute),
-    /// The matched destination has no endpoint to send to (503).
-    #[error("upstream {upstream} has no endpoints; check the ServiceEntry for its host")]
-    NoEndpoint {
+    /// Talking to the primary failed before its response head.
+    #[error("upstream {upstream} ({endpoint}): {} ({detail})", kind.as_str())]
+    Upstream {
+        /// What kind of failure.
+        kind: UpstreamErrorKind,
         /// Label of the destination.
         upstream: String,
-    },
-    /// The request cannot be forwarded as it is (400).
-    #[error("cannot forward the request to {upstream}: {detail}")]
-    BadRequest {
-        /// Label of the destination.
-        upstream: String,
-        /// What is wrong with it.
-        detail: String,
-    },
-    /// Nothing listens at the endpoint (503, as Envoy's "connection refused" is).
-    #[error("upstream {upstream} ({endpoint}) refused the connection: {detail}")]
-    UpstreamRefused {
-        /// Label of the destination.
-        upstream: String,
-        /// The endpoint tried.
+        /// The endpoint tried (empty when there was none).
         endpoint: String,
-        /// The underlying error.
+        /// What happened, for the capture and the log.
         detail: String,
     },
-    /// The endpoint closed or reset the connection before a full response (502).
-    #[error("upstream {upstream} ({endpoint}) reset the connection: {detail}")]
-    UpstreamReset {
-        /// Label of the destination.
-        upstream: String,
-        /// The endpoint tried.
-        endpoint: String,
-        /// The underlying error.
-        detail: String,
-    },
-    /// No answer within the route's timeout or the connect timeout (504).
-    #[error("upstream {upstream} ({endpoint}) timed out: {detail}")]
-    UpstreamTimeout {
-        /// Label of the destination.
-        upstream: String,
-        /// The endpoint tried.
-        endpoint: String,
-        /// Which timeout fired.
-        detail: String,
-    },
-    /// The endpoint answered with something that is not HTTP (502).
-    #[error("upstream {upstream} ({endpoint}) sent an invalid response: {detail}")]
-    UpstreamProtocol {
-        /// Label of the destination.
-        upstream: String,
-        /// The endpoint tried.
-        endpoint: String,
-        /// The underlying error.
-        detail: String,
-    },
-    /// The endpoint's host name does not resolve (503).
-    #[error("upstream {upstream}: cannot resolve {endpoint}: {detail}")]
-    UpstreamDns {
-        /// Label of the destination.
-        upstream: String,
-        /// The endpoint tried.
-        endpoint: String,
-        /// The underlying error.
-        detail: String,
-    },
-    /// Any other failure talking to the endpoint (502).
-    #[error("upstream {upstream} ({endpoint}) failed: {detail}")]
-    UpstreamOther {
-        /// Label of the destination.
-        upstream: String,
-        /// The endpoint tried.
-        endpoint: String,
-        /// The underlying error.
-        detail: String,
-    },
+}
+
+/// Envoy's body for a stream reset before the response head
+/// (`router.cc` `Filter::onUpstreamReset`), with `reason` from `resetReasonToString`.
+fn reset_body(reason: &str) -> String {
+    format!("upstream connect error or disconnect/reset before headers. reset reason: {reason}")
 }
 
 impl ProxyError {
@@ -110,56 +58,59 @@ impl ProxyError {
         endpoint: impl Into<String>,
         detail: impl Into<String>,
     ) -> Self {
-        let (upstream, endpoint, detail) = (upstream.into(), endpoint.into(), detail.into());
-        match kind {
-            UpstreamErrorKind::Refused => ProxyError::UpstreamRefused {
-                upstream,
-                endpoint,
-                detail,
-            },
-            UpstreamErrorKind::Reset => ProxyError::UpstreamReset {
-                upstream,
-                endpoint,
-                detail,
-            },
-            UpstreamErrorKind::Timeout => ProxyError::UpstreamTimeout {
-                upstream,
-                endpoint,
-                detail,
-            },
-            UpstreamErrorKind::Protocol => ProxyError::UpstreamProtocol {
-                upstream,
-                endpoint,
-                detail,
-            },
-            UpstreamErrorKind::Dns => ProxyError::UpstreamDns {
-                upstream,
-                endpoint,
-                detail,
-            },
-            UpstreamErrorKind::Other => ProxyError::UpstreamOther {
-                upstream,
-                endpoint,
-                detail,
-            },
+        ProxyError::Upstream {
+            kind,
+            upstream: upstream.into(),
+            endpoint: endpoint.into(),
+            detail: detail.into(),
         }
     }
 
-    /// The status code the client gets for this error.
+    /// The status code the client gets for this error, as Envoy answers: 503 for a
+    /// connection failure, a close before the head and no healthy endpoint, 502 only for a
+    /// protocol error, 504 for the route timeout.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute(_) => StatusCode::NOT_FOUND,
-            ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ProxyError::NoEndpoint { .. }
-            | ProxyError::UpstreamRefused { .. }
-            | ProxyError::UpstreamDns { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::UpstreamReset { .. }
-            | ProxyError::UpstreamProtocol { .. }
-            | ProxyError::UpstreamOther { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream { kind, .. } => match kind {
+                UpstreamErrorKind::Protocol => StatusCode::BAD_GATEWAY,
+                UpstreamErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            },
             ProxyError::Bind { .. } | ProxyError::Workers { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+        }
+    }
+
+    /// Envoy's response flags for this error.
+    pub fn flags(&self) -> ResponseFlags {
+        match self {
+            ProxyError::NoRoute(_) => ResponseFlags::NR,
+            ProxyError::Upstream { kind, .. } => kind.response_flag(),
+            ProxyError::Bind { .. } | ProxyError::Workers { .. } => ResponseFlags::NONE,
+        }
+    }
+
+    /// The body the client gets: Envoy's text for an upstream failure; for no route, the
+    /// lab's explanation of which hosts it serves (Envoy's 404 has no body, but a person
+    /// pointing curl at the lab needs to know how to address a service).
+    pub fn body(&self) -> String {
+        match self {
+            ProxyError::NoRoute(no_route) => format!("{no_route}\n"),
+            ProxyError::Upstream { kind, .. } => match kind {
+                UpstreamErrorKind::Refused => reset_body("remote connection failure"),
+                UpstreamErrorKind::ConnectTimeout => reset_body("connection timeout"),
+                UpstreamErrorKind::Reset | UpstreamErrorKind::Other => {
+                    reset_body("connection termination")
+                }
+                UpstreamErrorKind::Protocol => reset_body("protocol error"),
+                UpstreamErrorKind::Timeout => "upstream request timeout".to_owned(),
+                UpstreamErrorKind::Dns | UpstreamErrorKind::NoEndpoint => {
+                    "no healthy upstream".to_owned()
+                }
+            },
+            ProxyError::Bind { .. } | ProxyError::Workers { .. } => format!("{self}\n"),
         }
     }
 }
@@ -218,17 +169,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_follow_envoy() {
-        let status = |kind| ProxyError::upstream(kind, "reviews/v1", "127.0.0.1:1", "x").status();
-        assert_eq!(
-            status(UpstreamErrorKind::Refused),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(status(UpstreamErrorKind::Reset), StatusCode::BAD_GATEWAY);
-        assert_eq!(
-            status(UpstreamErrorKind::Timeout),
-            StatusCode::GATEWAY_TIMEOUT
-        );
+    fn statuses_flags_and_bodies_follow_envoy() {
+        // router.cc onUpstreamReset: 502 only for a protocol error, else 503; 504 UT for
+        // the route timeout; "no healthy upstream" for a cluster without hosts.
+        let err = |kind| ProxyError::upstream(kind, "reviews/v1", "127.0.0.1:1", "x");
+        let cases = [
+            (
+                UpstreamErrorKind::Refused,
+                503,
+                "UF",
+                "reset reason: remote connection failure",
+            ),
+            (
+                UpstreamErrorKind::ConnectTimeout,
+                503,
+                "UF",
+                "reset reason: connection timeout",
+            ),
+            (
+                UpstreamErrorKind::Reset,
+                503,
+                "UC",
+                "reset reason: connection termination",
+            ),
+            (
+                UpstreamErrorKind::Protocol,
+                502,
+                "UPE",
+                "reset reason: protocol error",
+            ),
+            (
+                UpstreamErrorKind::Timeout,
+                504,
+                "UT",
+                "upstream request timeout",
+            ),
+            (
+                UpstreamErrorKind::NoEndpoint,
+                503,
+                "UH",
+                "no healthy upstream",
+            ),
+        ];
+        for (kind, status, flag, body) in cases {
+            let e = err(kind);
+            assert_eq!(e.status().as_u16(), status, "{kind:?}");
+            assert_eq!(e.flags().to_string(), flag, "{kind:?}");
+            assert!(e.body().ends_with(body), "{kind:?}: {}", e.body());
+        }
     }
 
     #[test]

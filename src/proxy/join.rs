@@ -14,8 +14,8 @@ use std::time::SystemTime;
 use tokio::sync::oneshot;
 
 use crate::capture::{
-    CapturedRequest, Exchange, PrimaryRecord, ShadowOutcome, ShadowRecord, SkipReason,
-    UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
+    CapturedRequest, Exchange, ForwardedRequest, PrimaryRecord, ResponseFlags, ShadowOutcome,
+    ShadowRecord, SkipReason, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
 };
 use crate::routing::{MirrorPolicy, RouteTrace};
 
@@ -135,11 +135,19 @@ pub(super) struct ExchangeRecord {
     pub(super) primary_target: Arc<str>,
     pub(super) primary_endpoint: String,
     pub(super) mirrors: Arc<[MirrorPolicy]>,
+    /// What the primary was sent, when the route changed the request.
+    pub(super) forwarded: Option<Arc<ForwardedRequest>>,
+    /// Flags the filters set before the router (`DI`).
+    pub(super) flags: ResponseFlags,
 }
 
 impl ExchangeRecord {
     /// The finished exchange, with the primary's outcome and one record per mirror.
     pub(super) fn finish(self, primary: UpstreamOutcome, shadows: Vec<ShadowRecord>) -> Exchange {
+        let flags = match &primary {
+            UpstreamOutcome::Failed(failure) => self.flags.union(failure.kind.response_flag()),
+            UpstreamOutcome::Response(_) => self.flags,
+        };
         Exchange {
             id: self.id,
             request_id: self.request_id,
@@ -151,7 +159,9 @@ impl ExchangeRecord {
                 endpoint: self.primary_endpoint,
                 outcome: primary,
             }),
+            forwarded: self.forwarded,
             shadows,
+            flags,
         }
     }
 }

@@ -1,20 +1,31 @@
-//! The mirroring proxy: listener, primary forwarding, shadow dispatch, body buffering, hot reload.
+//! The mirroring proxy: listener, the request pipeline in the sidecar's order, shadow
+//! dispatch, body buffering, hot reload.
 //!
 //! Connections are served by worker threads, each a single-threaded runtime with its own
-//! upstream connection pools (`listener`, `pool`). A request is routed on the current route
-//! table snapshot, streamed to one weighted primary destination, and, when a mirror is
-//! sampled, copied to it from the request's exchange task. When the primary's body and
-//! every shadow are done, one [`Exchange`](crate::capture::Exchange) goes to the
-//! [`CaptureHub`]; a request with no copy to send is joined without a task (`join`).
+//! upstream connection pools (`listener`, `pool`). A request goes through the stages of
+//! `pipeline`: `arrival` (route selection on the current route table snapshot), `fault`,
+//! `cors`, then the router: `local` answers (redirect, direct response) or `forward`, which
+//! `finalize`s the request, streams it to one weighted primary destination and, when a
+//! mirror is sampled, hands the copies to the request's exchange task (`shadow`). When the
+//! primary's body and every shadow are done, one [`Exchange`](crate::capture::Exchange) goes
+//! to the [`CaptureHub`]; a request with no copy to send is joined without a task (`join`).
 
+mod arrival;
 mod body;
+mod cors;
 mod counters;
 mod error;
-mod handler;
+mod fault;
+mod finalize;
+mod forward;
 pub mod hop;
 mod join;
 mod listener;
+mod local;
+mod pipeline;
 mod pool;
+mod shadow;
+mod target;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
@@ -39,9 +50,14 @@ pub trait Routes: Send + Sync + 'static {
     /// The route a request takes, or why it has none.
     fn resolve(&self, head: &RequestHead<'_>) -> Result<Resolution, NoRoute>;
     /// The host a request addressed to the proxy itself goes to, if the table has one.
-    fn default_host(&self) -> Option<String>;
+    fn default_host(&self) -> Option<&str>;
     /// Every host the table serves, for the 404 body.
     fn hosts(&self) -> Vec<String>;
+    /// The port a request that names none addresses on `host` (its service's port).
+    fn service_port(&self, host: &str) -> u16 {
+        let _ = host;
+        80
+    }
 }
 
 /// How the proxy behaves; the defaults are Envoy's and Istio's.
@@ -116,7 +132,7 @@ struct Shared {
     in_flight: AtomicU64,
     /// Endpoints already rendered as URI authorities: formatting and parsing one per
     /// upstream request cost more than the rest of building it.
-    targets: RwLock<HashMap<EndpointAddr, handler::UpstreamTarget>>,
+    targets: RwLock<HashMap<EndpointAddr, target::UpstreamTarget>>,
 }
 
 /// Most endpoints kept rendered; reloads that keep adding new ones start the cache afresh.
@@ -124,7 +140,7 @@ const MAX_CACHED_TARGETS: usize = 4096;
 
 impl Shared {
     /// `endpoint` rendered for an upstream request (cached).
-    fn upstream_target(&self, endpoint: &EndpointAddr) -> handler::UpstreamTarget {
+    fn upstream_target(&self, endpoint: &EndpointAddr) -> target::UpstreamTarget {
         // Plain data behind the locks: a panic elsewhere leaves nothing half-written.
         if let Some(target) = self
             .targets
@@ -134,7 +150,7 @@ impl Shared {
         {
             return target.clone();
         }
-        let target = handler::UpstreamTarget::new(endpoint, self.workers);
+        let target = target::UpstreamTarget::new(endpoint, self.workers);
         let mut targets = self.targets.write().unwrap_or_else(PoisonError::into_inner);
         if targets.len() >= MAX_CACHED_TARGETS {
             targets.clear();

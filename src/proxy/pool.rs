@@ -222,7 +222,7 @@ impl EndpointPool {
             Ok(stream) => stream?,
             Err(_) => {
                 return Err((
-                    UpstreamErrorKind::Timeout,
+                    UpstreamErrorKind::ConnectTimeout,
                     format!("no connection within the connect timeout of {timeout:?}"),
                 ));
             }

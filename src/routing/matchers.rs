@@ -3,105 +3,9 @@
 
 use std::borrow::Cow;
 
-use regex::Regex;
-
 use super::RequestHead;
+use crate::config::matcher::{MatcherError, StringMatcher};
 use crate::config::model::{HttpMatchRequest, StringMatch};
-
-/// Why a match block could not be compiled.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MatcherError {
-    /// A regex did not compile.
-    #[error("invalid regex `{regex}` at {field}: {reason}")]
-    InvalidRegex {
-        /// Field path relative to the match block, e.g. `headers.user-agent.regex`.
-        field: String,
-        /// The regex as written.
-        regex: String,
-        /// What the regex crate said.
-        reason: String,
-    },
-    /// More than one of exact/prefix/regex.
-    #[error("{field} sets more than one of exact, prefix and regex; Istio allows exactly one")]
-    Ambiguous {
-        /// Field path relative to the match block.
-        field: String,
-    },
-}
-
-/// One compiled `StringMatch`.
-#[derive(Debug, Clone)]
-pub enum StringMatcher {
-    /// The whole value equals this.
-    Exact(String),
-    /// The value starts with this.
-    Prefix(String),
-    /// The regex matches the whole value (anchored at compile time).
-    Regex {
-        /// The regex as written, for summaries.
-        source: String,
-        /// `^(?:source)$`.
-        compiled: Regex,
-    },
-    /// `{}`: the header or parameter is present, whatever its value.
-    Present,
-}
-
-impl StringMatcher {
-    /// Compiles a `StringMatch`; `field` names it in errors.
-    pub fn compile(m: &StringMatch, field: &str) -> Result<Self, MatcherError> {
-        match (&m.exact, &m.prefix, &m.regex) {
-            (None, None, None) => Ok(Self::Present),
-            (Some(e), None, None) => Ok(Self::Exact(e.clone())),
-            (None, Some(p), None) => Ok(Self::Prefix(p.clone())),
-            (None, None, Some(r)) => Self::regex(r, &format!("{field}.regex")),
-            _ => Err(MatcherError::Ambiguous {
-                field: field.to_owned(),
-            }),
-        }
-    }
-
-    /// Compiles a whole-value (RE2-style) regex.
-    pub fn regex(source: &str, field: &str) -> Result<Self, MatcherError> {
-        // The source must parse on its own first: wrapped unchecked, `a)|(b` or `)\` would
-        // close the anchoring group early and match part of a value, where Istio rejects it.
-        Regex::new(source)
-            .and_then(|_| Regex::new(&format!("^(?:{source})$")))
-            .map(|compiled| Self::Regex {
-                source: source.to_owned(),
-                compiled,
-            })
-            .map_err(|e| MatcherError::InvalidRegex {
-                field: field.to_owned(),
-                regex: source.to_owned(),
-                reason: e.to_string(),
-            })
-    }
-
-    /// Whether `value` matches; `ignore_case` applies to exact and prefix only, as in Envoy.
-    pub fn matches(&self, value: &str, ignore_case: bool) -> bool {
-        match self {
-            Self::Exact(e) if ignore_case => value.eq_ignore_ascii_case(e),
-            Self::Exact(e) => value == e,
-            Self::Prefix(p) if ignore_case => value
-                .get(..p.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(p)),
-            Self::Prefix(p) => value.starts_with(p.as_str()),
-            Self::Regex { compiled, .. } => compiled.is_match(value),
-            Self::Present => true,
-        }
-    }
-
-    /// `subject = v`, `subject prefix v`, `subject ~ re`, `subject present`.
-    fn summary(&self, subject: &str) -> String {
-        match self {
-            Self::Exact(e) => format!("{subject} = {e}"),
-            Self::Prefix(p) => format!("{subject} prefix {p}"),
-            Self::Regex { source, .. } => format!("{subject} ~ {source}"),
-            Self::Present => format!("{subject} present"),
-        }
-    }
-}
 
 /// One compiled match block: every condition must hold (AND).
 #[derive(Debug, Clone)]
@@ -137,7 +41,8 @@ impl MatchBlock {
                     } else {
                         k.to_ascii_lowercase()
                     };
-                    StringMatcher::compile(v, &format!("{field}.{k}")).map(|m| (key, m))
+                    StringMatcher::compile_for_presence(v, &format!("{field}.{k}"))
+                        .map(|m| (key, m))
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
@@ -184,12 +89,30 @@ impl MatchBlock {
                 header_value(req.headers, name).is_some_and(|v| m.matches(&v, false))
             })
             && self.without_headers.iter().all(|(name, m)| {
-                !header_value(req.headers, name).is_some_and(|v| m.matches(&v, false))
+                // Istio sets treat_missing_header_as_empty on an inverted value match: an
+                // absent header is tested as "" (a presence match is just inverted).
+                match header_value(req.headers, name) {
+                    Some(v) => !m.matches(&v, false),
+                    None => matches!(m, StringMatcher::Present) || !m.matches("", false),
+                }
             })
             && self
                 .query_params
                 .iter()
                 .all(|(name, m)| query_value(query, name).is_some_and(|v| m.matches(v, false)))
+    }
+
+    /// How many bytes of `path` (without its query) the block's uri match covers: what
+    /// Envoy's `prefix_rewrite` replaces. The configured prefix or exact path, the whole
+    /// path for a regex, and `/` when the block has no uri match (Istio then matches
+    /// prefix `/`).
+    pub fn matched_len(&self, path: &str) -> usize {
+        match &self.uri {
+            Some(StringMatcher::Exact(e)) => e.len(),
+            Some(StringMatcher::Prefix(p)) => p.len(),
+            Some(StringMatcher::Regex { .. }) => path.len(),
+            Some(StringMatcher::Present) | None => 1,
+        }
     }
 
     /// Short human text of the block, e.g. `uri prefix /api and header x-user = jason`.
@@ -263,18 +186,11 @@ mod tests {
     use super::*;
     use http::HeaderMap;
 
-    fn sm(exact: Option<&str>, prefix: Option<&str>, regex: Option<&str>) -> StringMatch {
-        StringMatch {
-            exact: exact.map(Into::into),
-            prefix: prefix.map(Into::into),
-            regex: regex.map(Into::into),
-        }
-    }
-
     fn head<'a>(path: &'a str, headers: &'a HeaderMap) -> RequestHead<'a> {
         RequestHead {
             method: "GET",
             scheme: "http",
+            host: "reviews",
             authority: "reviews",
             path_and_query: path,
             headers,
@@ -285,41 +201,6 @@ mod tests {
     fn block(yaml: &str) -> MatchBlock {
         let m: HttpMatchRequest = yaml_serde::from_str(yaml).unwrap();
         MatchBlock::compile(&m).unwrap()
-    }
-
-    #[test]
-    fn string_matchers() {
-        let exact = StringMatcher::compile(&sm(Some("/a"), None, None), "uri").unwrap();
-        assert!(exact.matches("/a", false));
-        assert!(!exact.matches("/ab", false));
-        assert!(!exact.matches("/A", false));
-        assert!(exact.matches("/A", true));
-
-        let prefix = StringMatcher::compile(&sm(None, Some("/api"), None), "uri").unwrap();
-        assert!(prefix.matches("/api/v1", false));
-        assert!(!prefix.matches("/ap", false));
-        assert!(!prefix.matches("/API/v1", false));
-        assert!(prefix.matches("/API/v1", true));
-
-        let re = StringMatcher::compile(&sm(None, None, Some(".*testing.*")), "h").unwrap();
-        assert!(re.matches("my-testing-agent", false));
-        assert!(!re.matches("curl", false));
-        // Whole-value match: a partial hit is not enough.
-        let re = StringMatcher::compile(&sm(None, None, Some("v[0-9]")), "h").unwrap();
-        assert!(re.matches("v1", false));
-        assert!(!re.matches("xv1", false));
-        assert!(!re.matches("v12", false));
-
-        let present = StringMatcher::compile(&sm(None, None, None), "h").unwrap();
-        assert!(present.matches("", false));
-    }
-
-    #[test]
-    fn bad_matchers_are_errors_not_panics() {
-        let e = StringMatcher::compile(&sm(None, None, Some("(unclosed")), "uri").unwrap_err();
-        assert!(matches!(e, MatcherError::InvalidRegex { .. }), "{e}");
-        let e = StringMatcher::compile(&sm(Some("a"), Some("b"), None), "uri").unwrap_err();
-        assert!(matches!(e, MatcherError::Ambiguous { .. }), "{e}");
     }
 
     #[test]

@@ -4,15 +4,24 @@
 //! The proxy only sees the types in this file; how they are built from the Istio model in
 //! `crate::config` is this module's business.
 
+pub mod action;
+mod compile;
+mod delegate;
 pub mod matchers;
 pub mod table;
+pub mod workload;
 
-pub use matchers::{MatchBlock, MatcherError, StringMatcher};
+pub use crate::config::matcher::{MatcherError, StringMatcher};
+pub use action::{ActionKind, Route, RouteAction};
+pub use matchers::MatchBlock;
 pub use table::RouteTable;
+pub use workload::Workload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::config::headers::HeaderOps;
 
 /// The parts of an incoming request that routing looks at.
 #[derive(Debug, Clone, Copy)]
@@ -21,13 +30,17 @@ pub struct RequestHead<'a> {
     pub method: &'a str,
     /// `http` or `https` (the scheme the client used, `http` for the lab's plain listener).
     pub scheme: &'a str,
-    /// Host the request is addressed to, lowercase, without the port.
+    /// Host the request is addressed to, lowercase, without the port: what picks the
+    /// VirtualService (Istio's virtual hosts ignore the port).
+    pub host: &'a str,
+    /// The authority as the client sent it, port included: what an `authority` match
+    /// compares (Istio matches it as the `:authority` header).
     pub authority: &'a str,
     /// Path with query string, as the client sent it.
     pub path_and_query: &'a str,
     /// Request headers (names are lowercase in `http::HeaderMap`).
     pub headers: &'a http::HeaderMap,
-    /// Port the request was addressed to.
+    /// The service port the request was addressed to: what a `port` match compares.
     pub port: u16,
 }
 
@@ -108,6 +121,30 @@ pub struct WeightedUpstream {
     pub upstream: Arc<Upstream>,
     /// Istio weight (0..=100; a lone destination without weight counts as 100).
     pub weight: u32,
+    /// The request header operations when this destination is picked, in the order Envoy
+    /// runs them (route and destination level, see `compile`).
+    pub request_headers: Arc<[HeaderOps]>,
+    /// The response header operations, likewise.
+    pub response_headers: Arc<[HeaderOps]>,
+    /// The host rewrite when this destination is picked: the route's `rewrite.authority` (or
+    /// its `:authority` header), else the destination's.
+    pub authority: Option<http::HeaderValue>,
+    /// What the header operations do, one line each, for the route trace.
+    pub trace: Arc<[String]>,
+}
+
+impl WeightedUpstream {
+    /// A destination without header operations or host rewrite.
+    pub fn plain(upstream: Arc<Upstream>, weight: u32) -> Self {
+        Self {
+            upstream,
+            weight,
+            request_headers: Arc::new([]),
+            response_headers: Arc::new([]),
+            authority: None,
+            trace: Arc::new([]),
+        }
+    }
 }
 
 /// One mirror policy of a route: `mirror` + `mirrorPercentage`, or one entry of `mirrors`.
@@ -169,18 +206,45 @@ impl MirrorHeaders {
 }
 
 /// Where a request went in the config: the route trace shown in captures and the UI.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteTrace {
-    /// `namespace/name` of the VirtualService.
+    /// `namespace/name` of the VirtualService; for a default route, the service's host.
     pub virtual_service: String,
-    /// Index of the route in `spec.http`.
+    /// Index of the route in `spec.http` (of the root VirtualService for a delegated route).
     pub route_index: usize,
-    /// `spec.http[i].name`, if set.
+    /// `spec.http[i].name`, if set (`default` for a default route).
     pub route_name: Option<String>,
     /// Index of the match block that matched; `None` for a route without `match`.
     pub match_index: Option<usize>,
     /// Human description of the matched block, e.g. `header user-agent ~ .*testing.*`.
     pub match_summary: String,
+    /// Where the route came from.
+    pub origin: RouteOrigin,
+    /// What answered the request.
+    pub action: ActionKind,
+    /// What the lab did to the request on the way, in order: `fault: delayed 2s`,
+    /// `rewrite /v1/reviews → /reviews`, `request header x-env set to lab`.
+    pub steps: Vec<String>,
+}
+
+/// Which resource a route comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RouteOrigin {
+    /// A route of the VirtualService itself.
+    #[default]
+    VirtualService,
+    /// A route of a delegate VirtualService, merged into the root's route at `route_index`.
+    Delegate {
+        /// `namespace/name` of the delegate.
+        virtual_service: String,
+        /// Index of the route in the delegate's `spec.http`.
+        route_index: usize,
+    },
+    /// The route a sidecar gives a host a ServiceEntry defines and no VirtualService routes.
+    DefaultRoute {
+        /// `namespace/name` of the ServiceEntry.
+        service_entry: String,
+    },
 }
 
 /// What the route table says about a request.
@@ -188,43 +252,64 @@ pub struct RouteTrace {
 pub struct Resolution {
     /// Where the request went in the config.
     pub trace: RouteTrace,
-    /// Weighted primary destinations of the matched route (the proxy picks one).
-    pub destinations: Arc<[WeightedUpstream]>,
-    /// Mirror policies of the matched route, in config order.
-    pub mirrors: Arc<[MirrorPolicy]>,
-    /// `spec.http[i].timeout`, if set.
-    pub timeout: Option<std::time::Duration>,
+    /// What the route does.
+    pub route: Arc<Route>,
+    /// How many bytes of the path the matched block matched: the part a `rewrite.uri`
+    /// replaces (the whole path for exact and regex matches, `/` without a uri match).
+    pub matched: usize,
 }
 
 impl Resolution {
+    /// The forwarding action, if the route forwards.
+    pub fn forward(&self) -> Option<&action::Forward> {
+        match &self.route.action {
+            RouteAction::Forward(forward) => Some(forward),
+            _ => None,
+        }
+    }
+
+    /// The mirror policies of a forwarding route (none for the other actions).
+    pub fn mirrors(&self) -> &[MirrorPolicy] {
+        self.forward().map_or(&[], |f| &f.mirrors)
+    }
+
+    /// The route timeout of a forwarding route.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.forward().and_then(|f| f.timeout)
+    }
+
     /// Picks the primary destination for a uniform draw `u` in `0.0..1.0` by weight.
-    pub fn pick_destination(&self, u: f64) -> Option<&Arc<Upstream>> {
+    pub fn pick_destination(&self, u: f64) -> Option<&WeightedUpstream> {
+        self.forward().and_then(|f| f.pick(u))
+    }
+}
+
+impl action::Forward {
+    /// Picks the destination for a uniform draw `u` in `0.0..1.0` by weight.
+    pub fn pick(&self, u: f64) -> Option<&WeightedUpstream> {
         let total: u32 = self.destinations.iter().map(|d| d.weight).sum();
         if total == 0 {
-            return self.destinations.first().map(|d| &d.upstream);
+            return self.destinations.first();
         }
         let mut target = u.clamp(0.0, 1.0) * f64::from(total);
         for d in self.destinations.iter() {
             let w = f64::from(d.weight);
             if target < w {
-                return Some(&d.upstream);
+                return Some(d);
             }
             target -= w;
         }
-        self.destinations
-            .iter()
-            .rev()
-            .find(|d| d.weight > 0)
-            .map(|d| &d.upstream)
+        self.destinations.iter().rev().find(|d| d.weight > 0)
     }
 }
 
 /// Why a request got no route.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoRoute {
-    /// No VirtualService claims the host.
+    /// No VirtualService claims the host and no ServiceEntry defines it.
     #[error(
-        "no VirtualService for host '{host}'; configured hosts: {}. Address one with a Host header (curl -H 'Host: {}' ...), by using the lab as HTTP_PROXY, or start the lab with --host NAME",
+        "no VirtualService for host '{host}'{}; configured hosts: {}. Address one with a Host header (curl -H 'Host: {}' ...), by using the lab as HTTP_PROXY, or start the lab with --host NAME",
+        passed_over.iter().map(|p| format!(" ({p})")).collect::<String>(),
         configured.join(", "),
         configured.first().map(String::as_str).unwrap_or("reviews")
     )]
@@ -233,6 +318,8 @@ pub enum NoRoute {
         host: String,
         /// Hosts the config serves.
         configured: Vec<String>,
+        /// VirtualServices for the host that do not apply to the lab's traffic, and why.
+        passed_over: Vec<String>,
     },
     /// The VirtualService exists but none of its routes matched.
     #[error(

@@ -2,36 +2,54 @@
 //! destination resolved to endpoints on this machine.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
+use super::action::{ActionKind, Route, RouteAction, split_query};
+use super::compile::{self, DEFAULT_PORT, RouteScope, UpstreamResolver, compile_route};
+use super::delegate::{self, Expanded};
 use super::matchers::MatchBlock;
-use super::{
-    EndpointAddr, MirrorHeaders, MirrorPolicy, NoRoute, RequestHead, Resolution, RouteTrace,
-    Upstream, WeightedUpstream,
-};
+use super::{NoRoute, RequestHead, Resolution, RouteOrigin, RouteTrace, Upstream, Workload};
 use crate::config::hosts::{
-    CLUSTER_DOMAIN, fqdn, host_matches, labels_contain, request_host_candidates, specificity,
+    CLUSTER_DOMAIN, fqdn, host_matches, request_host_candidates, specificity,
 };
-use crate::config::mirror_headers::MirrorHeaderEdits;
-use crate::config::model::{Destination, HttpRoute, OrderedMap};
-use crate::config::parse_duration;
-use crate::config::{ConfigSet, Diagnostic, Resource, Severity, codes};
+use crate::config::model::{Destination, PortSelector, VirtualService};
+use crate::config::{ConfigSet, Diagnostic, Severity};
 
-/// Port used for a destination without `port.number` and no ServiceEntry port.
-pub const DEFAULT_PORT: u16 = 80;
+pub use compile::resolve_endpoints;
 
 /// An immutable, compiled route table: build it once per config, share it behind an `Arc`.
 #[derive(Debug)]
 pub struct RouteTable {
     services: Vec<CompiledVirtualService>,
+    /// Hosts ServiceEntries define, each with the default route a sidecar gives it.
+    defaults: Vec<DefaultService>,
     hosts: Vec<String>,
     default_host: Option<String>,
-    /// Which VirtualService each host a request named resolved to: working it out builds
-    /// the name's candidate FQDNs and tries every pattern, and a lab sees a handful of
-    /// hosts over and over. The table never changes, so neither do the answers.
-    host_cache: RwLock<HashMap<String, Option<usize>>>,
+    /// VirtualServices that do not apply to the lab's traffic, with their hosts, and why.
+    passed_over: Vec<(Vec<String>, String)>,
+    /// What compiling noticed and passed over (a delegate that could not be used, ...).
+    notes: Vec<String>,
+    /// Which VirtualService or default route each host a request named resolved to:
+    /// working it out builds the name's candidate FQDNs and tries every pattern, and a lab
+    /// sees a handful of hosts over and over. The table never changes, so neither do the
+    /// answers.
+    host_cache: RwLock<HashMap<String, HostEntry>>,
+}
+
+/// What a host resolved to, and its service port.
+#[derive(Debug, Clone, Copy)]
+struct HostEntry {
+    hit: HostHit,
+    /// The first port of the host's ServiceEntry, else 80.
+    port: u16,
+}
+
+/// What a host resolved to.
+#[derive(Debug, Clone, Copy)]
+enum HostHit {
+    Service(usize),
+    Default(usize),
+    Unknown,
 }
 
 /// Most hosts remembered; a client inventing names starts the cache afresh when it fills.
@@ -48,18 +66,42 @@ struct CompiledVirtualService {
 
 #[derive(Debug)]
 struct CompiledRoute {
+    /// Index of the route (of the root, for a delegated route) in `spec.http`.
     index: usize,
     name: Option<String>,
-    matches: Vec<MatchBlock>,
-    destinations: Arc<[WeightedUpstream]>,
-    mirrors: Arc<[MirrorPolicy]>,
-    timeout: Option<Duration>,
+    /// The match blocks that apply to the lab's workload, each with its index in `match`.
+    /// Empty when the route has no `match` (it takes every request).
+    matches: Vec<(usize, MatchBlock)>,
+    route: Arc<Route>,
+    origin: RouteOrigin,
+}
+
+/// A host a ServiceEntry defines: the default route per service port.
+#[derive(Debug)]
+struct DefaultService {
+    /// `namespace/name` of the ServiceEntry.
+    service_entry: String,
+    /// The host as written, for the trace.
+    host: String,
+    /// The normalized host.
+    pattern: String,
+    /// One default route per declared port, the first port first.
+    ports: Vec<(u16, Arc<Route>)>,
+    /// The first port's route: what a request to a port the entry does not declare gets.
+    fallback: Arc<Route>,
 }
 
 impl RouteTable {
-    /// Compiles a checked config. Refuses when the config has errors and returns them (the
-    /// warnings are in `set.diagnostics()`).
+    /// Compiles a checked config for the default client workload (no labels, namespace
+    /// `default`, inside the mesh). Refuses when the config has errors and returns them
+    /// (the warnings are in `set.diagnostics()`).
     pub fn compile(set: &ConfigSet) -> Result<Self, Vec<Diagnostic>> {
+        Self::compile_for(set, &Workload::default())
+    }
+
+    /// Compiles a checked config for the routes `workload`'s sidecar (or gateway) gets:
+    /// match blocks for other workloads or gateways are left out, as Istio leaves them out.
+    pub fn compile_for(set: &ConfigSet, workload: &Workload) -> Result<Self, Vec<Diagnostic>> {
         let errors: Vec<Diagnostic> = set
             .diagnostics()
             .iter()
@@ -75,80 +117,122 @@ impl RouteTable {
         };
         let mut services = Vec::new();
         let mut hosts = Vec::new();
+        let mut passed_over = Vec::new();
+        let mut notes = Vec::new();
         let mut errors = Vec::new();
         for (resource, vs) in set.virtual_services() {
+            if vs.spec.hosts.is_empty() {
+                // A delegate: its routes live in the root that names it.
+                continue;
+            }
             let namespace = vs.metadata.namespace_or_default().to_owned();
+            let patterns: Vec<String> = vs.spec.hosts.iter().map(|h| fqdn(h, &namespace)).collect();
+            if let Some(why) = workload.passes_over(vs) {
+                passed_over.push((patterns, why));
+                continue;
+            }
+            let (expanded, dropped) = delegate::expand(set, resource, vs);
+            notes.extend(
+                dropped
+                    .into_iter()
+                    .map(|n| format!("{}: {n}", resource.display_name())),
+            );
             let mut routes = Vec::new();
-            for (index, route) in vs.spec.http.iter().enumerate() {
-                let scope = RouteScope {
-                    resource,
-                    namespace: &namespace,
-                    annotations: &vs.metadata.annotations,
-                };
-                match compile_route(set, &scope, index, route, &mut resolver) {
-                    Ok(r) => routes.push(r),
+            for e in expanded {
+                match compile_expanded(set, workload, vs, &e, &mut resolver) {
+                    Ok(Some(r)) => routes.push(r),
+                    Ok(None) => {}
                     Err(d) => errors.push(*d),
                 }
+            }
+            if routes.is_empty() {
+                // Istio builds no routes for this proxy, and the host keeps its default route.
+                passed_over.push((
+                    patterns,
+                    format!(
+                        "VirtualService {} has no http route for this workload",
+                        resource.object.qualified_name()
+                    ),
+                ));
+                continue;
             }
             hosts.extend(vs.spec.hosts.iter().cloned());
             services.push(CompiledVirtualService {
                 name: resource.object.qualified_name(),
-                hosts: vs.spec.hosts.iter().map(|h| fqdn(h, &namespace)).collect(),
+                hosts: patterns,
                 routes,
             });
         }
         if !errors.is_empty() {
             return Err(errors);
         }
+        let defaults = default_services(set, &mut resolver);
+        for d in &defaults {
+            if !hosts.iter().any(|h| fqdn(h, "default") == d.pattern) {
+                hosts.push(d.host.clone());
+            }
+        }
         let default_host = match services.as_slice() {
-            [_] => set
+            [only] => set
                 .virtual_services()
-                .next()
+                .find(|(r, _)| r.object.qualified_name() == only.name)
                 .and_then(|(_, vs)| vs.spec.hosts.first().cloned()),
             _ => None,
         };
         Ok(Self {
             host_cache: RwLock::new(HashMap::new()),
             services,
+            defaults,
             hosts,
             default_host,
+            passed_over,
+            notes,
         })
     }
 
-    /// Which VirtualService, route, match block, destinations and mirrors a request gets.
-    /// Deterministic: weighted picks and mirror draws are the caller's.
+    /// Which route a request takes, and what it does. Deterministic: weighted picks, mirror
+    /// and fault draws are the caller's.
     pub fn resolve(&self, req: &RequestHead<'_>) -> Result<Resolution, NoRoute> {
-        let host = strip_port(req.authority);
-        let Some(vs) = self.find_service(host) else {
-            return Err(NoRoute::UnknownHost {
-                host: host.to_owned(),
-                configured: self.hosts.clone(),
-            });
+        let host = req.host;
+        let vs = match self.find(host).hit {
+            HostHit::Service(i) => &self.services[i],
+            HostHit::Default(i) => return Ok(self.default_resolution(&self.defaults[i], req.port)),
+            HostHit::Unknown => {
+                return Err(NoRoute::UnknownHost {
+                    host: host.to_owned(),
+                    configured: self.hosts.clone(),
+                    passed_over: self.passed_over_for(host),
+                });
+            }
         };
+        let (path, _) = split_query(req.path_and_query);
         for route in &vs.routes {
             let matched = if route.matches.is_empty() {
                 Some(None)
             } else {
-                route.matches.iter().position(|m| m.matches(req)).map(Some)
+                route
+                    .matches
+                    .iter()
+                    .find(|(_, m)| m.matches(req))
+                    .map(|(i, m)| Some((*i, m)))
             };
-            let Some(match_index) = matched else {
+            let Some(block) = matched else {
                 continue;
-            };
-            let match_summary = match match_index.and_then(|i| route.matches.get(i)) {
-                Some(block) => block.summary().to_owned(),
-                None => "any request".to_owned(),
             };
             return Ok(Resolution {
                 trace: RouteTrace {
                     virtual_service: vs.name.clone(),
                     route_index: route.index,
                     route_name: route.name.clone(),
-                    match_index,
-                    match_summary,
+                    match_index: block.map(|(i, _)| i),
+                    match_summary: block
+                        .map_or_else(|| "any request".to_owned(), |(_, m)| m.summary().to_owned()),
+                    origin: route.origin.clone(),
+                    action: route.route.action.kind(),
+                    steps: Vec::new(),
                 },
-                destinations: Arc::clone(&route.destinations),
-                mirrors: Arc::clone(&route.mirrors),
-                timeout: route.timeout,
+                route: Arc::clone(&route.route),
+                matched: block.map_or(1, |(_, m)| m.matched_len(path)),
             });
         }
         Err(NoRoute::NoMatchingRoute {
@@ -160,7 +244,32 @@ impl RouteTable {
         })
     }
 
-    /// Hosts of every VirtualService, as written, in config order.
+    fn default_resolution(&self, d: &DefaultService, port: u16) -> Resolution {
+        let route = d
+            .ports
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map_or_else(|| Arc::clone(&d.fallback), |(_, r)| Arc::clone(r));
+        Resolution {
+            trace: RouteTrace {
+                virtual_service: d.host.clone(),
+                route_index: 0,
+                route_name: Some("default".to_owned()),
+                match_index: None,
+                match_summary: "any request".to_owned(),
+                origin: RouteOrigin::DefaultRoute {
+                    service_entry: d.service_entry.clone(),
+                },
+                action: ActionKind::Forward,
+                steps: Vec::new(),
+            },
+            route,
+            matched: 1,
+        }
+    }
+
+    /// Hosts of every VirtualService, as written, in config order, then the hosts that only
+    /// a ServiceEntry defines.
     pub fn hosts(&self) -> &[String] {
         &self.hosts
     }
@@ -170,16 +279,44 @@ impl RouteTable {
         self.default_host.as_deref()
     }
 
+    /// The port a request that names none is taken to address on `host`: the first port its
+    /// ServiceEntry declares, else 80.
+    pub fn service_port(&self, host: &str) -> u16 {
+        self.find(host).port
+    }
+
+    /// What compiling passed over: VirtualServices that do not apply to the lab's workload
+    /// and delegates that could not be used, one sentence each.
+    pub fn notes(&self) -> Vec<String> {
+        self.passed_over
+            .iter()
+            .map(|(_, why)| why.clone())
+            .chain(self.notes.iter().cloned())
+            .collect()
+    }
+
     /// Every distinct upstream the table can send to (primaries and mirrors), for the demo
     /// services and the UI.
     pub fn upstreams(&self) -> Vec<Arc<Upstream>> {
         let mut seen: Vec<Arc<Upstream>> = Vec::new();
-        for route in self.services.iter().flat_map(|s| &s.routes) {
-            let all = route
+        let routes = self
+            .services
+            .iter()
+            .flat_map(|s| s.routes.iter().map(|r| &r.route))
+            .chain(
+                self.defaults
+                    .iter()
+                    .flat_map(|d| d.ports.iter().map(|(_, r)| r)),
+            );
+        for route in routes {
+            let RouteAction::Forward(forward) = &route.action else {
+                continue;
+            };
+            let all = forward
                 .destinations
                 .iter()
                 .map(|d| &d.upstream)
-                .chain(route.mirrors.iter().map(|m| &m.upstream));
+                .chain(forward.mirrors.iter().map(|m| &m.upstream));
             for u in all {
                 if !seen.iter().any(|s| Arc::ptr_eq(s, u)) {
                     seen.push(Arc::clone(u));
@@ -189,32 +326,55 @@ impl RouteTable {
         seen
     }
 
-    /// The VirtualService for a request host: an exact name first, then the most specific
-    /// wildcard, as Istio picks.
-    fn find_service(&self, host: &str) -> Option<&CompiledVirtualService> {
+    /// Why the VirtualServices for `host` do not apply, if any exist.
+    fn passed_over_for(&self, host: &str) -> Vec<String> {
+        let candidates = request_host_candidates(host);
+        self.passed_over
+            .iter()
+            .filter(|(patterns, _)| {
+                patterns
+                    .iter()
+                    .any(|p| candidates.iter().any(|c| host_matches(p, c)))
+            })
+            .map(|(_, why)| why.clone())
+            .collect()
+    }
+
+    /// The VirtualService or default route for a request host, and its service port
+    /// (cached).
+    fn find(&self, host: &str) -> HostEntry {
         // Plain data behind the lock: a panic elsewhere leaves nothing half-written.
-        let cached = self
+        if let Some(entry) = self
             .host_cache
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(host)
-            .copied();
-        let index = match cached {
-            Some(index) => index,
-            None => {
-                let found = self.search_service(host);
-                let mut cache = self
-                    .host_cache
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if cache.len() >= MAX_CACHED_HOSTS {
-                    cache.clear();
-                }
-                cache.insert(host.to_owned(), found);
-                found
-            }
+        {
+            return *entry;
+        }
+        let hit = match self.search_service(host) {
+            Some(i) => HostHit::Service(i),
+            None => self
+                .search_default(host)
+                .map_or(HostHit::Unknown, HostHit::Default),
         };
-        index.and_then(|i| self.services.get(i))
+        let candidates = request_host_candidates(host);
+        let port = self
+            .defaults
+            .iter()
+            .find(|d| candidates.iter().any(|c| host_matches(&d.pattern, c)))
+            .and_then(|d| d.ports.first().map(|(p, _)| *p))
+            .unwrap_or(DEFAULT_PORT);
+        let entry = HostEntry { hit, port };
+        let mut cache = self
+            .host_cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_HOSTS {
+            cache.clear();
+        }
+        cache.insert(host.to_owned(), entry);
+        entry
     }
 
     /// The index of the VirtualService serving `host`: the most specific pattern wins.
@@ -234,6 +394,14 @@ impl RouteTable {
         }
         best.map(|(_, index)| index)
             .or_else(|| self.find_by_short_name(host))
+    }
+
+    /// The default route of a host a ServiceEntry defines.
+    fn search_default(&self, host: &str) -> Option<usize> {
+        let candidates = request_host_candidates(host);
+        self.defaults
+            .iter()
+            .position(|d| candidates.contains(&d.pattern))
     }
 
     /// A bare service name (`reviews`) that matches no host in namespace `default`: the lab's
@@ -258,219 +426,95 @@ impl RouteTable {
     }
 }
 
-/// `host:port` → `host`; `[::1]:80` → `::1`; a bare IPv6 address is kept.
-fn strip_port(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => authority,
-    }
-}
-
-/// Where a route sits: its VirtualService, namespace and the VirtualService's annotations.
-struct RouteScope<'a> {
-    resource: &'a Resource,
-    namespace: &'a str,
-    annotations: &'a OrderedMap<String>,
-}
-
-fn compile_route(
+/// Compiles one (possibly delegated) route for `workload`; `None` when every one of its
+/// match blocks is for another workload or gateway (Istio emits no route for it then).
+fn compile_expanded(
     set: &ConfigSet,
-    scope: &RouteScope<'_>,
-    index: usize,
-    route: &HttpRoute,
+    workload: &Workload,
+    root: &VirtualService,
+    e: &Expanded<'_>,
     resolver: &mut UpstreamResolver<'_>,
-) -> Result<CompiledRoute, Box<Diagnostic>> {
-    let (resource, namespace) = (scope.resource, scope.namespace);
-    let base = format!("spec.http[{index}]");
-    let fail = |field: String, message: String| {
-        Box::new(
-            Diagnostic::error(
-                codes::INVALID_MATCH,
-                message,
-                set.file_name(resource).to_owned(),
-                set.line_of(resource, &field),
-            )
-            .with_resource(resource.display_name())
-            .with_field(field),
-        )
+) -> Result<Option<CompiledRoute>, Box<Diagnostic>> {
+    let (vs_namespace, annotations) = match set
+        .virtual_services()
+        .find(|(r, _)| std::ptr::eq(*r, e.resource))
+    {
+        Some((_, vs)) => (vs.metadata.namespace_or_default(), &vs.metadata.annotations),
+        None => (
+            root.metadata.namespace_or_default(),
+            &root.metadata.annotations,
+        ),
     };
+    let scope = RouteScope {
+        set,
+        resource: e.resource,
+        namespace: vs_namespace,
+        annotations,
+    };
+    let route = &*e.route;
     let mut matches = Vec::with_capacity(route.matches.len());
     for (i, m) in route.matches.iter().enumerate() {
+        if !workload.block_applies(m, root.metadata.namespace_or_default()) {
+            continue;
+        }
         let block = MatchBlock::compile(m)
-            .map_err(|e| fail(format!("{base}.match[{i}]"), e.to_string()))?;
-        matches.push(block);
+            .map_err(|err| scope.error(format!("{}.match[{i}]", e.base), err.to_string()))?;
+        matches.push((i, block));
     }
-    let lone = route.route.len() == 1;
-    let destinations: Vec<WeightedUpstream> = route
-        .route
-        .iter()
-        .map(|d| WeightedUpstream {
-            upstream: resolver.upstream(&d.destination, namespace),
-            weight: d.weight.unwrap_or(if lone { 100 } else { 0 }),
-        })
-        .collect();
-    // The checker already refused malformed annotations; a failure here means the config
-    // was compiled without being checked, and is reported the same way.
-    let headers = MirrorHeaderEdits::for_route(scope.annotations, route.name.as_deref())
-        .map_err(|e| e.to_string())
-        .and_then(|edits| MirrorHeaders::from_edits(&edits))
-        .map(Arc::new)
-        .map_err(|message| fail("metadata.annotations".to_owned(), message))?;
-    let mut mirrors = Vec::new();
-    if let Some(m) = &route.mirror {
-        let percent = route
-            .mirror_percentage
-            .as_ref()
-            .map(|p| p.value)
-            .or(route.mirror_percent.map(f64::from))
-            .or(route.mirror_percent_legacy.map(f64::from));
-        mirrors.push(MirrorPolicy {
-            upstream: resolver.upstream(m, namespace),
-            fraction: fraction(percent),
-            headers: Arc::clone(&headers),
-        });
+    if !route.matches.is_empty() && matches.is_empty() {
+        return Ok(None);
     }
-    for m in &route.mirrors {
-        mirrors.push(MirrorPolicy {
-            upstream: resolver.upstream(&m.destination, namespace),
-            fraction: fraction(m.percentage.as_ref().map(|p| p.value)),
-            headers: Arc::clone(&headers),
-        });
-    }
-    let timeout = match &route.timeout {
-        Some(t) => Some(parse_duration(t).ok_or_else(|| {
-            fail(
-                format!("{base}.timeout"),
-                format!("invalid duration `{t}`; write it as 1.5s, 250ms, 1m or 1h"),
-            )
-        })?),
-        None => None,
-    };
-    Ok(CompiledRoute {
-        index,
+    let compiled = compile_route(&scope, &e.base, route, resolver)?;
+    Ok(Some(CompiledRoute {
+        index: e.root_index,
         name: route.name.clone(),
         matches,
-        destinations: destinations.into(),
-        mirrors: mirrors.into(),
-        timeout,
-    })
+        route: Arc::new(compiled),
+        origin: e.origin.clone(),
+    }))
 }
 
-/// Percentage (absent: 100) → fraction clamped to 0..=1.
-fn fraction(percent: Option<f64>) -> f64 {
-    (percent.unwrap_or(100.0) / 100.0).clamp(0.0, 1.0)
-}
-
-/// Resolves destinations to shared upstreams (one per host+subset+port, so round robin is
-/// shared between routes that name the same destination).
-struct UpstreamResolver<'a> {
-    set: &'a ConfigSet,
-    cache: HashMap<(String, Option<String>, Option<u32>), Arc<Upstream>>,
-}
-
-impl UpstreamResolver<'_> {
-    fn upstream(&mut self, dest: &Destination, namespace: &str) -> Arc<Upstream> {
-        let host = fqdn(&dest.host, namespace);
-        let port = dest.port.as_ref().and_then(|p| p.number);
-        let key = (host.clone(), dest.subset.clone(), port);
-        if let Some(u) = self.cache.get(&key) {
-            return Arc::clone(u);
+/// The default routes of every host a ServiceEntry defines (wildcards left out: a sidecar
+/// has no single service to send them to), the first entry for a host winning.
+fn default_services(set: &ConfigSet, resolver: &mut UpstreamResolver<'_>) -> Vec<DefaultService> {
+    let mut out: Vec<DefaultService> = Vec::new();
+    for (resource, se) in set.service_entries() {
+        let namespace = se.metadata.namespace_or_default();
+        for host in &se.spec.hosts {
+            let pattern = fqdn(host, namespace);
+            if pattern.starts_with('*') || out.iter().any(|d| d.pattern == pattern) {
+                continue;
+            }
+            let ports: Vec<(u16, Arc<Route>)> = se
+                .spec
+                .ports
+                .iter()
+                .filter_map(|p| {
+                    let number = u16::try_from(p.number).ok()?;
+                    let destination = Destination {
+                        host: host.clone(),
+                        subset: None,
+                        port: Some(PortSelector {
+                            number: Some(p.number),
+                        }),
+                    };
+                    let upstream = resolver.upstream(&destination, namespace);
+                    Some((number, Arc::new(compile::default_route(upstream))))
+                })
+                .collect();
+            let Some((_, first)) = ports.first() else {
+                continue;
+            };
+            out.push(DefaultService {
+                service_entry: resource.object.qualified_name(),
+                host: host.clone(),
+                pattern,
+                fallback: Arc::clone(first),
+                ports,
+            });
         }
-        let endpoints =
-            resolve_endpoints(self.set, &host, &dest.host, dest.subset.as_deref(), port);
-        let mut label = dest.host.clone();
-        if let Some(p) = port {
-            label.push_str(&format!(":{p}"));
-        }
-        if let Some(s) = &dest.subset {
-            label.push_str(&format!("/{s}"));
-        }
-        let upstream = Arc::new(Upstream::new(
-            dest.host.clone(),
-            dest.subset.clone(),
-            port.and_then(|p| u16::try_from(p).ok()),
-            label,
-            endpoints,
-        ));
-        self.cache.insert(key, Arc::clone(&upstream));
-        upstream
     }
-}
-
-/// The labels a subset selects: the subset of the first DestinationRule for `host` that
-/// defines it. `None` when no rule defines it (the checks report that as IST0101).
-pub fn subset_labels<'a>(
-    set: &'a ConfigSet,
-    host_fqdn: &str,
-    subset: &str,
-) -> Option<&'a indexmap::IndexMap<String, String>> {
-    set.destination_rules()
-        .filter(|(_, dr)| fqdn(&dr.spec.host, dr.metadata.namespace_or_default()) == host_fqdn)
-        .flat_map(|(_, dr)| dr.spec.subsets.iter())
-        .find(|s| s.name == subset)
-        .map(|s| &s.labels)
-}
-
-/// Endpoints for a destination: the ServiceEntry endpoints whose labels contain the subset's
-/// labels, on the ServiceEntry port matching `port`; with no ServiceEntry, the host itself
-/// (an IP or a DNS name) on `port` (80 if absent).
-pub fn resolve_endpoints(
-    set: &ConfigSet,
-    host_fqdn: &str,
-    host_as_written: &str,
-    subset: Option<&str>,
-    port: Option<u32>,
-) -> Vec<EndpointAddr> {
-    let selector = subset.and_then(|s| subset_labels(set, host_fqdn, s));
-    let entry = set.service_entries().find(|(_, se)| {
-        se.spec
-            .hosts
-            .iter()
-            .any(|h| host_matches(&fqdn(h, se.metadata.namespace_or_default()), host_fqdn))
-    });
-    let Some((_, se)) = entry else {
-        let port = port
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(DEFAULT_PORT);
-        return vec![address(host_as_written, port)];
-    };
-    let se_port = match port {
-        Some(n) => se.spec.ports.iter().find(|p| p.number == n),
-        None => se.spec.ports.first(),
-    };
-    let service_port = port.or(se_port.map(|p| p.number));
-    if se.spec.endpoints.is_empty() {
-        // A DNS ServiceEntry without endpoints: the host itself is the address.
-        let p = service_port
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(DEFAULT_PORT);
-        return vec![address(host_as_written, p)];
-    }
-    se.spec
-        .endpoints
-        .iter()
-        .filter(|ep| selector.is_none_or(|sel| labels_contain(&ep.labels, sel)))
-        .filter_map(|ep| {
-            let addr = ep.address.as_deref()?;
-            let p = se_port
-                .and_then(|sp| ep.ports.get(&sp.name).copied().or(sp.target_port))
-                .or(service_port)?;
-            Some(address(addr, u16::try_from(p).ok()?))
-        })
-        .collect()
-}
-
-fn address(host: &str, port: u16) -> EndpointAddr {
-    match host.parse::<IpAddr>() {
-        Ok(ip) => EndpointAddr::Socket(SocketAddr::new(ip, port)),
-        Err(_) => EndpointAddr::Dns {
-            host: host.to_owned(),
-            port,
-        },
-    }
+    out
 }
 
 #[cfg(test)]
@@ -481,21 +525,5 @@ mod tests {
     fn route_tables_can_be_shared_between_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<RouteTable>();
-    }
-
-    #[test]
-    fn ports_are_stripped() {
-        assert_eq!(strip_port("reviews:9080"), "reviews");
-        assert_eq!(strip_port("reviews"), "reviews");
-        assert_eq!(strip_port("[::1]:80"), "::1");
-        assert_eq!(strip_port("::1"), "::1");
-    }
-
-    #[test]
-    fn fractions() {
-        assert_eq!(fraction(None), 1.0);
-        assert_eq!(fraction(Some(0.0)), 0.0);
-        assert_eq!(fraction(Some(25.0)), 0.25);
-        assert_eq!(fraction(Some(100.0)), 1.0);
     }
 }

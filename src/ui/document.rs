@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::config::{ConfigSet, Diagnostic, IstioObject, Resource, Severity, Source, codes};
-use crate::routing::RouteTable;
+use crate::routing::{RouteTable, Workload};
 
 use super::files::{self, SaveError};
 
@@ -269,9 +269,9 @@ impl Document {
             .collect()
     }
 
-    /// Compiles the routes; the errors when the config has any.
-    pub fn compile(&self) -> Result<RouteTable, Vec<Diagnostic>> {
-        RouteTable::compile(&self.config)
+    /// Compiles the routes `workload`'s sidecar gets; the errors when the config has any.
+    pub fn compile_for(&self, workload: &Workload) -> Result<RouteTable, Vec<Diagnostic>> {
+        RouteTable::compile_for(&self.config, workload)
     }
 
     /// Notes that the current revision runs in the proxy.

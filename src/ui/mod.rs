@@ -140,6 +140,12 @@ pub struct State {
     pub send: session::OneRequest,
     /// Start the proxy (or hot-swap its routes) as soon as a config opens.
     pub start_on_open: bool,
+    /// Labels of the client workload whose sidecar the lab plays, `k=v,k=v`.
+    pub source_labels: String,
+    /// Its namespace (empty: `default`).
+    pub source_namespace: String,
+    /// The Gateway the lab acts as, `namespace/name` (empty: a sidecar).
+    pub gateway: String,
 }
 
 impl Default for State {
@@ -160,6 +166,9 @@ impl Default for State {
                 ..session::OneRequest::default()
             },
             start_on_open: true,
+            source_labels: String::new(),
+            source_namespace: "default".to_owned(),
+            gateway: String::new(),
         }
     }
 }
@@ -604,7 +613,18 @@ impl MirrorlabApp {
     }
 
     fn compile_or_explain(&mut self) -> Option<crate::routing::RouteTable> {
-        match self.doc.compile() {
+        let workload = match crate::routing::Workload::parse(
+            &self.state.source_labels,
+            &self.state.source_namespace,
+            &self.state.gateway,
+        ) {
+            Ok(workload) => workload,
+            Err(e) => {
+                self.error(format!("Settings, client workload: {e}"));
+                return None;
+            }
+        };
+        match self.doc.compile_for(&workload) {
             Ok(table) => Some(table),
             Err(errors) => {
                 let first = errors
@@ -1311,14 +1331,17 @@ impl MirrorlabApp {
         }
         if self.settings_window {
             let mut open = true;
-            let mut apply = false;
+            let mut request = send::SettingsRequest::default();
             egui::Window::new("Settings")
                 .open(&mut open)
                 .default_pos([420.0, 90.0])
                 .resizable(true)
-                .show(ctx, |ui| apply = send::settings_ui(ui, &mut self.state));
-            if apply {
+                .show(ctx, |ui| request = send::settings_ui(ui, &mut self.state));
+            if request.apply_ignore_rules {
                 self.commands.push(Command::ApplyIgnoreRules);
+            }
+            if request.apply_workload {
+                self.commands.push(Command::Apply);
             }
             self.settings_window = open;
         }

@@ -82,9 +82,20 @@ pub fn send_form_ui(
     send
 }
 
-/// The settings window: proxy address, default host, diff ignore rules. Returns true when
-/// the user asks to apply the ignore rules to the running analysis now.
-pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> bool {
+/// What the settings window asks for now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct SettingsRequest {
+    /// Use the ignore rules in the running analysis.
+    pub apply_ignore_rules: bool,
+    /// Recompile the routes for the client workload and swap them into the proxy.
+    pub apply_workload: bool,
+}
+
+/// The settings window: proxy address, default host, the client workload, diff ignore
+/// rules.
+pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> SettingsRequest {
+    let mut request = SettingsRequest::default();
     egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
         let l = ui.label("Listen address");
         ui.add(egui::TextEdit::singleline(&mut state.listen_addr).desired_width(180.0))
@@ -110,6 +121,39 @@ pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> bool {
              one); off: wait for Start",
         );
         ui.end_row();
+        let l = ui.label("Client labels");
+        ui.add(
+            egui::TextEdit::singleline(&mut state.source_labels)
+                .hint_text("app=productpage,version=v1")
+                .desired_width(260.0),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(
+            "The workload whose sidecar the lab plays: match blocks with sourceLabels apply \
+             when theirs are among these; used at the next Apply",
+        );
+        ui.end_row();
+        let l = ui.label("Client namespace");
+        ui.add(
+            egui::TextEdit::singleline(&mut state.source_namespace)
+                .hint_text("default")
+                .desired_width(180.0),
+        )
+        .labelled_by(l.id)
+        .on_hover_text("Tested by sourceNamespace; used at the next Apply");
+        ui.end_row();
+        let l = ui.label("Act as gateway");
+        ui.add(
+            egui::TextEdit::singleline(&mut state.gateway)
+                .hint_text("empty: a sidecar (mesh)")
+                .desired_width(180.0),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(
+            "namespace/name of a Gateway: VirtualServices bound to it apply, those bound only \
+             to mesh do not; used at the next Apply",
+        );
+        ui.end_row();
         let l = ui.label("Ignore in diffs");
         ui.add(
             egui::TextEdit::multiline(&mut state.ignore_rules)
@@ -123,14 +167,33 @@ pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> bool {
         );
         ui.end_row();
     });
+    match crate::routing::Workload::parse(
+        &state.source_labels,
+        &state.source_namespace,
+        &state.gateway,
+    ) {
+        Err(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, e.to_string());
+        }
+        Ok(_) => {
+            request.apply_workload = ui
+                .button("Apply client workload now")
+                .on_hover_text("Rebuild the routes this workload's sidecar gets and swap them into the running proxy")
+                .clicked();
+        }
+    }
     match crate::analysis::IgnoreRules::parse(&state.ignore_rules) {
         Err(e) => {
             ui.colored_label(ui.visuals().error_fg_color, e.to_string());
-            false
         }
-        Ok(_) => ui
-            .button("Apply ignore rules now")
-            .on_hover_text("Use these rules in the running analysis (diffs already counted stay)")
-            .clicked(),
+        Ok(_) => {
+            request.apply_ignore_rules = ui
+                .button("Apply ignore rules now")
+                .on_hover_text(
+                    "Use these rules in the running analysis (diffs already counted stay)",
+                )
+                .clicked();
+        }
     }
+    request
 }

@@ -12,6 +12,7 @@ use egui_extras::{Column, TableBuilder};
 use crate::analysis::AnalysisSnapshot;
 use crate::analysis::diff::{self, BodyComparison, ResponseDiff};
 use crate::capture::{CapturedBody, CapturedResponse, Exchange, ShadowOutcome, UpstreamOutcome};
+use crate::routing::RouteOrigin;
 
 /// Most rows the table keeps; older ones leave as new ones arrive.
 pub const MAX_ROWS: usize = 100_000;
@@ -587,6 +588,19 @@ impl TrafficView<'_> {
                             ui.add(egui::Label::new(egui::RichText::new(body).monospace()).wrap());
                         }
                     });
+                if let Some(sent) = &e.forwarded {
+                    egui::CollapsingHeader::new(
+                        "Sent upstream (after the route's rewrites and header operations)",
+                    )
+                    .default_open(false)
+                    .show(ui, |ui| {
+                        ui.monospace(format!(
+                            "{} {}  Host: {}",
+                            e.request.method, sent.uri, sent.authority
+                        ));
+                        headers_ui(ui, &sent.headers, &[]);
+                    });
+                }
                 diff_summary_ui(ui, &detail.diff, detail.verdicts.as_ref());
                 let primary = e.primary.as_ref().map(|p| (&p.target, &p.outcome));
                 let shadow = e.shadows.get(detail.shadow_index);
@@ -708,7 +722,7 @@ fn response_of(outcome: &UpstreamOutcome) -> Option<&CapturedResponse> {
 }
 
 /// The route trace as a sentence: `VirtualService default/reviews, route 0, match block 1:
-/// header user-agent ~ .*testing.*`.
+/// header user-agent ~ .*testing.*; forward`, then what was done on the way.
 pub fn trace_text(e: &Exchange) -> String {
     match &e.trace {
         Some(t) => {
@@ -720,12 +734,35 @@ pub fn trace_text(e: &Exchange) -> String {
                 Some(i) => format!(", match block {i}"),
                 None => String::new(),
             };
-            format!(
-                "VirtualService {}, {route}{block}: {}",
-                t.virtual_service, t.match_summary
-            )
+            let origin = match &t.origin {
+                RouteOrigin::VirtualService => format!("VirtualService {}", t.virtual_service),
+                RouteOrigin::Delegate {
+                    virtual_service,
+                    route_index,
+                } => format!(
+                    "VirtualService {}, delegated to {virtual_service} route {route_index}",
+                    t.virtual_service
+                ),
+                RouteOrigin::DefaultRoute { service_entry } => format!(
+                    "no VirtualService: the default route of {} (ServiceEntry {service_entry})",
+                    t.virtual_service
+                ),
+            };
+            let mut text = format!(
+                "{origin}, {route}{block}: {}; {}",
+                t.match_summary,
+                t.action.as_str().replace('_', " ")
+            );
+            for step in &t.steps {
+                text.push_str("; ");
+                text.push_str(step);
+            }
+            if !e.flags.is_empty() {
+                text.push_str(&format!("; response flags {}", e.flags));
+            }
+            text
         }
-        None => "no route matched (the client got a 404 from the lab)".to_owned(),
+        None => "no route matched (the client got a 404 from the lab, response flag NR)".to_owned(),
     }
 }
 
@@ -1026,6 +1063,8 @@ mod tests {
                 }),
             }),
             shadows: Vec::new(),
+            forwarded: None,
+            flags: Default::default(),
         }
     }
 

@@ -82,6 +82,7 @@ pub fn trace(vs: &str, index: usize) -> RouteTrace {
         route_name: None,
         match_index: None,
         match_summary: String::new(),
+        ..Default::default()
     }
 }
 
@@ -141,6 +142,8 @@ pub fn exchange(
             outcome: primary,
         }),
         shadows,
+        forwarded: None,
+        flags: Default::default(),
     }
 }
 

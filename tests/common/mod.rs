@@ -299,8 +299,10 @@ impl FixedRoutes {
         mirrors: &[(SocketAddr, f64)],
         timeout: Option<Duration>,
     ) -> FixedRoutes {
+        use mirrorlab::routing::action::Forward;
         use mirrorlab::routing::{
-            EndpointAddr, MirrorPolicy, Resolution, RouteTrace, Upstream, WeightedUpstream,
+            EndpointAddr, MirrorPolicy, Resolution, Route, RouteAction, RouteTrace, Upstream,
+            WeightedUpstream,
         };
         let upstream = |label: String, addr: SocketAddr| {
             Arc::new(Upstream::new(
@@ -311,6 +313,23 @@ impl FixedRoutes {
                 vec![EndpointAddr::Socket(addr)],
             ))
         };
+        let forward = Forward {
+            destinations: Arc::from(vec![WeightedUpstream::plain(
+                upstream(format!("{host}/primary"), primary),
+                100,
+            )]),
+            mirrors: mirrors
+                .iter()
+                .enumerate()
+                .map(|(i, (addr, fraction))| MirrorPolicy {
+                    upstream: upstream(format!("{host}/mirror{i}"), *addr),
+                    fraction: *fraction,
+                    headers: Default::default(),
+                })
+                .collect(),
+            path_rewrite: None,
+            timeout,
+        };
         FixedRoutes {
             host: host.to_owned(),
             resolution: Resolution {
@@ -320,21 +339,15 @@ impl FixedRoutes {
                     route_name: None,
                     match_index: None,
                     match_summary: "any request".to_owned(),
+                    ..Default::default()
                 },
-                destinations: Arc::from(vec![WeightedUpstream {
-                    upstream: upstream(format!("{host}/primary"), primary),
-                    weight: 100,
-                }]),
-                mirrors: mirrors
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (addr, fraction))| MirrorPolicy {
-                        upstream: upstream(format!("{host}/mirror{i}"), *addr),
-                        fraction: *fraction,
-                        headers: Default::default(),
-                    })
-                    .collect(),
-                timeout,
+                route: Arc::new(Route {
+                    fault: None,
+                    cors: None,
+                    action: RouteAction::Forward(forward),
+                    response_headers: Default::default(),
+                }),
+                matched: 1,
             },
         }
     }
@@ -345,18 +358,19 @@ impl mirrorlab::proxy::Routes for FixedRoutes {
         &self,
         head: &mirrorlab::routing::RequestHead<'_>,
     ) -> Result<mirrorlab::routing::Resolution, mirrorlab::routing::NoRoute> {
-        if head.authority == self.host {
+        if head.host == self.host {
             Ok(self.resolution.clone())
         } else {
             Err(mirrorlab::routing::NoRoute::UnknownHost {
-                host: head.authority.to_owned(),
+                host: head.host.to_owned(),
                 configured: self.hosts(),
+                passed_over: Vec::new(),
             })
         }
     }
 
-    fn default_host(&self) -> Option<String> {
-        Some(self.host.clone())
+    fn default_host(&self) -> Option<&str> {
+        Some(&self.host)
     }
 
     fn hosts(&self) -> Vec<String> {
@@ -521,6 +535,21 @@ impl Mesh {
     pub fn yaml(&self, virtual_service: &str) -> String {
         mesh_yaml(self.ports(), virtual_service)
     }
+}
+
+/// A VirtualService `reviews-vs` for host `reviews` whose `http` routes are `routes` (YAML
+/// list items, indented two spaces).
+pub fn reviews_vs(routes: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts: [reviews]
+  http:
+{routes}"
+    )
 }
 
 /// Compiles Istio YAML into a route table, failing the test with the diagnostics.

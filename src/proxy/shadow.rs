@@ -1,0 +1,402 @@
+//! Shadow dispatch: the exchange task of a request with a copy to send. It waits for the
+//! client's body, sends each sampled mirror the finalised request (as router.cc copies the
+//! shadow's headers after `finalizeRequestHeaders`), with the route's timeout, beside the
+//! wait for the primary, then publishes the exchange.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Request, Uri};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use crate::capture::{
+    ShadowOutcome, ShadowRecord, SkipReason, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
+    owned_headers,
+};
+use crate::routing::MirrorPolicy;
+
+use super::Shared;
+use super::body::{BodyCapture, ChunkBody, RequestBodyCopy, ResponseHead, UpstreamBody};
+use super::error::classify;
+use super::finalize::shadow_host;
+use super::join::{ExchangeRecord, Half, skipped};
+use super::pool::EndpointPool;
+
+/// Everything the exchange task needs to finish one request's record.
+pub(super) struct PendingExchange {
+    pub record: ExchangeRecord,
+    /// The finalised request target, shared with the primary's URI (a `Bytes` clone).
+    pub path_and_query: PathAndQuery,
+    /// Which mirrors drew a copy.
+    pub sampled: Vec<bool>,
+    /// The route's timeout: each shadow's too (`None`: the lab's safety bound).
+    pub timeout: Option<Duration>,
+    pub body: oneshot::Receiver<RequestBodyCopy>,
+    pub primary: oneshot::Receiver<UpstreamOutcome>,
+}
+
+/// A shadow that was sent, or why it was not.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "legs live briefly in one Vec per request; boxing would add an allocation each"
+)]
+enum ShadowLeg {
+    Done(ShadowRecord),
+    Running {
+        target: Arc<str>,
+        endpoint: String,
+        call: ShadowCall,
+    },
+}
+
+/// One shadow copy, ready to send: run inside the exchange task, beside the wait for the
+/// primary, rather than spawned (a task per copy cost more than the copy's own work).
+struct ShadowCall {
+    method: http::Method,
+    uri: Result<Uri, String>,
+    headers: HeaderMap,
+    chunks: Arc<[Bytes]>,
+    pool: Arc<EndpointPool>,
+    timeout: ShadowTimeout,
+    /// Held until the shadow has answered (or failed): bounds shadows in flight.
+    permit: OwnedSemaphorePermit,
+}
+
+/// How long a shadow may take, and whose limit it is.
+#[derive(Debug, Clone, Copy)]
+struct ShadowTimeout {
+    limit: Duration,
+    /// The route's own timeout (Envoy's), or the lab's safety bound where Envoy would wait.
+    from_route: bool,
+}
+
+impl ShadowTimeout {
+    fn detail(self) -> String {
+        if self.from_route {
+            format!(
+                "no complete answer within the route timeout of {:?}",
+                self.limit
+            )
+        } else {
+            format!(
+                "no complete answer within the lab's shadow safety bound of {:?} (the route has no timeout, so Envoy would have waited)",
+                self.limit
+            )
+        }
+    }
+}
+
+/// A shadow leg once its copy, if any, is under way: the record, or what the record of the
+/// copy being awaited will say besides its outcome.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives briefly in one Vec per request, as ShadowLeg; boxing would add an allocation"
+)]
+enum LegRecord {
+    Done(ShadowRecord),
+    Awaited { target: Arc<str>, endpoint: String },
+}
+
+impl Shared {
+    /// Waits for the request body, sends the shadows, waits for the primary and every
+    /// shadow, then publishes the exchange.
+    pub(super) async fn finish_exchange(self: Arc<Self>, pending: PendingExchange) {
+        let PendingExchange {
+            mut record,
+            path_and_query,
+            sampled,
+            timeout,
+            body,
+            primary,
+        } = pending;
+        let started_at = record.started_at;
+        let mirrors = Arc::clone(&record.mirrors);
+        let timeout = ShadowTimeout {
+            limit: timeout.unwrap_or(self.settings.shadow_timeout),
+            from_route: timeout.is_some(),
+        };
+
+        // A dropped sender means the body was abandoned before it was read at all.
+        let body = body.await.unwrap_or_default();
+        record.request.body = body.captured(self.settings.capture_body_cap);
+        let legs = self.shadow_legs(&record, &mirrors, sampled, &body, &path_and_query, timeout);
+
+        let primary = async {
+            primary
+                .await
+                .unwrap_or_else(|_| UpstreamOutcome::missing(started_at))
+        };
+        // The copies go out now, concurrently with the wait for the primary; each has its
+        // own timeout, so none can hold the exchange longer than that.
+        let mut calls = Vec::new();
+        let mut records = Vec::with_capacity(legs.len());
+        for leg in legs {
+            match leg {
+                ShadowLeg::Done(record) => records.push(LegRecord::Done(record)),
+                ShadowLeg::Running {
+                    target,
+                    endpoint,
+                    call,
+                } => {
+                    calls.push(self.run_shadow(call));
+                    records.push(LegRecord::Awaited { target, endpoint });
+                }
+            }
+        }
+        let (primary_outcome, outcomes) =
+            tokio::join!(primary, futures_util::future::join_all(calls));
+
+        let shadows = self.shadow_records(records, outcomes, started_at);
+        self.publish(record.finish(primary_outcome, shadows));
+    }
+
+    /// One leg per mirror policy: the copy to send, or why none is sent.
+    fn shadow_legs(
+        &self,
+        record: &ExchangeRecord,
+        mirrors: &[MirrorPolicy],
+        sampled: Vec<bool>,
+        body: &RequestBodyCopy,
+        path_and_query: &PathAndQuery,
+        timeout: ShadowTimeout,
+    ) -> Vec<ShadowLeg> {
+        let shadow_body = body.for_shadows();
+        // The finalised headers: the route's operations and rewrites, as the primary got.
+        let headers = match &record.forwarded {
+            Some(forwarded) => &forwarded.headers,
+            None => &record.request.headers,
+        };
+        let mut legs = Vec::with_capacity(mirrors.len());
+        for (policy, sampled) in mirrors.iter().zip(sampled) {
+            let target: Arc<str> = Arc::from(policy.upstream.label.as_str());
+            let skip = |reason| ShadowLeg::Done(skipped(Arc::clone(&target), reason));
+            let leg = if !sampled {
+                skip(SkipReason::NotSampled)
+            } else if !body.is_complete() {
+                skip(SkipReason::RequestIncomplete)
+            } else if body.is_over_limit() {
+                skip(SkipReason::BodyTooLarge)
+            } else {
+                match (
+                    Arc::clone(&self.shadow_slots).try_acquire_owned(),
+                    &shadow_body,
+                ) {
+                    (Ok(permit), Some(chunks)) => {
+                        let copy = ShadowCopy {
+                            method: &record.request.method,
+                            headers,
+                            path_and_query,
+                            chunks,
+                        };
+                        self.prepare_shadow(policy, &copy, permit, target, timeout)
+                    }
+                    _ => skip(SkipReason::NoSlot),
+                }
+            };
+            if let ShadowLeg::Done(ShadowRecord {
+                outcome: ShadowOutcome::Skipped(reason),
+                ..
+            }) = &leg
+            {
+                self.counters.skipped(*reason);
+            }
+            legs.push(leg);
+        }
+        legs
+    }
+
+    /// The mirror records, the awaited ones filled with their calls' outcomes in order.
+    fn shadow_records(
+        &self,
+        records: Vec<LegRecord>,
+        outcomes: Vec<UpstreamOutcome>,
+        started_at: std::time::SystemTime,
+    ) -> Vec<ShadowRecord> {
+        let mut outcomes = outcomes.into_iter();
+        let mut shadows = Vec::with_capacity(records.len());
+        for record in records {
+            shadows.push(match record {
+                LegRecord::Done(record) => record,
+                LegRecord::Awaited { target, endpoint } => {
+                    // `join_all` yields one outcome per call, in order.
+                    let outcome = outcomes.next().unwrap_or_else(|| {
+                        UpstreamOutcome::Failed(UpstreamFailure {
+                            kind: UpstreamErrorKind::Other,
+                            detail: "the shadow's outcome went missing".to_owned(),
+                            elapsed: started_at.elapsed().unwrap_or_default(),
+                            partial: None,
+                        })
+                    });
+                    if matches!(outcome, UpstreamOutcome::Failed(_)) {
+                        self.counters.shadow_error();
+                    }
+                    ShadowRecord {
+                        target,
+                        endpoint: Some(endpoint),
+                        outcome: ShadowOutcome::Sent(outcome),
+                    }
+                }
+            });
+        }
+        shadows
+    }
+
+    /// Publishes a routed exchange that was counted in flight.
+    pub(super) fn publish(&self, exchange: crate::capture::Exchange) {
+        self.hub.publish(exchange);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Prepares one shadow request: a copy of the finalised request. A mirror without an
+    /// endpoint fails as Envoy's async client does for a cluster with no host.
+    fn prepare_shadow(
+        &self,
+        policy: &MirrorPolicy,
+        copy: &ShadowCopy<'_>,
+        permit: OwnedSemaphorePermit,
+        target: Arc<str>,
+        timeout: ShadowTimeout,
+    ) -> ShadowLeg {
+        self.counters.mirrored();
+        let Some(endpoint) = policy.upstream.next_endpoint().cloned() else {
+            self.counters.shadow_error();
+            return ShadowLeg::Done(ShadowRecord {
+                target,
+                endpoint: None,
+                outcome: ShadowOutcome::Sent(UpstreamOutcome::Failed(UpstreamFailure {
+                    kind: UpstreamErrorKind::NoEndpoint,
+                    detail: format!(
+                        "mirror {} has no endpoints: no healthy upstream",
+                        policy.upstream.label
+                    ),
+                    elapsed: Duration::ZERO,
+                    partial: None,
+                })),
+            });
+        };
+        let mut headers = copy.headers.clone();
+        self.settings.mirror_headers.apply(&mut headers);
+        policy.headers.apply(&mut headers);
+        if self.settings.shadow_host_suffix {
+            shadow_host(&mut headers);
+        }
+        let upstream = self.upstream_target(&endpoint);
+        upstream.ensure_host(&mut headers);
+        ShadowLeg::Running {
+            target,
+            endpoint: String::from(&*upstream.text),
+            call: ShadowCall {
+                method: copy.method.clone(),
+                uri: upstream.uri(copy.path_and_query),
+                headers,
+                chunks: Arc::clone(copy.chunks),
+                pool: Arc::clone(upstream.pool()),
+                timeout,
+                permit,
+            },
+        }
+    }
+
+    /// Sends one prepared shadow copy; its slot is freed when it is done.
+    async fn run_shadow(&self, call: ShadowCall) -> UpstreamOutcome {
+        let outcome = match call.uri {
+            Ok(uri) => {
+                let request = ShadowRequest {
+                    method: call.method,
+                    uri,
+                    headers: call.headers,
+                    chunks: call.chunks,
+                };
+                self.shadow_exchange(&call.pool, request, call.timeout)
+                    .await
+            }
+            Err(detail) => UpstreamOutcome::Failed(UpstreamFailure {
+                kind: UpstreamErrorKind::Other,
+                detail,
+                elapsed: Duration::ZERO,
+                partial: None,
+            }),
+        };
+        drop(call.permit);
+        outcome
+    }
+
+    /// Sends a shadow copy and reads its whole answer, within the shadow's timeout.
+    async fn shadow_exchange(
+        &self,
+        pool: &Arc<EndpointPool>,
+        copy: ShadowRequest,
+        timeout: ShadowTimeout,
+    ) -> UpstreamOutcome {
+        let mut request = Request::new(UpstreamBody::Chunks(ChunkBody::new(copy.chunks)));
+        *request.method_mut() = copy.method;
+        *request.uri_mut() = copy.uri;
+        *request.headers_mut() = copy.headers;
+        let connect_timeout = self.settings.connect_timeout;
+        let cap = self.settings.capture_body_cap;
+        let sent_at = Instant::now();
+        let mut head = None;
+        let mut capture = BodyCapture::new(cap);
+        let exchange = async {
+            let (response, connection) = pool.send(request, connect_timeout, sent_at, true).await?;
+            let ttfb = sent_at.elapsed();
+            let (parts, mut body) = response.into_parts();
+            head = Some(ResponseHead {
+                status: parts.status,
+                headers: owned_headers(&parts.headers),
+                sent_at,
+                ttfb,
+                version: parts.version,
+            });
+            while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+                let frame = frame.map_err(|e| classify(&e))?;
+                if let Some(data) = frame.data_ref() {
+                    capture.record(data);
+                }
+            }
+            connection.release();
+            Ok::<(), (UpstreamErrorKind, String)>(())
+        };
+        let result = match tokio::time::timeout(timeout.limit, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err((UpstreamErrorKind::Timeout, timeout.detail())),
+        };
+        match (result, head) {
+            (Ok(()), Some(head)) => UpstreamOutcome::Response(head.into_response(capture.take())),
+            (Err((kind, detail)), Some(head)) => {
+                UpstreamOutcome::Failed(head.into_failure(kind, detail, capture.take()))
+            }
+            (Err((kind, detail)), None) => UpstreamOutcome::Failed(UpstreamFailure {
+                kind,
+                detail,
+                elapsed: sent_at.elapsed(),
+                partial: None,
+            }),
+            (Ok(()), None) => UpstreamOutcome::Failed(UpstreamFailure {
+                kind: UpstreamErrorKind::Other,
+                detail: "the shadow finished without a response head".to_owned(),
+                elapsed: sent_at.elapsed(),
+                partial: None,
+            }),
+        }
+    }
+}
+
+/// What every shadow of a request is copied from.
+struct ShadowCopy<'a> {
+    method: &'a http::Method,
+    headers: &'a HeaderMap,
+    path_and_query: &'a PathAndQuery,
+    chunks: &'a Arc<[Bytes]>,
+}
+
+/// One shadow request, ready for the wire.
+struct ShadowRequest {
+    method: http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    chunks: Arc<[Bytes]>,
+}
