@@ -132,26 +132,31 @@ spec:
     )
 }
 
+/// The lab on an ephemeral port with [`config`] for these two services, its annotation's
+/// rules in the analysis.
+fn start_lab(v1: SocketAddr, v2: SocketAddr, seed: Option<u64>) -> Lab {
+    let compiled = CompiledConfig::from_text("e2e.yaml", &config(v1.port(), v2.port()))
+        .unwrap_or_else(|e| panic!("config refused: {e}"));
+    Lab::start(
+        &tokio::runtime::Handle::current(),
+        CancellationToken::new(),
+        LabSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seed,
+            analysis: compiled.analysis_settings(AnalysisSettings::default()),
+            ..LabSettings::default()
+        },
+        compiled.table,
+    )
+    .expect("lab starts")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_analysis_report_and_har_from_real_traffic() {
     let stop = CancellationToken::new();
     let v1 = reviews_service("v1", 10, stop.clone()).await;
     let v2 = reviews_service("v2", 12, stop.clone()).await;
-    let compiled = CompiledConfig::from_text("e2e.yaml", &config(v1.port(), v2.port()))
-        .unwrap_or_else(|e| panic!("config refused: {e}"));
-    let settings = LabSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        seed: Some(1),
-        analysis: compiled.analysis_settings(AnalysisSettings::default()),
-        ..LabSettings::default()
-    };
-    let lab = Lab::start(
-        &tokio::runtime::Handle::current(),
-        CancellationToken::new(),
-        settings,
-        compiled.table,
-    )
-    .expect("lab starts");
+    let lab = start_lab(v1, v2, Some(1));
     let started_at = std::time::SystemTime::now();
 
     let http = reqwest::Client::new();
@@ -288,19 +293,7 @@ async fn a_slower_candidates_timestamp_is_noise_when_the_baseline_changes_it_in_
     let v1 = clock_service(0, Arc::clone(&v1_answers), stop.clone()).await;
     // v2 answers later than v1, whose clock it never catches up with.
     let v2 = clock_service(1_000_000, Arc::new(AtomicU64::new(0)), stop.clone()).await;
-    let compiled = CompiledConfig::from_text("clock.yaml", &config(v1.port(), v2.port()))
-        .unwrap_or_else(|e| panic!("config refused: {e}"));
-    let lab = Lab::start(
-        &tokio::runtime::Handle::current(),
-        CancellationToken::new(),
-        LabSettings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            analysis: compiled.analysis_settings(AnalysisSettings::default()),
-            ..LabSettings::default()
-        },
-        compiled.table,
-    )
-    .expect("lab starts");
+    let lab = start_lab(v1, v2, None);
     let http = reqwest::Client::new();
     const N: u64 = 50;
     for i in 0..N {

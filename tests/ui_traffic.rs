@@ -6,8 +6,8 @@ mod ui_common;
 use egui_kittest::kittest::Queryable as _;
 use mirrorlab::ui::Tab;
 use ui_common::{
-    MirrorFiles, Upstream, app, mirror_config, mirror_files, runtime, send_paths, send_requests,
-    wait_until,
+    MirrorFiles, Upstream, app, mirror_config, mirror_files, mirror_files_of, runtime, send_paths,
+    send_requests, wait_until,
 };
 
 #[test]
@@ -181,10 +181,8 @@ fn a_volatile_timestamp_is_noise_in_traffic_and_diffs_and_one_click_ignores_it()
         let stars = if id == "1" { r#","stars":5"# } else { "" };
         format!(r#"{{"id":"{id}","at":{}{stars}}}"#, n + 1000)
     });
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reviews.yaml");
-    std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
-    let mut h = app(&rt, Some(&path));
+    let files = mirror_files_of(v1, v2);
+    let mut h = app(&rt, Some(&files.path));
     h.run_ok();
     let addr = h.state().session.local_addr().expect("the proxy runs");
     // Products 0 and 1, six times each: the primary answers the same request again and

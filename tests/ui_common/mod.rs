@@ -101,8 +101,11 @@ pub struct MirrorFiles {
 
 /// Starts the two upstreams and writes the config.
 pub fn mirror_files(rt: &tokio::runtime::Runtime) -> MirrorFiles {
-    let v1 = Upstream::start(rt, None);
-    let v2 = Upstream::start(rt, None);
+    mirror_files_of(Upstream::start(rt, None), Upstream::start(rt, None))
+}
+
+/// Writes the config for these two upstreams.
+pub fn mirror_files_of(v1: Upstream, v2: Upstream) -> MirrorFiles {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("reviews.yaml");
     std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();

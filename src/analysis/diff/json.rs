@@ -292,65 +292,45 @@ pub(super) fn diff_json(
     match (p, s) {
         (Value::Object(po), Value::Object(so)) => {
             for (k, pv) in po {
-                let (pl, fl) = (pointer.len(), field.len());
-                push_token(pointer, k);
-                push_token(field, k);
-                diff_present(Some(pv), so.get(k), pointer, field, rules, out);
-                pointer.truncate(pl);
-                field.truncate(fl);
+                diff_key(k, Some(pv), so.get(k), pointer, field, rules, out);
             }
-            for (k, sv) in so {
-                if po.contains_key(k) {
-                    continue;
-                }
-                let (pl, fl) = (pointer.len(), field.len());
-                push_token(pointer, k);
-                push_token(field, k);
-                diff_present(None, Some(sv), pointer, field, rules, out);
-                pointer.truncate(pl);
-                field.truncate(fl);
+            for (k, sv) in so.iter().filter(|(k, _)| !po.contains_key(*k)) {
+                diff_key(k, None, Some(sv), pointer, field, rules, out);
             }
         }
         (Value::Array(pa), Value::Array(sa)) if pa.len() == sa.len() => {
             diff_same_length(p, s, pointer, field, rules, out);
         }
         (Value::Array(pa), Value::Array(sa)) => diff_aligned(pa, sa, pointer, field, rules, out),
-        (Value::Number(a), Value::Number(b)) => {
-            if !numbers_equal(a, b) {
-                push_difference(
-                    DiffKind::Changed,
-                    Some(p),
-                    Some(s),
-                    pointer,
-                    field,
-                    rules,
-                    out,
-                );
-            }
-        }
-        _ if type_name(p) != type_name(s) => {
-            push_difference(
-                DiffKind::TypeChanged,
-                Some(p),
-                Some(s),
-                pointer,
-                field,
-                rules,
-                out,
-            );
-        }
         _ => {
-            if p != s {
-                push_difference(
-                    DiffKind::Changed,
-                    Some(p),
-                    Some(s),
-                    pointer,
-                    field,
-                    rules,
-                    out,
-                );
+            let kind = match (p, s) {
+                (Value::Number(a), Value::Number(b)) => {
+                    (!numbers_equal(a, b)).then_some(DiffKind::Changed)
+                }
+                _ if type_name(p) != type_name(s) => Some(DiffKind::TypeChanged),
+                _ => (p != s).then_some(DiffKind::Changed),
+            };
+            if let Some(kind) = kind {
+                push_difference(kind, Some(p), Some(s), pointer, field, rules, out);
             }
         }
     }
+}
+
+/// The values at key `k` of two objects, either of which may lack it.
+fn diff_key(
+    k: &str,
+    primary: Option<&Value>,
+    shadow: Option<&Value>,
+    pointer: &mut String,
+    field: &mut String,
+    rules: &IgnoreRules,
+    out: &mut Vec<JsonDifference>,
+) {
+    let (pl, fl) = (pointer.len(), field.len());
+    push_token(pointer, k);
+    push_token(field, k);
+    diff_present(primary, shadow, pointer, field, rules, out);
+    pointer.truncate(pl);
+    field.truncate(fl);
 }
