@@ -151,6 +151,16 @@ fn start_lab(v1: SocketAddr, v2: SocketAddr, seed: Option<u64>) -> Lab {
     .expect("lab starts")
 }
 
+/// Stops the lab (within 20 s, its shadows given 5) and returns its final analysis.
+async fn shut_down(lab: Lab) -> Arc<mirrorlab::analysis::AnalysisSnapshot> {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        lab.shutdown(Duration::from_secs(5)),
+    )
+    .await
+    .expect("lab shuts down")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_analysis_report_and_har_from_real_traffic() {
     let stop = CancellationToken::new();
@@ -177,12 +187,7 @@ async fn lab_analysis_report_and_har_from_real_traffic() {
         );
     }
     let captures = lab.captures_handle();
-    let snapshot = tokio::time::timeout(
-        Duration::from_secs(20),
-        lab.shutdown(Duration::from_secs(5)),
-    )
-    .await
-    .expect("lab shuts down");
+    let snapshot = shut_down(lab).await;
     stop.cancel();
 
     // statistics
@@ -313,12 +318,7 @@ async fn a_slower_candidates_timestamp_is_noise_when_the_baseline_changes_it_in_
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
-    let snapshot = tokio::time::timeout(
-        Duration::from_secs(20),
-        lab.shutdown(Duration::from_secs(5)),
-    )
-    .await
-    .expect("lab shuts down");
+    let snapshot = shut_down(lab).await;
     stop.cancel();
     assert_eq!(v1_answers.load(Ordering::SeqCst), 2 * N);
     let served_at = snapshot
