@@ -10,7 +10,7 @@ use super::ignore::IgnoreRules;
 use super::noise::EndpointDiffs;
 use super::stats::SideAccumulator;
 use super::summary::{ExchangeDiffSummary, ShadowState, ShadowSummary};
-use super::volatile::{PrimaryAnswers, RequestKey};
+use super::volatile::PrimaryAnswers;
 use super::{OTHER_ENDPOINTS, RouteKey};
 use crate::capture::{CapturedResponse, Exchange, ShadowOutcome, ShadowRecord, UpstreamOutcome};
 use crate::routing::ActionKind;
@@ -115,11 +115,15 @@ impl RouteAccumulator {
         // Only routes that mirror need to know which fields are volatile.
         if !self.mirrors.is_empty()
             && let Some(prepared) = &prepared_primary
-            && let Some(key) = RequestKey::of(cx.route_slot, &exchange.request)
         {
             let endpoint = self.endpoints.entry(endpoint).or_default();
-            cx.answers
-                .observe(key, prepared, &mut endpoint.repeats, cx.rules);
+            cx.answers.observe(
+                cx.route_slot,
+                &exchange.request,
+                prepared,
+                &mut endpoint.repeats,
+                cx.rules,
+            );
         }
         ExchangeDiffSummary {
             exchange_id: exchange.id,

@@ -28,14 +28,19 @@ const MAX_KEPT_BYTES: usize = 16 * 1024 * 1024;
 /// A bigger answer is not kept: its request is not tracked.
 const MAX_KEPT_ANSWER: usize = 256 * 1024;
 
-/// Repeats of an endpoint compared one by one before sampling starts: enough to tell a
-/// volatile field (4 changes in 4 already are) with room to spare.
+/// Every answer of an endpoint is looked at until this many repeats were compared: enough
+/// to tell a volatile field (4 changes in 4 already are) with room to spare.
 const COMPARE_ALL_FIRST: u64 = 64;
 
-/// After the first [`COMPARE_ALL_FIRST`], one repeat in this many is compared: evidence
-/// keeps coming (a field that starts changing later is still found) at a sixty-fourth of
-/// the cost of comparing every answer twice.
-const COMPARE_ONE_IN: u64 = 64;
+/// ... or until this many answers were looked at, so that an endpoint whose requests never
+/// repeat (ids from a large space, bodies that differ) stops costing anything.
+const OBSERVE_ALL_FIRST: u64 = 1024;
+
+/// After that, one answer of the endpoint in this many is looked at (its request keyed,
+/// compared with the last answer kept for it, kept in its place); the others cost a count.
+/// Evidence keeps coming, a field that starts changing later is still found, and the
+/// analysis of the other answers is as cheap as without repeats.
+const OBSERVE_ONE_IN: u64 = 64;
 
 /// Request headers that differ between otherwise identical requests and say nothing about
 /// the answer: request and trace ids (W3C, B3, Envoy, cloud load balancers), and framing.
@@ -230,31 +235,29 @@ impl PrimaryAnswers {
         self.current.bytes + self.previous.bytes
     }
 
-    /// Takes the primary's `answer` to the request `key` into account: compares it with the
-    /// last answer to the same request when `counts` says this repeat is to be compared,
-    /// and keeps it as the last answer.
+    /// Takes the primary's `answer` to `request` on the route at `route_slot` into account,
+    /// when `counts` says this answer is to be looked at: compares it with the last answer
+    /// kept for the same request, and keeps it in its place.
     ///
     /// (Keeping the parsed body as well, to spare the earlier answer's parse, measured
     /// slower on the analysis benchmark: the documents held cost more than the parses.)
     pub(crate) fn observe(
         &mut self,
-        key: RequestKey,
+        route_slot: usize,
+        request: &CapturedRequest,
         answer: &PreparedResponse<'_>,
         counts: &mut RepeatCounts,
         rules: &IgnoreRules,
     ) {
-        let known =
-            self.current.answers.contains_key(&key) || self.previous.answers.contains_key(&key);
-        if known {
-            counts.seen += 1;
-            let sampled =
-                counts.compared < COMPARE_ALL_FIRST || counts.seen.is_multiple_of(COMPARE_ONE_IN);
-            if !sampled {
-                // The older answer stays: the next comparison spans a longer interval,
-                // which for a field that is a function of the request changes nothing.
-                return;
-            }
+        counts.observed += 1;
+        let warming_up =
+            counts.compared < COMPARE_ALL_FIRST && counts.observed <= OBSERVE_ALL_FIRST;
+        if !warming_up && !counts.observed.is_multiple_of(OBSERVE_ONE_IN) {
+            return;
         }
+        let Some(key) = RequestKey::of(route_slot, request) else {
+            return;
+        };
         let response = answer.response();
         if let Some(last) = self.take(&key)
             && last.answer.status == response.status
@@ -280,8 +283,8 @@ struct RepeatField {
 /// The primary's repeats at one endpoint: how many were compared and what changed.
 #[derive(Debug, Default)]
 pub(crate) struct RepeatCounts {
-    /// Answers to a request already answered before.
-    seen: u64,
+    /// Answers of the endpoint seen (looked at or not).
+    observed: u64,
     /// Of which compared with the earlier answer.
     compared: u64,
     fields: HashMap<FieldPath, RepeatField>,
@@ -379,19 +382,28 @@ mod tests {
         assert_eq!(RequestKey::of(0, &cut), None);
     }
 
+    fn observe(store: &mut PrimaryAnswers, counts: &mut RepeatCounts, uri: &str, body: String) {
+        let r = answer(body);
+        let prepared = PreparedResponse::new(&r, "primary");
+        store.observe(
+            0,
+            &request(uri, &[]),
+            &prepared,
+            counts,
+            &IgnoreRules::none(),
+        );
+    }
+
     #[test]
     fn repeats_count_what_changed_and_the_store_stays_bounded() {
         let mut store = PrimaryAnswers::default();
         let mut counts = RepeatCounts::default();
-        let rules = IgnoreRules::none();
         for i in 0..10u64 {
-            let r = answer(format!(r#"{{"id":1,"at":{i}}}"#));
-            let key = RequestKey::of(0, &request("/r/1", &[])).expect("whole body");
-            store.observe(
-                key,
-                &PreparedResponse::new(&r, "primary"),
+            observe(
+                &mut store,
                 &mut counts,
-                &rules,
+                "/r/1",
+                format!(r#"{{"id":1,"at":{i}}}"#),
             );
         }
         let at = counts.counts(&FieldPath::Json("/at".into()));
@@ -402,18 +414,36 @@ mod tests {
                 .map(|c| c.differing),
             Some(0)
         );
+        // Many distinct requests, each looked at (a fresh endpoint each): the store keeps
+        // the most recent within its bounds.
         for i in 0..(MAX_KEPT_REQUESTS as u64 * 3) {
-            let r = answer(format!(r#"{{"id":{i}}}"#));
-            let key = RequestKey::of(0, &request(&format!("/s/{i}"), &[])).expect("key");
-            store.observe(
-                key,
-                &PreparedResponse::new(&r, "primary"),
-                &mut counts,
-                &rules,
+            let mut fresh = RepeatCounts::default();
+            observe(
+                &mut store,
+                &mut fresh,
+                &format!("/s/{i}"),
+                format!(r#"{{"id":{i}}}"#),
             );
+            assert_eq!(fresh.compared, 0, "no request repeated");
         }
         assert!(store.len() <= MAX_KEPT_REQUESTS, "{}", store.len());
         assert!(store.bytes() <= MAX_KEPT_BYTES);
-        assert_eq!(counts.compared, 9, "no new request repeated");
+    }
+
+    #[test]
+    fn after_the_first_repeats_one_answer_in_sixty_four_is_looked_at() {
+        let mut store = PrimaryAnswers::default();
+        let mut counts = RepeatCounts::default();
+        let n = COMPARE_ALL_FIRST + 1 + 10 * OBSERVE_ONE_IN;
+        for i in 0..n {
+            observe(&mut store, &mut counts, "/r/1", format!(r#"{{"at":{i}}}"#));
+        }
+        assert_eq!(counts.compared, COMPARE_ALL_FIRST + 10);
+        assert_eq!(
+            counts
+                .counts(&FieldPath::Json("/at".into()))
+                .map(|c| c.differing),
+            Some(COMPARE_ALL_FIRST + 10)
+        );
     }
 }
