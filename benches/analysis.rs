@@ -138,6 +138,7 @@ fn exchanges(n: u64, with_baseline: bool) -> Vec<Exchange> {
                 primary: Some(PrimaryRecord {
                     target: Arc::from("reviews/v1"),
                     endpoint: "127.0.0.1:9081".to_owned(),
+                    attempts: Vec::new(),
                     outcome: UpstreamOutcome::Response(resp(
                         review_json(id, 0, rng.u64(..)),
                         rng.u64(5..40),

@@ -325,6 +325,12 @@ fn check(files: &[PathBuf]) -> ExitCode {
     let count = |s| set.diagnostics().iter().filter(|d| d.severity == s).count();
     let errors = count(Severity::Error);
     let warnings = count(Severity::Warning);
+    // Infos (what only the cluster can tell) are counted only when there are some, so a
+    // clean config still reads "0 error(s), 0 warning(s)".
+    let infos = match count(Severity::Info) {
+        0 => String::new(),
+        n => format!(", {n} info"),
+    };
     let mut out = std::io::stdout().lock();
     let printed = set
         .diagnostics()
@@ -333,7 +339,7 @@ fn check(files: &[PathBuf]) -> ExitCode {
         .and_then(|()| {
             writeln!(
                 out,
-                "{} file(s), {} resource(s): {errors} error(s), {warnings} warning(s)",
+                "{} file(s), {} resource(s): {errors} error(s), {warnings} warning(s){infos}",
                 set.files().len(),
                 set.resources().len()
             )

@@ -97,3 +97,31 @@ spec:
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("error[ML0001]: cannot read the file"), "{out}");
 }
+
+#[test]
+fn infos_are_printed_and_counted_and_never_fail_check() {
+    // A host no ServiceEntry of the files defines may be a Kubernetes Service of the
+    // cluster: istioctl analyze without the cluster says IST0101, the lab says info.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("info.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{destination: {host: ratings}}]
+",
+    )
+    .unwrap();
+    let (code, out) = check(std::slice::from_ref(&file));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(":7: info[ML0401]:"), "{out}");
+    assert!(out.contains("IST0101"), "{out}");
+    assert!(
+        out.trim_end().ends_with("0 error(s), 0 warning(s), 1 info"),
+        "{out}"
+    );
+}

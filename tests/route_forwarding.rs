@@ -205,6 +205,8 @@ async fn header_operations_reach_the_primary_and_the_shadow_and_the_client_gets_
         let tags: Vec<_> = r.headers.get_all("x-tag").iter().collect();
         assert_eq!(tags, ["client", "route"], "{side}: add appends");
         assert!(!r.headers.contains_key("x-secret"), "{side}");
+        assert_eq!(r.headers["x-envoy-attempt-count"], "1", "{side}");
+        assert_eq!(r.headers["x-forwarded-proto"], "http", "{side}");
     }
 }
 

@@ -14,8 +14,8 @@ fn sample(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn table_of(yaml: &str) -> RouteTable {
-    let set = ConfigSet::load_str("test.yaml", yaml);
+fn table_of(yaml: impl AsRef<str>) -> RouteTable {
+    let set = ConfigSet::load_str("test.yaml", yaml.as_ref());
     match RouteTable::compile(&set) {
         Ok(t) => t,
         Err(errors) => panic!(
@@ -27,6 +27,23 @@ fn table_of(yaml: &str) -> RouteTable {
                 .join("\n")
         ),
     }
+}
+
+/// A ServiceEntry that puts `host` on 127.0.0.1:`port`: Istio refuses an IP address as a
+/// destination host, so the tests reach local ports through one, as a lab user would.
+fn local(host: &str, port: u16) -> String {
+    format!(
+        "---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {host}}}
+spec:
+  hosts: [{host}]
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+"
+    )
 }
 
 struct Req {
@@ -145,8 +162,10 @@ metadata: {name: vs, namespace: default}
 spec:
   hosts: [reviews.default.svc.cluster.local]
   http:
-  - route: [{destination: {host: 127.0.0.1, port: {number: 9081}}}]
-",
+  - route: [{destination: {host: local-9081.test, port: {number: 9081}}}]
+"
+        .to_owned()
+            + &local("local-9081.test", 9081),
     );
     let r = Req::get("reviews", "/").resolve(&table).unwrap();
     assert_eq!(
@@ -199,7 +218,7 @@ spec:
         )
     };
     let fraction = |extra: &str| {
-        let t = table_of(&vs(extra));
+        let t = table_of(vs(extra));
         Req::get("reviews", "/").resolve(&t).unwrap().mirrors()[0].fraction
     };
     assert_eq!(fraction(""), 1.0);
@@ -375,21 +394,23 @@ fn weights_pick_destinations_and_subsets_select_endpoints() {
 }
 
 #[test]
-fn hosts_without_service_entry_are_dns_names_or_ips() {
+fn hosts_without_service_entry_are_dns_names() {
     let table = table_of(
         "apiVersion: networking.istio.io/v1beta1
 kind: VirtualService
 metadata: {name: vs}
 spec:
-  hosts: ['*.example.com', api.example.com, '*']
+  hosts: ['*.example.com']
   http:
   - match: [{authority: {exact: api.example.com}}]
     route: [{destination: {host: httpbin.org}}]
   - match: [{port: 8080}]
-    route: [{destination: {host: 127.0.0.1, port: {number: 9089}}}]
+    route: [{destination: {host: local-9089.test, port: {number: 9089}}}]
   - route: [{destination: {host: backend, port: {number: 8000}}}]
     timeout: 1.5s
-",
+"
+        .to_owned()
+            + &local("local-9089.test", 9089),
     );
     let r = Req::get("api.example.com", "/").resolve(&table).unwrap();
     assert_eq!(
@@ -407,7 +428,9 @@ spec:
         r.forward().unwrap().destinations[0].upstream.endpoints,
         vec![sock(9089)]
     );
-    let r = Req::get("anything.else", "/").resolve(&table).unwrap();
+    let r = Req::get("anything.example.com", "/")
+        .resolve(&table)
+        .unwrap();
     assert_eq!(r.trace.route_index, 2);
     assert_eq!(r.timeout(), Some(std::time::Duration::from_millis(1500)));
     assert_eq!(
@@ -426,15 +449,18 @@ kind: VirtualService
 metadata: {name: wildcard}
 spec:
   hosts: ['*.example.com']
-  http: [{route: [{destination: {host: 127.0.0.1, port: {number: 9081}}}]}]
+  http: [{route: [{destination: {host: local-9081.test, port: {number: 9081}}}]}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: exact}
 spec:
   hosts: [api.example.com]
-  http: [{route: [{destination: {host: 127.0.0.1, port: {number: 9082}}}]}]
-",
+  http: [{route: [{destination: {host: local-9082.test, port: {number: 9082}}}]}]
+"
+        .to_owned()
+            + &local("local-9081.test", 9081)
+            + &local("local-9082.test", 9082),
     );
     let vs = |h: &'static str| {
         Req::get(h, "/")
@@ -476,22 +502,51 @@ kind: VirtualService
 metadata: {{name: reviews, namespace: {ns}}}
 spec:
   hosts: [reviews]
-  http: [{{route: [{{destination: {{host: 127.0.0.1, port: {{number: 9081}}}}}}]}}]
+  http: [{{route: [{{destination: {{host: local-9081.test, port: {{number: 9081}}}}}}]}}]
 "
         )
     };
-    let table = table_of(&vs("bookinfo"));
+    let table = table_of(vs("bookinfo"));
     let r = Req::get("reviews", "/").resolve(&table).unwrap();
     assert_eq!(r.trace.virtual_service, "bookinfo/reviews");
     assert!(Req::get("reviews.bookinfo", "/").resolve(&table).is_ok());
     assert!(Req::get("reviews.other", "/").resolve(&table).is_err());
 
     // Two namespaces define reviews: a bare name is ambiguous, so it does not guess.
-    let table = table_of(&format!("{}---\n{}", vs("bookinfo"), vs("staging")));
+    let table = table_of(format!("{}---\n{}", vs("bookinfo"), vs("staging")));
     assert!(Req::get("reviews", "/").resolve(&table).is_err());
     assert!(
         Req::get("reviews.staging.svc.cluster.local", "/")
             .resolve(&table)
             .is_ok()
     );
+}
+
+#[test]
+fn matchers_mean_what_istio_makes_of_them() {
+    // istio: an empty uri prefix is Envoy's prefix "" (every path); `*` in withoutHeaders is a
+    // presence test (route.go canBeConvertedToPresentMatch), so it excludes requests that
+    // carry the header at all.
+    let table = table_of(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{withoutHeaders: {x-canary: {regex: \"*\"}}, uri: {prefix: \"\"}}]
+    route: [{destination: {host: local-9081.test, port: {number: 9081}}}]
+  - route: [{destination: {host: local-9082.test, port: {number: 9082}}}]
+"
+        .to_owned()
+            + &local("local-9081.test", 9081)
+            + &local("local-9082.test", 9082),
+    );
+    let plain = Req::get("reviews", "/any/path").resolve(&table).unwrap();
+    assert_eq!(plain.trace.route_index, 0);
+    let canary = Req::get("reviews", "/any/path")
+        .header("x-canary", "")
+        .resolve(&table)
+        .unwrap();
+    assert_eq!(canary.trace.route_index, 1);
 }

@@ -211,8 +211,18 @@ fn source_namespace_and_match_gateways_are_tested_against_the_workload() {
 fn a_virtual_service_bound_only_to_gateways_does_not_route_sidecar_traffic() {
     // push_context.go getGatewayNames: absent gateways mean `mesh`; a VirtualService
     // whose gateways omit it is not in a sidecar's routes. Its host (defined by a
-    // ServiceEntry) keeps the default route.
+    // ServiceEntry) keeps the default route. The Gateway is in the files: `istioctl
+    // analyze` reports a reference to a missing one (IST0101).
     let yaml = "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ingress, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ['*/reviews']
+---
+apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews-ingress, namespace: default}
 spec:

@@ -63,6 +63,7 @@ fn exchange(id: u64, at: SystemTime) -> Exchange {
         primary: Some(PrimaryRecord {
             target: Arc::from("reviews/v1"),
             endpoint: "127.0.0.1:9081".to_owned(),
+            attempts: Vec::new(),
             outcome: UpstreamOutcome::Response(response(
                 200,
                 3 + id % 7,

@@ -15,6 +15,10 @@ pub mod lookup;
 pub mod matcher;
 pub mod mirror_headers;
 pub mod model;
+pub mod names;
+pub mod policy;
+mod raw;
+pub mod re2;
 mod validate;
 
 use std::fmt;
@@ -377,10 +381,34 @@ impl ConfigSet {
                 Some(k) => format!("did you mean `kind: {k}`?"),
                 None => "the lab reads VirtualService, DestinationRule and ServiceEntry of networking.istio.io; other documents are kept and written back unchanged".to_owned(),
             };
-            self.diagnostics.push(
-                Diagnostic::warning(
-                    codes::UNKNOWN_KIND,
+            // Gateways and Services are what VirtualServices refer to: `check` reads them
+            // to resolve those references (as `istioctl analyze` does), nothing else does.
+            let referenced = matches!(
+                (kind.as_deref(), api_version.as_deref()),
+                (Some("Service"), Some("v1"))
+            ) || (kind.as_deref() == Some("Gateway")
+                && api_version.as_deref().is_some_and(|v| {
+                    v.starts_with("networking.istio.io/")
+                        || v.starts_with("gateway.networking.k8s.io/")
+                }));
+            let (severity, message) = if referenced {
+                (
+                    Severity::Info,
+                    format!(
+                        "{what} is read only to check references to it; the lab does not act on it"
+                    ),
+                )
+            } else {
+                (
+                    Severity::Warning,
                     format!("{what} is not one the lab uses; it is ignored"),
+                )
+            };
+            self.diagnostics.push(
+                Diagnostic::new(
+                    severity,
+                    codes::UNKNOWN_KIND,
+                    message,
                     name.to_owned(),
                     source.line,
                 )
@@ -409,6 +437,13 @@ impl ConfigSet {
                 .with_help(format!("use one of {}", SUPPORTED_API_VERSIONS.join(", "))),
             );
             return;
+        }
+        if kind.as_deref() == Some("VirtualService") {
+            self.diagnostics.extend(
+                raw::null_string_matches(&value).into_iter().map(|path| {
+                    raw::null_match_diagnostic(name, doc, &source, &resource_label, path)
+                }),
+            );
         }
         let parsed = match kind.as_deref() {
             Some("VirtualService") => {

@@ -26,12 +26,9 @@ pub(super) struct FaultOutcome {
     pub aborted: Option<LocalReply>,
 }
 
-/// Draws the delay and the abort with `draw` (uniform in `0.0..1.0`) and waits out the delay.
-pub(super) async fn run(
-    fault: &Fault,
-    request_headers: &HeaderMap,
-    mut draw: impl FnMut() -> f64,
-) -> FaultOutcome {
+/// Draws the delay and the abort with `draw` (uniform in `0.0..1.0`) and waits out the
+/// delay; `grpc` says whether the request is gRPC ([`is_grpc`]), for the abort's form.
+pub(super) async fn run(fault: &Fault, grpc: bool, mut draw: impl FnMut() -> f64) -> FaultOutcome {
     let mut outcome = FaultOutcome::default();
     if let Some((delay, share)) = fault.delay
         && draw() < share
@@ -42,13 +39,13 @@ pub(super) async fn run(
     if let Some((with, share)) = fault.abort
         && draw() < share
     {
-        outcome.aborted = Some(abort_reply(with, is_grpc(request_headers)));
+        outcome.aborted = Some(abort_reply(with, grpc));
     }
     outcome
 }
 
 /// A gRPC request, as Envoy's `Grpc::Common::isGrpcRequestHeaders` tells one.
-fn is_grpc(headers: &HeaderMap) -> bool {
+pub(super) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -125,11 +122,11 @@ mod tests {
             abort: Some((AbortWith::Http(StatusCode::BAD_REQUEST), 0.5)),
         };
         let mut draws = [0.9, 0.1].into_iter();
-        let out = run(&fault, &HeaderMap::new(), || draws.next().unwrap_or(1.0)).await;
+        let out = run(&fault, false, || draws.next().unwrap_or(1.0)).await;
         assert!(out.delayed.is_none());
         assert!(out.aborted.is_some());
         let mut draws = [0.1, 0.9].into_iter();
-        let out = run(&fault, &HeaderMap::new(), || draws.next().unwrap_or(1.0)).await;
+        let out = run(&fault, false, || draws.next().unwrap_or(1.0)).await;
         assert_eq!(out.delayed, Some(Duration::from_millis(1)));
         assert!(out.aborted.is_none());
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use http::header::{EXPECT, HOST};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::capture::{ForwardedRequest, owned_headers};
 use crate::routing::WeightedUpstream;
@@ -17,11 +17,12 @@ use crate::routing::action::Forward;
 
 use super::hop::strip_hop_by_hop;
 
-const X_REQUEST_ID: &str = "x-request-id";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_ENVOY_ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
-const X_ENVOY_ORIGINAL_PATH: &str = "x-envoy-original-path";
-const X_ENVOY_EXPECTED_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+const X_ENVOY_EXPECTED_TIMEOUT: HeaderName =
+    HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 
 /// What every forwarded request gets, whatever its route: returns its `x-request-id`.
 pub(super) fn prepare(headers: &mut HeaderMap, authority: Option<&http::uri::Authority>) -> String {
@@ -36,13 +37,18 @@ pub(super) fn prepare(headers: &mut HeaderMap, authority: Option<&http::uri::Aut
             headers.insert(HOST, value);
         }
     }
-    // The connection manager sets the scheme the client used when the client did not say,
-    // and Istio's virtual hosts ask Envoy to count attempts (the first is 1).
-    if !headers.contains_key(X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    }
-    headers.insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from_static("1"));
     request_id
+}
+
+/// What the sidecar adds to every request it sends upstream, primary and shadow: the
+/// connection manager's `x-forwarded-proto` when the client sent none, and the attempt
+/// count Istio's virtual hosts ask for (the first attempt is 1). Added after the capture
+/// takes the client's headers, so the capture does not copy them for every request.
+pub(super) fn add_sidecar_headers(headers: &mut HeaderMap) {
+    headers
+        .entry(X_FORWARDED_PROTO)
+        .or_insert(HeaderValue::from_static("http"));
+    headers.insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from_static("1"));
 }
 
 /// The request after the route's own changes.
@@ -98,6 +104,7 @@ pub(super) fn finalize(
         headers.insert(X_ENVOY_EXPECTED_TIMEOUT, timeout_ms(timeout));
         changed = true;
     }
+    add_sidecar_headers(headers);
     let forwarded = changed.then(|| {
         Arc::new(ForwardedRequest {
             uri: target.as_str().to_owned(),
@@ -187,11 +194,12 @@ mod tests {
         prepare(&mut headers, None);
         assert!(!headers.contains_key("connection"));
         assert!(!headers.contains_key(EXPECT));
+        add_sidecar_headers(&mut headers);
         assert_eq!(headers[X_FORWARDED_PROTO], "http");
         assert_eq!(headers[X_ENVOY_ATTEMPT_COUNT], "1");
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        prepare(&mut headers, None);
+        add_sidecar_headers(&mut headers);
         assert_eq!(headers[X_FORWARDED_PROTO], "https", "the client's is kept");
     }
 }

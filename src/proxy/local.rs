@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION, SERVER};
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::capture::{
     CapturedBody, CapturedRequest, CapturedResponse, Exchange, PrimaryRecord, ResponseFlags,
@@ -20,7 +20,7 @@ use super::arrival::{Arrival, Routed};
 use super::body::ProxyBody;
 use super::error::ProxyError;
 
-const X_REQUEST_ID: &str = "x-request-id";
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What Envoy puts in `server` on every response a sidecar sends its app.
 pub(super) const ENVOY: HeaderValue = HeaderValue::from_static("envoy");
@@ -161,6 +161,7 @@ fn local_exchange(
     let primary = target.map(|target| PrimaryRecord {
         target: Arc::from(target),
         endpoint: String::new(),
+        attempts: Vec::new(),
         outcome: UpstreamOutcome::Response(CapturedResponse {
             status: reply.status,
             headers: reply.headers.clone(),

@@ -18,15 +18,19 @@ use super::body::ProxyBody;
 use super::cors::{self, CorsDecision};
 use super::error::ProxyError;
 use super::fault;
-use super::forward::Filtered;
+use super::forward::{Filtered, Prepared};
 use super::local::LocalReply;
 
 impl Shared {
     /// Handles one client request; never fails (errors become the answers Envoy gives).
-    pub(super) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+    pub(super) async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: Option<std::net::SocketAddr>,
+    ) -> Response<ProxyBody> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         self.counters.request();
-        let arrival = Arrival::new(id, request);
+        let arrival = Arrival::new(id, request, client);
         let routed = match self.route(&arrival) {
             Ok(routed) => routed,
             Err(no_route) => return self.answer_no_route(arrival, &ProxyError::NoRoute(no_route)),
@@ -39,7 +43,10 @@ impl Shared {
         let mut steps = Vec::new();
 
         if let Some(fault) = &route.fault {
-            let outcome = fault::run(fault, &arrival.parts.headers, || rng.f64()).await;
+            // Not a borrow of the request across the delay: this future is moved whole for
+            // every request, and a borrowed local keeps its room in it for good.
+            let grpc = fault::is_grpc(&arrival.parts.headers);
+            let outcome = fault::run(fault, grpc, || rng.f64()).await;
             if let Some(delay) = outcome.delayed {
                 flags = flags.union(ResponseFlags::DI);
                 steps.push(format!("fault: delayed {delay:?}"));
@@ -96,9 +103,10 @@ impl Shared {
                     steps,
                     cors,
                 };
-                return Arc::clone(&self)
-                    .forward(arrival, routed, filtered, forward)
-                    .await;
+                return match self.prepare_forward(arrival, routed, filtered, forward) {
+                    Prepared::Send(job) => Arc::clone(&self).send_primary(job).await,
+                    Prepared::Answered(answer) => answer,
+                };
             }
             RouteAction::Redirect(redirect) => (
                 ActionKind::Redirect,

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use super::RequestHead;
-use crate::config::matcher::{MatcherError, StringMatcher};
+use crate::config::matcher::{MatchField, MatcherError, StringMatcher};
 use crate::config::model::{HttpMatchRequest, StringMatch};
 
 /// One compiled match block: every condition must hold (AND).
@@ -25,36 +25,40 @@ pub struct MatchBlock {
 impl MatchBlock {
     /// Compiles one `HTTPMatchRequest`.
     pub fn compile(m: &HttpMatchRequest) -> Result<Self, MatcherError> {
-        let opt = |sm: &Option<StringMatch>, field: &str| {
+        let opt = |sm: &Option<StringMatch>, kind: MatchField, field: &str| {
             sm.as_ref()
-                .map(|s| StringMatcher::compile(s, field))
+                .map(|s| StringMatcher::compile(s, kind, field))
                 .transpose()
         };
-        let map = |entries: &indexmap::IndexMap<String, StringMatch>, field: &str| {
-            entries
-                .iter()
-                .map(|(k, v)| {
-                    // Header names are case-insensitive on the wire; http::HeaderMap keys
-                    // are lowercase, so compare lowercase (uppercase keys get a warning).
-                    let key = if field == "queryParams" {
-                        k.clone()
-                    } else {
-                        k.to_ascii_lowercase()
-                    };
-                    StringMatcher::compile_for_presence(v, &format!("{field}.{k}"))
-                        .map(|m| (key, m))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
+        let map =
+            |entries: &indexmap::IndexMap<String, StringMatch>, kind: MatchField, field: &str| {
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        // Header names are case-insensitive on the wire; http::HeaderMap keys
+                        // are lowercase, so compare lowercase, as Envoy does (uppercase keys get an info).
+                        let key = if field == "queryParams" {
+                            k.clone()
+                        } else {
+                            k.to_ascii_lowercase()
+                        };
+                        StringMatcher::compile(v, kind, &format!("{field}.{k}")).map(|m| (key, m))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            };
         let mut block = Self {
-            uri: opt(&m.uri, "uri")?,
+            uri: opt(&m.uri, MatchField::Uri, "uri")?,
             ignore_uri_case: m.ignore_uri_case.unwrap_or(false),
-            scheme: opt(&m.scheme, "scheme")?,
-            method: opt(&m.method, "method")?,
-            authority: opt(&m.authority, "authority")?,
-            headers: map(&m.headers, "headers")?,
-            without_headers: map(&m.without_headers, "withoutHeaders")?,
-            query_params: map(&m.query_params, "queryParams")?,
+            scheme: opt(&m.scheme, MatchField::Scheme, "scheme")?,
+            method: opt(&m.method, MatchField::Method, "method")?,
+            authority: opt(&m.authority, MatchField::Authority, "authority")?,
+            headers: map(&m.headers, MatchField::Header, "headers")?,
+            without_headers: map(
+                &m.without_headers,
+                MatchField::WithoutHeader,
+                "withoutHeaders",
+            )?,
+            query_params: map(&m.query_params, MatchField::QueryParam, "queryParams")?,
             port: m.port,
             summary: String::new(),
         };

@@ -1053,6 +1053,7 @@ mod tests {
             primary: Some(PrimaryRecord {
                 target: Arc::from("reviews/v1"),
                 endpoint: "127.0.0.1:9081".to_owned(),
+                attempts: Vec::new(),
                 outcome: UpstreamOutcome::Response(CapturedResponse {
                     status: http::StatusCode::from_u16(status).unwrap(),
                     headers: http::HeaderMap::new(),

@@ -139,6 +139,7 @@ pub fn exchange(
         primary: Some(PrimaryRecord {
             target: Arc::from("reviews/v1"),
             endpoint: "127.0.0.1:9081".to_owned(),
+            attempts: Vec::new(),
             outcome: primary,
         }),
         shadows,
