@@ -33,6 +33,7 @@ fn response(status: u16, ms: u64, body: &str) -> CapturedResponse {
         },
         ttfb: Duration::from_millis(ms),
         total: Duration::from_millis(ms + 1),
+        version: http::Version::HTTP_11,
     }
 }
 

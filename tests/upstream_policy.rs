@@ -583,6 +583,7 @@ async fn the_analysis_counts_attempts_retries_and_ejections_per_endpoint() {
     let har = serde_json::to_value(mirrorlab::export::build_har(
         &exchanges,
         &mirrorlab::export::HarOptions::default(),
+        None,
     ))
     .expect("HAR");
     let attempts: Vec<_> = har["log"]["entries"]

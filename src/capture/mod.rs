@@ -54,6 +54,9 @@ pub struct CapturedResponse {
     pub ttfb: Duration,
     /// Time from sending the request to the end of the response body.
     pub total: Duration,
+    /// The HTTP version the upstream answered in (the proxy speaks HTTP/1.1 to
+    /// upstreams; an HTTP/1.0 server answers in 1.0).
+    pub version: http::Version,
 }
 
 /// Why an upstream exchange failed.

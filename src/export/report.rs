@@ -232,6 +232,53 @@ pub struct Totals {
     pub real_differences: usize,
     /// Diff rows marked noise.
     pub noise_differences: usize,
+    /// Exchanges by how their candidates' differences count, as the Traffic list shows them.
+    pub exchange_differences: ExchangeDifferences,
+}
+
+/// Exchanges counted by their candidate mirrors' differences, real and noise apart, by the
+/// verdicts at the end of the run (the Traffic list's `1 differs, 2 noise`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ExchangeDifferences {
+    /// Exchange summaries these counts cover: the analysis keeps the most recent 100,000
+    /// (by default), so this is less than `exchanges` only in a longer run.
+    pub counted: u64,
+    /// Of which at least one candidate mirror was compared with the primary.
+    pub compared: u64,
+    /// Of those, a candidate differs in at least one real difference.
+    pub real: u64,
+    /// Differences, all of them noise.
+    pub noise_only: u64,
+    /// No difference at all (after ignore rules).
+    pub same: u64,
+}
+
+impl ExchangeDifferences {
+    /// Counts the summaries of `snapshot`.
+    pub fn of(snapshot: &AnalysisSnapshot) -> Self {
+        let mut out = Self::default();
+        for summary in snapshot.summaries.iter() {
+            out.counted += 1;
+            let splits: Vec<_> = summary
+                .shadows
+                .iter()
+                .filter(|s| !s.baseline)
+                .filter_map(|s| s.split(&snapshot.verdicts))
+                .collect();
+            if splits.is_empty() {
+                continue;
+            }
+            out.compared += 1;
+            if splits.iter().any(|s| s.real > 0) {
+                out.real += 1;
+            } else if splits.iter().any(|s| s.noise > 0) {
+                out.noise_only += 1;
+            } else {
+                out.same += 1;
+            }
+        }
+        out
+    }
 }
 
 /// The report.
@@ -355,6 +402,7 @@ impl Report {
                 unrouted: snapshot.unrouted,
                 real_differences: real,
                 noise_differences: diffs.len() - real,
+                exchange_differences: ExchangeDifferences::of(snapshot),
             },
             routes,
             noise_thresholds: snapshot.thresholds,

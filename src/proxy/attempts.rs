@@ -531,6 +531,7 @@ impl Shared {
             headers: owned_headers(&head.headers),
             sent_at,
             ttfb,
+            version: head.version,
         };
         let cap = self.settings.capture_body_cap;
         let capture =

@@ -426,6 +426,8 @@ pub(crate) struct ResponseHead {
     pub sent_at: Instant,
     /// Time from sending to the response head.
     pub ttfb: Duration,
+    /// The HTTP version the upstream answered in.
+    pub version: http::Version,
 }
 
 impl ResponseHead {
@@ -437,6 +439,7 @@ impl ResponseHead {
             body,
             ttfb: self.ttfb,
             total: self.sent_at.elapsed(),
+            version: self.version,
         }
     }
 

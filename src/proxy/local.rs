@@ -173,6 +173,8 @@ fn local_exchange(
             // Answered on arrival: no upstream time.
             ttfb: std::time::Duration::ZERO,
             total: std::time::Duration::ZERO,
+            // The lab answers in the client's own protocol.
+            version: parts.version,
         }),
     });
     Exchange {

@@ -364,6 +364,7 @@ impl Shared {
                 headers: owned_headers(&parts.headers),
                 sent_at,
                 ttfb,
+                version: parts.version,
             });
             while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
                 let frame = frame.map_err(|e| classify(&e))?;

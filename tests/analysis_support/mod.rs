@@ -62,6 +62,7 @@ pub fn response_with(
         body,
         ttfb: Duration::from_millis(ms / 2),
         total: Duration::from_millis(ms),
+        version: http::Version::HTTP_11,
     }
 }
 
