@@ -19,6 +19,7 @@ pub mod names;
 pub mod policy;
 mod raw;
 pub mod re2;
+pub mod retry_on;
 mod validate;
 
 use std::fmt;

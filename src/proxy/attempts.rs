@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use crate::capture::{Attempt, AttemptOutcome, ResponseFlags, UpstreamErrorKind, owned_headers};
 use crate::routing::Upstream;
 use crate::routing::balancer::{AttemptResult, Breakers, PickInput};
-use crate::routing::policy::{RetryOn, RetryPolicy};
+use crate::routing::retry::{RetryOn, RetryPolicy};
 
 use super::Shared;
 use super::body::{CaptureBody, ChunkBody, Deadline, ProxyBody, ResponseHead, UpstreamBody};

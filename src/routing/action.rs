@@ -94,7 +94,7 @@ pub struct Forward {
     /// also each shadow's timeout. `None`: no timeout (Istio's default for sidecars).
     pub timeout: Option<Duration>,
     /// `retries` (absent: Istio's default policy; `None`: `attempts: 0`, no retries).
-    pub retry: Option<super::policy::RetryPolicy>,
+    pub retry: Option<super::retry::RetryPolicy>,
 }
 
 /// A path rewrite before forwarding.

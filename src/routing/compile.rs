@@ -18,7 +18,8 @@ use super::action::{
     AbortWith, Cors, DirectResponse, Fault, Forward, GRPC_STATUS_CODES, PathRewrite, Redirect,
     RedirectPath, RedirectPort, Route, RouteAction,
 };
-use super::policy::{ClusterPolicy, PolicyError, RetryPolicy};
+use super::policy::{ClusterPolicy, PolicyError};
+use super::retry::RetryPolicy;
 use super::{EndpointAddr, MirrorHeaders, MirrorPolicy, Upstream, WeightedUpstream};
 use crate::config::headers::{CompiledHeaders, HeaderOps};
 use crate::config::hosts::{fqdn, labels_contain};
