@@ -8,6 +8,7 @@
 pub mod comments;
 mod diagnostic;
 pub mod duration;
+pub mod grpc;
 pub mod headers;
 pub mod hosts;
 pub mod lines;

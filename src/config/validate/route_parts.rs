@@ -4,6 +4,7 @@
 //! `agent/validation.go` `ValidateHTTPRetry`).
 
 use super::super::duration::{is_whole_seconds, parse_duration};
+use super::super::grpc::grpc_status_code;
 use super::super::lines::push_key;
 use super::super::matcher::{MatchField, RegexRewrite, StringMatcher};
 use super::super::model::{
@@ -18,27 +19,6 @@ use super::super::re2;
 use super::super::retry_on::{RetryOn, status_code};
 use super::super::{Resource, codes};
 use super::Checker;
-
-/// The gRPC status names Istio knows for `fault.abort.grpcStatus`.
-const GRPC_STATUS: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
 
 /// The methods a CORS policy may allow (Go's `net/http` methods and `*`).
 const CORS_METHODS: [&str; 10] = [
@@ -313,7 +293,7 @@ impl Checker<'_> {
                 );
             }
             if let Some(g) = &abort.grpc_status
-                && !GRPC_STATUS.contains(&g.as_str())
+                && grpc_status_code(g).is_none()
             {
                 self.error(
                     codes::INVALID_FAULT,
