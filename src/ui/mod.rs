@@ -1,6 +1,7 @@
 //! The desktop app (eframe). One file per panel; the app drains the panels' commands once
 //! a frame and is the only place that talks to the running lab.
 
+mod attempts;
 pub mod dashboard;
 pub mod diffs;
 mod document;

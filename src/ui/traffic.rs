@@ -485,7 +485,10 @@ impl TrafficView<'_> {
                     row.col(|ui| {
                         let text = e.primary.as_ref().map_or_else(
                             || "404 (no route)".to_owned(),
-                            |p| outcome_text(&p.outcome),
+                            |p| match p.attempt_count() {
+                                1 => outcome_text(&p.outcome),
+                                n => format!("{} ({n} attempts)", outcome_text(&p.outcome)),
+                            },
                         );
                         ui.label(text);
                     });
@@ -600,6 +603,9 @@ impl TrafficView<'_> {
                         ));
                         headers_ui(ui, &sent.headers, &[]);
                     });
+                }
+                if let Some(p) = e.primary.as_ref().filter(|p| !p.endpoint.is_empty()) {
+                    super::attempts::attempts_ui(ui, p);
                 }
                 diff_summary_ui(ui, &detail.diff, detail.verdicts.as_ref());
                 let primary = e.primary.as_ref().map(|p| (&p.target, &p.outcome));
