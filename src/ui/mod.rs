@@ -9,6 +9,7 @@ mod endpoints;
 pub mod files;
 pub mod form;
 pub mod help;
+mod policy_form;
 pub mod routes;
 pub mod screenshot;
 mod send;
