@@ -4,6 +4,7 @@
 //! [`Lab::start`] binds the proxy and starts the analysis task on the caller's runtime;
 //! the lab never creates a runtime of its own.
 
+pub mod control;
 pub mod headless;
 
 use std::net::SocketAddr;
