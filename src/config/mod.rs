@@ -8,6 +8,7 @@
 pub mod comments;
 mod diagnostic;
 pub mod duration;
+pub mod grpc;
 pub mod headers;
 pub mod hosts;
 pub mod lines;
@@ -19,6 +20,7 @@ pub mod names;
 pub mod policy;
 mod raw;
 pub mod re2;
+pub mod retry_on;
 mod validate;
 
 use std::fmt;

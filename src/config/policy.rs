@@ -257,7 +257,7 @@ impl super::model::TrafficPolicy {
         if self.retry_budget.is_some() {
             push(
                 "retryBudget".into(),
-                "a retry budget is not simulated: retries are limited by connectionPool.http.maxRetries (Envoy's default 1024 at once)",
+                "a retry budget is not simulated: retries are limited only by connectionPool.http.maxRetries (unlimited unless set, as Istio leaves it)",
             );
         }
         out

@@ -10,6 +10,7 @@ mod compile;
 mod delegate;
 pub mod matchers;
 pub mod policy;
+pub mod retry;
 pub mod table;
 pub mod workload;
 

@@ -4,6 +4,7 @@
 pub mod dashboard;
 pub mod diffs;
 mod document;
+mod endpoints;
 pub mod files;
 pub mod form;
 pub mod help;
