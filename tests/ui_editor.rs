@@ -136,7 +136,7 @@ fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
     h.run_ok();
 
     // The proxy started as the config opened.
-    let addr = h.state().session.local_addr().expect("the proxy runs");
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
 
     // 100% to start with: every request is mirrored.
     send_requests(&rt, addr, 20);
@@ -163,7 +163,7 @@ fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
     assert!(wait_until(&mut h, 10, |_| v1.hits() == 40));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(v2.hits(), 20, "after Apply at 0% the shadow gets nothing");
-    let counters = h.state().session.counters().unwrap();
+    let counters = h.state().lab.counters().unwrap();
     assert_eq!(counters.mirrored, 20);
     assert_eq!(counters.skipped_not_sampled, 20);
 }

@@ -49,6 +49,8 @@ pub struct Comparison {
     pub headline: Option<String>,
     /// Fields the analysis calls noise (`status`, `header:NAME`, `body`, a JSON path).
     pub noise: Vec<String>,
+    /// The client's request body as text (decoded, pretty-printed when JSON).
+    pub request_body: String,
     /// The primary's body as text (empty when there is none).
     pub primary_body: String,
     /// The shadow's body as text.
@@ -102,6 +104,7 @@ pub fn compare(
         diff,
         headline,
         noise,
+        request_body: body_text(&exchange.request.body, &exchange.request.headers),
         primary_body: primary.text(),
         shadow_body: shadow.text(),
         lines,

@@ -203,7 +203,7 @@ impl Engine {
                 exchange,
                 shadow_index,
             } => self.compare(exchange, shadow_index),
-            LabCommand::ExportHar { path, exchanges } => self.export(path, exchanges),
+            LabCommand::ExportHar { path, exchanges } => self.export(path, exchanges).await,
         }
     }
 
@@ -257,6 +257,7 @@ impl Engine {
                 self.emit(LabEvent::Refused {
                     failure,
                     running: self.lab.is_some(),
+                    tag: run.tag,
                 });
                 return;
             }
@@ -275,6 +276,7 @@ impl Engine {
             Err(failure) => self.emit(LabEvent::Refused {
                 failure,
                 running: false,
+                tag: run.tag,
             }),
         }
     }
@@ -293,6 +295,7 @@ impl Engine {
                 return self.emit(LabEvent::Refused {
                     failure,
                     running: true,
+                    tag: run.tag,
                 });
             }
         };
@@ -440,19 +443,25 @@ impl Engine {
         });
     }
 
-    fn export(&self, path: std::path::PathBuf, exchanges: Vec<Arc<crate::capture::Exchange>>) {
+    /// Writes the HAR on a blocking thread; the command is done when the file is.
+    async fn export(
+        &self,
+        path: std::path::PathBuf,
+        exchanges: Vec<Arc<crate::capture::Exchange>>,
+    ) {
         let snapshot = self.parts.view.load().analysis.clone();
-        let events = self.parts.events.clone();
-        let wake = Arc::clone(&self.parts.wake);
-        self.parts.runtime.spawn_blocking(move || {
+        let written = path.clone();
+        let work = self.parts.runtime.spawn_blocking(move || {
             let options = crate::export::har::HarOptions::default();
-            let result =
-                crate::export::har::write_har_file(&path, &exchanges, &options, Some(&snapshot))
-                    .map(|()| exchanges.len())
-                    .map_err(|e| e.to_string());
-            let _ = events.send(LabEvent::Exported { path, result });
-            wake();
+            crate::export::har::write_har_file(&written, &exchanges, &options, Some(&snapshot))
+                .map(|()| exchanges.len())
+                .map_err(|e| e.to_string())
         });
+        let result = match work.await {
+            Ok(result) => result,
+            Err(e) => Err(format!("the HAR writer stopped: {e}")),
+        };
+        self.emit(LabEvent::Exported { path, result });
     }
 }
 

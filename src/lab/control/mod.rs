@@ -170,6 +170,8 @@ pub enum LabEvent {
         failure: StartFailure,
         /// True when a proxy still runs (with its previous routes).
         running: bool,
+        /// The request's tag.
+        tag: u64,
     },
     /// The proxy stopped.
     Stopped,
