@@ -3,6 +3,7 @@
 //! [`crate::lab::control::LabControl`].
 
 mod app;
+mod attempts;
 pub mod dashboard;
 pub mod diffs;
 mod document;
@@ -10,6 +11,7 @@ mod endpoints;
 pub mod files;
 pub mod form;
 pub mod help;
+mod policy_form;
 pub mod routes;
 pub mod screenshot;
 mod send;

@@ -45,6 +45,9 @@ impl TrafficView<'_> {
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 request_ui(ui, &e, &comparison);
+                if let Some(p) = e.primary.as_ref().filter(|p| !p.endpoint.is_empty()) {
+                    crate::ui::attempts::attempts_ui(ui, p);
+                }
                 diff_summary_ui(ui, &comparison);
                 ui.columns(2, |cols| {
                     let focus = Focus { current, scroll };

@@ -156,7 +156,10 @@ impl TrafficView<'_> {
                     row.col(|ui| {
                         let text = e.primary.as_ref().map_or_else(
                             || "404 (no route)".to_owned(),
-                            |p| outcome_text(&p.outcome),
+                            |p| match p.attempt_count() {
+                                1 => outcome_text(&p.outcome),
+                                n => format!("{} ({n} attempts)", outcome_text(&p.outcome)),
+                            },
                         );
                         ui.label(text);
                     });
