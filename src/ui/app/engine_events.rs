@@ -50,7 +50,8 @@ impl MirrorlabApp {
             } => self.on_refused(&failure, running, tag),
             LabEvent::Stopped => self.info("Proxy stopped."),
             LabEvent::DemoStarted { .. } => {
-                self.state.tab = Tab::Dashboard;
+                // The command line's tab wins over the demo's own choice.
+                self.state.tab = self.options.tab.unwrap_or(Tab::Dashboard);
                 self.info(format!(
                     "Demo running: services from the config's ServiceEntries, {} requests/s through the proxy.",
                     super::state::DEMO_RPS

@@ -100,11 +100,11 @@ impl TrafficView<'_> {
             )
         });
         ui.horizontal(|ui| {
-            let shown = self
-                .panel
-                .difference_at
-                .map_or_else(|| "-".to_owned(), |i| (i + 1).to_string());
-            ui.label(format!("Body difference {shown} of {}", hunks.len()));
+            let n = hunks.len();
+            ui.label(match self.panel.difference_at {
+                Some(i) => format!("Body difference {} of {n}", i + 1),
+                None => format!("{n} body difference{}", if n == 1 { "" } else { "s" }),
+            });
             let keys = ui.ctx().format_shortcut(&NEXT_DIFFERENCE);
             next |= ui
                 .add(egui::Button::new("Next difference").shortcut_text(keys))
