@@ -91,6 +91,11 @@ fn ctrl_f_arrows_and_f7_drive_the_traffic_tab() {
 
     // The engine's comparison arrived within the run (the detail's spinner asks for frames
     // until it does); F7 steps to its body difference.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h.query_by_label("1 body difference").is_none() && std::time::Instant::now() < deadline {
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     h.get_by_label("1 body difference");
     h.key_press(Key::F7);
     h.run_ok();
