@@ -136,7 +136,7 @@ fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
     h.run_ok();
 
     // The proxy started as the config opened.
-    let addr = h.state().session.local_addr().expect("the proxy runs");
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
 
     // 100% to start with: every request is mirrored.
     send_requests(&rt, addr, 20);
@@ -163,7 +163,7 @@ fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
     assert!(wait_until(&mut h, 10, |_| v1.hits() == 40));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(v2.hits(), 20, "after Apply at 0% the shadow gets nothing");
-    let counters = h.state().session.counters().unwrap();
+    let counters = h.state().lab.counters().unwrap();
     assert_eq!(counters.mirrored, 20);
     assert_eq!(counters.skipped_not_sampled, 20);
 }
@@ -340,7 +340,7 @@ fn retries_set_in_the_form_retry_what_istios_default_lets_through() {
     std::fs::write(&path, v1_endpoints_config(&[flaky.addr])).unwrap();
     let mut h = app(&rt, Some(&path));
     h.run_ok();
-    let addr = h.state().session.local_addr().expect("the proxy runs");
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
     let before = statuses(&rt, addr, 10);
     assert_eq!(
         before.iter().filter(|s| **s == 503).count(),
@@ -418,7 +418,7 @@ fn round_robin_picked_in_the_destination_rule_form_alternates_the_endpoints() {
     std::fs::write(&path, v1_endpoints_config(&[a.addr, b.addr])).unwrap();
     let mut h = app(&rt, Some(&path));
     h.run_ok();
-    let addr = h.state().session.local_addr().expect("the proxy runs");
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
 
     h.get_by_label("DestinationRule default/reviews-dr").click();
     h.run_ok();

@@ -213,6 +213,9 @@ pub fn app<'a>(rt: &tokio::runtime::Runtime, config: Option<&Path>) -> Harness<'
     };
     Harness::builder()
         .with_size(egui::vec2(1500.0, 1000.0))
+        // Frames keep coming while the engine works (the top bar's spinner): enough steps
+        // for a start or a stop to finish within one `run`.
+        .with_max_steps(2_000)
         .build_eframe(move |cc| MirrorlabApp::new(cc, handle, options))
 }
 
