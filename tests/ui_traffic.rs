@@ -224,3 +224,95 @@ fn a_volatile_timestamp_is_noise_in_traffic_and_diffs_and_one_click_ignores_it()
         .as_deref()
         == Some("1 field differs")));
 }
+
+/// `mirror_config` with a fault abort route for `/broken` and a rewrite with header
+/// operations on the route to v1.
+fn pipeline_config(v1: std::net::SocketAddr, v2: std::net::SocketAddr) -> String {
+    mirror_config(v1, v2).replacen(
+        "  http:\n  - name: to-v1\n",
+        "  http:
+  - name: broken
+    match:
+    - uri:
+        prefix: /broken
+    fault:
+      abort:
+        httpStatus: 418
+        percentage:
+          value: 100
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+  - name: to-v1
+    rewrite:
+      uri: /v1/reviews/
+    headers:
+      request:
+        set:
+          x-env: lab
+        remove:
+        - x-debug
+    match:
+    - uri:
+        prefix: /reviews/
+",
+        1,
+    )
+}
+
+#[test]
+fn the_pipeline_shows_a_rewritten_and_a_faulted_request_stage_by_stage() {
+    // route.go: a prefix match's `rewrite.uri` replaces the matched prefix; the header
+    // operations run before the rewrite (finalizeRequestHeaders); the fault filter aborts
+    // before the router, so no upstream gets the request (FI).
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let v2 = Upstream::start(&rt, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, pipeline_config(v1.addr, v2.addr)).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    assert_eq!(
+        h.state().doc.problem_counts().0,
+        0,
+        "{:?}",
+        h.state().doc.config().diagnostics()
+    );
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        for path in ["/reviews/7", "/broken/1"] {
+            client
+                .get(format!("http://{addr}{path}"))
+                .header("host", "reviews")
+                .header("x-debug", "on")
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    h.get_by_label("Traffic").click();
+    assert!(wait_until(&mut h, 10, |app| app.traffic.len() == 2));
+
+    h.get_by_label("/reviews/7").click();
+    h.run_ok();
+    h.get_by_label_contains("The client sent");
+    // The rewritten path, the header set and the one removed.
+    h.get_by_label("/v1/reviews/7");
+    h.get_by_label("x-env: lab");
+    h.get_by_label("x-debug: on");
+    h.get_by_label_contains("router: forwarded to reviews/v1");
+    assert_eq!(v1.hits(), 1, "only the rewritten request reached v1");
+
+    h.get_by_label("/broken/1").click();
+    h.run_ok();
+    h.get_by_label("- fault: aborted 418");
+    h.get_by_label_contains("answered by the lab: fault abort");
+    h.get_by_label_contains("FI (fault injected: aborted)");
+    assert!(
+        h.query_by_label_contains("The client sent").is_none(),
+        "nothing went upstream"
+    );
+}

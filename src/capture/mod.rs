@@ -172,6 +172,11 @@ impl ResponseFlags {
         self.0 == 0
     }
 
+    /// Every flag's short name, in Envoy's order (the Traffic filter's choices).
+    pub fn all_names() -> impl Iterator<Item = &'static str> {
+        Self::NAMES.iter().map(|(_, n)| *n)
+    }
+
     /// The short names of the flags set, in Envoy's order.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
         Self::NAMES

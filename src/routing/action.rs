@@ -68,6 +68,15 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    /// Every action, in the sidecar's order of deciding.
+    pub const ALL: [ActionKind; 5] = [
+        ActionKind::Forward,
+        ActionKind::Redirect,
+        ActionKind::DirectResponse,
+        ActionKind::FaultAbort,
+        ActionKind::CorsPreflight,
+    ];
+
     /// Stable lowercase name used in reports and the UI.
     pub fn as_str(self) -> &'static str {
         match self {

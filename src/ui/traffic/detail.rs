@@ -76,7 +76,7 @@ impl TrafficView<'_> {
         });
         ui.horizontal(|ui| {
             ui.label("Route trace:");
-            ui.label(trace_text(e));
+            ui.label(plain_arrows(&trace_text(e)));
         });
         if e.shadows.len() > 1 {
             ui.horizontal(|ui| {
@@ -159,19 +159,7 @@ fn request_ui(ui: &mut egui::Ui, e: &Exchange, comparison: &Comparison) {
                 ui.add(egui::Label::new(body).wrap());
             }
         });
-    if let Some(sent) = &e.forwarded {
-        egui::CollapsingHeader::new(
-            "Sent upstream (after the route's rewrites and header operations)",
-        )
-        .default_open(false)
-        .show(ui, |ui| {
-            ui.monospace(format!(
-                "{} {}  Host: {}",
-                e.request.method, sent.uri, sent.authority
-            ));
-            headers_ui(ui, &sent.headers, &[]);
-        });
-    }
+    super::pipeline::pipeline_ui(ui, e);
 }
 
 /// Header names that differ for real (not ignored).

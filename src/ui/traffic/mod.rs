@@ -5,6 +5,7 @@
 //! selected exchange, whose comparison the engine computes.
 
 mod detail;
+mod pipeline;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -89,7 +90,14 @@ pub struct TrafficFilter {
     /// Only exchanges where a shadow's response differs from the primary's in a real
     /// difference (noise alone does not count).
     pub differs_only: bool,
+    /// The route action (`forward`, `redirect`, ..., or [`NO_ROUTE`]); empty: any.
+    pub action: String,
+    /// An Envoy response flag the client's answer carries (`UF`, `URX`, ...); empty: any.
+    pub flag: String,
 }
+
+/// The action filter's name for exchanges no route matched.
+pub const NO_ROUTE: &str = "no route";
 
 impl TrafficFilter {
     fn is_empty(&self) -> bool {
@@ -128,6 +136,15 @@ impl TrafficFilter {
             if !statuses.into_iter().any(hit) {
                 return false;
             }
+        }
+        if !self.action.is_empty() {
+            let action = e.trace.as_ref().map_or(NO_ROUTE, |t| t.action.as_str());
+            if action != self.action {
+                return false;
+            }
+        }
+        if !self.flag.is_empty() && !e.flags.names().any(|n| n == self.flag) {
+            return false;
         }
         if self.differs_only && !differs(e.id) {
             return false;

@@ -42,6 +42,27 @@ impl TrafficView<'_> {
                     .hint_text("any"),
             )
             .labelled_by(l.id);
+            choice_ui(
+                ui,
+                "Action",
+                &mut f.action,
+                crate::routing::ActionKind::ALL
+                    .iter()
+                    .map(|a| a.as_str())
+                    .chain([super::NO_ROUTE]),
+            )
+            .on_hover_text("What the route did: forwarded, or answered by the lab itself");
+            choice_ui(
+                ui,
+                "Flag",
+                &mut f.flag,
+                crate::capture::ResponseFlags::all_names(),
+            )
+            .on_hover_text(
+                "An Envoy response flag of the client's answer: UF connect failure, UC closed \
+                 before the head, UT timeout, UH no healthy upstream, UPE protocol error, UO \
+                 overflow, NR no route, FI fault abort, DI fault delay, URX retries spent",
+            );
             ui.checkbox(&mut f.differs_only, "Differs only")
                 .on_hover_text(
                     "Only exchanges where a shadow differs from the primary in a real difference \
@@ -242,4 +263,30 @@ impl TrafficView<'_> {
             self.panel.scroll_to_selected = Some(None);
         }
     }
+}
+
+/// A labelled choice among `options`, empty meaning any.
+fn choice_ui(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut String,
+    options: impl Iterator<Item = &'static str>,
+) -> egui::Response {
+    let l = ui.label(label);
+    let shown = if value.is_empty() {
+        "any"
+    } else {
+        value.as_str()
+    }
+    .to_owned();
+    egui::ComboBox::from_id_salt(("traffic-choice", label))
+        .selected_text(shown)
+        .show_ui(ui, |ui| {
+            ui.selectable_value(value, String::new(), "any");
+            for o in options {
+                ui.selectable_value(value, o.to_owned(), o);
+            }
+        })
+        .response
+        .labelled_by(l.id)
 }

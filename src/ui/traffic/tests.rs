@@ -110,6 +110,33 @@ fn the_filter_matches_method_path_status_class_and_route() {
 }
 
 #[test]
+fn the_filter_picks_an_action_and_a_response_flag() {
+    let none = |_| false;
+    let unrouted = exchange(http::Method::GET, "/x", 404, b"");
+    let mut aborted = exchange(http::Method::GET, "/reviews/1", 418, b"");
+    aborted.trace = Some(crate::routing::RouteTrace {
+        action: crate::routing::ActionKind::FaultAbort,
+        ..Default::default()
+    });
+    aborted.flags = crate::capture::ResponseFlags::FI;
+    let action = |a: &str| TrafficFilter {
+        action: a.into(),
+        ..Default::default()
+    };
+    let flag = |f: &str| TrafficFilter {
+        flag: f.into(),
+        ..Default::default()
+    };
+    assert!(action("fault_abort").matches(&aborted, none));
+    assert!(!action("forward").matches(&aborted, none));
+    assert!(action(NO_ROUTE).matches(&unrouted, none));
+    assert!(!action(NO_ROUTE).matches(&aborted, none));
+    assert!(flag("FI").matches(&aborted, none));
+    assert!(!flag("UF").matches(&aborted, none));
+    assert!(!flag("FI").matches(&unrouted, none));
+}
+
+#[test]
 fn bodies_are_decoded_and_pretty_printed() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(br#"{"b":[1,2],"a":"x"}"#).unwrap();
