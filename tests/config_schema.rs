@@ -86,7 +86,7 @@ fn check_against_schema(crds: &Json, set: &ConfigSet, what: &str) -> usize {
             IstioObject::VirtualService(x) => (serde_json::to_value(x).unwrap(), &x.api_version),
             IstioObject::DestinationRule(x) => (serde_json::to_value(x).unwrap(), &x.api_version),
             IstioObject::ServiceEntry(x) => (serde_json::to_value(x).unwrap(), &x.api_version),
-            IstioObject::Other(_) => continue,
+            IstioObject::GatewayApi(_) | IstioObject::Other(_) => continue,
         };
         let schema = schema_for(crds, r.object.kind(), api_version);
         let validator = jsonschema::validator_for(schema).unwrap();

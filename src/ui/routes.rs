@@ -303,7 +303,7 @@ impl RoutesView<'_> {
                     changed |= destination_rule_ui(ui, dr, &diags);
                 }
                 IstioObject::ServiceEntry(se) => changed |= service_entry_ui(ui, se, &diags),
-                IstioObject::Other(_) => {
+                IstioObject::GatewayApi(_) | IstioObject::Other(_) => {
                     ui.label(
                         "The lab does not use this kind; it is kept in the file as it is. \
                          Edit it in the YAML tab.",

@@ -1,0 +1,620 @@
+//! The CEL rules (`x-kubernetes-validations`) of the Gateway API CRDs, as the API server
+//! evaluates them on `kubectl apply`, over the typed model with the CRDs' defaults applied.
+//! Each finding carries the rule's own message, word for word, so a test can tell that every
+//! rule of the committed schema has its counterpart here (tests/gateway_schema.rs).
+
+use super::model::{
+    GatewaySpec, GrpcRouteSpec, HttpBackendRef, HttpRouteFilter, HttpRouteRule, HttpRouteSpec,
+    ParentReference, PathMatchType, RequestMirrorFilter,
+};
+use crate::config::duration::parse_go_duration;
+use crate::config::lines::{push_index, push_key};
+
+/// One refused rule: the field path and the CRD's message.
+pub type CelFinding = (String, &'static str);
+
+/// The CEL findings of an HTTPRoute's spec (paths start at `spec`).
+pub fn http_route(spec: &HttpRouteSpec) -> Vec<CelFinding> {
+    let mut out = Vec::new();
+    parent_refs(&spec.parent_refs, &mut out);
+    let total: usize = spec.rules.iter().map(|r| r.effective_matches().len()).sum();
+    if total > 128 {
+        out.push((
+            "spec.rules".to_owned(),
+            "While 16 rules and 64 matches per rule are allowed, the total number of matches across all rules in a route must be less than 128",
+        ));
+    }
+    rule_names(spec.rules.iter().map(|r| r.name.as_deref()), &mut out);
+    for (i, rule) in spec.rules.iter().enumerate() {
+        http_rule(rule, &push_index("spec.rules", i), &mut out);
+    }
+    out
+}
+
+/// The CEL findings of a GRPCRoute's spec.
+pub fn grpc_route(spec: &GrpcRouteSpec) -> Vec<CelFinding> {
+    let mut out = Vec::new();
+    parent_refs(&spec.parent_refs, &mut out);
+    let total: usize = spec.rules.iter().map(|r| r.matches.len()).sum();
+    if total > 128 {
+        out.push((
+            "spec.rules".to_owned(),
+            "While 16 rules and 64 matches per rule are allowed, the total number of matches across all rules in a route must be less than 128",
+        ));
+    }
+    rule_names(spec.rules.iter().map(|r| r.name.as_deref()), &mut out);
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let base = push_index("spec.rules", i);
+        filters(&rule.filters, &push_key(&base, "filters"), &mut out);
+        backend_refs(&rule.backend_refs, &base, &mut out);
+        for (j, m) in rule.matches.iter().enumerate() {
+            let at = push_key(&push_index(&push_key(&base, "matches"), j), "method");
+            let Some(method) = &m.method else { continue };
+            if method.service.is_none() && method.method.is_none() {
+                out.push((
+                    at.clone(),
+                    "One or both of 'service' or 'method' must be specified",
+                ));
+            }
+            let exact = method.match_type.as_deref().is_none_or(|t| t == "Exact");
+            if exact
+                && method
+                    .service
+                    .as_deref()
+                    .is_some_and(|s| !grpc_service_ok(s))
+            {
+                out.push((at.clone(), "service must only contain valid characters (matching ^(?i)\\.?[a-z_][a-z_0-9]*(\\.[a-z_][a-z_0-9]*)*$)"));
+            }
+            if exact && method.method.as_deref().is_some_and(|s| !grpc_method_ok(s)) {
+                out.push((
+                    at,
+                    "method must only contain valid characters (matching ^[A-Za-z_][A-Za-z_0-9]*$)",
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The CEL findings of a Gateway's spec that concern what the lab reads (listeners).
+pub fn gateway(spec: &GatewaySpec) -> Vec<CelFinding> {
+    let mut out = Vec::new();
+    let listeners = &spec.listeners;
+    for (i, l) in listeners.iter().enumerate() {
+        let at = push_index("spec.listeners", i);
+        if listeners[..i].iter().any(|o| o.name == l.name) {
+            out.push((
+                at.clone(),
+                "Listener name must be unique within the Gateway",
+            ));
+        }
+        if listeners[..i]
+            .iter()
+            .any(|o| o.port == l.port && o.protocol == l.protocol && o.hostname == l.hostname)
+        {
+            out.push((
+                at.clone(),
+                "Combination of port, protocol and hostname must be unique for each listener",
+            ));
+        }
+        if matches!(l.protocol.as_str(), "TCP" | "UDP")
+            && l.hostname.as_deref().is_some_and(|h| !h.is_empty())
+        {
+            out.push((
+                at.clone(),
+                "hostname must not be specified for protocols ['TCP', 'UDP']",
+            ));
+        }
+        let tls = l.extra.get("tls");
+        if tls.is_some() && matches!(l.protocol.as_str(), "HTTP" | "TCP" | "UDP") {
+            out.push((
+                at.clone(),
+                "tls must not be specified for protocols ['HTTP', 'TCP', 'UDP']",
+            ));
+        }
+        let mode = tls
+            .and_then(|t| t.get("mode"))
+            .and_then(crate::config::model::Opaque::as_str);
+        if l.protocol == "HTTPS" && mode.is_some_and(|m| m != "Terminate") {
+            out.push((at.clone(), "tls mode must be Terminate for protocol HTTPS"));
+        }
+        if l.protocol == "TLS" && tls.is_none() {
+            out.push((at, "tls mode must be set for protocol TLS"));
+        }
+    }
+    out
+}
+
+fn grpc_service_ok(s: &str) -> bool {
+    let s = s.strip_prefix('.').unwrap_or(s);
+    !s.is_empty() && s.split('.').all(grpc_ident)
+}
+
+fn grpc_method_ok(s: &str) -> bool {
+    grpc_ident(s)
+}
+
+fn grpc_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn rule_names<'a>(names: impl Iterator<Item = Option<&'a str>>, out: &mut Vec<CelFinding>) {
+    let names: Vec<Option<&str>> = names.collect();
+    for (i, name) in names.iter().enumerate() {
+        if name.is_some() && names[..i].contains(name) {
+            out.push((
+                push_key(&push_index("spec.rules", i), "name"),
+                "Rule name must be unique within the route",
+            ));
+        }
+    }
+}
+
+/// The two parentRefs rules: two references to one parent need distinct section names.
+fn parent_refs(refs: &[ParentReference], out: &mut Vec<CelFinding>) {
+    let same_parent = |a: &ParentReference, b: &ParentReference| {
+        a.group() == b.group()
+            && a.kind() == b.kind()
+            && a.name == b.name
+            && a.namespace.as_deref().unwrap_or("") == b.namespace.as_deref().unwrap_or("")
+    };
+    let section = |p: &ParentReference| p.section_name.clone().filter(|s| !s.is_empty());
+    let port = |p: &ParentReference| p.port.filter(|p| *p != 0);
+    for (i, a) in refs.iter().enumerate() {
+        let at = push_index("spec.parentRefs", i);
+        for b in &refs[..i] {
+            if !same_parent(a, b) {
+                continue;
+            }
+            if section(a).is_none() != section(b).is_none()
+                || port(a).is_none() != port(b).is_none()
+            {
+                out.push((
+                    at.clone(),
+                    "sectionName or port must be specified when parentRefs includes 2 or more references to the same parent",
+                ));
+            } else if section(a) == section(b) && port(a) == port(b) {
+                out.push((
+                    at.clone(),
+                    "sectionName or port must be unique when parentRefs includes 2 or more references to the same parent",
+                ));
+            }
+        }
+    }
+}
+
+fn http_rule(rule: &HttpRouteRule, base: &str, out: &mut Vec<CelFinding>) {
+    let has_redirect = |fs: &[HttpRouteFilter]| fs.iter().any(|f| f.request_redirect.is_some());
+    if !rule.backend_refs.is_empty() && has_redirect(&rule.filters) {
+        out.push((
+            push_key(base, "filters"),
+            "RequestRedirect filter must not be used together with backendRefs",
+        ));
+    }
+    let matches = rule.effective_matches();
+    let one_prefix = matches.len() == 1 && matches[0].path().0 == PathMatchType::PathPrefix;
+    let prefix_redirects = |fs: &[HttpRouteFilter]| {
+        fs.iter()
+            .filter(|f| {
+                f.request_redirect
+                    .as_ref()
+                    .and_then(|r| r.path.as_ref())
+                    .is_some_and(|p| {
+                        p.modifier_type == "ReplacePrefixMatch" && p.replace_prefix_match.is_some()
+                    })
+            })
+            .count()
+    };
+    let prefix_rewrites = |fs: &[HttpRouteFilter]| {
+        fs.iter()
+            .filter(|f| {
+                f.url_rewrite
+                    .as_ref()
+                    .and_then(|r| r.path.as_ref())
+                    .is_some_and(|p| {
+                        p.modifier_type == "ReplacePrefixMatch" && p.replace_prefix_match.is_some()
+                    })
+            })
+            .count()
+    };
+    if prefix_redirects(&rule.filters) == 1 && !one_prefix {
+        out.push((push_key(base, "matches"), "When using RequestRedirect filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"));
+    }
+    if prefix_rewrites(&rule.filters) == 1 && !one_prefix {
+        out.push((push_key(base, "matches"), "When using URLRewrite filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"));
+    }
+    let in_backends = |count: &dyn Fn(&[HttpRouteFilter]) -> usize| {
+        rule.backend_refs
+            .iter()
+            .filter(|b| count(&b.filters) == 1)
+            .count()
+            == 1
+    };
+    if in_backends(&prefix_redirects) && !one_prefix {
+        out.push((push_key(base, "matches"), "Within backendRefs, when using RequestRedirect filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"));
+    }
+    if in_backends(&prefix_rewrites) && !one_prefix {
+        out.push((push_key(base, "matches"), "Within backendRefs, When using URLRewrite filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"));
+    }
+    for (j, m) in rule.matches.iter().enumerate() {
+        let at = push_key(&push_index(&push_key(base, "matches"), j), "path");
+        let (kind, value) = m.path();
+        if kind != PathMatchType::RegularExpression {
+            path_value(value, &at, out);
+        }
+    }
+    filters(&rule.filters, &push_key(base, "filters"), out);
+    backend_refs(&rule.backend_refs, base, out);
+    if let Some(t) = &rule.timeouts {
+        let ns = |d: &Option<String>| d.as_deref().and_then(|d| parse_go_duration(d).ok());
+        if let (Some(request), Some(backend)) = (ns(&t.request), ns(&t.backend_request))
+            && request != 0
+            && backend > request
+        {
+            out.push((
+                push_key(base, "timeouts"),
+                "backendRequest timeout cannot be longer than request timeout",
+            ));
+        }
+    }
+}
+
+/// The path rules for Exact and PathPrefix values.
+fn path_value(value: &str, at: &str, out: &mut Vec<CelFinding>) {
+    let rules: [(bool, &'static str); 10] = [
+        (
+            !value.starts_with('/'),
+            "value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']",
+        ),
+        (
+            value.contains("//"),
+            "must not contain '//' when type one of ['Exact', 'PathPrefix']",
+        ),
+        (
+            value.contains("/./"),
+            "must not contain '/./' when type one of ['Exact', 'PathPrefix']",
+        ),
+        (
+            value.contains("/../"),
+            "must not contain '/../' when type one of ['Exact', 'PathPrefix']",
+        ),
+        (
+            value.contains("%2f"),
+            "must not contain '%2f' when type one of ['Exact', 'PathPrefix']",
+        ),
+        (
+            value.contains("%2F"),
+            "must not contain '%2F' when type one of ['Exact', 'PathPrefix']",
+        ),
+        (
+            value.contains('#'),
+            "must not contain '#' when type one of ['Exact', 'PathPrefix']",
+        ),
+        (
+            value.ends_with("/.."),
+            "must not end with '/..' when type one of ['Exact', 'PathPrefix']",
+        ),
+        (
+            value.ends_with("/."),
+            "must not end with '/.' when type one of ['Exact', 'PathPrefix']",
+        ),
+        (
+            !path_chars_ok(value),
+            "must only contain valid characters (matching ^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$) for types ['Exact', 'PathPrefix']",
+        ),
+    ];
+    for (broken, message) in rules {
+        if broken {
+            out.push((at.to_owned(), message));
+        }
+    }
+}
+
+fn path_chars_ok(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = |k: usize| bytes.get(k).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || b"-/._~!$&'()*+,;=:@".contains(&b)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The filter rules: the field named by `type` and no other, each kind at most once (a
+/// mirror excepted), redirect and rewrite not together, and the parts of each filter.
+fn filters(filters: &[HttpRouteFilter], base: &str, out: &mut Vec<CelFinding>) {
+    let count = |t: &str| filters.iter().filter(|f| f.filter_type == t).count();
+    if count("RequestRedirect") > 0 && count("URLRewrite") > 0 {
+        out.push((base.to_owned(), "May specify either httpRouteFilterRequestRedirect or httpRouteFilterRequestRewrite, but not both"));
+    }
+    for (t, message) in [
+        ("CORS", "CORS filter cannot be repeated"),
+        (
+            "RequestHeaderModifier",
+            "RequestHeaderModifier filter cannot be repeated",
+        ),
+        (
+            "ResponseHeaderModifier",
+            "ResponseHeaderModifier filter cannot be repeated",
+        ),
+        (
+            "RequestRedirect",
+            "RequestRedirect filter cannot be repeated",
+        ),
+        ("URLRewrite", "URLRewrite filter cannot be repeated"),
+    ] {
+        if count(t) > 1 {
+            out.push((base.to_owned(), message));
+        }
+    }
+    for (i, f) in filters.iter().enumerate() {
+        let at = push_index(base, i);
+        filter_fields(f, &at, out);
+        if let Some(m) = &f.request_mirror {
+            mirror(m, &push_key(&at, "requestMirror"), out);
+        }
+        let paths = [
+            (
+                "requestRedirect",
+                f.request_redirect.as_ref().and_then(|r| r.path.as_ref()),
+            ),
+            (
+                "urlRewrite",
+                f.url_rewrite.as_ref().and_then(|r| r.path.as_ref()),
+            ),
+        ];
+        for (key, path) in paths {
+            let Some(p) = path else { continue };
+            let at = push_key(&push_key(&at, key), "path");
+            let full = p.modifier_type == "ReplaceFullPath";
+            let prefix = p.modifier_type == "ReplacePrefixMatch";
+            if full && p.replace_full_path.is_none() {
+                out.push((
+                    at.clone(),
+                    "replaceFullPath must be specified when type is set to 'ReplaceFullPath'",
+                ));
+            }
+            if p.replace_full_path.is_some() && !full {
+                out.push((
+                    at.clone(),
+                    "type must be 'ReplaceFullPath' when replaceFullPath is set",
+                ));
+            }
+            if prefix && p.replace_prefix_match.is_none() {
+                out.push((
+                    at.clone(),
+                    "replacePrefixMatch must be specified when type is set to 'ReplacePrefixMatch'",
+                ));
+            }
+            if p.replace_prefix_match.is_some() && !prefix {
+                out.push((
+                    at,
+                    "type must be 'ReplacePrefixMatch' when replacePrefixMatch is set",
+                ));
+            }
+        }
+        if let Some(cors) = &f.cors {
+            let at = push_key(&at, "cors");
+            let star = |list: &[String]| list.iter().any(|x| x == "*") && list.len() > 1;
+            if star(&cors.allow_origins) {
+                out.push((
+                    push_key(&at, "allowOrigins"),
+                    "AllowOrigins cannot contain '*' alongside other origins",
+                ));
+            }
+            if star(&cors.allow_methods) {
+                out.push((
+                    push_key(&at, "allowMethods"),
+                    "AllowMethods cannot contain '*' alongside other methods",
+                ));
+            }
+            if star(&cors.allow_headers) {
+                out.push((
+                    push_key(&at, "allowHeaders"),
+                    "AllowHeaders cannot contain '*' alongside other methods",
+                ));
+            }
+        }
+    }
+}
+
+/// `filter.X must be nil if the filter.type is not X` and `must be specified for X`.
+fn filter_fields(f: &HttpRouteFilter, at: &str, out: &mut Vec<CelFinding>) {
+    let fields: [(&str, bool, &'static str, &'static str); 8] = [
+        (
+            "CORS",
+            f.cors.is_some(),
+            "filter.cors must be nil if the filter.type is not CORS",
+            "filter.cors must be specified for CORS filter.type",
+        ),
+        (
+            "RequestHeaderModifier",
+            f.request_header_modifier.is_some(),
+            "filter.requestHeaderModifier must be nil if the filter.type is not RequestHeaderModifier",
+            "filter.requestHeaderModifier must be specified for RequestHeaderModifier filter.type",
+        ),
+        (
+            "ResponseHeaderModifier",
+            f.response_header_modifier.is_some(),
+            "filter.responseHeaderModifier must be nil if the filter.type is not ResponseHeaderModifier",
+            "filter.responseHeaderModifier must be specified for ResponseHeaderModifier filter.type",
+        ),
+        (
+            "RequestMirror",
+            f.request_mirror.is_some(),
+            "filter.requestMirror must be nil if the filter.type is not RequestMirror",
+            "filter.requestMirror must be specified for RequestMirror filter.type",
+        ),
+        (
+            "RequestRedirect",
+            f.request_redirect.is_some(),
+            "filter.requestRedirect must be nil if the filter.type is not RequestRedirect",
+            "filter.requestRedirect must be specified for RequestRedirect filter.type",
+        ),
+        (
+            "URLRewrite",
+            f.url_rewrite.is_some(),
+            "filter.urlRewrite must be nil if the filter.type is not URLRewrite",
+            "filter.urlRewrite must be specified for URLRewrite filter.type",
+        ),
+        (
+            "ExtensionRef",
+            f.extra.contains_key("extensionRef"),
+            "filter.extensionRef must be nil if the filter.type is not ExtensionRef",
+            "filter.extensionRef must be specified for ExtensionRef filter.type",
+        ),
+        (
+            "ExternalAuth",
+            f.extra.contains_key("externalAuth"),
+            "filter.externalAuth must be nil if the filter.type is not ExternalAuth",
+            "filter.externalAuth must be specified for ExternalAuth filter.type",
+        ),
+    ];
+    for (t, present, not_nil, missing) in fields {
+        if present && f.filter_type != t {
+            out.push((at.to_owned(), not_nil));
+        }
+        if !present && f.filter_type == t {
+            out.push((at.to_owned(), missing));
+        }
+    }
+}
+
+fn mirror(m: &RequestMirrorFilter, at: &str, out: &mut Vec<CelFinding>) {
+    if m.percent.is_some() && m.fraction.is_some() {
+        out.push((
+            at.to_owned(),
+            "Only one of percent or fraction may be specified in HTTPRequestMirrorFilter",
+        ));
+    }
+    if let Some(f) = &m.fraction
+        && f.numerator > f.denominator.unwrap_or(100)
+    {
+        out.push((
+            push_key(at, "fraction"),
+            "numerator must be less than or equal to denominator",
+        ));
+    }
+    if m.backend_ref.group().is_empty()
+        && m.backend_ref.kind() == "Service"
+        && m.backend_ref.port.is_none()
+    {
+        out.push((
+            push_key(at, "backendRef"),
+            "Must have port for Service reference",
+        ));
+    }
+}
+
+fn backend_refs(refs: &[HttpBackendRef], base: &str, out: &mut Vec<CelFinding>) {
+    for (k, b) in refs.iter().enumerate() {
+        let at = push_index(&push_key(base, "backendRefs"), k);
+        if b.backend.group().is_empty() && b.backend.kind() == "Service" && b.backend.port.is_none()
+        {
+            out.push((at.clone(), "Must have port for Service reference"));
+        }
+        filters(&b.filters, &push_key(&at, "filters"), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(yaml: &str) -> HttpRouteSpec {
+        yaml_serde::from_str(yaml).expect("valid test YAML")
+    }
+
+    fn messages(found: &[CelFinding]) -> Vec<&str> {
+        found.iter().map(|(_, m)| *m).collect()
+    }
+
+    #[test]
+    fn path_values_follow_the_crd_rules() {
+        let found = http_route(&route(
+            "rules: [{matches: [{path: {value: 'foo//x'}}, {path: {type: RegularExpression, value: 'x//'}}]}]",
+        ));
+        let m = messages(&found);
+        assert!(
+            m.iter()
+                .any(|m| m.starts_with("value must be an absolute path")),
+            "{m:?}"
+        );
+        assert!(
+            m.iter().any(|m| m.starts_with("must not contain '//'")),
+            "{m:?}"
+        );
+        assert_eq!(
+            found.len(),
+            2,
+            "a regex is not held to the path rules: {m:?}"
+        );
+        assert!(path_chars_ok("/a%20b") && !path_chars_ok("/a b") && !path_chars_ok("/%2"));
+    }
+
+    #[test]
+    fn a_prefix_rewrite_needs_exactly_one_prefix_match() {
+        let rewrite = "filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]";
+        assert!(
+            http_route(&route(&format!("rules: [{{{rewrite}}}]"))).is_empty(),
+            "the default match is one PathPrefix"
+        );
+        let found = http_route(&route(&format!(
+            "rules: [{{matches: [{{path: {{type: Exact, value: /a}}}}], {rewrite}}}]"
+        )));
+        assert!(
+            messages(&found)[0].starts_with("When using URLRewrite filter"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn filters_hold_the_field_their_type_names() {
+        let found = http_route(&route(
+            "rules: [{filters: [{type: RequestMirror}, {type: URLRewrite, requestRedirect: {}}]}]",
+        ));
+        let m = messages(&found);
+        assert!(
+            m.contains(&"filter.requestMirror must be specified for RequestMirror filter.type")
+        );
+        assert!(m.contains(
+            &"filter.requestRedirect must be nil if the filter.type is not RequestRedirect"
+        ));
+        assert!(m.contains(&"filter.urlRewrite must be specified for URLRewrite filter.type"));
+    }
+
+    #[test]
+    fn mirror_fractions_and_parent_refs() {
+        let found = http_route(&route(
+            "parentRefs: [{name: gw}, {name: gw}]\nrules: [{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: s}, percent: 5, fraction: {numerator: 3, denominator: 2}}}]}]",
+        ));
+        let m = messages(&found);
+        assert!(m.contains(
+            &"Only one of percent or fraction may be specified in HTTPRequestMirrorFilter"
+        ));
+        assert!(m.contains(&"numerator must be less than or equal to denominator"));
+        assert!(m.contains(&"Must have port for Service reference"));
+        assert!(
+            m.iter()
+                .any(|m| m.starts_with("sectionName or port must be unique"))
+        );
+    }
+}
