@@ -7,6 +7,7 @@
 pub mod action;
 mod compile;
 mod delegate;
+mod gateway;
 pub mod matchers;
 pub mod table;
 pub mod workload;
@@ -239,6 +240,13 @@ pub enum RouteOrigin {
         virtual_service: String,
         /// Index of the route in the delegate's `spec.http`.
         route_index: usize,
+    },
+    /// A rule of a Gateway API route: `route_index` is the rule, `match_index` the match.
+    GatewayRoute {
+        /// `HTTPRoute` or `GRPCRoute`.
+        kind: &'static str,
+        /// `namespace/name` of the route (also the trace's `virtual_service`).
+        route: String,
     },
     /// The route a sidecar gives a host a ServiceEntry defines and no VirtualService routes.
     DefaultRoute {
