@@ -94,7 +94,8 @@ impl IstioObject {
         )
     }
 
-    fn to_value(&self) -> Result<Opaque, yaml_serde::Error> {
+    /// The resource as a YAML value, to write it back.
+    pub fn to_value(&self) -> Result<Opaque, yaml_serde::Error> {
         match self {
             IstioObject::VirtualService(r) => yaml_serde::to_value(&**r),
             IstioObject::DestinationRule(r) => yaml_serde::to_value(&**r),

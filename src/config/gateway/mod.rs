@@ -9,10 +9,12 @@
 pub mod cel;
 mod check;
 pub mod convert;
+pub mod from_virtual_service;
 
 pub mod model;
 pub mod parents;
 pub mod schema;
+pub mod to_virtual_service;
 
 pub use check::check;
 pub use convert::{GeneratedRoute, GeneratedVirtualService, RouteKind, convert_all};
@@ -20,6 +22,7 @@ pub use convert::{GeneratedRoute, GeneratedVirtualService, RouteKind, convert_al
 use model::{GatewayClass, GrpcRouteResource, HttpRouteResource, KubeGateway, ReferenceGrant};
 
 use super::model::{ObjectMeta, Opaque};
+use super::{ConfigError, ConfigSet, IstioObject};
 
 /// The Gateway API group.
 pub const GROUP: &str = "gateway.networking.k8s.io";
@@ -162,4 +165,146 @@ pub fn experimental_only_fields(object: &GatewayApiObject) -> Vec<String> {
         .filter(|i| i.unknown_field)
         .map(|i| i.path)
         .collect()
+}
+
+/// Something a conversion cannot say in the other API: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limitation {
+    /// `Kind namespace/name` of the resource converted.
+    pub resource: String,
+    /// Field path in it.
+    pub field: String,
+    /// What is not expressible, and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for Limitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.resource, self.field, self.message)
+    }
+}
+
+/// Which way `mirrorlab convert` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// VirtualServices become HTTPRoutes.
+    HttpRoute,
+    /// HTTPRoutes and GRPCRoutes become VirtualServices.
+    VirtualService,
+}
+
+/// A converted file: its YAML, how many resources were converted, what could not be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translation {
+    /// Every resource of the file, the converted ones in the place of what they replace.
+    pub yaml: String,
+    /// Resources written in the other API.
+    pub converted: usize,
+    /// What the other API cannot express.
+    pub limitations: Vec<Limitation>,
+}
+
+/// Converts the routes of file `file` of `set` to `target`, keeping every other resource.
+pub fn translate_file(
+    set: &ConfigSet,
+    file: usize,
+    target: Target,
+) -> Result<Translation, ConfigError> {
+    let mut objects: Vec<IstioObject> = Vec::new();
+    let mut limitations = Vec::new();
+    let mut converted = 0;
+    let in_file = |r: &&super::Resource| r.source.file == file;
+    match target {
+        Target::HttpRoute => {
+            for r in set.resources().iter().filter(in_file) {
+                match &r.object {
+                    IstioObject::VirtualService(vs) => {
+                        let (route, limits) = from_virtual_service::http_route_for(set, vs);
+                        limitations.extend(limits);
+                        match route {
+                            Some(route) => {
+                                converted += 1;
+                                objects.push(IstioObject::GatewayApi(Box::new(
+                                    GatewayApiObject::HttpRoute(route),
+                                )));
+                            }
+                            None => objects.push(r.object.clone()),
+                        }
+                    }
+                    other => objects.push(other.clone()),
+                }
+            }
+        }
+        Target::VirtualService => {
+            let conversion = convert_all(set);
+            let (services, limits) =
+                to_virtual_service::virtual_services_for(set, &conversion, file);
+            limitations.extend(limits);
+            for (i, r) in set
+                .resources()
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.source.file == file)
+            {
+                match &r.object {
+                    IstioObject::GatewayApi(g)
+                        if matches!(
+                            **g,
+                            GatewayApiObject::HttpRoute(_) | GatewayApiObject::GrpcRoute(_)
+                        ) =>
+                    {
+                        for (_, vs) in services.iter().filter(|(at, _)| *at == i) {
+                            converted += 1;
+                            objects.push(IstioObject::VirtualService(Box::new(vs.clone())));
+                        }
+                    }
+                    other => objects.push(other.clone()),
+                }
+            }
+            for p in conversion.problems.iter().filter(|p| p.drops_route) {
+                if let Some(r) = set
+                    .resources()
+                    .get(p.resource)
+                    .filter(|r| r.source.file == file)
+                {
+                    limitations.push(Limitation {
+                        resource: r.display_name(),
+                        field: p.field.clone(),
+                        message: format!(
+                            "{}; Istio drops the route, so nothing is written for it",
+                            p.message
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let name = set
+        .files()
+        .get(file)
+        .map_or_else(|| format!("#{file}"), |f| f.name.clone());
+    let mut yaml = String::new();
+    for object in &objects {
+        let error = |e: yaml_serde::Error| ConfigError::Serialize {
+            file: name.clone(),
+            resource: object.to_string(),
+            message: e.to_string(),
+        };
+        let text = object
+            .to_value()
+            .and_then(|v| yaml_serde::to_string(&v))
+            .map_err(error)?;
+        if !yaml.is_empty() {
+            yaml.push_str("---\n");
+        }
+        yaml.push_str(&text);
+    }
+    if !yaml.ends_with('\n') {
+        yaml.push('\n');
+    }
+    Ok(Translation {
+        yaml,
+        converted,
+        limitations,
+    })
 }
