@@ -31,6 +31,35 @@ pub fn http_route(spec: &HttpRouteSpec) -> Vec<CelFinding> {
     out
 }
 
+/// The parentRefs rules of the standard channel's CRDs, stricter than the experimental
+/// channel's (which `check` loads with): two references to one parent need distinct
+/// section names there; a port does not tell them apart.
+pub fn standard_channel_parent_refs(refs: &[ParentReference]) -> Vec<CelFinding> {
+    let mut out = Vec::new();
+    let section = |p: &ParentReference| p.section_name.clone().filter(|s| !s.is_empty());
+    for (i, a) in refs.iter().enumerate() {
+        for b in &refs[..i] {
+            if !same_parent(a, b) {
+                continue;
+            }
+            let at = push_index("spec.parentRefs", i);
+            if section(a).is_none() != section(b).is_none() {
+                out.push((at, "sectionName must be specified when parentRefs includes 2 or more references to the same parent"));
+            } else if section(a) == section(b) {
+                out.push((at, "sectionName must be unique when parentRefs includes 2 or more references to the same parent"));
+            }
+        }
+    }
+    out
+}
+
+fn same_parent(a: &ParentReference, b: &ParentReference) -> bool {
+    a.group() == b.group()
+        && a.kind() == b.kind()
+        && a.name == b.name
+        && a.namespace.as_deref().unwrap_or("") == b.namespace.as_deref().unwrap_or("")
+}
+
 /// The CEL findings of a GRPCRoute's spec.
 pub fn grpc_route(spec: &GrpcRouteSpec) -> Vec<CelFinding> {
     let mut out = Vec::new();
@@ -154,14 +183,16 @@ fn rule_names<'a>(names: impl Iterator<Item = Option<&'a str>>, out: &mut Vec<Ce
     }
 }
 
+/// Whether the experimental channel's parentRefs rules hold (the standard channel's are
+/// then worth a warning of their own).
+pub fn http_route_parent_refs_ok(refs: &[ParentReference]) -> bool {
+    let mut out = Vec::new();
+    parent_refs(refs, &mut out);
+    out.is_empty()
+}
+
 /// The two parentRefs rules: two references to one parent need distinct section names.
 fn parent_refs(refs: &[ParentReference], out: &mut Vec<CelFinding>) {
-    let same_parent = |a: &ParentReference, b: &ParentReference| {
-        a.group() == b.group()
-            && a.kind() == b.kind()
-            && a.name == b.name
-            && a.namespace.as_deref().unwrap_or("") == b.namespace.as_deref().unwrap_or("")
-    };
     let section = |p: &ParentReference| p.section_name.clone().filter(|s| !s.is_empty());
     let port = |p: &ParentReference| p.port.filter(|p| *p != 0);
     for (i, a) in refs.iter().enumerate() {
@@ -242,6 +273,13 @@ fn http_rule(rule: &HttpRouteRule, base: &str, out: &mut Vec<CelFinding>) {
     }
     for (j, m) in rule.matches.iter().enumerate() {
         let at = push_key(&push_index(&push_key(base, "matches"), j), "path");
+        let written = m.path.as_ref().and_then(|p| p.match_type.as_deref());
+        if written.is_some_and(|t| !matches!(t, "Exact" | "PathPrefix" | "RegularExpression")) {
+            out.push((
+                at.clone(),
+                "type must be one of ['Exact', 'PathPrefix', 'RegularExpression']",
+            ));
+        }
         let (kind, value) = m.path();
         if kind != PathMatchType::RegularExpression {
             path_value(value, &at, out);

@@ -50,6 +50,27 @@ pub fn check(set: &ConfigSet, conversion: &Conversion) -> Vec<Diagnostic> {
                 None,
             );
         }
+        let parent_refs = match object {
+            GatewayApiObject::HttpRoute(route) => route.spec.parent_refs.as_slice(),
+            GatewayApiObject::GrpcRoute(route) => route.spec.parent_refs.as_slice(),
+            _ => &[],
+        };
+        let experimental = cel::http_route_parent_refs_ok(parent_refs);
+        for (field, message) in cel::standard_channel_parent_refs(parent_refs)
+            .into_iter()
+            .filter(|_| experimental)
+        {
+            push(
+                &mut out,
+                Severity::Warning,
+                codes::GATEWAY_API_EXPERIMENTAL,
+                &field,
+                format!(
+                    "{message}: a CEL rule of the standard channel's CRD (the experimental channel's lets a port tell them apart)"
+                ),
+                None,
+            );
+        }
         for field in experimental_only_fields(object) {
             push(
                 &mut out,
@@ -190,7 +211,82 @@ pub fn check(set: &ConfigSet, conversion: &Conversion) -> Vec<Diagnostic> {
     conversion_problems(set, conversion, &mut out);
     gateway_only_routes(set, conversion, &mut out);
     shared_hosts(set, conversion, &mut out);
+    unreachable_rules(set, conversion, &mut out);
+    regexes(set, &mut out);
     out
+}
+
+/// ML0103: a RegularExpression (path, header, query parameter, gRPC method) RE2 refuses;
+/// Envoy would refuse the whole route configuration. Checked with the builder the route
+/// table uses.
+fn regexes(set: &ConfigSet, out: &mut Vec<Diagnostic>) {
+    use crate::config::matcher::{MatchField, StringMatcher};
+    for (resource, object) in set.gateway_api() {
+        for (rule, j, m) in super::convert::route_matches(object) {
+            let field = match j {
+                Some(j) => push_index(&push_key(&push_index("spec.rules", rule), "matches"), j),
+                None => push_index("spec.rules", rule),
+            };
+            let uri = m.uri.iter().map(|u| (u, MatchField::Uri, "path"));
+            let headers = m
+                .headers
+                .values()
+                .map(|h| (h, MatchField::Header, "headers"));
+            let params = m
+                .query_params
+                .values()
+                .map(|q| (q, MatchField::QueryParam, "queryParams"));
+            for (sm, kind, what) in uri.chain(headers).chain(params) {
+                if let Err(e) = StringMatcher::compile(sm, kind, what) {
+                    out.push(resource_diag(
+                        set,
+                        resource,
+                        Severity::Error,
+                        codes::INVALID_REGEX,
+                        &field,
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// ML0508: a rule that Istio's precedence puts after a match of every request (a
+/// RegularExpression path ranks below every PathPrefix, `/` included: `sortHTTPRoutes`).
+fn unreachable_rules(set: &ConfigSet, conversion: &Conversion, out: &mut Vec<Diagnostic>) {
+    for g in &conversion.services {
+        let catch_all = g.routes.iter().position(|r| {
+            r.route.matches.is_empty()
+                || r.route.matches.iter().any(|m| {
+                    m.uri
+                        .as_ref()
+                        .is_none_or(|u| u.prefix.as_deref() == Some("/"))
+                        && (crate::config::model::HttpMatchRequest {
+                            uri: None,
+                            port: None,
+                            ..m.clone()
+                        }) == crate::config::model::HttpMatchRequest::default()
+                })
+        });
+        let Some(first) = catch_all else { continue };
+        let taker = &g.routes[first].origin;
+        for r in &g.routes[first + 1..] {
+            let o = &r.origin;
+            if (o.resource, o.rule) == (taker.resource, taker.rule) {
+                continue;
+            }
+            let Some(resource) = set.resources().get(o.resource) else {
+                continue;
+            };
+            let field = match o.match_index {
+                Some(j) => push_index(&push_key(&push_index("spec.rules", o.rule), "matches"), j),
+                None => push_index("spec.rules", o.rule),
+            };
+            out.push(resource_diag(set, resource, Severity::Warning, codes::GATEWAY_API_TRANSLATION, &field,
+                format!("this match ({}) is never used for host {}: Istio tries it after rule {} of {}, which takes every request (a RegularExpression path ranks below every PathPrefix, `/` included)", r.summary, g.host, taker.rule, taker.route)));
+        }
+    }
 }
 
 type Sink<'a> = dyn FnMut(Severity, &'static str, String, String, Option<&str>) + 'a;

@@ -877,6 +877,40 @@ fn timeouts_and_retry(vs: &mut HttpRoute, rule: &HttpRouteRule) {
     }
 }
 
+/// Every match of a route object as Istio writes it (rule, match index, match), whatever
+/// its parents: what `check` holds to RE2.
+pub fn route_matches(object: &GatewayApiObject) -> Vec<(usize, Option<usize>, HttpMatchRequest)> {
+    match object {
+        GatewayApiObject::HttpRoute(r) => r
+            .spec
+            .rules
+            .iter()
+            .enumerate()
+            .flat_map(|(i, rule)| {
+                rule.effective_matches()
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| (i, Some(j), http_match(m)))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        GatewayApiObject::GrpcRoute(r) => r
+            .spec
+            .rules
+            .iter()
+            .enumerate()
+            .flat_map(|(i, rule)| {
+                rule.matches
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| (i, Some(j), grpc_match(m)))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// `createURIMatch`, `createHeadersMatch`, `createQueryParamsMatch`, `createMethodMatch`.
 fn http_match(m: &HttpRouteMatch) -> HttpMatchRequest {
     let (kind, value) = m.path();

@@ -81,11 +81,12 @@ pub fn http_route_for(
         spec.hostnames = vs.spec.hosts.clone();
     }
     let mut rules = Vec::new();
-    for (i, route) in vs.spec.http.iter().enumerate() {
-        if let Some(rule) = c.rule(route, &push_index("spec.http", i)) {
+    for (i, route) in rejoin_prefix_rewrites(&vs.spec.http) {
+        if let Some(rule) = c.rule(&route, &push_index("spec.http", i)) {
             rules.push((i, rule));
         }
     }
+    let rules = merge_split_rules(rules);
     c.order(&rules);
     spec.rules = rules.into_iter().map(|(_, r)| r).collect();
     for (field, what) in [
@@ -334,12 +335,8 @@ impl Converter<'_> {
         }
         let (kind, value) = match (&u.exact, &u.prefix, &u.regex) {
             (Some(e), _, _) => ("Exact", e.clone()),
-            (_, Some(p), _) if p == "/" || p.is_empty() => {
-                return Some(HttpPathMatch {
-                    match_type: None,
-                    value: Some("/".to_owned()),
-                });
-            }
+            // PathPrefix `/`, the CRD's default: left out.
+            (_, Some(p), _) if p == "/" || p.is_empty() => return None,
             // A VirtualService prefix is a string prefix (/foo matches /foobar); Gateway
             // API's PathPrefix is segment-wise, so the exact equivalent is a regex.
             (_, Some(p), _) => ("RegularExpression", format!("{}.*", regex::escape(p))),
@@ -716,6 +713,128 @@ fn precedence_key(m: &HttpRouteMatch) -> (i32, usize, bool, usize, usize) {
         m.headers.len(),
         m.query_params.len(),
     )
+}
+
+/// Consecutive rules of one name that differ only in their matches are one rule (Istio
+/// writes a route per match of a rule); a name that still repeats gets a suffix, as rule
+/// names must be unique in a route.
+fn merge_split_rules(rules: Vec<(usize, HttpRouteRule)>) -> Vec<(usize, HttpRouteRule)> {
+    let mut out: Vec<(usize, HttpRouteRule)> = Vec::new();
+    for (i, rule) in rules {
+        if let Some((_, last)) = out.last_mut()
+            && last.name.is_some()
+            && last.name == rule.name
+            && (HttpRouteRule {
+                matches: Vec::new(),
+                ..last.clone()
+            }) == (HttpRouteRule {
+                matches: Vec::new(),
+                ..rule.clone()
+            })
+        {
+            let mut more = rule.effective_matches();
+            if last.matches.is_empty() {
+                last.matches = last.effective_matches();
+            }
+            last.matches.append(&mut more);
+            continue;
+        }
+        out.push((i, rule));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for (_, rule) in &mut out {
+        let Some(name) = rule.name.clone() else {
+            continue;
+        };
+        let mut unique = name.clone();
+        let mut n = 1;
+        while seen.contains(&unique) {
+            n += 1;
+            unique = format!("{name}-{n}");
+        }
+        seen.push(unique.clone());
+        rule.name = Some(unique);
+    }
+    out
+}
+
+/// The routes with each pair Istio's Gateway semantics are written as joined again: exact
+/// `P` rewriting to `X` followed by prefix `P/` rewriting to `X/` (or both to `/`), or
+/// redirecting to `X` and by prefix rewrite to `X/`, is one route with a PathPrefix `P`
+/// block pair and a prefix rewrite `X`, as the HTTPRoute had it.
+fn rejoin_prefix_rewrites(routes: &[HttpRoute]) -> Vec<(usize, HttpRoute)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < routes.len() {
+        if let Some(joined) = routes.get(i + 1).and_then(|next| rejoin(&routes[i], next)) {
+            out.push((i, joined));
+            i += 2;
+        } else {
+            out.push((i, routes[i].clone()));
+            i += 1;
+        }
+    }
+    out
+}
+
+fn rejoin(a: &HttpRoute, b: &HttpRoute) -> Option<HttpRoute> {
+    let ([ma], [mb]) = (a.matches.as_slice(), b.matches.as_slice()) else {
+        return None;
+    };
+    let p = ma.uri.as_ref()?.exact.clone()?;
+    if mb.uri.as_ref()?.prefix.as_deref() != Some(format!("{p}/").as_str())
+        || without_uri(ma) != without_uri(mb)
+    {
+        return None;
+    }
+    let mut joined = a.clone();
+    joined.matches = vec![ma.clone(), mb.clone()];
+    let plain = |r: &HttpRoute| HttpRoute {
+        matches: Vec::new(),
+        rewrite: r
+            .rewrite
+            .as_ref()
+            .map(|w| crate::config::model::HttpRewrite {
+                uri: None,
+                ..w.clone()
+            }),
+        redirect: r
+            .redirect
+            .as_ref()
+            .map(|d| crate::config::model::HttpRedirect {
+                uri: None,
+                prefix_rewrite: None,
+                ..d.clone()
+            }),
+        ..r.clone()
+    };
+    if plain(a) != plain(b) {
+        return None;
+    }
+    match (&a.rewrite, &b.rewrite, &a.redirect, &b.redirect) {
+        (Some(wa), Some(wb), None, None) => {
+            let x = wa.uri.clone()?;
+            let expected = if x == "/" {
+                "/".to_owned()
+            } else {
+                format!("{x}/")
+            };
+            (wb.uri.as_deref() == Some(expected.as_str())).then_some(())?;
+        }
+        (None, None, Some(da), Some(db)) => {
+            let x = da.uri.clone().unwrap_or_default();
+            let expected = format!("{x}/");
+            (db.prefix_rewrite.as_deref() == Some(expected.as_str())
+                && da.prefix_rewrite.is_none())
+            .then_some(())?;
+            if let Some(d) = &mut joined.redirect {
+                d.uri = None;
+                d.prefix_rewrite = Some(x);
+            }
+        }
+        _ => return None,
+    }
+    Some(joined)
 }
 
 fn without_uri(m: &HttpMatchRequest) -> HttpMatchRequest {
