@@ -7,6 +7,7 @@ mod document;
 pub mod files;
 pub mod form;
 pub mod help;
+pub mod httproute;
 pub mod routes;
 pub mod screenshot;
 mod send;

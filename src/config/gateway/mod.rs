@@ -79,6 +79,17 @@ impl GatewayApiObject {
         }
     }
 
+    /// The metadata, to edit (annotations the lab writes).
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            GatewayApiObject::HttpRoute(r) => &mut r.metadata,
+            GatewayApiObject::GrpcRoute(r) => &mut r.metadata,
+            GatewayApiObject::Gateway(r) => &mut r.metadata,
+            GatewayApiObject::GatewayClass(r) => &mut r.metadata,
+            GatewayApiObject::ReferenceGrant(r) => &mut r.metadata,
+        }
+    }
+
     /// The resource as a YAML value, to write it back.
     pub fn to_value(&self) -> Result<Opaque, yaml_serde::Error> {
         match self {
