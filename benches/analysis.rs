@@ -11,9 +11,17 @@
 //! conservative):
 //! `cargo bench --profile dev --config 'profile.dev.package.mirrorlab.opt-level=3' --bench analysis`
 //!
-//! Figures on the 2-core lab machine (shared with other builds), 2,147-byte JSON bodies:
-//! one candidate mirror 32 µs CPU per exchange (16% of a core at 5,000/s); a candidate plus
-//! a baseline mirror 58 µs (29% of a core).
+//! The 500 distinct requests repeat a hundred times each, so the primary's repeats are
+//! compared as they are for live traffic (every answer for an endpoint's first 64 repeats,
+//! then one answer in 64).
+//!
+//! Figures on the 2-core lab machine (shared with other builds, so take the median of
+//! several runs, interleaved with the code compared against), 2,147-byte JSON bodies, with
+//! `cargo bench --bench analysis` (release): one candidate mirror 26 µs CPU per exchange
+//! (13% of a core at 5,000/s); a candidate plus a baseline mirror 40 µs (20% of a core).
+//! (Before volatile fields and reorders, at the same time on the same machine: 27 µs and
+//! 47 µs at main's e51d4af, 24 µs and 42 µs at 6e99cf4; with the dev-profile command above,
+//! 6e99cf4 ran at 30 µs and 51 µs.)
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -80,6 +88,7 @@ fn resp(body: Bytes, ms: u64) -> CapturedResponse {
         },
         ttfb: Duration::from_micros(ms * 700),
         total: Duration::from_millis(ms),
+        version: http::Version::HTTP_11,
     }
 }
 
@@ -129,6 +138,7 @@ fn exchanges(n: u64, with_baseline: bool) -> Vec<Exchange> {
                 primary: Some(PrimaryRecord {
                     target: Arc::from("reviews/v1"),
                     endpoint: "127.0.0.1:9081".to_owned(),
+                    attempts: Vec::new(),
                     outcome: UpstreamOutcome::Response(resp(
                         review_json(id, 0, rng.u64(..)),
                         rng.u64(5..40),

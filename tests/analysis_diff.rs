@@ -169,17 +169,101 @@ fn aligned_arrays_still_compare_their_elements_field_by_field() {
 }
 
 #[test]
-fn arrays_of_one_length_compare_element_by_element() {
-    // Same length: no alignment (a shadow of the same API changes elements in place), so
-    // a rotation shows as every element changed.
+fn a_reordered_array_is_one_order_changed_difference() {
+    // The same values in another order: one difference at the array, not one per element.
     let d = json_diff(r#"[1,2,3]"#, r#"[2,3,1]"#, &IgnoreRules::none());
+    assert_eq!(kinds(&d), vec![("".to_owned(), DiffKind::OrderChanged)]);
+    let reviews = |order: &[u32]| {
+        let items: Vec<_> = order
+            .iter()
+            .map(|id| json!({"reviewer": format!("Reviewer{id}"), "rating": {"stars": id % 5}}))
+            .collect();
+        json!({ "id": 7, "reviews": items }).to_string()
+    };
+    let d = json_diff(
+        &reviews(&[1, 2, 3, 4]),
+        &reviews(&[4, 1, 3, 2]),
+        &IgnoreRules::none(),
+    );
     assert_eq!(
         kinds(&d),
+        vec![("/reviews".to_owned(), DiffKind::OrderChanged)]
+    );
+    assert_eq!(d.field_paths(), vec![FieldPath::Json("/reviews".into())]);
+    assert_eq!(d.summary(), "1 field differs");
+    let order = &json_differences(&d)[0];
+    assert_eq!(
+        order.primary.as_ref().map(|v| v[0]["reviewer"].clone()),
+        Some(json!("Reviewer1"))
+    );
+    assert_eq!(
+        order.shadow.as_ref().map(|v| v[0]["reviewer"].clone()),
+        Some(json!("Reviewer4"))
+    );
+    // Elements equal as the diff sees them (key order, 1 vs 1.0) still make a reordering,
+    // and repeated elements must match as often on both sides.
+    let d = json_diff(
+        r#"[{"a":1,"b":2},{"a":3},{"a":3}]"#,
+        r#"[{"a":3.0},{"b":2,"a":1.0},{"a":3}]"#,
+        &IgnoreRules::none(),
+    );
+    assert_eq!(kinds(&d), vec![("".to_owned(), DiffKind::OrderChanged)]);
+    let d = json_diff(r#"[1,1,2]"#, r#"[2,1,2]"#, &IgnoreRules::none());
+    assert_eq!(kinds(&d), vec![("/0".to_owned(), DiffKind::Changed)]);
+    // A reordering nested in elements that are otherwise the same is found where it is.
+    let d = json_diff(
+        r#"{"items":[{"tags":["a","b"]},{"tags":["c"]}]}"#,
+        r#"{"items":[{"tags":["b","a"]},{"tags":["c"]}]}"#,
+        &IgnoreRules::none(),
+    );
+    assert_eq!(
+        kinds(&d),
+        vec![("/items/0/tags".to_owned(), DiffKind::OrderChanged)]
+    );
+    assert_eq!(
+        d.field_paths(),
+        vec![FieldPath::Json("/items/*/tags".into())]
+    );
+    // An ignore rule on the array covers its order.
+    let rules = IgnoreRules::parse("/reviews").expect("valid rule");
+    let d = json_diff(&reviews(&[1, 2]), &reviews(&[2, 1]), &rules);
+    assert!(d.is_same());
+}
+
+#[test]
+fn a_real_change_inside_a_reordered_array_is_still_found() {
+    // Reordered, and one element changed as well: not a permutation, so the elements are
+    // compared in place as before and the changed rating is among the differences.
+    let d = json_diff(
+        r#"{"reviews":[{"id":1,"stars":5},{"id":2,"stars":4},{"id":3,"stars":3}]}"#,
+        r#"{"reviews":[{"id":3,"stars":3},{"id":1,"stars":5},{"id":2,"stars":1}]}"#,
+        &IgnoreRules::none(),
+    );
+    let found = kinds(&d);
+    assert!(
+        !found.iter().any(|(_, k)| *k == DiffKind::OrderChanged),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("/reviews/2/stars".to_owned(), DiffKind::Changed)),
+        "{found:?}"
+    );
+    assert_eq!(
+        d.field_paths(),
         vec![
-            ("/0".to_owned(), DiffKind::Changed),
-            ("/1".to_owned(), DiffKind::Changed),
-            ("/2".to_owned(), DiffKind::Changed),
+            FieldPath::Json("/reviews/*/id".into()),
+            FieldPath::Json("/reviews/*/stars".into())
         ]
+    );
+    // Changed in place without reordering: exactly that element.
+    let d = json_diff(
+        r#"{"reviews":[{"id":1,"stars":5},{"id":2,"stars":4}]}"#,
+        r#"{"reviews":[{"id":1,"stars":5},{"id":2,"stars":1}]}"#,
+        &IgnoreRules::none(),
+    );
+    assert_eq!(
+        kinds(&d),
+        vec![("/reviews/1/stars".to_owned(), DiffKind::Changed)]
     );
 }
 
@@ -387,7 +471,7 @@ fn status_difference_is_summarised() {
         &IgnoreRules::none(),
     );
     assert_eq!(d.status.map(|s| (s.primary, s.shadow)), Some((200, 500)));
-    assert_eq!(d.summary(), "status 200→500, 1 more differ");
+    assert_eq!(d.summary(), "status 200→500, 1 more differs");
     let d = diff_responses(
         &response(200, "{}", 1),
         &response(503, "{}", 1),

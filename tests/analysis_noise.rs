@@ -6,6 +6,7 @@ mod analysis_support;
 use analysis_support::*;
 use mirrorlab::analysis::{
     AnalysisSettings, Analyzer, DiffAggregateRow, FieldPath, IgnoreRules, NoiseThresholds, Verdict,
+    VerdictEvidence,
 };
 
 /// Primary v1; mirrors to v2 (candidate) and v1 (baseline). Every response carries a
@@ -84,12 +85,13 @@ fn random_field_is_noise_and_real_change_is_reported() {
 
 #[test]
 fn without_a_baseline_every_difference_is_real() {
+    // Each request is a different one (its query), so the primary's repeats say nothing.
     let mut a = Analyzer::new(AnalysisSettings::default());
     for i in 0..10 {
         a.ingest(&exchange(
             i,
             T0,
-            "/a",
+            &format!("/a?i={i}"),
             ok(response(200, format!(r#"{{"n":{i}}}"#), 1)),
             vec![sent(
                 "reviews/v2",
@@ -100,7 +102,9 @@ fn without_a_baseline_every_difference_is_real() {
     let snap = a.snapshot();
     let n = row(&snap.diffs, "reviews/v2", "/n").expect("row");
     assert_eq!(n.verdict, Verdict::Real);
+    assert_eq!(n.evidence, VerdictEvidence::NoBaseline);
     assert_eq!(n.noise_rate, None);
+    assert_eq!(n.repeats, None);
 }
 
 #[test]
@@ -198,19 +202,16 @@ fn per_exchange_summaries_for_the_traffic_table() {
     ));
     let snap = a.snapshot();
     assert_eq!(snap.summaries.len(), 602);
-    // v2 differs in price and nonce; the baseline is left out of the headline
+    // v2 differs in price (real) and nonce (noise: the baseline differs there too); the
+    // baseline is left out of the headline, and its own differences are all noise
     let s = snap.diff_summary(3).expect("kept");
     assert_eq!(s.shadows.len(), 2);
-    assert_eq!(s.headline(), "2 fields differ");
-    assert_eq!(s.shadows[1].text(), "1 field differs");
-    assert_eq!(
-        snap.diff_summary(1000).map(|s| s.headline()),
-        Some("status 200→500".to_owned())
-    );
-    assert_eq!(
-        snap.diff_summary(1001).map(|s| s.headline()),
-        Some("same".to_owned())
-    );
+    assert_eq!(s.headline(&snap.verdicts), "1 differs, 1 noise");
+    assert_eq!(s.shadows[1].text(&snap.verdicts), "1 noise");
+    assert!(snap.differs_really(3));
+    assert_eq!(snap.diff_headline(1000), Some("status 200→500".to_owned()));
+    assert_eq!(snap.diff_headline(1001), Some("same".to_owned()));
+    assert!(!snap.differs_really(1001));
     assert!(snap.diff_summary(5000).is_none());
 }
 

@@ -806,18 +806,54 @@ spec:
     assert_eq!((d.field_path.as_deref(), d.line), (Some("spec.http[0]"), 7));
     // A direct response is simulated: no "not simulated" warning for it any more.
     assert!(!set.diagnostics().iter().any(|d| d.code == "ML0301"));
-    // What the lab simulates (rewrite, headers, fault) gets no warning; what it does not yet
-    // (retries) keeps one, at the field.
-    let unsimulated = load(&vs_with(
+    // What the lab simulates (rewrite, headers, fault, retries) gets no warning.
+    let simulated = load(&vs_with(
         "    rewrite: {uri: /v2/}\n    headers: {request: {set: {x-a: b}}}\n    fault: {abort: {httpStatus: 503, percentage: {value: 10}}}\n    retries: {attempts: 3}\n",
     ));
-    let paths: Vec<_> = with_code(&unsimulated, "ML0301")
+    assert!(!simulated.diagnostics().iter().any(|d| d.code == "ML0301"));
+    // A DestinationRule's policy parts the lab does not act on are named, each at its
+    // field, top level, per port and per subset; what it acts on is not.
+    let dr = load(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN, warmupDurationSecs: 30s}
+    connectionPool: {tcp: {maxConnections: 10, tcpKeepalive: {time: 7200s}}}
+    tls: {mode: ISTIO_MUTUAL}
+    portLevelSettings:
+    - port: {number: 9080}
+      tls: {mode: SIMPLE}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      connectionPool: {http: {h2UpgradePolicy: UPGRADE}}
+",
+    );
+    let fields: Vec<_> = with_code(&dr, "ML0301")
         .iter()
-        .map(|d| (d.field_path.clone().unwrap_or_default(), d.severity))
+        .map(|d| (d.field_path.clone().unwrap_or_default(), d.line))
         .collect();
     assert_eq!(
-        paths,
-        [("spec.http[0].retries".to_owned(), Severity::Warning)]
+        fields,
+        [
+            (
+                "spec.trafficPolicy.loadBalancer.warmupDurationSecs".to_owned(),
+                7
+            ),
+            (
+                "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive".to_owned(),
+                8
+            ),
+            ("spec.trafficPolicy.portLevelSettings[0].tls".to_owned(), 12),
+            (
+                "spec.subsets[0].trafficPolicy.connectionPool.http.h2UpgradePolicy".to_owned(),
+                17
+            ),
+        ]
     );
     // Envoy expands %...% in header values; the lab does not, and says so.
     let percent = load(&vs_with(

@@ -2,14 +2,18 @@
 //! from the spec), shadows in `_shadows`, decoded bodies, and redaction of secrets.
 
 mod analysis_support;
+mod common;
 
 use std::io::Write;
+use std::time::Duration;
 
 use analysis_support::*;
 use bytes::Bytes;
+use mirrorlab::analysis::{AnalysisSettings, Analyzer};
 use mirrorlab::capture::{SkipReason, UpstreamErrorKind};
 use mirrorlab::export::har::{HarOptions, REDACTED, build_har, write_har, write_har_file};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn har_validator() -> jsonschema::Validator {
     let text = std::fs::read_to_string(concat!(
@@ -44,11 +48,14 @@ fn sample_exchanges() -> Vec<mirrorlab::capture::Exchange> {
         ("content-type", "application/json"),
         ("set-cookie", "session=s3cr3t-value; Path=/; HttpOnly"),
     ];
-    out.push(exchange(
+    // The client speaks HTTP/2 to the proxy; the primary's server answered in HTTP/1.0.
+    let mut primary = response_with(200, &set_cookie, body(r#"{"id":1}"#), 12);
+    primary.version = http::Version::HTTP_10;
+    let mut first = exchange(
         1,
         T0,
         "/reviews/1?lang=en&x",
-        ok(response_with(200, &set_cookie, body(r#"{"id":1}"#), 12)),
+        ok(primary),
         vec![
             sent(
                 "reviews/v2",
@@ -57,7 +64,9 @@ fn sample_exchanges() -> Vec<mirrorlab::capture::Exchange> {
             skipped("reviews/v3", SkipReason::NotSampled),
             sent_failed("reviews/v4", UpstreamErrorKind::Timeout),
         ],
-    ));
+    );
+    first.request.version = http::Version::HTTP_2;
+    out.push(first);
     out.push(exchange(
         2,
         T0 + 1,
@@ -124,7 +133,7 @@ fn sample_exchanges() -> Vec<mirrorlab::capture::Exchange> {
 fn har_is_valid_and_carries_shadows() {
     let exchanges = sample_exchanges();
     let mut buf = Vec::new();
-    write_har(&mut buf, &exchanges, &HarOptions::default()).expect("HAR written");
+    write_har(&mut buf, &exchanges, &HarOptions::default(), None).expect("HAR written");
     let har: Value = serde_json::from_slice(&buf).expect("HAR is JSON");
     let v = har_validator();
     let errs = errors(&v, &har);
@@ -155,9 +164,9 @@ fn har_is_valid_and_carries_shadows() {
     assert_eq!(shadows[1]["skipReason"], "not_sampled");
     assert_eq!(shadows[2]["outcome"], "failed");
     assert_eq!(shadows[2]["error"]["kind"], "timeout");
-    // The client got its answer in its own protocol; shadows answer the proxy in HTTP/1.1.
-    assert_eq!(e1["response"]["httpVersion"], e1["request"]["httpVersion"]);
-    assert_eq!(e1["response"]["httpVersion"], "HTTP/1.1");
+    // Each response carries the version its upstream spoke, whatever the client spoke.
+    assert_eq!(e1["request"]["httpVersion"], "HTTP/2.0");
+    assert_eq!(e1["response"]["httpVersion"], "HTTP/1.0");
     assert_eq!(shadows[0]["response"]["httpVersion"], "HTTP/1.1");
 
     // gzip decoded for display, binary as base64
@@ -209,8 +218,9 @@ fn har_is_valid_and_carries_shadows() {
 
 #[test]
 fn schema_rejects_what_har_forbids() {
-    let har: Value = serde_json::to_value(build_har(&sample_exchanges(), &HarOptions::default()))
-        .expect("value");
+    let har: Value =
+        serde_json::to_value(build_har(&sample_exchanges(), &HarOptions::default(), None))
+            .expect("value");
     let v = har_validator();
     let mut missing = har.clone();
     missing["log"]["entries"][0]["request"]
@@ -230,7 +240,7 @@ fn schema_rejects_what_har_forbids() {
 fn secrets_are_redacted_unless_asked_otherwise() {
     let exchanges = sample_exchanges();
     let redacted =
-        serde_json::to_string(&build_har(&exchanges, &HarOptions::default())).expect("json");
+        serde_json::to_string(&build_har(&exchanges, &HarOptions::default(), None)).expect("json");
     for secret in ["secret-token", "abc123", "s3cr3t-value"] {
         assert!(!redacted.contains(secret), "{secret} leaked into the HAR");
     }
@@ -277,6 +287,7 @@ fn secrets_are_redacted_unless_asked_otherwise() {
             redact: false,
             bodies: true,
         },
+        None,
     ))
     .expect("json");
     for secret in ["Bearer secret-token", "abc123", "s3cr3t-value"] {
@@ -298,6 +309,7 @@ fn har_file_and_errors() {
             redact: true,
             bodies: false,
         },
+        None,
     )
     .expect("written");
     let har: Value =
@@ -314,7 +326,10 @@ fn har_file_and_errors() {
         .map(std::sync::Arc::new)
         .collect();
     assert_eq!(
-        build_har(&shared, &HarOptions::default()).log.entries.len(),
+        build_har(&shared, &HarOptions::default(), None)
+            .log
+            .entries
+            .len(),
         5
     );
     let none: &[mirrorlab::capture::Exchange] = &[];
@@ -322,7 +337,136 @@ fn har_file_and_errors() {
         &dir.path().join("no/such/dir.har"),
         none,
         &HarOptions::default(),
+        None,
     )
     .expect_err("missing directory");
     assert!(err.to_string().contains("no/such/dir.har"), "{err}");
+}
+
+/// A server on 127.0.0.1 that answers every connection in HTTP/1.0 and closes it, as an
+/// old server does, whatever version the request came in.
+async fn http_1_0_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"old":true}"#;
+                let answer = format!(
+                    "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn har_responses_carry_the_version_their_upstream_spoke() {
+    let old = http_1_0_upstream().await;
+    let modern = common::TestUpstream::start("shadow", common::Reply::ok(r#"{"old":false}"#)).await;
+    let (proxy, cancel) = common::start_proxy(
+        common::FixedRoutes::new("reviews", old, &[(modern.addr, 1.0)], None),
+        mirrorlab::proxy::ProxySettings::default(),
+    );
+    // The client speaks HTTP/2 (cleartext) to the proxy.
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client");
+    let response = h2
+        .get(format!("http://{}/reviews/1", proxy.local_addr()))
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), r#"{"old":true}"#);
+    modern.wait_for(1, Duration::from_secs(5)).await;
+    let exchanges =
+        common::wait_for_exchanges(proxy.hub().store(), 1, Duration::from_secs(5)).await;
+    let har =
+        serde_json::to_value(build_har(&exchanges, &HarOptions::default(), None)).expect("HAR");
+    let entry = &har["log"]["entries"][0];
+    assert_eq!(entry["request"]["httpVersion"], "HTTP/2.0");
+    assert_eq!(entry["response"]["httpVersion"], "HTTP/1.0");
+    assert_eq!(
+        entry["_shadows"][0]["response"]["httpVersion"], "HTTP/1.1",
+        "{entry:#}"
+    );
+    cancel.cancel();
+    proxy.stopped().await;
+}
+
+#[test]
+fn har_entries_carry_each_mirrors_real_and_noise_differences() {
+    // v2 changes `stars` (real) and, like the baseline, `nonce` (noise: the baseline
+    // differs there in every exchange); the baseline's own differences are all noise.
+    let mut a = Analyzer::new(AnalysisSettings::default());
+    let mut exchanges = Vec::new();
+    for i in 0..10u64 {
+        let body = |stars: u64, nonce: &str| format!(r#"{{"stars":{stars},"nonce":"{nonce}{i}"}}"#);
+        let stars = if i == 9 { 5 } else { 4 };
+        exchanges.push(exchange(
+            i,
+            T0 + i,
+            &format!("/reviews/{i}"),
+            ok(response(200, body(5, "p"), 10)),
+            vec![
+                sent("reviews/v2", response(200, body(stars, "c"), 12)),
+                sent("reviews/v1", response(200, body(5, "b"), 11)),
+                skipped("reviews/v3", SkipReason::NotSampled),
+            ],
+        ));
+    }
+    for e in &exchanges {
+        a.ingest(e);
+    }
+    let snapshot = a.snapshot();
+    let har = serde_json::to_value(build_har(
+        &exchanges,
+        &HarOptions::default(),
+        Some(&snapshot),
+    ))
+    .expect("HAR");
+    assert!(errors(&har_validator(), &har).is_empty());
+    let entries = har["log"]["entries"].as_array().expect("entries");
+    assert_eq!(
+        entries[0]["_mirrorlab"]["diffs"],
+        json!([
+            {
+                "target": "reviews/v2", "baseline": false, "state": "compared",
+                "summary": "1 differs, 1 noise", "realDifferences": 1, "noiseDifferences": 1,
+                "realFields": ["/stars"], "noiseFields": ["/nonce"]
+            },
+            {
+                "target": "reviews/v1", "baseline": true, "state": "compared",
+                "summary": "1 noise", "realDifferences": 0, "noiseDifferences": 1,
+                "realFields": [], "noiseFields": ["/nonce"]
+            },
+            {
+                "target": "reviews/v3", "baseline": false, "state": "skipped",
+                "summary": "skipped: not_sampled", "realDifferences": 0, "noiseDifferences": 0,
+                "realFields": [], "noiseFields": []
+            }
+        ])
+    );
+    assert_eq!(entries[9]["_mirrorlab"]["diffs"][0]["summary"], "1 noise");
+    // Without the analysis (or for an exchange it no longer keeps) there is no extension.
+    let plain =
+        serde_json::to_value(build_har(&exchanges, &HarOptions::default(), None)).expect("HAR");
+    assert!(plain["log"]["entries"][0].get("_mirrorlab").is_none());
 }

@@ -7,7 +7,7 @@ use analysis_support::*;
 use mirrorlab::analysis::{AnalysisSettings, Analyzer};
 use mirrorlab::capture::{SkipReason, UpstreamErrorKind};
 use mirrorlab::export::{REPORT_SCHEMA_VERSION, Report, RunInfo};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn report_schema() -> jsonschema::Validator {
     let text = std::fs::read_to_string(concat!(
@@ -111,6 +111,36 @@ fn report_from_known_run_matches_schema_and_counts() {
     assert_eq!(row("reviews/v2", "/ts")["verdict"], "noise");
     assert_eq!(row("reviews/v1", "/ts")["baseline"], true);
     assert_eq!(json["totals"]["real_differences"], 1);
+
+    // Every verdict says which rule made it, with its figures: `ts` is volatile, as the
+    // baseline differs there in all 20 exchanges; `rating` differs far more than the
+    // baseline (never) does; a baseline row is noise by definition.
+    assert_eq!(
+        row("reviews/v2", "/ts")["evidence"],
+        json!({"rule": "volatile", "volatility": {
+            "source": "baseline", "differing": 20, "compared": 20, "rate": 1.0,
+            "lower_bound": row("reviews/v2", "/ts")["evidence"]["volatility"]["lower_bound"]
+        }})
+    );
+    let lower_bound = row("reviews/v2", "/ts")["evidence"]["volatility"]["lower_bound"]
+        .as_f64()
+        .expect("a number");
+    assert!((0.83..0.85).contains(&lower_bound), "{lower_bound}");
+    assert_eq!(
+        row("reviews/v2", "/rating")["evidence"],
+        json!({"rule": "exceeds_baseline", "rate": 1.0, "noise_rate": 0.0})
+    );
+    assert_eq!(
+        row("reviews/v1", "/ts")["evidence"],
+        json!({"rule": "baseline_row"})
+    );
+    assert_eq!(row("reviews/v2", "/ts")["shape_differing"], 0);
+    // Exchanges split as the Traffic list shows them: 18 candidates compared, each with a
+    // real rating change (and noise in ts).
+    assert_eq!(
+        json["totals"]["exchange_differences"],
+        json!({"counted": 20, "compared": 18, "real": 18, "noise_only": 0, "same": 0})
+    );
     assert!(
         json["ignore_rules"]
             .as_array()
@@ -134,4 +164,54 @@ fn empty_run_is_a_valid_report_and_writes_to_a_file() {
         .write_to(&dir.path().join("missing-dir/report.json"))
         .expect_err("no such directory");
     assert!(err.to_string().contains("missing-dir"), "{err}");
+}
+
+#[test]
+fn totals_split_exchanges_with_real_differences_from_those_with_noise_only() {
+    // No baseline: `at` is found volatile from the primary's repeats (two requests, each
+    // asked ten times); the candidate changes `stars` on /reviews/1 only.
+    let mut a = Analyzer::new(AnalysisSettings::default());
+    for i in 0..20u64 {
+        let product = i % 2;
+        let answer = |at: u64, stars: u64| format!(r#"{{"at":{at},"stars":{stars}}}"#);
+        let stars = if product == 1 { 3 } else { 5 };
+        let candidate = if i == 19 {
+            response(200, answer(i * 10, 5), 12) // the same answer as the primary's
+        } else {
+            response(200, answer(i * 10 + 1, stars), 12)
+        };
+        a.ingest(&exchange(
+            i,
+            T0 + i,
+            &format!("/reviews/{product}"),
+            ok(response(200, answer(i * 10, 5), 10)),
+            vec![sent("reviews/v2", candidate)],
+        ));
+    }
+    let json: Value = serde_json::from_str(
+        &Report::build(&a.snapshot(), &run_info())
+            .to_json()
+            .expect("serialises"),
+    )
+    .expect("JSON");
+    assert_valid(&report_schema(), &json);
+    assert_eq!(
+        json["totals"]["exchange_differences"],
+        json!({"counted": 20, "compared": 20, "real": 9, "noise_only": 10, "same": 1})
+    );
+    let diffs = json["diffs"].as_array().expect("diffs");
+    let at = diffs
+        .iter()
+        .find(|d| d["field"] == "/at")
+        .expect("an /at row");
+    assert_eq!(at["verdict"], "noise");
+    assert_eq!(at["evidence"]["rule"], "volatile");
+    assert_eq!(at["evidence"]["volatility"]["source"], "primary_repeats");
+    assert_eq!(at["evidence"]["volatility"]["changed"], 18);
+    assert_eq!(
+        (at["repeats"].clone(), at["repeats_changed"].clone()),
+        (json!(18), json!(18))
+    );
+    assert_eq!(json["totals"]["real_differences"], 1);
+    assert_eq!(json["totals"]["noise_differences"], 1);
 }

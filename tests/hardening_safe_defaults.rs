@@ -260,7 +260,7 @@ async fn exports_redact_credentials_by_default() {
     let exchanges = common::wait_for_exchanges(lab.captures(), 1, WAIT).await;
     let exchanges: Vec<_> = exchanges.iter().map(|e| (**e).clone()).collect();
     let mut har = Vec::new();
-    write_har(&mut har, &exchanges, &HarOptions::default()).expect("write HAR");
+    write_har(&mut har, &exchanges, &HarOptions::default(), None).expect("write HAR");
     let har = String::from_utf8(har).expect("HAR is UTF-8");
     assert!(
         !har.contains(SECRET),
@@ -276,6 +276,7 @@ async fn exports_redact_credentials_by_default() {
             redact: false,
             ..HarOptions::default()
         },
+        None,
     )
     .expect("write HAR");
     assert!(String::from_utf8_lossy(&raw).contains(SECRET));

@@ -512,6 +512,14 @@ spec:
         ),
         1,
     );
+    // Round robin takes turns; Istio's default, LEAST_REQUEST, would pick at random
+    // between two idle endpoints.
+    let yaml = yaml.replacen(
+        "  host: reviews\n  subsets:",
+        "  host: reviews\n  trafficPolicy:\n    loadBalancer:\n      simple: ROUND_ROBIN\n  subsets:",
+        1,
+    );
+    assert!(yaml.contains("ROUND_ROBIN"));
     let lab = common::start_lab(&yaml, Some(11));
     send_many(&lab, 1000, 1, "/reviews/4").await;
     let (a, b, v3) = (

@@ -135,6 +135,17 @@ async fn run_serves_hot_reloads_from_the_file_and_reports_at_sigterm() {
     let entries = har["log"]["entries"].as_array().expect("HAR entries");
     assert_eq!(entries.len() as u64, requests);
     assert_eq!(entries[0]["_shadows"].as_array().map(Vec::len), Some(1));
+    // The headless HAR carries the analysis' split of each mirror's differences too.
+    assert_eq!(
+        entries[0]["_mirrorlab"]["diffs"][0]["state"], "compared",
+        "{:#}",
+        entries[0]
+    );
+    let counted: u64 = entries
+        .iter()
+        .filter_map(|e| e["_mirrorlab"]["diffs"][0]["realDifferences"].as_u64())
+        .count() as u64;
+    assert_eq!(counted, requests);
     for side in [&route["primary"], mirror] {
         let latency = &side["latency_ms"]["total"];
         for key in ["p50", "p90", "p99", "max"] {

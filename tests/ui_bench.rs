@@ -33,6 +33,7 @@ fn response(status: u16, ms: u64, body: &str) -> CapturedResponse {
         },
         ttfb: Duration::from_millis(ms),
         total: Duration::from_millis(ms + 1),
+        version: http::Version::HTTP_11,
     }
 }
 
@@ -62,6 +63,7 @@ fn exchange(id: u64, at: SystemTime) -> Exchange {
         primary: Some(PrimaryRecord {
             target: Arc::from("reviews/v1"),
             endpoint: "127.0.0.1:9081".to_owned(),
+            attempts: Vec::new(),
             outcome: UpstreamOutcome::Response(response(
                 200,
                 3 + id % 7,

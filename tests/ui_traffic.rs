@@ -6,7 +6,8 @@ mod ui_common;
 use egui_kittest::kittest::Queryable as _;
 use mirrorlab::ui::Tab;
 use ui_common::{
-    MirrorFiles, Upstream, app, mirror_config, mirror_files, runtime, send_requests, wait_until,
+    MirrorFiles, Upstream, app, mirror_config, mirror_files, mirror_files_of, runtime, send_paths,
+    send_requests, wait_until,
 };
 
 #[test]
@@ -169,4 +170,66 @@ fn the_traffic_exports_as_har_with_its_shadows() {
             .iter()
             .all(|e| e["_shadows"].as_array().is_some_and(|s| s.len() == 1))
     );
+}
+
+#[test]
+fn a_volatile_timestamp_is_noise_in_traffic_and_diffs_and_one_click_ignores_it() {
+    // Both versions stamp every answer with a counter (`at`); v2 also rates product 1.
+    let rt = runtime();
+    let v1 = Upstream::answering(&rt, |id, n| format!(r#"{{"id":"{id}","at":{n}}}"#));
+    let v2 = Upstream::answering(&rt, |id, n| {
+        let stars = if id == "1" { r#","stars":5"# } else { "" };
+        format!(r#"{{"id":"{id}","at":{}{stars}}}"#, n + 1000)
+    });
+    let files = mirror_files_of(v1, v2);
+    let mut h = app(&rt, Some(&files.path));
+    h.run_ok();
+    let addr = h.state().session.local_addr().expect("the proxy runs");
+    // Products 0 and 1, six times each: the primary answers the same request again and
+    // again, with another `at` each time, and no baseline is needed to see it.
+    let paths: Vec<String> = (0..12).map(|i| format!("/reviews/{}", i % 2)).collect();
+    send_paths(&rt, addr, &paths);
+    h.get_by_label("Traffic").click();
+    assert!(wait_until(&mut h, 10, |app| app.traffic.len() == 12
+        && app.session.analysis().exchanges == 12));
+    h.run_ok();
+    // The Diff column counts real differences and noise apart.
+    assert_eq!(h.get_all_by_label("1 differs, 1 noise").count(), 6);
+    assert_eq!(h.get_all_by_label("1 noise").count(), 6);
+    // "Differs only" means real differences: the noise-only exchanges leave the list.
+    h.get_by_label("Differs only").click();
+    assert!(wait_until(&mut h, 5, |app| app.traffic.shown() == 6));
+    h.run_ok();
+    assert_eq!(h.query_all_by_label("1 noise").count(), 0);
+    // A selected exchange marks its noise.
+    h.get_all_by_label("/reviews/1")
+        .next()
+        .expect("a row")
+        .click();
+    h.run_ok();
+    h.get_by_label("Differences: 1 differs, 1 noise");
+    h.get_by_label_contains("body /at changed:");
+    h.get_by_label_contains("(noise)");
+
+    // The Diffs tab says why `at` is noise, and offers to ignore it.
+    h.state_mut().state.tab = Tab::Diffs;
+    h.run_ok();
+    h.get_by_label("volatile: primary's own value changed in 10 of 10 repeats");
+    h.get_by_label("no baseline; primary's own value steady in 10 repeats");
+    // Rows by rate: `at` (every exchange) first, then `stars` (half).
+    h.get_all_by_label("Ignore")
+        .next()
+        .expect("an Ignore button")
+        .click();
+    h.run_ok();
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(yaml.contains("mirrorlab.dev/diff-ignore: /at"), "{yaml}");
+    // Ignored, it leaves the Traffic list's counts too.
+    h.get_by_label("Traffic").click();
+    assert!(wait_until(&mut h, 5, |app| app
+        .session
+        .analysis()
+        .diff_headline(app.traffic.selected.unwrap_or(0))
+        .as_deref()
+        == Some("1 field differs")));
 }

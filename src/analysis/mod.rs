@@ -8,8 +8,12 @@ pub mod diff;
 mod endpoint;
 mod ignore;
 mod noise;
+mod route;
 mod stats;
 mod summary;
+mod upstream;
+mod verdict;
+mod volatile;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::capture::{Exchange, ShadowOutcome, SkipReason, UpstreamErrorKind, UpstreamOutcome};
+use crate::capture::{Exchange, SkipReason, UpstreamErrorKind};
 use crate::routing::ActionKind;
 
 pub use endpoint::endpoint_template;
@@ -25,15 +29,23 @@ pub use ignore::{
     DEFAULT_IGNORED_HEADERS, DIFF_IGNORE_ANNOTATION, FieldPath, IgnoreRuleError, IgnoreRules,
     JsonPathPattern,
 };
-pub use noise::{DiffAggregateRow, NoiseThresholds, Verdict};
+pub use noise::DiffAggregateRow;
 pub use stats::{
     DeltaSummary, DistributionBucket, LatencySummary, SERIES_WINDOW_SECONDS, SeriesPoint,
     StatusCounts,
 };
-pub use summary::{ExchangeDiffSummary, ExchangeSummaries, ShadowState, ShadowSummary};
+pub use summary::{
+    DiffSplit, ExchangeDiffSummary, ExchangeSummaries, FieldClass, FieldRefs, FieldVerdict,
+    ShadowState, ShadowSummary, VerdictTable,
+};
+pub use upstream::{EndpointSecond, EndpointSnapshot, OTHER_UPSTREAM_ENDPOINTS, UpstreamSnapshot};
+pub use verdict::{
+    NoiseThresholds, VOLATILE_SHARE, Verdict, VerdictEvidence, Volatility, wilson_lower_bound,
+};
 
-use noise::EndpointDiffs;
+use route::{IngestContext, RouteAccumulator};
 use stats::SideAccumulator;
+use volatile::PrimaryAnswers;
 
 /// What the analyzer is told at start (and may be told again at run time).
 #[derive(Debug, Clone)]
@@ -170,6 +182,8 @@ pub struct RouteSnapshot {
     pub actions: BTreeMap<ActionKind, u64>,
     /// Exchanges by Envoy's response flags (`UF`, `DI,FI`, ...); unflagged ones not counted.
     pub response_flags: BTreeMap<String, u64>,
+    /// The primary's attempts: retries and what each endpoint went through.
+    pub upstream: UpstreamSnapshot,
 }
 
 /// A plain-data view of everything analysed so far; cloning it is cheap (shared parts are
@@ -193,6 +207,9 @@ pub struct AnalysisSnapshot {
     /// Per-exchange diff summaries, looked up with [`AnalysisSnapshot::diff_summary`].
     #[serde(skip)]
     pub summaries: ExchangeSummaries,
+    /// How each field of `diffs` counts in an exchange, for reading `summaries`.
+    #[serde(skip)]
+    pub verdicts: Arc<VerdictTable>,
     /// The settings the analysis ran with (for [`AnalysisSnapshot::rules_for`]).
     #[serde(skip)]
     pub settings: Arc<AnalysisSettings>,
@@ -202,6 +219,19 @@ impl AnalysisSnapshot {
     /// Diff summary of one exchange, for the traffic table.
     pub fn diff_summary(&self, exchange_id: u64) -> Option<&ExchangeDiffSummary> {
         self.summaries.get(exchange_id)
+    }
+
+    /// The traffic table's cell for one exchange: `1 differs, 2 noise`, `same`, ...
+    pub fn diff_headline(&self, exchange_id: u64) -> Option<String> {
+        self.diff_summary(exchange_id)
+            .map(|s| s.headline(&self.verdicts))
+    }
+
+    /// True when a candidate mirror of the exchange differs from the primary in a real
+    /// difference (noise alone does not count).
+    pub fn differs_really(&self, exchange_id: u64) -> bool {
+        self.diff_summary(exchange_id)
+            .is_some_and(|s| s.differs_really(&self.verdicts))
     }
 
     /// Rules to pass to [`diff::diff_exchange`] for an exchange of `virtual_service`.
@@ -215,24 +245,7 @@ impl AnalysisSnapshot {
     }
 }
 
-/// Accumulated state of one route.
-#[derive(Debug)]
-struct RouteAccumulator {
-    key: RouteKey,
-    requests: u64,
-    primary: SideAccumulator,
-    /// Mirror sides in order of first appearance, with the baseline mark of the last record.
-    mirrors: Vec<(Arc<str>, bool, SideAccumulator)>,
-    endpoints: HashMap<String, EndpointDiffs>,
-    actions: BTreeMap<ActionKind, u64>,
-    response_flags: BTreeMap<String, u64>,
-}
-
-/// Most endpoint templates tracked per route; the rest are counted under
-/// [`OTHER_ENDPOINTS`] so an unbounded id space cannot exhaust memory.
-const MAX_ENDPOINTS_PER_ROUTE: usize = 1000;
-
-/// Row name for endpoints beyond [`MAX_ENDPOINTS_PER_ROUTE`].
+/// Row name for endpoints beyond the most a route tracks (1,000).
 pub const OTHER_ENDPOINTS: &str = "(other endpoints)";
 
 /// Turns finished exchanges into statistics and diff aggregates.
@@ -249,16 +262,10 @@ pub struct Analyzer {
     /// The route of the last exchange ingested.
     last_route: Option<usize>,
     summaries: summary::SummaryStore,
-}
-
-/// Counts one answer from `target`, copying its name only the first time.
-fn count_target(targets: &mut BTreeMap<String, u64>, target: &str) {
-    match targets.get_mut(target) {
-        Some(n) => *n += 1,
-        None => {
-            targets.insert(target.to_owned(), 1);
-        }
-    }
+    /// The next free slot of the verdict table (one per destination and endpoint).
+    next_slot: u32,
+    /// The primary's last answer per request, for its repeats.
+    answers: PrimaryAnswers,
 }
 
 /// Unix second of a time (0 for times before the epoch).
@@ -280,6 +287,8 @@ impl Analyzer {
             route_index: HashMap::new(),
             last_route: None,
             summaries,
+            next_slot: 0,
+            answers: PrimaryAnswers::default(),
         }
     }
 
@@ -333,15 +342,7 @@ impl Analyzer {
         if let Some(i) = self.route_index.get(&key) {
             return *i;
         }
-        self.routes.push(RouteAccumulator {
-            key: key.clone(),
-            requests: 0,
-            primary: SideAccumulator::default(),
-            mirrors: Vec::new(),
-            endpoints: HashMap::new(),
-            actions: BTreeMap::new(),
-            response_flags: BTreeMap::new(),
-        });
+        self.routes.push(RouteAccumulator::new(key.clone()));
         let i = self.routes.len() - 1;
         self.route_index.insert(key, i);
         i
@@ -382,143 +383,16 @@ impl Analyzer {
         let Some(route) = self.routes.get_mut(idx) else {
             return; // idx was just looked up or pushed
         };
-        route.requests += 1;
-        *route.actions.entry(trace.action).or_default() += 1;
-        if !exchange.flags.is_empty() {
-            *route
-                .response_flags
-                .entry(exchange.flags.to_string())
-                .or_default() += 1;
-        }
-        // The lab's own answers (a redirect, an abort) took no upstream time: their status
-        // counts, their latency would only pull the primary's percentiles towards zero.
-        let local = trace.action != ActionKind::Forward;
-
-        let primary_response = match &exchange.primary {
-            Some(p) => {
-                let side = &mut route.primary;
-                side.sent += 1;
-                count_target(&mut side.targets, &p.target);
-                match &p.outcome {
-                    UpstreamOutcome::Response(r) if local => {
-                        side.status.record(r.status.as_u16());
-                        side.series.record(second, None, r.status.is_server_error());
-                        None
-                    }
-                    UpstreamOutcome::Response(r) => {
-                        side.status.record(r.status.as_u16());
-                        side.ttfb.record(r.ttfb);
-                        side.total.record(r.total);
-                        side.series
-                            .record(second, Some(r.total), r.status.is_server_error());
-                        Some(r)
-                    }
-                    UpstreamOutcome::Failed(f) => {
-                        *side.errors.entry(f.kind).or_default() += 1;
-                        side.series.record(second, None, true);
-                        None
-                    }
-                }
-            }
-            None => None,
+        let mut cx = IngestContext {
+            rules,
+            samples: self.settings.samples_per_field,
+            next_slot: &mut self.next_slot,
+            answers: &mut self.answers,
+            route_slot: idx,
+            second,
         };
-
-        let endpoint = if route.endpoints.len() < MAX_ENDPOINTS_PER_ROUTE {
-            endpoint_template(exchange.request.method.as_str(), &exchange.request.uri)
-        } else {
-            let e = endpoint_template(exchange.request.method.as_str(), &exchange.request.uri);
-            if route.endpoints.contains_key(&e) {
-                e
-            } else {
-                OTHER_ENDPOINTS.to_owned()
-            }
-        };
-
-        let prepared_primary = primary_response.map(|r| diff::PreparedResponse::new(r, "primary"));
-        let mut shadow_summaries = Vec::with_capacity(exchange.shadows.len());
-        for record in &exchange.shadows {
-            let baseline = exchange
-                .primary
-                .as_ref()
-                .is_some_and(|p| p.target == record.target);
-            let side = match route
-                .mirrors
-                .iter()
-                .position(|(t, _, _)| *t == record.target)
-            {
-                Some(i) => route.mirrors.get_mut(i),
-                None => {
-                    route.mirrors.push((
-                        Arc::clone(&record.target),
-                        baseline,
-                        SideAccumulator::default(),
-                    ));
-                    route.mirrors.last_mut()
-                }
-            };
-            let Some((_, side_baseline, side)) = side else {
-                continue; // found or pushed just above
-            };
-            *side_baseline = baseline;
-            let state = match &record.outcome {
-                ShadowOutcome::Skipped(reason) => {
-                    *side.skipped.entry(*reason).or_default() += 1;
-                    ShadowState::Skipped(*reason)
-                }
-                ShadowOutcome::Sent(UpstreamOutcome::Failed(f)) => {
-                    side.sent += 1;
-                    *side.errors.entry(f.kind).or_default() += 1;
-                    side.series.record(second, None, true);
-                    ShadowState::Failed(f.kind)
-                }
-                ShadowOutcome::Sent(UpstreamOutcome::Response(r)) => {
-                    side.sent += 1;
-                    count_target(&mut side.targets, &record.target);
-                    side.status.record(r.status.as_u16());
-                    side.ttfb.record(r.ttfb);
-                    side.total.record(r.total);
-                    side.series
-                        .record(second, Some(r.total), r.status.is_server_error());
-                    match (primary_response, &prepared_primary) {
-                        (Some(pr), Some(prepared)) => {
-                            side.delta.record(r.total, pr.total);
-                            let d = diff::diff_prepared(
-                                prepared,
-                                &diff::PreparedResponse::new(r, "shadow"),
-                                rules,
-                                diff::Detail::Paths,
-                            );
-                            let paths = d.field_paths();
-                            let diffs = route.endpoints.entry(endpoint.clone()).or_default();
-                            diffs.record(
-                                &record.target,
-                                baseline,
-                                &paths,
-                                exchange.id,
-                                self.settings.samples_per_field,
-                            );
-                            ShadowState::Compared {
-                                status: d
-                                    .status
-                                    .filter(|s| !s.ignored)
-                                    .map(|s| (s.primary, s.shadow)),
-                                differing_fields: u32::try_from(paths.len()).unwrap_or(u32::MAX),
-                            }
-                        }
-                        _ => ShadowState::PrimaryFailed,
-                    }
-                }
-            };
-            shadow_summaries.push(ShadowSummary {
-                target: Arc::clone(&record.target),
-                baseline,
-                state,
-            });
-        }
-        self.summaries.push(ExchangeDiffSummary {
-            exchange_id: exchange.id,
-            shadows: shadow_summaries,
-        });
+        let summary = route.ingest(exchange, &mut cx);
+        self.summaries.push(summary);
     }
 
     /// A snapshot whose time series end at the newest second seen in the traffic.
@@ -564,13 +438,21 @@ impl Analyzer {
                     .collect(),
                 actions: r.actions.clone(),
                 response_flags: r.response_flags.clone(),
+                upstream: r.upstream.snapshot(now),
             })
             .collect();
         let mut diffs = Vec::new();
+        let mut verdicts = VerdictTable::default();
         for r in &self.routes {
             let label = r.key.label();
             for (endpoint, e) in &r.endpoints {
-                e.rows(&label, endpoint, &self.settings.thresholds, &mut diffs);
+                e.rows(
+                    &label,
+                    endpoint,
+                    &self.settings.thresholds,
+                    &mut diffs,
+                    &mut verdicts,
+                );
             }
         }
         noise::sort_rows(&mut diffs);
@@ -583,6 +465,7 @@ impl Analyzer {
             thresholds: self.settings.thresholds,
             ignore_rules: self.settings.ignore.to_string().into(),
             summaries: self.summaries.view(),
+            verdicts: Arc::new(verdicts),
             settings: Arc::clone(&self.settings),
         }
     }

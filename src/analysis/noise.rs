@@ -1,71 +1,25 @@
-//! Diff aggregates per route, endpoint, mirror destination and field path, and the
-//! Diffy-style verdict that tells real differences from noise.
-//!
-//! When a route also mirrors to the primary's own destination (a baseline), every
-//! difference between the primary and the baseline is noise: the same code gave two
-//! different answers (timestamps, random ids, ...). A field is a real difference of a
-//! candidate only where its difference rate against the candidate clearly exceeds its rate
-//! against the baseline.
+//! Diff aggregates per route, endpoint, mirror destination and field path, judged real
+//! or noise by the rules of [`verdict`](super::verdict) from three sources: the candidate
+//! against the primary, the baseline against the primary (a route that also mirrors to
+//! the primary's own destination), and the primary against its own earlier answers to
+//! identical requests ([`volatile`](super::volatile)).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::diff::FieldChange;
 use super::ignore::{FieldPath, IgnoreRules};
+use super::summary::{FieldClass, FieldRefs, FieldVerdict, VerdictTable};
+use super::verdict::{
+    FieldCounts, FieldEvidence, NoiseThresholds, Verdict, VerdictEvidence, ratio,
+};
+use super::volatile::RepeatCounts;
 
 /// Most field paths tracked per destination and endpoint; a response with unbounded keys
 /// (ids as object keys) must not grow the table without bound.
-const MAX_FIELDS: usize = 512;
-
-/// When a field counts as a real difference (Diffy's defaults: relative 20%, absolute
-/// 0.03%).
-///
-/// With `rate` the fraction of compared exchanges where the candidate differs from the
-/// primary at a field and `noise` the same fraction for the baseline, the field is real when
-/// `rate > noise`, `rate - noise > absolute` and `(rate - noise) / rate > relative`.
-/// Without a baseline every difference is real.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct NoiseThresholds {
-    /// Share of the candidate's difference rate that noise may not explain (0.20 = 20%).
-    pub relative: f64,
-    /// Least excess of the candidate's rate over the noise rate (0.0003 = 0.03%).
-    pub absolute: f64,
-}
-
-impl Default for NoiseThresholds {
-    fn default() -> Self {
-        Self {
-            relative: 0.20,
-            absolute: 0.0003,
-        }
-    }
-}
-
-impl NoiseThresholds {
-    /// Verdict for a field with difference rate `rate` and noise rate `noise` (if known).
-    pub fn verdict(&self, rate: f64, noise: Option<f64>) -> Verdict {
-        let Some(noise) = noise else {
-            return Verdict::Real;
-        };
-        let excess = rate - noise;
-        if rate > noise && excess > self.absolute && excess / rate > self.relative {
-            Verdict::Real
-        } else {
-            Verdict::Noise
-        }
-    }
-}
-
-/// Whether a field's differences matter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// The candidate differs here more than noise explains (or there is no baseline).
-    Real,
-    /// Explained by noise: the baseline differs from the primary here as often.
-    Noise,
-}
+pub(crate) const MAX_FIELDS: usize = 512;
 
 /// One row of the diff aggregates table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,6 +36,8 @@ pub struct DiffAggregateRow {
     pub field: FieldPath,
     /// Exchanges that differ at `field`.
     pub differing: u64,
+    /// Of which the shadow changed the field's type or presence, not only its value.
+    pub shape_differing: u64,
     /// Exchanges compared (both sides answered) for this endpoint and destination.
     pub compared: u64,
     /// `differing / compared`.
@@ -92,8 +48,15 @@ pub struct DiffAggregateRow {
     pub noise_compared: Option<u64>,
     /// `noise_differing / noise_compared`.
     pub noise_rate: Option<f64>,
+    /// The primary's answers to repeated identical requests compared at this endpoint,
+    /// when there were any.
+    pub repeats: Option<u64>,
+    /// Of which the primary's own answer changed at `field`.
+    pub repeats_changed: Option<u64>,
     /// Real difference or noise.
     pub verdict: Verdict,
+    /// The rule that made the verdict, with its figures.
+    pub evidence: VerdictEvidence,
     /// A few exchange ids that differ here, oldest first.
     pub sample_exchange_ids: Vec<u64>,
 }
@@ -102,44 +65,111 @@ pub struct DiffAggregateRow {
 #[derive(Debug, Default, Clone)]
 struct FieldCount {
     count: u64,
+    /// Of which changed the place's type or presence.
+    shape: u64,
     samples: Vec<u64>,
+    /// An ignore rule now covers the field: it keeps its index (summaries point at it)
+    /// but counts nowhere.
+    ignored: bool,
 }
 
-/// Comparisons of one destination (or of the baselines) against the primary.
-#[derive(Debug, Default)]
+/// Bit of a [`FieldRefs`] entry saying the difference changed the field's shape.
+pub(crate) const SHAPE_BIT: u16 = 0x8000;
+
+/// Comparisons of one destination (or of the baselines) against the primary. Fields keep
+/// the index they were first seen at, for the per-exchange summaries.
+#[derive(Debug)]
 struct Comparisons {
+    /// Where this comparison's verdicts go in the [`VerdictTable`].
+    slot: u32,
     compared: u64,
-    fields: HashMap<FieldPath, FieldCount>,
+    fields: Vec<(FieldPath, FieldCount)>,
+    index: HashMap<FieldPath, u16>,
 }
 
 impl Comparisons {
-    fn record(&mut self, paths: &[FieldPath], exchange_id: u64, samples: usize) {
+    fn new(next_slot: &mut u32) -> Self {
+        let slot = *next_slot;
+        *next_slot = next_slot.saturating_add(1);
+        Self {
+            slot,
+            compared: 0,
+            fields: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    fn record(&mut self, changes: &[FieldChange], exchange_id: u64, samples: usize) -> FieldRefs {
         self.compared += 1;
-        for p in paths {
-            if !self.fields.contains_key(p) {
-                if self.fields.len() >= MAX_FIELDS {
-                    continue;
+        // On the stack for the usual handful of fields.
+        let (mut small, mut large) = ([0u16; 16], Vec::new());
+        let refs: &mut [u16] = if changes.len() <= small.len() {
+            &mut small
+        } else {
+            large.resize(changes.len(), 0);
+            &mut large
+        };
+        let mut n = 0;
+        for c in changes {
+            let i = match self.index.get(&c.path) {
+                Some(i) => *i,
+                None if self.fields.len() >= MAX_FIELDS => continue,
+                None => {
+                    // Below MAX_FIELDS, well inside the bits SHAPE_BIT leaves.
+                    let i = u16::try_from(self.fields.len()).unwrap_or(u16::MAX);
+                    self.fields.push((c.path.clone(), FieldCount::default()));
+                    self.index.insert(c.path.clone(), i);
+                    i
                 }
-                self.fields.insert(p.clone(), FieldCount::default());
-            }
-            let Some(entry) = self.fields.get_mut(p) else {
-                continue; // inserted just above
             };
+            let Some((_, entry)) = self.fields.get_mut(usize::from(i)) else {
+                continue; // indexed above
+            };
+            entry.ignored = false;
             entry.count += 1;
+            entry.shape += u64::from(c.shape);
             if entry.samples.len() < samples {
                 entry.samples.push(exchange_id);
+            }
+            if let Some(r) = refs.get_mut(n) {
+                *r = if c.shape { i | SHAPE_BIT } else { i };
+                n += 1;
+            }
+        }
+        FieldRefs::new(self.slot, refs.get(..n).unwrap_or(&[]))
+    }
+
+    fn counts(&self, field: &FieldPath) -> FieldCounts {
+        let f = self
+            .index
+            .get(field)
+            .and_then(|i| self.fields.get(usize::from(*i)))
+            .map(|(_, f)| f);
+        FieldCounts {
+            compared: self.compared,
+            differing: f.map_or(0, |f| f.count),
+            shape: f.map_or(0, |f| f.shape),
+        }
+    }
+
+    fn forget_ignored(&mut self, rules: &IgnoreRules) {
+        for (field, f) in &mut self.fields {
+            if rules.ignores(field) {
+                *f = FieldCount {
+                    ignored: true,
+                    ..FieldCount::default()
+                };
             }
         }
     }
 
-    fn rate(&self, field: &FieldPath) -> (u64, f64) {
-        let n = self.fields.get(field).map_or(0, |f| f.count);
-        (n, ratio(n, self.compared))
+    /// The fields still counted, with their index.
+    fn counted(&self) -> impl Iterator<Item = (&FieldPath, &FieldCount)> {
+        self.fields
+            .iter()
+            .filter(|(_, f)| !f.ignored && f.count > 0)
+            .map(|(p, f)| (p, f))
     }
-}
-
-fn ratio(n: u64, d: u64) -> f64 {
-    if d == 0 { 0.0 } else { n as f64 / d as f64 }
 }
 
 /// The diffs of one endpoint of one route.
@@ -148,61 +178,87 @@ pub(crate) struct EndpointDiffs {
     /// Candidate destinations, by label.
     candidates: Vec<(Arc<str>, Comparisons)>,
     /// All baseline comparisons together, and the baseline destinations seen.
-    baseline: Comparisons,
+    baseline: Option<Comparisons>,
     baseline_targets: BTreeSet<Arc<str>>,
+    /// The primary against its own earlier answers to identical requests.
+    pub(crate) repeats: RepeatCounts,
 }
 
 impl EndpointDiffs {
-    /// Records one compared exchange.
+    /// Records one compared exchange; returns where its differences are counted.
     pub(crate) fn record(
         &mut self,
         target: &Arc<str>,
         baseline: bool,
-        paths: &[FieldPath],
+        changes: &[FieldChange],
         exchange_id: u64,
         samples: usize,
-    ) {
+        next_slot: &mut u32,
+    ) -> FieldRefs {
         if baseline {
             if !self.baseline_targets.contains(target) {
                 self.baseline_targets.insert(Arc::clone(target));
             }
-            self.baseline.record(paths, exchange_id, samples);
-            return;
+            return self
+                .baseline
+                .get_or_insert_with(|| Comparisons::new(next_slot))
+                .record(changes, exchange_id, samples);
         }
-        let comparisons = match self.candidates.iter().position(|(t, _)| t == target) {
-            Some(i) => self.candidates.get_mut(i).map(|(_, c)| c),
+        let i = match self.candidates.iter().position(|(t, _)| t == target) {
+            Some(i) => i,
             None => {
                 self.candidates
-                    .push((Arc::clone(target), Comparisons::default()));
-                self.candidates.last_mut().map(|(_, c)| c)
+                    .push((Arc::clone(target), Comparisons::new(next_slot)));
+                self.candidates.len() - 1
             }
         };
-        if let Some(c) = comparisons {
-            c.record(paths, exchange_id, samples);
+        match self.candidates.get_mut(i) {
+            Some((_, c)) => c.record(changes, exchange_id, samples),
+            None => FieldRefs::default(), // found or pushed just above
         }
     }
 
     /// Drops fields that `rules` now ignore.
     pub(crate) fn forget_ignored(&mut self, rules: &IgnoreRules) {
         for (_, c) in &mut self.candidates {
-            c.fields.retain(|f, _| !rules.ignores(f));
+            c.forget_ignored(rules);
         }
-        self.baseline.fields.retain(|f, _| !rules.ignores(f));
+        if let Some(b) = &mut self.baseline {
+            b.forget_ignored(rules);
+        }
+        self.repeats.forget_ignored(rules);
     }
 
-    /// Appends this endpoint's rows.
+    /// Appends this endpoint's rows, and how each of its fields counts to `table`.
     pub(crate) fn rows(
         &self,
         route: &str,
         endpoint: &str,
         thresholds: &NoiseThresholds,
         out: &mut Vec<DiffAggregateRow>,
+        table: &mut VerdictTable,
     ) {
-        let has_baseline = self.baseline.compared > 0;
+        let baseline = self.baseline.as_ref().filter(|b| b.compared > 0);
         for (target, c) in &self.candidates {
+            let mut verdicts = Vec::with_capacity(c.fields.len());
             for (field, f) in &c.fields {
-                let rate = ratio(f.count, c.compared);
-                let noise = has_baseline.then(|| self.baseline.rate(field));
+                if f.ignored || f.count == 0 {
+                    verdicts.push(FieldVerdict::ignored(field.clone()));
+                    continue;
+                }
+                let base = baseline.map(|b| b.counts(field));
+                let repeats = self.repeats.counts(field);
+                let judgement = FieldEvidence {
+                    candidate: FieldCounts {
+                        compared: c.compared,
+                        differing: f.count,
+                        shape: f.shape,
+                    },
+                    baseline: base,
+                    repeats,
+                    may_be_volatile: *field != FieldPath::Status,
+                }
+                .judge(thresholds);
                 out.push(DiffAggregateRow {
                     route: route.to_owned(),
                     endpoint: endpoint.to_owned(),
@@ -210,42 +266,86 @@ impl EndpointDiffs {
                     baseline: false,
                     field: field.clone(),
                     differing: f.count,
+                    shape_differing: f.shape,
                     compared: c.compared,
-                    rate,
-                    noise_differing: noise.map(|n| n.0),
-                    noise_compared: has_baseline.then_some(self.baseline.compared),
-                    noise_rate: noise.map(|n| n.1),
-                    verdict: thresholds.verdict(rate, noise.map(|n| n.1)),
+                    rate: ratio(f.count, c.compared),
+                    noise_differing: base.map(|b| b.differing),
+                    noise_compared: base.map(|b| b.compared),
+                    noise_rate: base.map(|b| ratio(b.differing, b.compared)),
+                    repeats: repeats.map(|r| r.compared),
+                    repeats_changed: repeats.map(|r| r.differing),
+                    verdict: judgement.verdict,
+                    evidence: judgement.evidence,
                     sample_exchange_ids: f.samples.clone(),
                 });
-            }
-        }
-        if has_baseline {
-            let target = self
-                .baseline_targets
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            for (field, f) in &self.baseline.fields {
-                let rate = ratio(f.count, self.baseline.compared);
-                out.push(DiffAggregateRow {
-                    route: route.to_owned(),
-                    endpoint: endpoint.to_owned(),
-                    target: target.clone(),
-                    baseline: true,
+                verdicts.push(FieldVerdict {
                     field: field.clone(),
-                    differing: f.count,
-                    compared: self.baseline.compared,
-                    rate,
-                    noise_differing: Some(f.count),
-                    noise_compared: Some(self.baseline.compared),
-                    noise_rate: Some(rate),
-                    verdict: Verdict::Noise,
-                    sample_exchange_ids: f.samples.clone(),
+                    value: FieldClass::noise_if(judgement.value_noise),
+                    shape: FieldClass::noise_if(judgement.shape_noise),
                 });
             }
+            table.set(c.slot, verdicts);
         }
+        if let Some(b) = baseline {
+            self.baseline_rows(b, route, endpoint, out, table);
+        }
+    }
+
+    /// The baseline's own rows: all noise, by definition.
+    fn baseline_rows(
+        &self,
+        b: &Comparisons,
+        route: &str,
+        endpoint: &str,
+        out: &mut Vec<DiffAggregateRow>,
+        table: &mut VerdictTable,
+    ) {
+        let target = self
+            .baseline_targets
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        for (field, f) in b.counted() {
+            let rate = ratio(f.count, b.compared);
+            let repeats = self.repeats.counts(field);
+            out.push(DiffAggregateRow {
+                route: route.to_owned(),
+                endpoint: endpoint.to_owned(),
+                target: target.clone(),
+                baseline: true,
+                field: field.clone(),
+                differing: f.count,
+                shape_differing: f.shape,
+                compared: b.compared,
+                rate,
+                noise_differing: Some(f.count),
+                noise_compared: Some(b.compared),
+                noise_rate: Some(rate),
+                repeats: repeats.map(|r| r.compared),
+                repeats_changed: repeats.map(|r| r.differing),
+                verdict: Verdict::Noise,
+                evidence: VerdictEvidence::BaselineRow,
+                sample_exchange_ids: f.samples.clone(),
+            });
+        }
+        table.set(
+            b.slot,
+            b.fields
+                .iter()
+                .map(|(field, f)| {
+                    if f.ignored {
+                        FieldVerdict::ignored(field.clone())
+                    } else {
+                        FieldVerdict {
+                            field: field.clone(),
+                            value: FieldClass::Noise,
+                            shape: FieldClass::Noise,
+                        }
+                    }
+                })
+                .collect(),
+        );
     }
 }
 
@@ -258,20 +358,4 @@ pub(crate) fn sort_rows(rows: &mut [DiffAggregateRow]) {
             .then(b.differing.cmp(&a.differing))
             .then(a.field.cmp(&b.field))
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verdict_follows_thresholds() {
-        let t = NoiseThresholds::default();
-        assert_eq!(t.verdict(1.0, Some(1.0)), Verdict::Noise);
-        assert_eq!(t.verdict(1.0, Some(0.0)), Verdict::Real);
-        assert_eq!(t.verdict(0.5, Some(0.48)), Verdict::Noise); // 4% relative
-        assert_eq!(t.verdict(0.5, Some(0.3)), Verdict::Real); // 40% relative
-        assert_eq!(t.verdict(0.0002, Some(0.0)), Verdict::Noise); // under 0.03% absolute
-        assert_eq!(t.verdict(0.0002, None), Verdict::Real);
-    }
 }

@@ -54,6 +54,9 @@ pub struct CapturedResponse {
     pub ttfb: Duration,
     /// Time from sending the request to the end of the response body.
     pub total: Duration,
+    /// The HTTP version the upstream answered in (the proxy speaks HTTP/1.1 to
+    /// upstreams; an HTTP/1.0 server answers in 1.0).
+    pub version: http::Version,
 }
 
 /// Why an upstream exchange failed.
@@ -72,8 +75,11 @@ pub enum UpstreamErrorKind {
     Dns,
     /// No connection within the connect timeout.
     ConnectTimeout,
-    /// The destination has no endpoint to send to (a subset that selects none).
+    /// The destination has no endpoint to send to (a subset that selects none), or every
+    /// endpoint is ejected.
     NoEndpoint,
+    /// A circuit breaker turned the request away (connection pool limits).
+    Overflow,
     /// Anything else (I/O error, ...).
     Other,
 }
@@ -89,6 +95,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Dns => "dns",
             UpstreamErrorKind::ConnectTimeout => "connect_timeout",
             UpstreamErrorKind::NoEndpoint => "no_endpoint",
+            UpstreamErrorKind::Overflow => "overflow",
             UpstreamErrorKind::Other => "other",
         }
     }
@@ -102,6 +109,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Protocol => ResponseFlags::UPE,
             // A DNS name that resolves to nothing is a cluster without hosts to Envoy.
             UpstreamErrorKind::Dns | UpstreamErrorKind::NoEndpoint => ResponseFlags::UH,
+            UpstreamErrorKind::Overflow => ResponseFlags::UO,
             UpstreamErrorKind::Other => ResponseFlags::NONE,
         }
     }
@@ -133,8 +141,10 @@ impl ResponseFlags {
     pub const FI: Self = Self(1 << 7);
     /// Delay injected.
     pub const DI: Self = Self(1 << 8);
+    /// Upstream retry limit exceeded.
+    pub const URX: Self = Self(1 << 9);
 
-    const NAMES: [(Self, &'static str); 9] = [
+    const NAMES: [(Self, &'static str); 10] = [
         (Self::UF, "UF"),
         (Self::UC, "UC"),
         (Self::UT, "UT"),
@@ -144,6 +154,7 @@ impl ResponseFlags {
         (Self::NR, "NR"),
         (Self::FI, "FI"),
         (Self::DI, "DI"),
+        (Self::URX, "URX"),
     ];
 
     /// Both sets.
@@ -264,10 +275,55 @@ pub struct ShadowRecord {
 pub struct PrimaryRecord {
     /// Label of the picked destination (`reviews/v1`).
     pub target: Arc<str>,
-    /// Endpoint the request went to.
+    /// Endpoint the request went to (the last attempt's).
     pub endpoint: String,
-    /// How it answered.
+    /// How it answered (the last attempt).
     pub outcome: UpstreamOutcome,
+    /// Every attempt, when there was more than one or a pick passed over an ejected
+    /// endpoint; empty for the common single attempt, which `endpoint` and `outcome` tell.
+    pub attempts: Vec<Attempt>,
+}
+
+impl PrimaryRecord {
+    /// Attempts made: one, or as many as were recorded.
+    pub fn attempt_count(&self) -> usize {
+        self.attempts.len().max(1)
+    }
+}
+
+/// One attempt of the primary (one of Envoy's upstream requests for a client request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The endpoint tried.
+    pub endpoint: String,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// When it started, from the first attempt's start.
+    pub started: Duration,
+    /// How long it took to its response head or its failure.
+    pub took: Duration,
+    /// Outlier detection ejected the endpoint after this attempt.
+    pub ejected: bool,
+    /// Ejected endpoints the pick passed over.
+    pub skipped_ejected: usize,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// A response head with this status (retried unless it is the last attempt).
+    Status(http::StatusCode),
+    /// No response head.
+    Failed(UpstreamErrorKind),
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptOutcome::Status(s) => write!(f, "{}", s.as_u16()),
+            AttemptOutcome::Failed(kind) => f.write_str(kind.as_str()),
+        }
+    }
 }
 
 /// Everything the lab saw of one client request.

@@ -17,6 +17,7 @@ pub mod matcher;
 pub mod mirror_headers;
 pub mod model;
 pub mod names;
+pub mod policy;
 mod raw;
 pub mod re2;
 mod validate;

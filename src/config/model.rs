@@ -3,11 +3,17 @@
 //!
 //! Every struct denies unknown fields, as the API server's strict validation does, and skips
 //! absent fields when written, so YAML written back is minimal and applies to a cluster.
-//! Parts the lab does not act on (TCP/TLS routes, connection pools, outlier detection) are
-//! kept as opaque YAML values so they round-trip unchanged.
+//! Parts the lab does not act on (TCP/TLS routes, upstream TLS, locality settings) are kept as
+//! opaque YAML values so they round-trip unchanged; the traffic policy parts it acts on are in
+//! [`super::policy`].
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+
+pub use super::policy::{
+    ConnectionPoolSettings, ConsistentHash, CookieAttribute, HttpCookie, HttpSettings, Maglev,
+    OutlierDetection, PortTrafficPolicy, RingHash, TcpSettings,
+};
 
 /// An opaque YAML value, kept verbatim for fields the lab does not interpret.
 pub type Opaque = yaml_serde::Value;
@@ -543,7 +549,8 @@ pub struct Subset {
     pub traffic_policy: Option<TrafficPolicy>,
 }
 
-/// `TrafficPolicy`: the lab reads `loadBalancer`; the rest is kept verbatim.
+/// `TrafficPolicy`: the lab reads the load balancer, connection pool, outlier detection and
+/// per-port settings; the rest is kept verbatim.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrafficPolicy {
@@ -552,16 +559,16 @@ pub struct TrafficPolicy {
     pub load_balancer: Option<LoadBalancerSettings>,
     /// Connection pool limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection_pool: Option<Opaque>,
+    pub connection_pool: Option<ConnectionPoolSettings>,
     /// Outlier detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outlier_detection: Option<Opaque>,
+    pub outlier_detection: Option<OutlierDetection>,
     /// TLS to the upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Opaque>,
     /// Per-port overrides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub port_level_settings: Vec<Opaque>,
+    pub port_level_settings: Vec<PortTrafficPolicy>,
     /// HTTP CONNECT tunnel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<Opaque>,
@@ -580,9 +587,9 @@ pub struct LoadBalancerSettings {
     /// `ROUND_ROBIN`, `LEAST_REQUEST`, `RANDOM`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simple: Option<String>,
-    /// Consistent hashing (kept, not acted on).
+    /// Consistent hashing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consistent_hash: Option<Opaque>,
+    pub consistent_hash: Option<ConsistentHash>,
     /// Locality load balancing (kept, not acted on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locality_lb_setting: Option<Opaque>,

@@ -1,7 +1,8 @@
 //! HAR 1.2 export of captured exchanges (`mirrorlab run --har FILE` and the app's
 //! "Save HAR"). Each exchange is one entry: the client's request and the primary's
 //! response; its mirror records go in the custom `_shadows` field (HAR allows fields that
-//! start with `_`). Secrets are redacted unless the caller asks otherwise.
+//! start with `_`), and, given the analysis, how each mirror's differences count (real
+//! and noise apart) in `_mirrorlab`. Secrets are redacted unless the caller asks otherwise.
 
 use std::borrow::Borrow;
 use std::io::Write;
@@ -11,10 +12,13 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::Serialize;
 
+use crate::analysis::AnalysisSnapshot;
 use crate::analysis::diff::decode_body;
 use crate::capture::{
     CapturedBody, CapturedResponse, Exchange, ShadowOutcome, UpstreamFailure, UpstreamOutcome,
 };
+
+pub use super::har_analysis::{HarAnalysis, HarShadowDiff};
 
 /// Headers whose values are replaced by [`REDACTED`] unless [`HarOptions::redact`] is off.
 pub const REDACTED_HEADERS: &[&str] = &[
@@ -195,7 +199,7 @@ pub struct HarResponse {
     pub status: u16,
     /// Reason phrase.
     pub status_text: String,
-    /// Not captured for upstream responses: empty.
+    /// The version the upstream answered in (`HTTP/1.1`); empty when there was no response.
     pub http_version: String,
     /// Cookies from Set-Cookie headers.
     pub cookies: Vec<HarCookie>,
@@ -307,6 +311,30 @@ pub struct HarEntry {
     /// Envoy's response flags for the client's answer (`UF`, `UT`, `FI`, ...), if any.
     #[serde(rename = "_responseFlags", skip_serializing_if = "Option::is_none")]
     pub response_flags: Option<String>,
+    /// The primary's attempts, when it took more than one or one ejected its endpoint.
+    #[serde(rename = "_attempts", skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<HarAttempt>,
+    /// The analysis of this exchange, when the HAR was written with one.
+    #[serde(rename = "_mirrorlab", skip_serializing_if = "Option::is_none")]
+    pub mirrorlab: Option<HarAnalysis>,
+}
+
+/// One attempt of the primary (one of Envoy's upstream requests).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarAttempt {
+    /// `address:port` tried.
+    pub endpoint: String,
+    /// The status it answered, or how it failed (`refused`, `timeout`, ...).
+    pub outcome: String,
+    /// Milliseconds from the first attempt's start.
+    pub started: f64,
+    /// Milliseconds to its response head or failure.
+    pub time: f64,
+    /// Outlier detection ejected the endpoint after it.
+    pub ejected: bool,
+    /// Ejected endpoints its pick passed over.
+    pub skipped_ejected: usize,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -408,8 +436,13 @@ fn wire_len(body: &CapturedBody) -> i64 {
     i64::try_from(body.total_len).unwrap_or(i64::MAX)
 }
 
-/// `version`: the protocol the response came in, as HAR writes it (`HTTP/1.1`).
-fn har_response(r: &CapturedResponse, options: &HarOptions, version: &str) -> HarResponse {
+/// HAR's spelling of an HTTP version: `HTTP/1.0`, `HTTP/1.1`, `HTTP/2.0`.
+fn har_version(version: http::Version) -> String {
+    format!("{version:?}")
+}
+
+/// The response with the HTTP version its upstream answered in.
+fn har_response(r: &CapturedResponse, options: &HarOptions) -> HarResponse {
     let decoded = decode_body(&r.body, &r.headers);
     let size = i64::try_from(decoded.bytes.len()).unwrap_or(i64::MAX);
     let compression = (decoded.encoding.is_some() && decoded.error.is_none() && !decoded.cut)
@@ -424,7 +457,7 @@ fn har_response(r: &CapturedResponse, options: &HarOptions, version: &str) -> Ha
     HarResponse {
         status: r.status.as_u16(),
         status_text: r.status.canonical_reason().unwrap_or("").to_owned(),
-        http_version: version.to_owned(),
+        http_version: har_version(r.version),
         cookies: response_cookies(&r.headers, options),
         headers: pairs(&r.headers, options),
         content: HarContent {
@@ -518,7 +551,7 @@ fn har_request(e: &Exchange, options: &HarOptions) -> HarRequest {
     HarRequest {
         method: req.method.as_str().to_owned(),
         url,
-        http_version: format!("{:?}", req.version),
+        http_version: har_version(req.version),
         cookies: request_cookies(&req.headers, options),
         headers: pairs(&req.headers, options),
         query_string,
@@ -528,23 +561,15 @@ fn har_request(e: &Exchange, options: &HarOptions) -> HarRequest {
     }
 }
 
-/// The protocol the proxy speaks to upstreams (primaries and shadows alike).
-const UPSTREAM_HTTP_VERSION: &str = "HTTP/1.1";
-
-fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
-    // The client got the primary's answer on its own connection, in its own protocol.
-    let client_version = format!("{:?}", e.request.version);
+fn har_entry(e: &Exchange, options: &HarOptions, analysis: Option<&AnalysisSnapshot>) -> HarEntry {
     let (response, time, t, error) = match e.primary.as_ref().map(|p| &p.outcome) {
-        Some(UpstreamOutcome::Response(r)) => (
-            har_response(r, options, &client_version),
-            millis(r.total),
-            timings(r),
-            None,
-        ),
+        Some(UpstreamOutcome::Response(r)) => {
+            (har_response(r, options), millis(r.total), timings(r), None)
+        }
         Some(UpstreamOutcome::Failed(f)) => (
             f.partial
                 .as_ref()
-                .map_or_else(no_response, |r| har_response(r, options, &client_version)),
+                .map_or_else(no_response, |r| har_response(r, options)),
             millis(f.elapsed),
             HarTimings {
                 send: 0.0,
@@ -584,16 +609,13 @@ fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
                     out.outcome = "response";
                     out.time = Some(millis(r.total));
                     out.timings = Some(timings(r));
-                    out.response = Some(har_response(r, options, UPSTREAM_HTTP_VERSION));
+                    out.response = Some(har_response(r, options));
                 }
                 ShadowOutcome::Sent(UpstreamOutcome::Failed(f)) => {
                     out.outcome = "failed";
                     out.time = Some(millis(f.elapsed));
                     out.error = Some(har_error(f));
-                    out.response = f
-                        .partial
-                        .as_ref()
-                        .map(|r| har_response(r, options, UPSTREAM_HTTP_VERSION));
+                    out.response = f.partial.as_ref().map(|r| har_response(r, options));
                 }
             }
             out
@@ -626,12 +648,30 @@ fn har_entry(e: &Exchange, options: &HarOptions) -> HarEntry {
         action: e.trace.as_ref().map(|t| t.action.as_str()),
         steps: e.trace.as_ref().map_or_else(Vec::new, |t| t.steps.clone()),
         response_flags: (!e.flags.is_empty()).then(|| e.flags.to_string()),
+        attempts: e
+            .primary
+            .iter()
+            .flat_map(|p| &p.attempts)
+            .map(|a| HarAttempt {
+                endpoint: a.endpoint.clone(),
+                outcome: a.outcome.to_string(),
+                started: millis(a.started),
+                time: millis(a.took),
+                ejected: a.ejected,
+                skipped_ejected: a.skipped_ejected,
+            })
+            .collect(),
+        mirrorlab: analysis.and_then(|a| super::har_analysis::of_exchange(e, a)),
     }
 }
 
 /// Builds the HAR document for `exchanges` (owned, or `Arc`s from the capture store), in
-/// the order given.
-pub fn build_har<E: Borrow<Exchange>>(exchanges: &[E], options: &HarOptions) -> Har {
+/// the order given; with `analysis`, each entry carries its differences in `_mirrorlab`.
+pub fn build_har<E: Borrow<Exchange>>(
+    exchanges: &[E],
+    options: &HarOptions,
+    analysis: Option<&AnalysisSnapshot>,
+) -> Har {
     Har {
         log: HarLog {
             version: "1.2",
@@ -641,27 +681,29 @@ pub fn build_har<E: Borrow<Exchange>>(exchanges: &[E], options: &HarOptions) -> 
             },
             entries: exchanges
                 .iter()
-                .map(|e| har_entry(e.borrow(), options))
+                .map(|e| har_entry(e.borrow(), options, analysis))
                 .collect(),
         },
     }
 }
 
-/// Writes `exchanges` as HAR 1.2 JSON to `writer`.
+/// Writes `exchanges` as HAR 1.2 JSON to `writer` (see [`build_har`]).
 pub fn write_har<W: Write, E: Borrow<Exchange>>(
     writer: W,
     exchanges: &[E],
     options: &HarOptions,
+    analysis: Option<&AnalysisSnapshot>,
 ) -> Result<(), HarError> {
-    serde_json::to_writer_pretty(writer, &build_har(exchanges, options))?;
+    serde_json::to_writer_pretty(writer, &build_har(exchanges, options, analysis))?;
     Ok(())
 }
 
-/// Writes `exchanges` as a HAR 1.2 file at `path`.
+/// Writes `exchanges` as a HAR 1.2 file at `path` (see [`build_har`]).
 pub fn write_har_file<E: Borrow<Exchange>>(
     path: &Path,
     exchanges: &[E],
     options: &HarOptions,
+    analysis: Option<&AnalysisSnapshot>,
 ) -> Result<(), HarError> {
     let io_err = |source| HarError::Io {
         path: path.to_owned(),
@@ -669,6 +711,6 @@ pub fn write_har_file<E: Borrow<Exchange>>(
     };
     let file = std::fs::File::create(path).map_err(io_err)?;
     let mut w = std::io::BufWriter::new(file);
-    write_har(&mut w, exchanges, options)?;
+    write_har(&mut w, exchanges, options, analysis)?;
     w.flush().map_err(io_err)
 }

@@ -1,10 +1,11 @@
 //! Exports of captured traffic and analysis: the JSON report and HAR.
 
 pub mod har;
+mod har_analysis;
 pub mod report;
 
 pub use har::{HarError, HarOptions, build_har, write_har, write_har_file};
-pub use report::{REPORT_SCHEMA_VERSION, Report, ReportError, RunInfo};
+pub use report::{ExchangeDifferences, REPORT_SCHEMA_VERSION, Report, ReportError, RunInfo};
 
 /// RFC 3339 UTC time with milliseconds, as HAR and the report write it.
 pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {

@@ -155,6 +155,25 @@ pub struct PrimarySection {
     pub errors: BTreeMap<String, u64>,
     /// Latency of complete responses.
     pub latency_ms: LatencyPair,
+    /// Upstream attempts, retries included.
+    pub attempts: u64,
+    /// Requests that took more than one attempt.
+    pub retried: u64,
+    /// Per endpoint tried, in order of first attempt.
+    pub endpoints: Vec<EndpointSection>,
+}
+
+/// What a route's primary requests did to one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointSection {
+    /// `address:port`.
+    pub endpoint: String,
+    /// Attempts sent to it.
+    pub attempts: u64,
+    /// Attempts that failed or got a 5xx.
+    pub failures: u64,
+    /// Times outlier detection ejected it.
+    pub ejections: u64,
 }
 
 /// One mirror destination of a route.
@@ -213,6 +232,53 @@ pub struct Totals {
     pub real_differences: usize,
     /// Diff rows marked noise.
     pub noise_differences: usize,
+    /// Exchanges by how their candidates' differences count, as the Traffic list shows them.
+    pub exchange_differences: ExchangeDifferences,
+}
+
+/// Exchanges counted by their candidate mirrors' differences, real and noise apart, by the
+/// verdicts at the end of the run (the Traffic list's `1 differs, 2 noise`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ExchangeDifferences {
+    /// Exchange summaries these counts cover: the analysis keeps the most recent 100,000
+    /// (by default), so this is less than `exchanges` only in a longer run.
+    pub counted: u64,
+    /// Of which at least one candidate mirror was compared with the primary.
+    pub compared: u64,
+    /// Of those, a candidate differs in at least one real difference.
+    pub real: u64,
+    /// Differences, all of them noise.
+    pub noise_only: u64,
+    /// No difference at all (after ignore rules).
+    pub same: u64,
+}
+
+impl ExchangeDifferences {
+    /// Counts the summaries of `snapshot`.
+    pub fn of(snapshot: &AnalysisSnapshot) -> Self {
+        let mut out = Self::default();
+        for summary in snapshot.summaries.iter() {
+            out.counted += 1;
+            let splits: Vec<_> = summary
+                .shadows
+                .iter()
+                .filter(|s| !s.baseline)
+                .filter_map(|s| s.split(&snapshot.verdicts))
+                .collect();
+            if splits.is_empty() {
+                continue;
+            }
+            out.compared += 1;
+            if splits.iter().any(|s| s.real > 0) {
+                out.real += 1;
+            } else if splits.iter().any(|s| s.noise > 0) {
+                out.noise_only += 1;
+            } else {
+                out.same += 1;
+            }
+        }
+        out
+    }
 }
 
 /// The report.
@@ -268,6 +334,19 @@ impl Report {
                         .map(|(k, n)| (k.as_str().to_owned(), *n))
                         .collect(),
                     latency_ms: latency_pair(&r.primary),
+                    attempts: r.upstream.attempts,
+                    retried: r.upstream.retried,
+                    endpoints: r
+                        .upstream
+                        .endpoints
+                        .iter()
+                        .map(|e| EndpointSection {
+                            endpoint: e.endpoint.clone(),
+                            attempts: e.attempts,
+                            failures: e.failures,
+                            ejections: e.ejections,
+                        })
+                        .collect(),
                 },
                 mirrors: r
                     .mirrors
@@ -323,6 +402,7 @@ impl Report {
                 unrouted: snapshot.unrouted,
                 real_differences: real,
                 noise_differences: diffs.len() - real,
+                exchange_differences: ExchangeDifferences::of(snapshot),
             },
             routes,
             noise_thresholds: snapshot.thresholds,

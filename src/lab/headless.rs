@@ -137,7 +137,7 @@ pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<
             .iter()
             .map(|e| Exchange::clone(e))
             .collect();
-        write_har_file(path, &exchanges, &HarOptions::default())?;
+        write_har_file(path, &exchanges, &HarOptions::default(), Some(&snapshot))?;
         tracing::info!(path = %path.display(), exchanges = exchanges.len(), "HAR written");
     }
     match &options.report {

@@ -27,11 +27,17 @@ pub(super) struct Arrival {
     pub port: Option<u16>,
     /// The request target (a `Bytes` clone of the URI's, no copy).
     pub path_and_query: PathAndQuery,
+    /// The client's address.
+    pub client: Option<std::net::SocketAddr>,
 }
 
 impl Arrival {
     /// Takes a request apart.
-    pub(super) fn new(id: u64, request: http::Request<Incoming>) -> Self {
+    pub(super) fn new(
+        id: u64,
+        request: http::Request<Incoming>,
+        client: Option<std::net::SocketAddr>,
+    ) -> Self {
         let (parts, body) = request.into_parts();
         let (host, port) = target_authority(&parts);
         let path_and_query = parts
@@ -47,6 +53,7 @@ impl Arrival {
             host,
             port,
             path_and_query,
+            client,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::capture::{
 };
 
 use super::error::classify;
-use super::join::Deliver;
+use super::join::{Deliver, PrimaryOutcome, Retried};
 use super::pool::Pooled;
 
 /// How long the proxy keeps reading a body nobody else reads any more (the client left
@@ -127,7 +127,13 @@ pub(crate) struct TeeBody {
     done: Option<Deliver<RequestBodyCopy>>,
     /// Dropped once the body has been read to its end (or given up on).
     read: Option<oneshot::Sender<()>>,
+    /// Where a retry gets the whole body (`None` when it was not all kept).
+    replay: Option<oneshot::Sender<Replay>>,
 }
+
+/// The body a retry sends again: the kept chunks, or `None` when the body was above the
+/// buffer limit or never arrived whole (Envoy then abandons the retry).
+pub(crate) type Replay = Option<Arc<[Bytes]>>;
 
 impl TeeBody {
     /// Wraps `inner`, keeping up to `limit` bytes (or only `cap` once past it), and sends
@@ -147,7 +153,14 @@ impl TeeBody {
             failed: false,
             done: Some(done),
             read: Some(read),
+            replay: None,
         }
+    }
+
+    /// Also delivers the whole body to a retry, on `replay`.
+    pub(crate) fn with_replay(mut self, replay: oneshot::Sender<Replay>) -> Self {
+        self.replay = Some(replay);
+        self
     }
 
     fn finish(&mut self, complete: bool) {
@@ -155,6 +168,9 @@ impl TeeBody {
         if let Some(done) = self.done.take() {
             let mut copy = std::mem::take(&mut self.copy);
             copy.complete = complete;
+            if let Some(replay) = self.replay.take() {
+                let _ = replay.send(copy.for_shadows());
+            }
             done.send(copy);
         }
     }
@@ -173,6 +189,7 @@ async fn drain_request(
     cap: usize,
     done: Deliver<RequestBodyCopy>,
     read: Option<oneshot::Sender<()>>,
+    replay: Option<oneshot::Sender<Replay>>,
 ) {
     let read_rest = async {
         while let Some(frame) = http_body_util::BodyExt::frame(&mut inner).await {
@@ -191,6 +208,9 @@ async fn drain_request(
         .await
         .unwrap_or(false);
     drop(read);
+    if let Some(replay) = replay {
+        let _ = replay.send(copy.for_shadows());
+    }
     done.send(copy);
 }
 
@@ -255,7 +275,10 @@ impl Drop for TeeBody {
                 if let Some(done) = self.done.take() {
                     let copy = std::mem::take(&mut self.copy);
                     let read = self.read.take();
-                    runtime.spawn(drain_request(inner, copy, self.limit, self.cap, done, read));
+                    let replay = self.replay.take();
+                    runtime.spawn(drain_request(
+                        inner, copy, self.limit, self.cap, done, read, replay,
+                    ));
                 }
             }
             _ => self.finish(false),
@@ -403,6 +426,8 @@ pub(crate) struct ResponseHead {
     pub sent_at: Instant,
     /// Time from sending to the response head.
     pub ttfb: Duration,
+    /// The HTTP version the upstream answered in.
+    pub version: http::Version,
 }
 
 impl ResponseHead {
@@ -414,6 +439,7 @@ impl ResponseHead {
             body,
             ttfb: self.ttfb,
             total: self.sent_at.elapsed(),
+            version: self.version,
         }
     }
 
@@ -478,7 +504,9 @@ pub(crate) struct CaptureBody {
     inner: Option<Incoming>,
     head: Option<ResponseHead>,
     capture: BodyCapture,
-    done: Option<Deliver<UpstreamOutcome>>,
+    done: Option<Deliver<PrimaryOutcome>>,
+    /// What retries changed, delivered with the outcome.
+    retried: Option<Box<Retried>>,
     /// The upstream connection, given back to its pool once the body has been read whole.
     connection: Option<Pooled>,
     /// The route's timeout, when it has one.
@@ -493,7 +521,7 @@ impl CaptureBody {
         inner: Incoming,
         head: ResponseHead,
         cap: usize,
-        done: Deliver<UpstreamOutcome>,
+        done: Deliver<PrimaryOutcome>,
         connection: Pooled,
         deadline: Option<Deadline>,
     ) -> Self {
@@ -502,9 +530,16 @@ impl CaptureBody {
             head: Some(head),
             capture: BodyCapture::new(cap),
             done: Some(done),
+            retried: None,
             connection: Some(connection),
             deadline,
         }
+    }
+
+    /// Notes what retries changed, delivered with the outcome.
+    pub(super) fn with_retried(mut self, retried: Option<Box<Retried>>) -> Self {
+        self.retried = retried;
+        self
     }
 
     fn finish(&mut self, failure: Option<(UpstreamErrorKind, String)>) {
@@ -518,7 +553,10 @@ impl CaptureBody {
         let (Some(head), Some(done)) = (self.head.take(), self.done.take()) else {
             return;
         };
-        done.send(outcome(head, self.capture.take(), failure));
+        done.send(PrimaryOutcome {
+            outcome: outcome(head, self.capture.take(), failure),
+            retried: self.retried.take(),
+        });
     }
 
     fn inner_ended(&self) -> bool {
@@ -543,7 +581,8 @@ async fn drain(
     mut inner: Incoming,
     head: ResponseHead,
     mut capture: BodyCapture,
-    done: Deliver<UpstreamOutcome>,
+    done: Deliver<PrimaryOutcome>,
+    retried: Option<Box<Retried>>,
     connection: Option<Pooled>,
     deadline: Option<Deadline>,
 ) {
@@ -590,7 +629,10 @@ async fn drain(
     {
         connection.release();
     }
-    done.send(outcome(head, capture.take(), failure));
+    done.send(PrimaryOutcome {
+        outcome: outcome(head, capture.take(), failure),
+        retried,
+    });
 }
 
 impl Body for CaptureBody {
@@ -669,7 +711,10 @@ impl Drop for CaptureBody {
                 let capture = std::mem::replace(&mut self.capture, BodyCapture::new(0));
                 let connection = self.connection.take();
                 let deadline = self.deadline.take();
-                runtime.spawn(drain(inner, head, capture, done, connection, deadline));
+                let retried = self.retried.take();
+                runtime.spawn(drain(
+                    inner, head, capture, done, retried, connection, deadline,
+                ));
             }
             (_, head, done, _) => {
                 self.head = head;

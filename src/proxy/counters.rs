@@ -11,6 +11,7 @@ pub struct ProxyCounters {
     no_route: AtomicU64,
     local_answers: AtomicU64,
     primary_errors: AtomicU64,
+    retries: AtomicU64,
     mirrored: AtomicU64,
     skipped_not_sampled: AtomicU64,
     skipped_body_too_large: AtomicU64,
@@ -40,6 +41,10 @@ impl ProxyCounters {
         bump(&self.primary_errors);
     }
 
+    pub(crate) fn retry(&self) {
+        bump(&self.retries);
+    }
+
     pub(crate) fn mirrored(&self) {
         bump(&self.mirrored);
     }
@@ -65,6 +70,7 @@ impl ProxyCounters {
             no_route: get(&self.no_route),
             local_answers: get(&self.local_answers),
             primary_errors: get(&self.primary_errors),
+            retries: get(&self.retries),
             mirrored: get(&self.mirrored),
             skipped_not_sampled: get(&self.skipped_not_sampled),
             skipped_body_too_large: get(&self.skipped_body_too_large),
@@ -89,6 +95,8 @@ pub struct CounterSnapshot {
     pub local_answers: u64,
     /// Requests whose primary failed (the client got 502/503/504).
     pub primary_errors: u64,
+    /// Retries of the primary (attempts after the first).
+    pub retries: u64,
     /// Shadow copies sent.
     pub mirrored: u64,
     /// Mirrors skipped because the percentage draw said no.
@@ -131,11 +139,12 @@ impl std::fmt::Display for CounterSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "requests {} (no route {}, answered locally {}, primary errors {}), mirrored {}, skipped {} (not sampled {}, body too large {}, no slot {}, incomplete {}), shadow errors {}, captures dropped {}",
+            "requests {} (no route {}, answered locally {}, primary errors {}, retries {}), mirrored {}, skipped {} (not sampled {}, body too large {}, no slot {}, incomplete {}), shadow errors {}, captures dropped {}",
             self.requests,
             self.no_route,
             self.local_answers,
             self.primary_errors,
+            self.retries,
             self.mirrored,
             self.skipped(),
             self.skipped_not_sampled,

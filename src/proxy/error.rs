@@ -41,13 +41,22 @@ pub enum ProxyError {
         endpoint: String,
         /// What happened, for the capture and the log.
         detail: String,
+        /// The request was retried before this last failure.
+        retried: bool,
     },
 }
 
 /// Envoy's body for a stream reset before the response head
 /// (`router.cc` `Filter::onUpstreamReset`), with `reason` from `resetReasonToString`.
-fn reset_body(reason: &str) -> String {
-    format!("upstream connect error or disconnect/reset before headers. reset reason: {reason}")
+fn reset_body(reason: &str, retried: bool) -> String {
+    let retried = if retried {
+        "retried and the latest "
+    } else {
+        ""
+    };
+    format!(
+        "upstream connect error or disconnect/reset before headers. {retried}reset reason: {reason}"
+    )
 }
 
 impl ProxyError {
@@ -63,7 +72,17 @@ impl ProxyError {
             upstream: upstream.into(),
             endpoint: endpoint.into(),
             detail: detail.into(),
+            retried: false,
         }
+    }
+
+    /// The same failure, after retries: Envoy's body says "retried and the latest".
+    #[must_use]
+    pub fn retried(mut self) -> Self {
+        if let ProxyError::Upstream { retried, .. } = &mut self {
+            *retried = true;
+        }
+        self
     }
 
     /// The status code the client gets for this error, as Envoy answers: 503 for a
@@ -98,17 +117,18 @@ impl ProxyError {
     pub fn body(&self) -> String {
         match self {
             ProxyError::NoRoute(no_route) => format!("{no_route}\n"),
-            ProxyError::Upstream { kind, .. } => match kind {
-                UpstreamErrorKind::Refused => reset_body("remote connection failure"),
-                UpstreamErrorKind::ConnectTimeout => reset_body("connection timeout"),
+            ProxyError::Upstream { kind, retried, .. } => match kind {
+                UpstreamErrorKind::Refused => reset_body("remote connection failure", *retried),
+                UpstreamErrorKind::ConnectTimeout => reset_body("connection timeout", *retried),
                 UpstreamErrorKind::Reset | UpstreamErrorKind::Other => {
-                    reset_body("connection termination")
+                    reset_body("connection termination", *retried)
                 }
-                UpstreamErrorKind::Protocol => reset_body("protocol error"),
+                UpstreamErrorKind::Protocol => reset_body("protocol error", *retried),
                 UpstreamErrorKind::Timeout => "upstream request timeout".to_owned(),
                 UpstreamErrorKind::Dns | UpstreamErrorKind::NoEndpoint => {
                     "no healthy upstream".to_owned()
                 }
+                UpstreamErrorKind::Overflow => reset_body("overflow", *retried),
             },
             ProxyError::Bind { .. } | ProxyError::Workers { .. } => format!("{self}\n"),
         }

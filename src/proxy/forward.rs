@@ -17,22 +17,19 @@ use crate::capture::{
 use crate::config::headers::HeaderOps;
 use crate::routing::WeightedUpstream;
 use crate::routing::action::Forward;
+use crate::routing::balancer::{HashInput, PickInput};
 
 use super::Shared;
 use super::arrival::{Arrival, Routed};
-use super::body::{
-    CaptureBody, Deadline, ProxyBody, RequestBodyCopy, ResponseHead, TeeBody, UpstreamBody,
-};
+use super::body::{ProxyBody, Replay, RequestBodyCopy, TeeBody, UpstreamBody};
 use super::cors::CorsHeaders;
 use super::error::ProxyError;
 use super::finalize::{self, Finalized};
-use super::hop::strip_hop_by_hop;
-use super::join::{Deliver, ExchangeJoin, ExchangeRecord};
+use super::join::{Deliver, ExchangeJoin, ExchangeRecord, PrimaryOutcome};
 use super::local::{ENVOY, LocalReply};
 use super::shadow::PendingExchange;
 
-const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
-    HeaderName::from_static("x-envoy-upstream-service-time");
+const X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
 
 /// What the filters before the router left for it: draws, flags, trace lines, CORS headers.
 pub(super) struct Filtered {
@@ -42,15 +39,24 @@ pub(super) struct Filtered {
     pub cors: Option<CorsHeaders>,
 }
 
+/// The endpoint a request's first attempt goes to, and what its pick saw.
+pub(super) struct FirstPick {
+    pub index: usize,
+    pub target: super::target::UpstreamTarget,
+    pub skipped_ejected: usize,
+}
+
 /// What goes on every answer the client gets for this route: the response header
 /// operations of the picked destination and the route, and the CORS headers.
-struct ResponseEdits<'a> {
+pub(super) struct ResponseEdits<'a> {
     ops: &'a [HeaderOps],
     cors: Option<CorsHeaders>,
+    /// The cookie a consistent hash generated, set on the upstream's answer.
+    pub(super) set_cookie: Option<HeaderValue>,
 }
 
 impl ResponseEdits<'_> {
-    fn apply(&self, headers: &mut HeaderMap) {
+    pub(super) fn apply(&self, headers: &mut HeaderMap) {
         for ops in self.ops {
             ops.apply(headers);
         }
@@ -86,6 +92,7 @@ impl Shared {
             body,
             host,
             path_and_query,
+            client: arrival_client,
             ..
         } = arrival;
         let request_id = finalize::prepare(&mut parts.headers, parts.uri.authority());
@@ -100,9 +107,26 @@ impl Shared {
             .iter()
             .map(|mirror| rng.f64() < mirror.fraction)
             .collect();
+        let upstream = &destination.upstream;
+        let hashed = upstream.policy.hash.as_ref().map(|key| {
+            key.hash_of(&HashInput {
+                headers: &parts.headers,
+                query: parts.uri.query(),
+                client: arrival_client,
+                local: self.local_addr,
+            })
+        });
+        let (hash, set_cookie) = match hashed {
+            Some(h) => (
+                h.hash,
+                h.set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()),
+            ),
+            None => (None, None),
+        };
         let edits = ResponseEdits {
             ops: &destination.response_headers,
             cors,
+            set_cookie: None,
         };
         let request = CapturedRequest {
             method: parts.method.clone(),
@@ -129,10 +153,18 @@ impl Shared {
         steps.extend(finalized.steps);
         let mut trace = routed.resolution.trace;
         trace.steps = steps;
-        let upstream = &destination.upstream;
-        let target = upstream
-            .next_endpoint()
-            .map(|endpoint| self.upstream_target(endpoint));
+        let picked = upstream.pick(PickInput {
+            hash,
+            avoid: &[],
+            attempts: 1,
+            rng: &mut rng,
+            now: Instant::now(),
+        });
+        let first = picked.ok().map(|(pick, endpoint)| FirstPick {
+            index: pick.index,
+            target: self.upstream_target(endpoint),
+            skipped_ejected: pick.ejected_skipped,
+        });
         let record = ExchangeRecord {
             id,
             request_id,
@@ -140,24 +172,28 @@ impl Shared {
             trace,
             request,
             primary_target: Arc::from(upstream.label.as_str()),
-            primary_endpoint: target
+            primary_endpoint: first
                 .as_ref()
-                .map_or_else(String::new, |t| String::from(&*t.text)),
+                .map_or_else(String::new, |f| String::from(&*f.target.text)),
             mirrors: Arc::clone(&forward.mirrors),
             forwarded: finalized.forwarded,
             flags,
         };
-        let Some(target) = target else {
+        let Some(first) = first else {
             return Prepared::Answered(self.no_healthy_upstream(record, destination, &edits));
         };
         let send = PrimarySend {
             forward,
             destination,
-            target,
             finalized_path: finalized.path_and_query,
-            edits,
+            edits: ResponseEdits {
+                set_cookie,
+                ..edits
+            },
+            rng,
+            hash,
         };
-        self.start_primary(parts, body, record, sampled, send)
+        self.start_primary(parts, body, record, sampled, send, first)
     }
 
     /// No endpoint for the primary: Envoy finds no connection pool and answers 503 "no
@@ -173,13 +209,15 @@ impl Shared {
             UpstreamErrorKind::NoEndpoint,
             label,
             "",
-            format!("{label} has no endpoints: check the ServiceEntry and the subset's labels"),
+            format!(
+                "{label} has no endpoint to send to: none selected (check the ServiceEntry and the subset's labels), or every one ejected by outlier detection"
+            ),
         );
         self.counters.primary_error();
         record.mirrors = Arc::new([]);
         let join = ExchangeJoin::new(Arc::clone(self), record, Vec::new(), false);
         Deliver::join(&join).send(RequestBodyCopy::empty());
-        Deliver::join(&join).send(failure(&err, Duration::ZERO));
+        Deliver::join(&join).send(PrimaryOutcome::from(failure(&err, Duration::ZERO)));
         self.error_response(&err, edits)
     }
 
@@ -191,18 +229,20 @@ impl Shared {
         record: ExchangeRecord,
         sampled: Vec<bool>,
         send: &PrimarySend<'_>,
-    ) -> (Deliver<RequestBodyCopy>, Deliver<UpstreamOutcome>, usize) {
+    ) -> (Deliver<RequestBodyCopy>, Deliver<PrimaryOutcome>, usize) {
         // Every shadow slot taken (a shadow slow enough to hold them all): the copies are
         // skipped here, as they would be once the body is in, without an exchange task per
         // request just to record the skip.
         let no_slot = self.shadow_slots.available_permits() == 0;
         if no_slot || !sampled.iter().any(|s| *s) {
             let join = ExchangeJoin::new(Arc::clone(self), record, sampled, no_slot);
-            return (
-                Deliver::join(&join),
-                Deliver::join(&join),
-                self.settings.capture_body_cap,
-            );
+            // A retry that sends the body again needs it kept, up to the buffer limit.
+            let keep = if send.replays_body() {
+                self.settings.mirror_body_limit
+            } else {
+                self.settings.capture_body_cap
+            };
+            return (Deliver::join(&join), Deliver::join(&join), keep);
         }
         // A copy to send: the exchange task waits for the body, sends the copies and waits
         // for them and the primary.
@@ -232,11 +272,13 @@ impl Shared {
         record: ExchangeRecord,
         sampled: Vec<bool>,
         send: PrimarySend<'a>,
+        first: FirstPick,
     ) -> Prepared<'a> {
         let cap = self.settings.capture_body_cap;
         let (body_done, primary_done, buffer_limit) = self.exchange_halves(record, sampled, &send);
         let (body_read, body_read_wait) = oneshot::channel::<()>();
         let mut body_ended = false;
+        let mut replay = None;
         let upstream_body = if http_body::Body::is_end_stream(&body) {
             body_done.send(RequestBodyCopy::empty());
             // Nothing to read: a failed primary must not wait for the body to be read.
@@ -244,21 +286,37 @@ impl Shared {
             body_ended = true;
             UpstreamBody::Empty
         } else {
-            UpstreamBody::Tee(TeeBody::new(body, buffer_limit, cap, body_done, body_read))
+            let tee = TeeBody::new(body, buffer_limit, cap, body_done, body_read);
+            if send.replays_body() {
+                let (tx, rx) = oneshot::channel();
+                replay = Some(rx);
+                UpstreamBody::Tee(tee.with_replay(tx))
+            } else {
+                UpstreamBody::Tee(tee)
+            }
         };
-        let target = &send.target;
-        let uri = match target.uri(&send.finalized_path) {
+        let uri = match first.target.uri(&send.finalized_path) {
             Ok(uri) => uri,
             Err(detail) => {
                 let label = send.destination.upstream.label.as_str();
-                let err =
-                    ProxyError::upstream(UpstreamErrorKind::Other, label, &*target.text, detail);
+                let err = ProxyError::upstream(
+                    UpstreamErrorKind::Other,
+                    label,
+                    &*first.target.text,
+                    detail,
+                );
                 self.counters.primary_error();
-                primary_done.send(failure(&err, Duration::ZERO));
+                primary_done.send(PrimaryOutcome::from(failure(&err, Duration::ZERO)));
                 return Prepared::Answered(self.error_response(&err, &send.edits));
             }
         };
-        target.ensure_host(&mut parts.headers);
+        first.target.ensure_host(&mut parts.headers);
+        // A retry after the request went out sends it again: keep its head.
+        let template = send.replays().then(|| RequestTemplate {
+            method: parts.method.clone(),
+            uri: uri.clone(),
+            headers: parts.headers.clone(),
+        });
         let mut request = Request::new(upstream_body);
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
@@ -266,89 +324,35 @@ impl Shared {
         Prepared::Send(PrimaryJob {
             request,
             send,
+            first,
             primary_done,
             body_read_wait,
             body_ended,
             mirror_waits_for_body: buffer_limit > cap,
+            template,
+            replay,
         })
     }
 
-    /// Streams the request to the primary within the route timeout and answers the client.
-    /// What it holds across its waits is kept small: this future is moved whole for every
-    /// request.
-    pub(super) async fn send_primary(self: Arc<Self>, job: PrimaryJob<'_>) -> Response<ProxyBody> {
-        let PrimaryJob {
-            request,
-            send,
-            primary_done,
-            mut body_read_wait,
-            mut body_ended,
-            mirror_waits_for_body,
-        } = job;
-        let cap = self.settings.capture_body_cap;
-        let target = &send.target;
-        let label = send.destination.upstream.label.as_str();
-        let sent_at = Instant::now();
-        // Pinned here and polled through a reference: moved into a helper's future it would
-        // be stored twice in this one (rust-lang/rust#62958), and this future is moved whole
-        // for every request.
-        let mut sent = std::pin::pin!(target.pool().send(
-            request,
-            self.settings.connect_timeout,
-            sent_at,
-            false
-        ));
-        let (result, timer_started) = match send.forward.timeout {
-            Some(limit) => {
-                within_route_timeout(limit, &mut body_read_wait, &mut body_ended, sent.as_mut())
-                    .await
-            }
-            None => (sent.await, None),
-        };
-        let (response, connection) = match result {
-            Ok(answer) => answer,
-            Err((kind, detail)) => {
-                let err = ProxyError::upstream(kind, label, &*target.text, detail);
-                self.counters.primary_error();
-                primary_done.send(failure(&err, sent_at.elapsed()));
-                if mirror_waits_for_body && !body_ended {
-                    // The primary never read the body; answering now would make hyper close
-                    // the connection before the shadows' copy is read. A mirror does not
-                    // depend on its primary, so finish reading first (bounded).
-                    let _ =
-                        tokio::time::timeout(self.settings.shadow_timeout, body_read_wait).await;
-                }
-                return self.error_response(&err, &send.edits);
-            }
-        };
-        let ttfb = sent_at.elapsed();
-        let (mut head, body) = response.into_parts();
-        strip_hop_by_hop(&mut head.headers);
-        let deadline = send.forward.timeout.map(|limit| {
-            // The timer starts when the client's request is complete; an answer that came
-            // before the end of the upload starts it now.
-            Deadline::new(timer_started.unwrap_or_else(Instant::now), limit)
-        });
-        let response_head = ResponseHead {
-            status: head.status,
-            headers: owned_headers(&head.headers),
-            sent_at,
-            ttfb,
-        };
-        let capture =
-            CaptureBody::new(body, response_head, cap, primary_done, connection, deadline);
-        send.edits.apply(&mut head.headers);
-        head.headers.insert(
-            X_ENVOY_UPSTREAM_SERVICE_TIME,
-            HeaderValue::from(u64::try_from(ttfb.as_millis()).unwrap_or(u64::MAX)),
-        );
-        Response::from_parts(head, ProxyBody::upstream(capture))
-    }
-
     /// Envoy's answer for a failed primary, with the route's response edits.
-    fn error_response(&self, err: &ProxyError, edits: &ResponseEdits<'_>) -> Response<ProxyBody> {
+    pub(super) fn error_response(
+        &self,
+        err: &ProxyError,
+        edits: &ResponseEdits<'_>,
+    ) -> Response<ProxyBody> {
         let mut reply = LocalReply::for_error(err);
         edits.apply(&mut reply.headers);
+        if matches!(
+            err,
+            ProxyError::Upstream {
+                kind: UpstreamErrorKind::Overflow,
+                ..
+            }
+        ) {
+            reply
+                .headers
+                .insert(X_ENVOY_OVERLOADED, HeaderValue::from_static("true"));
+        }
         reply.into_response()
     }
 }
@@ -368,27 +372,58 @@ pub(super) enum Prepared<'a> {
 /// A request ready for its primary: what [`Shared::prepare_forward`] hands to
 /// [`Shared::send_primary`].
 pub(super) struct PrimaryJob<'a> {
-    request: Request<UpstreamBody>,
-    send: PrimarySend<'a>,
-    primary_done: Deliver<UpstreamOutcome>,
+    pub(super) request: Request<UpstreamBody>,
+    pub(super) send: PrimarySend<'a>,
+    pub(super) first: FirstPick,
+    pub(super) primary_done: Deliver<PrimaryOutcome>,
     /// Closed once the client's body has been read to its end.
-    body_read_wait: oneshot::Receiver<()>,
-    body_ended: bool,
+    pub(super) body_read_wait: oneshot::Receiver<()>,
+    pub(super) body_ended: bool,
     /// A shadow waits for the body: a failed primary finishes reading it first.
-    mirror_waits_for_body: bool,
+    pub(super) mirror_waits_for_body: bool,
+    /// The request's head, kept when a retry may send it again after it went out.
+    pub(super) template: Option<RequestTemplate>,
+    /// The whole body for such a retry, once the client has sent it.
+    pub(super) replay: Option<oneshot::Receiver<Replay>>,
+}
+
+/// A request's head, to build a retry from.
+pub(super) struct RequestTemplate {
+    pub(super) method: http::Method,
+    pub(super) uri: http::Uri,
+    pub(super) headers: HeaderMap,
 }
 
 /// What `send_primary` needs of the route.
-struct PrimarySend<'a> {
-    forward: &'a Forward,
-    destination: &'a WeightedUpstream,
-    target: super::target::UpstreamTarget,
-    finalized_path: http::uri::PathAndQuery,
-    edits: ResponseEdits<'a>,
+pub(super) struct PrimarySend<'a> {
+    pub(super) forward: &'a Forward,
+    pub(super) destination: &'a WeightedUpstream,
+    pub(super) finalized_path: http::uri::PathAndQuery,
+    pub(super) edits: ResponseEdits<'a>,
+    /// The request's own draws (back-off, retry picks).
+    pub(super) rng: fastrand::Rng,
+    /// The request's consistent hash, if the destination hashes.
+    pub(super) hash: Option<u64>,
+}
+
+impl PrimarySend<'_> {
+    /// Whether a retry may send the request again after it went out: the policy retries
+    /// on answers or resets (not only on connections that could not be made).
+    pub(super) fn replays(&self) -> bool {
+        self.forward
+            .retry
+            .as_ref()
+            .is_some_and(super::attempts::retries_after_sending)
+    }
+
+    /// Whether such a retry needs the body kept.
+    pub(super) fn replays_body(&self) -> bool {
+        self.replays()
+    }
 }
 
 /// The primary's outcome for an error before its response head.
-fn failure(err: &ProxyError, elapsed: Duration) -> UpstreamOutcome {
+pub(super) fn failure(err: &ProxyError, elapsed: Duration) -> UpstreamOutcome {
     let (kind, detail) = match err {
         ProxyError::Upstream { kind, detail, .. } => (*kind, detail.clone()),
         other => (UpstreamErrorKind::Other, other.to_string()),
@@ -399,40 +434,4 @@ fn failure(err: &ProxyError, elapsed: Duration) -> UpstreamOutcome {
         elapsed,
         partial: None,
     })
-}
-
-type Sent =
-    Result<(Response<hyper::body::Incoming>, super::pool::Pooled), (UpstreamErrorKind, String)>;
-
-/// Waits for the primary's response head within the route timeout, which starts once the
-/// client's request is complete (Envoy arms its timer in `onRequestComplete`), so a slow
-/// upload is not a timeout. Returns the result and when the timer started, if it did.
-async fn within_route_timeout(
-    limit: Duration,
-    body_read: &mut oneshot::Receiver<()>,
-    body_ended: &mut bool,
-    mut sent: std::pin::Pin<&mut impl std::future::Future<Output = Sent>>,
-) -> (Sent, Option<Instant>) {
-    let started = if *body_ended {
-        Instant::now()
-    } else {
-        tokio::select! {
-            result = sent.as_mut() => return (result, None),
-            _ = &mut *body_read => {
-                *body_ended = true;
-                Instant::now()
-            }
-        }
-    };
-    let deadline = tokio::time::Instant::from_std(started + limit);
-    match tokio::time::timeout_at(deadline, sent).await {
-        Ok(result) => (result, Some(started)),
-        Err(_) => (
-            Err((
-                UpstreamErrorKind::Timeout,
-                format!("no response within the route timeout of {limit:?}"),
-            )),
-            Some(started),
-        ),
-    }
 }

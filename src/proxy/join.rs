@@ -14,8 +14,8 @@ use std::time::SystemTime;
 use tokio::sync::oneshot;
 
 use crate::capture::{
-    CapturedRequest, Exchange, ForwardedRequest, PrimaryRecord, ResponseFlags, ShadowOutcome,
-    ShadowRecord, SkipReason, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
+    Attempt, CapturedRequest, Exchange, ForwardedRequest, PrimaryRecord, ResponseFlags,
+    ShadowOutcome, ShadowRecord, SkipReason, UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
 };
 use crate::routing::{MirrorPolicy, RouteTrace};
 
@@ -42,7 +42,33 @@ impl Half for RequestBodyCopy {
     }
 }
 
-impl Half for UpstreamOutcome {
+/// The primary's outcome, and what retries changed of the record made before the first
+/// attempt: the endpoint that answered last, every attempt, the flags they set.
+#[derive(Debug)]
+pub(crate) struct PrimaryOutcome {
+    pub(crate) outcome: UpstreamOutcome,
+    /// `None` for a single attempt on the endpoint first picked (the common case).
+    pub(crate) retried: Option<Box<Retried>>,
+}
+
+/// What retries changed.
+#[derive(Debug)]
+pub(crate) struct Retried {
+    pub(crate) endpoint: String,
+    pub(crate) attempts: Vec<Attempt>,
+    pub(crate) flags: ResponseFlags,
+}
+
+impl From<UpstreamOutcome> for PrimaryOutcome {
+    fn from(outcome: UpstreamOutcome) -> Self {
+        Self {
+            outcome,
+            retried: None,
+        }
+    }
+}
+
+impl Half for PrimaryOutcome {
     fn store(self, state: &mut JoinState) {
         state.primary = Some(self);
     }
@@ -54,6 +80,7 @@ impl Half for UpstreamOutcome {
             elapsed: started_at.elapsed().unwrap_or_default(),
             partial: None,
         })
+        .into()
     }
 }
 
@@ -121,7 +148,7 @@ pub(super) struct ExchangeJoin {
 pub(crate) struct JoinState {
     record: Option<ExchangeRecord>,
     body: Option<RequestBodyCopy>,
-    primary: Option<UpstreamOutcome>,
+    primary: Option<PrimaryOutcome>,
 }
 
 /// What is known of a routed request before its body and its primary's answer arrive:
@@ -143,10 +170,18 @@ pub(super) struct ExchangeRecord {
 
 impl ExchangeRecord {
     /// The finished exchange, with the primary's outcome and one record per mirror.
-    pub(super) fn finish(self, primary: UpstreamOutcome, shadows: Vec<ShadowRecord>) -> Exchange {
-        let flags = match &primary {
+    pub(super) fn finish(self, primary: PrimaryOutcome, shadows: Vec<ShadowRecord>) -> Exchange {
+        let PrimaryOutcome { outcome, retried } = primary;
+        let mut flags = match &outcome {
             UpstreamOutcome::Failed(failure) => self.flags.union(failure.kind.response_flag()),
             UpstreamOutcome::Response(_) => self.flags,
+        };
+        let (endpoint, attempts) = match retried {
+            Some(r) => {
+                flags = flags.union(r.flags);
+                (r.endpoint, r.attempts)
+            }
+            None => (self.primary_endpoint, Vec::new()),
         };
         Exchange {
             id: self.id,
@@ -156,8 +191,9 @@ impl ExchangeRecord {
             request: self.request,
             primary: Some(PrimaryRecord {
                 target: self.primary_target,
-                endpoint: self.primary_endpoint,
-                outcome: primary,
+                endpoint,
+                attempts,
+                outcome,
             }),
             forwarded: self.forwarded,
             shadows,

@@ -260,9 +260,10 @@ async fn serve(
             }
         };
         let shared = Arc::clone(&shared);
+        let client = stream.peer_addr().ok();
         let service = service_fn(move |request| {
             let shared = Arc::clone(&shared);
-            async move { Ok::<_, Infallible>(shared.handle(request).await) }
+            async move { Ok::<_, Infallible>(shared.handle(request, client).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)

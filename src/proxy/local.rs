@@ -161,6 +161,7 @@ fn local_exchange(
     let primary = target.map(|target| PrimaryRecord {
         target: Arc::from(target),
         endpoint: String::new(),
+        attempts: Vec::new(),
         outcome: UpstreamOutcome::Response(CapturedResponse {
             status: reply.status,
             headers: reply.headers.clone(),
@@ -172,6 +173,8 @@ fn local_exchange(
             // Answered on arrival: no upstream time.
             ttfb: std::time::Duration::ZERO,
             total: std::time::Duration::ZERO,
+            // The lab answers in the client's own protocol.
+            version: parts.version,
         }),
     });
     Exchange {

@@ -11,6 +11,7 @@
 //! to the [`CaptureHub`]; a request with no copy to send is joined without a task (`join`).
 
 mod arrival;
+mod attempts;
 mod body;
 mod cors;
 mod counters;

@@ -23,10 +23,14 @@ use super::local::LocalReply;
 
 impl Shared {
     /// Handles one client request; never fails (errors become the answers Envoy gives).
-    pub(super) async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+    pub(super) async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: Option<std::net::SocketAddr>,
+    ) -> Response<ProxyBody> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         self.counters.request();
-        let arrival = Arrival::new(id, request);
+        let arrival = Arrival::new(id, request, client);
         let routed = match self.route(&arrival) {
             Ok(routed) => routed,
             Err(no_route) => return self.answer_no_route(arrival, &ProxyError::NoRoute(no_route)),

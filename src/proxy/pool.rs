@@ -23,7 +23,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::capture::UpstreamErrorKind;
-use crate::routing::EndpointAddr;
+use crate::routing::balancer::Breakers;
+use crate::routing::{EndpointAddr, Upstream};
 
 use super::body::UpstreamBody;
 use super::error::classify;
@@ -49,6 +50,23 @@ const FINISHING_WAIT: Duration = Duration::from_millis(5);
 /// Why an upstream request failed, sorted for the capture and the client's status.
 pub(super) type SendFailure = (UpstreamErrorKind, String);
 
+/// A failed send: why, and the request when it was never sent (no connection could be had),
+/// so a retry can send it as it is, body still unread.
+#[derive(Debug)]
+pub(super) struct SendError {
+    pub failure: SendFailure,
+    pub unsent: Option<Request<UpstreamBody>>,
+}
+
+impl From<SendFailure> for SendError {
+    fn from(failure: SendFailure) -> Self {
+        Self {
+            failure,
+            unsent: None,
+        }
+    }
+}
+
 /// The keep-alive connections to one endpoint.
 #[derive(Debug)]
 pub(super) struct EndpointPool {
@@ -62,6 +80,34 @@ pub(super) struct EndpointPool {
 struct Idle {
     sender: SendRequest<UpstreamBody>,
     since: Instant,
+    /// Requests the connection has carried.
+    used: u32,
+}
+
+/// How one request is sent: its timeouts, whether it is a shadow's copy, and the
+/// destination whose circuit breakers it counts against.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SendOptions<'a> {
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// The attempt's own timeout, from the moment it has a connection to its response head.
+    pub per_try_timeout: Option<Duration>,
+    /// A shadow's copy (fails at once on an endpoint that just refused).
+    pub shadow: bool,
+    /// The destination, when it has limits to count against.
+    pub cluster: Option<&'a Arc<Upstream>>,
+}
+
+impl SendOptions<'_> {
+    /// No limits and no per-try timeout.
+    pub(super) fn plain(connect_timeout: Duration, shadow: bool) -> SendOptions<'static> {
+        SendOptions {
+            connect_timeout,
+            per_try_timeout: None,
+            shadow,
+            cluster: None,
+        }
+    }
 }
 
 /// A connection in use by one request; [`Pooled::release`] gives it back once the answer has
@@ -70,12 +116,100 @@ struct Idle {
 pub(super) struct Pooled {
     sender: SendRequest<UpstreamBody>,
     pool: Arc<EndpointPool>,
+    used: u32,
+    /// The destination's request slot and limits, when it has any.
+    slot: Option<RequestSlot>,
 }
 
 impl Pooled {
     /// Returns the connection to its pool: its response has been read to the end.
     pub(super) fn release(self) {
-        self.pool.give_back(self.sender);
+        let Pooled {
+            sender,
+            pool,
+            used,
+            slot,
+        } = self;
+        let max = slot
+            .as_ref()
+            .and_then(|s| s.cluster.policy.limits.max_requests_per_connection);
+        // maxRequestsPerConnection: a connection that has carried its share is closed.
+        if max.is_none_or(|max| used < max) {
+            pool.give_back(sender, used);
+        }
+        if let Some(slot) = slot {
+            slot.cluster.state.breakers.freed.notify_waiters();
+        }
+    }
+}
+
+/// A request counted against its destination's `http2MaxRequests` until dropped.
+#[derive(Debug)]
+pub(super) struct RequestSlot {
+    cluster: Arc<Upstream>,
+    counted: bool,
+}
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        if self.counted {
+            Breakers::give_back(&self.cluster.state.breakers.requests);
+        }
+    }
+}
+
+/// The failure of a request a circuit breaker turned away (Envoy's overflow).
+fn overflow(what: &str) -> SendFailure {
+    (
+        UpstreamErrorKind::Overflow,
+        format!("circuit breaker: {what}"),
+    )
+}
+
+/// Whether a request may open a connection now, or waited for one to come free.
+enum ConnectionSlot {
+    /// Open one; counted against this destination's limit, if it has one.
+    Open(Option<Arc<Upstream>>),
+    /// A connection came free: look in the pool again.
+    Wait,
+}
+
+/// Gives back a connection counted against a destination's limit, waking a waiting request.
+fn release_connection(counted: Option<&Arc<Upstream>>) {
+    if let Some(cluster) = counted {
+        Breakers::give_back(&cluster.state.breakers.connections);
+        cluster.state.breakers.freed.notify_waiters();
+    }
+}
+
+impl RequestSlot {
+    /// Counts a request against `cluster`'s active-request limit, or says it overflows.
+    fn take(cluster: &Arc<Upstream>) -> Result<Self, SendFailure> {
+        let limit = cluster.policy.limits.max_requests;
+        let counted = limit != u32::MAX;
+        if counted && !Breakers::try_take(&cluster.state.breakers.requests, limit) {
+            return Err(overflow("too many active requests (http2MaxRequests)"));
+        }
+        Ok(Self {
+            cluster: Arc::clone(cluster),
+            counted,
+        })
+    }
+}
+
+/// The send of a request on a connection, within the per-try timeout if there is one.
+async fn within_per_try<T>(
+    limit: Option<Duration>,
+    send: impl std::future::Future<Output = T>,
+) -> Result<T, SendFailure> {
+    match limit {
+        None => Ok(send.await),
+        Some(limit) => tokio::time::timeout(limit, send).await.map_err(|_| {
+            (
+                UpstreamErrorKind::Timeout,
+                format!("no response within the per-try timeout of {limit:?}"),
+            )
+        }),
     }
 }
 
@@ -94,7 +228,7 @@ impl EndpointPool {
     }
 
     /// Puts a connection (back) in the idle list, unless it is closed or the list is full.
-    fn give_back(&self, sender: SendRequest<UpstreamBody>) {
+    fn give_back(&self, sender: SendRequest<UpstreamBody>, used: u32) {
         if sender.is_closed() {
             return;
         }
@@ -103,6 +237,7 @@ impl EndpointPool {
             idle.push_back(Idle {
                 sender,
                 since: Instant::now(),
+                used,
             });
         }
     }
@@ -116,12 +251,16 @@ impl EndpointPool {
     /// The oldest idle connection that can take a request now, else the oldest one still
     /// finishing its previous answer (its body has been read; its task has yet to notice).
     /// Closed and expired connections are dropped on the way.
-    fn checkout(&self, now: Instant) -> Option<SendRequest<UpstreamBody>> {
+    fn checkout(
+        &self,
+        now: Instant,
+        idle_timeout: Duration,
+    ) -> Option<(SendRequest<UpstreamBody>, u32)> {
         let mut idle = self.lock();
         let mut finishing = None;
         for _ in 0..idle.len() {
             let entry = idle.pop_front()?;
-            if entry.sender.is_closed() || now.saturating_duration_since(entry.since) > IDLE_TIMEOUT
+            if entry.sender.is_closed() || now.saturating_duration_since(entry.since) > idle_timeout
             {
                 continue;
             }
@@ -129,50 +268,144 @@ impl EndpointPool {
                 if let Some(other) = finishing {
                     idle.push_back(other);
                 }
-                return Some(entry.sender);
+                return Some((entry.sender, entry.used));
             }
             match finishing {
                 None => finishing = Some(entry),
                 Some(_) => idle.push_back(entry),
             }
         }
-        finishing.map(|entry| entry.sender)
+        finishing.map(|entry| (entry.sender, entry.used))
     }
 
     /// Sends `request` on an idle connection, or on a new one, and waits for the response
     /// head. `now` is the caller's clock reading (for the idle timeout). A `shadow` copy to
     /// an endpoint that refused a connection less than [`REFUSED_BACKOFF`] ago fails at once.
+    /// With a destination that has limits, its circuit breakers are counted as Envoy's
+    /// connection pool counts them: active requests (`http2MaxRequests`), connections
+    /// (`maxConnections`), requests waiting for one (`http1MaxPendingRequests`).
     pub(super) async fn send(
         self: &Arc<Self>,
         mut request: Request<UpstreamBody>,
-        connect_timeout: Duration,
+        opts: &SendOptions<'_>,
         now: Instant,
-        shadow: bool,
-    ) -> Result<(Response<Incoming>, Pooled), SendFailure> {
-        if let Some(mut sender) = self.checkout(now) {
-            // Waiting for a connection that is finishing is far cheaper than opening one,
-            // and keeps the pool at the concurrency the upstream actually sees; but only
-            // briefly: one whose upstream answered before reading a long upload is still
-            // sending it, and is given back rather than waited for.
-            let ready = sender.is_ready()
-                || matches!(
-                    tokio::time::timeout(FINISHING_WAIT, sender.ready()).await,
-                    Ok(Ok(()))
-                );
-            if ready {
-                match sender.try_send_request(request).await {
-                    Ok(response) => return Ok((response, self.pooled(sender))),
-                    Err(mut err) => match err.take_message() {
-                        // Not sent: the connection was closing. A fresh one gets it.
-                        Some(unsent) => request = unsent,
-                        None => return Err(classify(err.error())),
-                    },
+    ) -> Result<(Response<Incoming>, Pooled), SendError> {
+        let (slot, idle_timeout) = match opts.cluster {
+            Some(cluster) => match RequestSlot::take(cluster) {
+                Ok(slot) => (Some(slot), cluster.policy.idle_timeout.min(IDLE_TIMEOUT)),
+                Err(failure) => {
+                    return Err(SendError {
+                        failure,
+                        unsent: Some(request),
+                    });
                 }
-            } else {
-                self.give_back(sender);
+            },
+            None => (None, IDLE_TIMEOUT),
+        };
+        loop {
+            if let Some((mut sender, used)) = self.checkout(now, idle_timeout) {
+                // Waiting for a connection that is finishing is far cheaper than opening one,
+                // and keeps the pool at the concurrency the upstream actually sees; but only
+                // briefly: one whose upstream answered before reading a long upload is still
+                // sending it, and is given back rather than waited for.
+                let ready = sender.is_ready()
+                    || matches!(
+                        tokio::time::timeout(FINISHING_WAIT, sender.ready()).await,
+                        Ok(Ok(()))
+                    );
+                if ready {
+                    let sent =
+                        within_per_try(opts.per_try_timeout, sender.try_send_request(request))
+                            .await;
+                    match sent {
+                        Ok(Ok(response)) => {
+                            return Ok((response, self.pooled(sender, used + 1, slot)));
+                        }
+                        Ok(Err(mut err)) => match err.take_message() {
+                            // Not sent: the connection was closing. A fresh one gets it.
+                            Some(unsent) => request = unsent,
+                            None => return Err(classify(err.error()).into()),
+                        },
+                        Err(timeout) => return Err(timeout.into()),
+                    }
+                } else {
+                    self.give_back(sender, used);
+                }
             }
+            let slot_for_connection = match self.connection_slot(opts.cluster).await {
+                Ok(ConnectionSlot::Wait) => continue,
+                Ok(ConnectionSlot::Open(counted)) => counted,
+                Err(failure) => {
+                    return Err(SendError {
+                        failure,
+                        unsent: Some(request),
+                    });
+                }
+            };
+            let mut sender = match self.open_connection(opts, now, slot_for_connection).await {
+                Ok(sender) => sender,
+                Err(failure) => {
+                    return Err(SendError {
+                        failure,
+                        unsent: Some(request),
+                    });
+                }
+            };
+            return match within_per_try(opts.per_try_timeout, sender.send_request(request)).await {
+                Ok(Ok(response)) => Ok((response, self.pooled(sender, 1, slot))),
+                Ok(Err(err)) => Err(classify(&err).into()),
+                Err(timeout) => Err(timeout.into()),
+            };
         }
-        if shadow && let Some(at) = self.refused_recently(now) {
+    }
+
+    /// Room for a new connection under the destination's `maxConnections`, or a wait as a
+    /// pending request (`http1MaxPendingRequests`) for a connection to come free; past that
+    /// an overflow.
+    async fn connection_slot(
+        &self,
+        cluster: Option<&Arc<Upstream>>,
+    ) -> Result<ConnectionSlot, SendFailure> {
+        let Some(cluster) = cluster else {
+            return Ok(ConnectionSlot::Open(None));
+        };
+        let limits = cluster.policy.limits;
+        let breakers = &cluster.state.breakers;
+        if limits.max_connections == u32::MAX {
+            return Ok(ConnectionSlot::Open(None));
+        }
+        if Breakers::try_take(&breakers.connections, limits.max_connections) {
+            return Ok(ConnectionSlot::Open(Some(Arc::clone(cluster))));
+        }
+        if !Breakers::try_take(&breakers.pending, limits.max_pending) {
+            return Err(overflow(
+                "too many requests waiting for a connection (http1MaxPendingRequests)",
+            ));
+        }
+        let freed = breakers.freed.notified();
+        // A connection may have come free between the checks and the wait.
+        if breakers
+            .connections
+            .load(std::sync::atomic::Ordering::Acquire)
+            >= limits.max_connections
+        {
+            freed.await;
+        }
+        Breakers::give_back(&breakers.pending);
+        Ok(ConnectionSlot::Wait)
+    }
+
+    /// Opens a connection for a request; a refusal is remembered for the shadows' back-off.
+    async fn open_connection(
+        &self,
+        opts: &SendOptions<'_>,
+        now: Instant,
+        counted: Option<Arc<Upstream>>,
+    ) -> Result<SendRequest<UpstreamBody>, SendFailure> {
+        if opts.shadow
+            && let Some(at) = self.refused_recently(now)
+        {
+            release_connection(counted.as_ref());
             return Err((
                 UpstreamErrorKind::Refused,
                 format!(
@@ -183,7 +416,7 @@ impl EndpointPool {
                 ),
             ));
         }
-        let connected = self.connect(connect_timeout).await;
+        let connected = self.connect(opts.connect_timeout, counted.clone()).await;
         *self
             .refused_at
             .lock()
@@ -191,11 +424,10 @@ impl EndpointPool {
             Err((UpstreamErrorKind::Refused, _)) => Some(Instant::now()),
             _ => None,
         };
-        let mut sender = connected?;
-        match sender.send_request(request).await {
-            Ok(response) => Ok((response, self.pooled(sender))),
-            Err(err) => Err(classify(&err)),
+        if connected.is_err() {
+            release_connection(counted.as_ref());
         }
+        connected
     }
 
     /// When the endpoint refused a connection, if that was less than [`REFUSED_BACKOFF`]
@@ -208,16 +440,27 @@ impl EndpointPool {
         refused_at.filter(|at| now.saturating_duration_since(*at) < REFUSED_BACKOFF)
     }
 
-    fn pooled(self: &Arc<Self>, sender: SendRequest<UpstreamBody>) -> Pooled {
+    fn pooled(
+        self: &Arc<Self>,
+        sender: SendRequest<UpstreamBody>,
+        used: u32,
+        slot: Option<RequestSlot>,
+    ) -> Pooled {
         Pooled {
             sender,
             pool: Arc::clone(self),
+            used,
+            slot,
         }
     }
 
     /// Opens a connection (resolving a DNS name first) within `timeout`, and starts its
-    /// task.
-    async fn connect(&self, timeout: Duration) -> Result<SendRequest<UpstreamBody>, SendFailure> {
+    /// task; a connection counted against a destination's limit is given back when it ends.
+    async fn connect(
+        &self,
+        timeout: Duration,
+        counted: Option<Arc<Upstream>>,
+    ) -> Result<SendRequest<UpstreamBody>, SendFailure> {
         let stream = match tokio::time::timeout(timeout, self.open()).await {
             Ok(stream) => stream?,
             Err(_) => {
@@ -237,6 +480,7 @@ impl EndpointPool {
             if let Err(err) = connection.await {
                 tracing::debug!(error = %err, "upstream connection ended with an error");
             }
+            release_connection(counted.as_ref());
         });
         Ok(sender)
     }
@@ -335,7 +579,11 @@ mod tests {
     /// connection it used.
     async fn get_hi(pool: &Arc<EndpointPool>) -> Pooled {
         let (response, pooled) = pool
-            .send(get(), Duration::from_secs(5), Instant::now(), false)
+            .send(
+                get(),
+                &SendOptions::plain(Duration::from_secs(5), false),
+                Instant::now(),
+            )
             .await
             .expect("answer");
         assert_eq!(read_all(response).await, "hi");
@@ -398,9 +646,14 @@ mod tests {
     async fn a_refused_connection_is_classified() {
         let (pool, _) = refusing_pool();
         let err = pool
-            .send(get(), Duration::from_secs(5), Instant::now(), false)
+            .send(
+                get(),
+                &SendOptions::plain(Duration::from_secs(5), false),
+                Instant::now(),
+            )
             .await
-            .expect_err("nothing listens");
+            .expect_err("nothing listens")
+            .failure;
         assert_eq!(err.0, UpstreamErrorKind::Refused, "{err:?}");
     }
 
@@ -409,7 +662,11 @@ mod tests {
         let (addr, accepted) = server().await;
         let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
         let (response, pooled) = pool
-            .send(get(), Duration::from_secs(5), Instant::now(), false)
+            .send(
+                get(),
+                &SendOptions::plain(Duration::from_secs(5), false),
+                Instant::now(),
+            )
             .await
             .expect("answer");
         read_all(response).await;
@@ -417,7 +674,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let later = Instant::now() + IDLE_TIMEOUT + Duration::from_secs(1);
         let (response, _pooled) = pool
-            .send(get(), Duration::from_secs(5), later, false)
+            .send(
+                get(),
+                &SendOptions::plain(Duration::from_secs(5), false),
+                later,
+            )
             .await
             .expect("answer");
         read_all(response).await;
@@ -428,22 +689,37 @@ mod tests {
     async fn copies_to_an_endpoint_that_refused_fail_at_once_until_the_backoff_ends() {
         let (pool, addr) = refusing_pool();
         let err = pool
-            .send(get(), Duration::from_secs(5), Instant::now(), true)
+            .send(
+                get(),
+                &SendOptions::plain(Duration::from_secs(5), true),
+                Instant::now(),
+            )
             .await
-            .expect_err("nothing listens");
+            .expect_err("nothing listens")
+            .failure;
         assert_eq!(err.0, UpstreamErrorKind::Refused);
         assert!(!err.1.starts_with("not sent"), "{err:?}");
         // A copy right after is not tried; a primary always is.
         let err = pool
-            .send(get(), Duration::from_secs(5), Instant::now(), true)
+            .send(
+                get(),
+                &SendOptions::plain(Duration::from_secs(5), true),
+                Instant::now(),
+            )
             .await
-            .expect_err("still refused");
+            .expect_err("still refused")
+            .failure;
         assert_eq!(err.0, UpstreamErrorKind::Refused);
         assert!(err.1.starts_with("not sent"), "{err:?}");
         let err = pool
-            .send(get(), Duration::from_secs(5), Instant::now(), false)
+            .send(
+                get(),
+                &SendOptions::plain(Duration::from_secs(5), false),
+                Instant::now(),
+            )
             .await
-            .expect_err("nothing listens");
+            .expect_err("nothing listens")
+            .failure;
         assert!(!err.1.starts_with("not sent"), "{err:?}");
         // The shadow comes up: once the backoff has passed, copies reach it.
         let Ok(listener) = TcpListener::bind(addr).await else {
@@ -453,7 +729,11 @@ mod tests {
         answer_hi(listener, false);
         tokio::time::sleep(REFUSED_BACKOFF + Duration::from_millis(50)).await;
         let (response, _pooled) = pool
-            .send(get(), Duration::from_secs(5), Instant::now(), true)
+            .send(
+                get(),
+                &SendOptions::plain(Duration::from_secs(5), true),
+                Instant::now(),
+            )
             .await
             .expect("the shadow is back");
         assert_eq!(read_all(response).await, "hi");
@@ -493,7 +773,11 @@ mod tests {
             )))
             .expect("valid request");
         let (response, pooled) = pool
-            .send(post, Duration::from_secs(5), Instant::now(), false)
+            .send(
+                post,
+                &SendOptions::plain(Duration::from_secs(5), false),
+                Instant::now(),
+            )
             .await
             .expect("answered early");
         assert_eq!(read_all(response).await, "hi");
@@ -501,7 +785,11 @@ mod tests {
         // The first connection is still writing the upload: the next request gets a new one.
         let (response, _pooled) = tokio::time::timeout(
             Duration::from_secs(5),
-            pool.send(get(), Duration::from_secs(5), Instant::now(), false),
+            pool.send(
+                get(),
+                &SendOptions::plain(Duration::from_secs(5), false),
+                Instant::now(),
+            ),
         )
         .await
         .expect("not stuck behind the upload")

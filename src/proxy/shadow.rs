@@ -22,8 +22,8 @@ use super::Shared;
 use super::body::{BodyCapture, ChunkBody, RequestBodyCopy, ResponseHead, UpstreamBody};
 use super::error::classify;
 use super::finalize::{add_sidecar_headers, shadow_host};
-use super::join::{ExchangeRecord, Half, skipped};
-use super::pool::EndpointPool;
+use super::join::{ExchangeRecord, Half, PrimaryOutcome, skipped};
+use super::pool::{EndpointPool, SendOptions};
 
 /// Everything the exchange task needs to finish one request's record.
 pub(super) struct PendingExchange {
@@ -35,7 +35,7 @@ pub(super) struct PendingExchange {
     /// The route's timeout: each shadow's too (`None`: the lab's safety bound).
     pub timeout: Option<Duration>,
     pub body: oneshot::Receiver<RequestBodyCopy>,
-    pub primary: oneshot::Receiver<UpstreamOutcome>,
+    pub primary: oneshot::Receiver<PrimaryOutcome>,
 }
 
 /// A shadow that was sent, or why it was not.
@@ -61,6 +61,10 @@ struct ShadowCall {
     chunks: Arc<[Bytes]>,
     pool: Arc<EndpointPool>,
     timeout: ShadowTimeout,
+    /// The mirror's destination, when its DestinationRule limits it (its own circuit
+    /// breakers), and its connect timeout.
+    cluster: Option<Arc<crate::routing::Upstream>>,
+    connect_timeout: Duration,
     /// Held until the shadow has answered (or failed): bounds shadows in flight.
     permit: OwnedSemaphorePermit,
 }
@@ -127,7 +131,7 @@ impl Shared {
         let primary = async {
             primary
                 .await
-                .unwrap_or_else(|_| UpstreamOutcome::missing(started_at))
+                .unwrap_or_else(|_| PrimaryOutcome::missing(started_at))
         };
         // The copies go out now, concurrently with the wait for the primary; each has its
         // own timeout, so none can hold the exchange longer than that.
@@ -296,6 +300,9 @@ impl Shared {
                 chunks: Arc::clone(copy.chunks),
                 pool: Arc::clone(upstream.pool()),
                 timeout,
+                cluster: (policy.upstream.policy.limits != Default::default())
+                    .then(|| Arc::clone(&policy.upstream)),
+                connect_timeout: policy.upstream.policy.connect_timeout,
                 permit,
             },
         }
@@ -311,7 +318,11 @@ impl Shared {
                     headers: call.headers,
                     chunks: call.chunks,
                 };
-                self.shadow_exchange(&call.pool, request, call.timeout)
+                let opts = SendOptions {
+                    cluster: call.cluster.as_ref(),
+                    ..SendOptions::plain(call.connect_timeout, true)
+                };
+                self.shadow_exchange(&call.pool, request, call.timeout, &opts)
                     .await
             }
             Err(detail) => UpstreamOutcome::Failed(UpstreamFailure {
@@ -331,18 +342,21 @@ impl Shared {
         pool: &Arc<EndpointPool>,
         copy: ShadowRequest,
         timeout: ShadowTimeout,
+        opts: &SendOptions<'_>,
     ) -> UpstreamOutcome {
         let mut request = Request::new(UpstreamBody::Chunks(ChunkBody::new(copy.chunks)));
         *request.method_mut() = copy.method;
         *request.uri_mut() = copy.uri;
         *request.headers_mut() = copy.headers;
-        let connect_timeout = self.settings.connect_timeout;
         let cap = self.settings.capture_body_cap;
         let sent_at = Instant::now();
         let mut head = None;
         let mut capture = BodyCapture::new(cap);
         let exchange = async {
-            let (response, connection) = pool.send(request, connect_timeout, sent_at, true).await?;
+            let (response, connection) = pool
+                .send(request, opts, sent_at)
+                .await
+                .map_err(|e| e.failure)?;
             let ttfb = sent_at.elapsed();
             let (parts, mut body) = response.into_parts();
             head = Some(ResponseHead {
@@ -350,6 +364,7 @@ impl Shared {
                 headers: owned_headers(&parts.headers),
                 sent_at,
                 ttfb,
+                version: parts.version,
             });
             while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
                 let frame = frame.map_err(|e| classify(&e))?;

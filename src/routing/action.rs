@@ -93,6 +93,8 @@ pub struct Forward {
     /// `timeout`: from the end of the client's request to the end of the primary's answer;
     /// also each shadow's timeout. `None`: no timeout (Istio's default for sidecars).
     pub timeout: Option<Duration>,
+    /// `retries` (absent: Istio's default policy; `None`: `attempts: 0`, no retries).
+    pub retry: Option<super::policy::RetryPolicy>,
 }
 
 /// A path rewrite before forwarding.

@@ -18,6 +18,7 @@ use super::action::{
     AbortWith, Cors, DirectResponse, Fault, Forward, GRPC_STATUS_CODES, PathRewrite, Redirect,
     RedirectPath, RedirectPort, Route, RouteAction,
 };
+use super::policy::{ClusterPolicy, PolicyError, RetryPolicy};
 use super::{EndpointAddr, MirrorHeaders, MirrorPolicy, Upstream, WeightedUpstream};
 use crate::config::headers::{CompiledHeaders, HeaderOps};
 use crate::config::hosts::{fqdn, labels_contain};
@@ -149,6 +150,13 @@ fn compile_forward(
         .or_else(|| headers.authority.clone());
     let destinations =
         compile_destinations(scope, base, route, headers, route_authority, resolver)?;
+    // Istio's default policy drops previous-hosts for a lone destination that hashes.
+    let hashes = destinations.len() == 1
+        && destinations
+            .first()
+            .is_some_and(|d| d.upstream.policy.hash.is_some());
+    let retry = RetryPolicy::compile(route.retries.as_ref(), hashes)
+        .map_err(|e| scope.error(format!("{base}.retries"), e.to_string()))?;
     let timeout = match &route.timeout {
         Some(t) => {
             let d = parse_duration(t)
@@ -160,7 +168,8 @@ fn compile_forward(
     };
     Ok(Forward {
         destinations: destinations.into(),
-        mirrors: compile_mirrors(scope, route, resolver)?.into(),
+        mirrors: compile_mirrors(scope, base, route, resolver)?.into(),
+        retry,
         path_rewrite,
         timeout,
     })
@@ -210,7 +219,14 @@ fn compile_destinations(
             .chain(response.iter().flat_map(|ops| ops.describe("response")))
             .collect();
         out.push(WeightedUpstream {
-            upstream: resolver.upstream(&d.destination, scope.namespace),
+            upstream: resolver
+                .upstream(&d.destination, scope.namespace)
+                .map_err(|e| {
+                    scope.error(
+                        format!("{base}.route[{k}].destination"),
+                        policy_message(&d.destination, &e),
+                    )
+                })?,
             weight: d.weight.unwrap_or(if lone { 100 } else { 0 }),
             request_headers: request.into_iter().filter(|o| !o.is_empty()).collect(),
             response_headers: response.into_iter().filter(|o| !o.is_empty()).collect(),
@@ -223,6 +239,7 @@ fn compile_destinations(
 
 fn compile_mirrors(
     scope: &RouteScope<'_>,
+    base: &str,
     route: &HttpRoute,
     resolver: &mut UpstreamResolver<'_>,
 ) -> Compiled<Vec<MirrorPolicy>> {
@@ -240,19 +257,34 @@ fn compile_mirrors(
             .or(route.mirror_percent.map(f64::from))
             .or(route.mirror_percent_legacy.map(f64::from));
         mirrors.push(MirrorPolicy {
-            upstream: resolver.upstream(m, scope.namespace),
+            upstream: resolver
+                .upstream(m, scope.namespace)
+                .map_err(|e| scope.error(format!("{base}.mirror"), policy_message(m, &e)))?,
             fraction: fraction(percent, 100.0),
             headers: Arc::clone(&headers),
         });
     }
     for m in &route.mirrors {
         mirrors.push(MirrorPolicy {
-            upstream: resolver.upstream(&m.destination, scope.namespace),
+            upstream: resolver
+                .upstream(&m.destination, scope.namespace)
+                .map_err(|e| {
+                    scope.error(
+                        format!("{base}.mirrors"),
+                        policy_message(&m.destination, &e),
+                    )
+                })?,
             fraction: fraction(m.percentage.as_ref().map(|p| p.value), 100.0),
             headers: Arc::clone(&headers),
         });
     }
     Ok(mirrors)
+}
+
+/// The message for a DestinationRule policy the lab cannot use (the checker reports it at
+/// the DestinationRule first).
+fn policy_message(dest: &Destination, e: &PolicyError) -> String {
+    format!("the DestinationRule of host `{}`: {e}", dest.host)
 }
 
 /// Percentage (absent: `absent`) → fraction clamped to 0..=1.
@@ -448,6 +480,8 @@ pub(super) fn default_route(upstream: Arc<Upstream>) -> Route {
             mirrors: Arc::new([]),
             path_rewrite: None,
             timeout: None::<Duration>,
+            // BuildDefaultHTTPOutboundRoute: the mesh default, previous-hosts kept.
+            retry: Some(RetryPolicy::istio_default(false)),
         }),
         response_headers: HeaderOps::default(),
     }
@@ -461,14 +495,28 @@ pub(super) struct UpstreamResolver<'a> {
 }
 
 impl UpstreamResolver<'_> {
-    /// The shared upstream for `dest`, written in a resource of `namespace`.
-    pub(super) fn upstream(&mut self, dest: &Destination, namespace: &str) -> Arc<Upstream> {
+    /// The shared upstream for `dest`, written in a resource of `namespace`, with the
+    /// cluster policy its DestinationRule gives it.
+    pub(super) fn upstream(
+        &mut self,
+        dest: &Destination,
+        namespace: &str,
+    ) -> Result<Arc<Upstream>, PolicyError> {
         let host = fqdn(&dest.host, namespace);
         let port = dest.port.as_ref().and_then(|p| p.number);
         let key = (host.clone(), dest.subset.clone(), port);
         if let Some(u) = self.cache.get(&key) {
-            return Arc::clone(u);
+            return Ok(Arc::clone(u));
         }
+        // The cluster's port: the destination's, else the service's first (Istio's
+        // GetDestinationCluster with a single-port service).
+        let service_port = port.or_else(|| {
+            self.set
+                .service_entry_for(&host)
+                .and_then(|(_, se)| se.spec.ports.first().map(|p| p.number))
+        });
+        let policy =
+            ClusterPolicy::resolve(self.set, &host, dest.subset.as_deref(), service_port, port)?;
         let endpoints =
             resolve_endpoints(self.set, &host, &dest.host, dest.subset.as_deref(), port);
         let mut label = dest.host.clone();
@@ -478,15 +526,16 @@ impl UpstreamResolver<'_> {
         if let Some(s) = &dest.subset {
             label.push_str(&format!("/{s}"));
         }
-        let upstream = Arc::new(Upstream::new(
+        let upstream = Arc::new(Upstream::with_policy(
             dest.host.clone(),
             dest.subset.clone(),
             port.and_then(|p| u16::try_from(p).ok()),
             label,
             endpoints,
+            policy,
         ));
         self.cache.insert(key, Arc::clone(&upstream));
-        upstream
+        Ok(upstream)
     }
 }
 

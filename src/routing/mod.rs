@@ -5,10 +5,12 @@
 //! `crate::config` is this module's business.
 
 pub mod action;
+pub mod balancer;
 mod compile;
 mod delegate;
 mod gateway;
 pub mod matchers;
+pub mod policy;
 pub mod table;
 pub mod workload;
 
@@ -20,7 +22,6 @@ pub use workload::Workload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::headers::HeaderOps;
 
@@ -68,7 +69,9 @@ impl std::fmt::Display for EndpointAddr {
     }
 }
 
-/// A resolved destination (host + optional subset + port) and the endpoints that serve it.
+/// A resolved destination (host + optional subset + port): the endpoints that serve it, the
+/// cluster policy its DestinationRule gives it, and its runtime state (balancer, circuit
+/// breakers, outlier detection).
 #[derive(Debug)]
 pub struct Upstream {
     /// Destination host as written in the VirtualService (e.g. `reviews`).
@@ -82,12 +85,14 @@ pub struct Upstream {
     /// Endpoints that serve this destination. Empty only when a subset selects no
     /// ServiceEntry endpoint (`mirrorlab check` warns ML0206); the proxy answers 503 then.
     pub endpoints: Vec<EndpointAddr>,
-    /// Round-robin cursor over `endpoints`.
-    cursor: AtomicUsize,
+    /// What the DestinationRule sets up for it.
+    pub policy: policy::ClusterPolicy,
+    /// Balancer, breakers and ejections.
+    pub state: balancer::ClusterState,
 }
 
 impl Upstream {
-    /// Builds an upstream; `endpoints` must not be empty.
+    /// Builds an upstream with Istio's default cluster policy.
     pub fn new(
         host: String,
         subset: Option<String>,
@@ -95,23 +100,63 @@ impl Upstream {
         label: String,
         endpoints: Vec<EndpointAddr>,
     ) -> Self {
+        Self::with_policy(
+            host,
+            subset,
+            port,
+            label,
+            endpoints,
+            policy::ClusterPolicy::default(),
+        )
+    }
+
+    /// Builds an upstream with `policy`.
+    pub fn with_policy(
+        host: String,
+        subset: Option<String>,
+        port: Option<u16>,
+        label: String,
+        endpoints: Vec<EndpointAddr>,
+        policy: policy::ClusterPolicy,
+    ) -> Self {
+        let addresses: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
+        let state = balancer::ClusterState::new(&policy, &addresses);
         Self {
             host,
             subset,
             port,
             label,
             endpoints,
-            cursor: AtomicUsize::new(0),
+            policy,
+            state,
         }
     }
 
-    /// The next endpoint in round-robin order, or `None` when the upstream has none.
+    /// An endpoint picked by the destination's balancer (for a request with no hash and
+    /// nothing to avoid), or `None` when none can be.
     pub fn next_endpoint(&self) -> Option<&EndpointAddr> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
-        let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints.get(i)
+        let mut rng = fastrand::Rng::new();
+        self.pick(balancer::PickInput {
+            hash: None,
+            avoid: &[],
+            attempts: 1,
+            rng: &mut rng,
+            now: std::time::Instant::now(),
+        })
+        .ok()
+        .map(|(_, endpoint)| endpoint)
+    }
+
+    /// Picks an endpoint with the destination's balancer, passing over ejected ones.
+    pub fn pick(
+        &self,
+        input: balancer::PickInput<'_>,
+    ) -> Result<(balancer::Pick, &EndpointAddr), balancer::NoPick> {
+        let pick = self.state.pick(&self.policy, input)?;
+        self.endpoints
+            .get(pick.index)
+            .map(|e| (pick, e))
+            .ok_or(balancer::NoPick::NoEndpoints)
     }
 }
 

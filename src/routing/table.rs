@@ -509,7 +509,8 @@ fn default_services(set: &ConfigSet, resolver: &mut UpstreamResolver<'_>) -> Vec
                             number: Some(p.number),
                         }),
                     };
-                    let upstream = resolver.upstream(&destination, namespace);
+                    // The checker refuses a policy the route table cannot use.
+                    let upstream = resolver.upstream(&destination, namespace).ok()?;
                     Some((number, Arc::new(compile::default_route(upstream))))
                 })
                 .collect();

@@ -1,7 +1,10 @@
 //! The Diffs panel: where shadow responses differ from the primary's, per route, endpoint
-//! and field — sortable — with a button that ignores a field by writing the annotation.
+//! and field — sortable — with why each verdict was reached, and a button that ignores a
+//! field by writing the annotation (offered first for the fields found volatile).
 
-use crate::analysis::{AnalysisSnapshot, DiffAggregateRow, Verdict};
+use crate::analysis::{
+    AnalysisSnapshot, DiffAggregateRow, VOLATILE_SHARE, Verdict, VerdictEvidence,
+};
 
 use super::Command;
 
@@ -85,8 +88,11 @@ impl DiffsView<'_> {
             ));
         });
         ui.weak(
-            "Ignore writes the field into the VirtualService's mirrorlab.dev/diff-ignore \
-             annotation (save the file to keep it) and applies it to the running analysis.",
+            "A volatile field (its value changes between two answers of the same version: \
+             the baseline's, or the primary's own to the same request) is noise unless the \
+             shadow changes its type or presence. Ignore writes the field into the \
+             VirtualService's mirrorlab.dev/diff-ignore annotation (save the file to keep it) \
+             and applies it to the running analysis.",
         );
         let mut rows: Vec<&DiffAggregateRow> = self
             .snapshot
@@ -109,17 +115,21 @@ impl DiffsView<'_> {
         let row_height = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
         egui_extras::TableBuilder::new(ui)
             .striped(true)
-            .column(egui_extras::Column::initial(150.0).clip(true))
-            .column(egui_extras::Column::initial(160.0).clip(true))
             .column(egui_extras::Column::initial(110.0).clip(true))
-            .column(egui_extras::Column::initial(230.0).clip(true))
+            .column(egui_extras::Column::initial(130.0).clip(true))
+            .column(egui_extras::Column::initial(95.0).clip(true))
+            .column(egui_extras::Column::initial(180.0).clip(true))
+            // `12345 / 12345` on one line.
+            .column(egui_extras::Column::initial(84.0))
             .column(egui_extras::Column::auto())
             .column(egui_extras::Column::auto())
             .column(egui_extras::Column::auto())
-            .column(egui_extras::Column::auto())
-            // Four sample buttons of up to six digits each.
-            .column(egui_extras::Column::initial(240.0).clip(true))
-            .column(egui_extras::Column::remainder())
+            // The reason, in a sentence of up to about sixty characters (the figures in its
+            // hover).
+            .column(egui_extras::Column::initial(350.0).clip(true))
+            .column(egui_extras::Column::initial(64.0))
+            // Three sample buttons of up to six digits each.
+            .column(egui_extras::Column::remainder().clip(true))
             .header(22.0, |mut h| {
                 let cols = [
                     ("Route", Some(SortBy::Endpoint)),
@@ -130,8 +140,9 @@ impl DiffsView<'_> {
                     ("Rate", Some(SortBy::Rate)),
                     ("Noise rate", Some(SortBy::Noise)),
                     ("Verdict", Some(SortBy::Verdict)),
-                    ("Sample exchanges", None),
+                    ("Why", None),
                     ("", None),
+                    ("Sample exchanges", None),
                 ];
                 for (title, sort) in cols {
                     h.col(|ui| match sort {
@@ -157,94 +168,9 @@ impl DiffsView<'_> {
             })
             .body(|body| {
                 body.rows(row_height, rows.len(), |mut row| {
-                    let Some(r) = rows.get(row.index()) else {
-                        return;
-                    };
-                    row.col(|ui| {
-                        // The route's own name fits the column; the VirtualService is in the
-                        // hover (and is usually the only one).
-                        let short = r.route.split_once(':').map_or(r.route.as_str(), |(_, n)| n);
-                        ui.label(short).on_hover_text(&r.route);
-                    });
-                    row.col(|ui| {
-                        ui.label(&r.endpoint);
-                    });
-                    row.col(|ui| {
-                        ui.label(if r.baseline {
-                            format!("{} (baseline)", r.target)
-                        } else {
-                            r.target.clone()
-                        });
-                    });
-                    row.col(|ui| {
-                        ui.monospace(r.field.to_string());
-                    });
-                    row.col(|ui| {
-                        ui.label(format!("{} / {}", r.differing, r.compared));
-                    });
-                    row.col(|ui| {
-                        ui.label(format!("{:.2} %", r.rate * 100.0));
-                    });
-                    row.col(|ui| match r.noise_rate {
-                        Some(n) => {
-                            ui.label(format!("{:.2} %", n * 100.0)).on_hover_text(
-                                "How often the baseline (a second copy of the primary's version) \
-                                 differs from the primary here",
-                            );
-                        }
-                        None => {
-                            ui.weak("no baseline").on_hover_text(
-                                "Noise is measured with a baseline: a second mirror to the \
-                                 primary's own version (see \
-                                 sample-configs/reviews-mirrors-baseline.yaml). Without one, \
-                                 every difference counts as real.",
-                            );
-                        }
-                    });
-                    row.col(|ui| match r.verdict {
-                        Verdict::Real => {
-                            ui.colored_label(ui.visuals().warn_fg_color, "real")
-                                .on_hover_text(
-                                    "The shadow differs here more often than noise explains \
-                                     (or there is no baseline to tell)",
-                                );
-                        }
-                        Verdict::Noise => {
-                            ui.weak("noise").on_hover_text(
-                                "The baseline differs from the primary here as often: \
-                                 likely per-pod or per-request values",
-                            );
-                        }
-                    });
-                    row.col(|ui| {
-                        ui.horizontal(|ui| {
-                            for id in r.sample_exchange_ids.iter().take(4) {
-                                if ui
-                                    .small_button(format!("#{id}"))
-                                    .on_hover_text("Show this exchange in Traffic")
-                                    .clicked()
-                                {
-                                    self.commands.push(Command::ShowExchange(*id));
-                                }
-                            }
-                        });
-                    });
-                    row.col(|ui| {
-                        if ui
-                            .small_button("Ignore")
-                            .on_hover_text(format!(
-                                "Ignore {} for VirtualService {}",
-                                r.field,
-                                virtual_service_of(&r.route)
-                            ))
-                            .clicked()
-                        {
-                            self.commands.push(Command::IgnoreField {
-                                virtual_service: virtual_service_of(&r.route).to_owned(),
-                                rule: r.field.to_string(),
-                            });
-                        }
-                    });
+                    if let Some(r) = rows.get(row.index()) {
+                        row_ui(&mut row, r, self.commands);
+                    }
                 });
             });
         if let Some(s) = sort_clicked {
@@ -255,6 +181,161 @@ impl DiffsView<'_> {
                 self.panel.ascending = false;
             }
         }
+    }
+}
+
+/// One row of the table.
+fn row_ui(
+    row: &mut egui_extras::TableRow<'_, '_>,
+    r: &DiffAggregateRow,
+    commands: &mut Vec<Command>,
+) {
+    row.col(|ui| {
+        // The route's own name fits the column; the VirtualService is in the
+        // hover (and is usually the only one).
+        let short = r.route.split_once(':').map_or(r.route.as_str(), |(_, n)| n);
+        ui.label(short).on_hover_text(&r.route);
+    });
+    row.col(|ui| {
+        ui.label(&r.endpoint);
+    });
+    row.col(|ui| {
+        ui.label(if r.baseline {
+            format!("{} (baseline)", r.target)
+        } else {
+            r.target.clone()
+        });
+    });
+    row.col(|ui| {
+        ui.monospace(r.field.to_string());
+    });
+    row.col(|ui| {
+        ui.label(format!("{} / {}", r.differing, r.compared));
+    });
+    row.col(|ui| {
+        ui.label(format!("{:.2} %", r.rate * 100.0));
+    });
+    row.col(|ui| match r.noise_rate {
+        Some(n) => {
+            ui.label(format!("{:.2} %", n * 100.0)).on_hover_text(
+                "How often the baseline (a second copy of the primary's version) \
+                 differs from the primary here",
+            );
+        }
+        None => {
+            ui.weak("no baseline").on_hover_text(
+                "A baseline is a second mirror to the primary's own version \
+                 (see sample-configs/reviews-mirrors-baseline.yaml). Without \
+                 one, the primary's own answers to repeated identical requests \
+                 still show which fields are volatile; any other difference \
+                 counts as real.",
+            );
+        }
+    });
+    row.col(|ui| verdict_ui(ui, r));
+    row.col(|ui| {
+        let why = why_text(r);
+        if r.verdict == Verdict::Noise {
+            ui.weak(why)
+        } else {
+            ui.label(why)
+        }
+        .on_hover_text(evidence_details(r));
+    });
+    row.col(|ui| {
+        if ignore_button(ui, r).clicked() {
+            commands.push(Command::IgnoreField {
+                virtual_service: virtual_service_of(&r.route).to_owned(),
+                rule: r.field.to_string(),
+            });
+        }
+    });
+    row.col(|ui| {
+        ui.horizontal(|ui| {
+            for id in r.sample_exchange_ids.iter().take(3) {
+                if ui
+                    .small_button(format!("#{id}"))
+                    .on_hover_text("Show this exchange in Traffic")
+                    .clicked()
+                {
+                    commands.push(Command::ShowExchange(*id));
+                }
+            }
+        });
+    });
+}
+
+/// `real` or `noise`, with the rule that made it in the hover.
+fn verdict_ui(ui: &mut egui::Ui, r: &DiffAggregateRow) {
+    match r.verdict {
+        Verdict::Real => {
+            ui.colored_label(ui.visuals().warn_fg_color, "real")
+                .on_hover_text(format!("Real: {}", r.evidence.describe()));
+        }
+        Verdict::Noise => {
+            ui.weak("noise")
+                .on_hover_text(format!("Noise: {}", r.evidence.describe()));
+        }
+    }
+}
+
+/// The Why column: the evidence in a few words; for a real difference without a baseline,
+/// how steady the primary's own repeats were there.
+fn why_text(r: &DiffAggregateRow) -> String {
+    match (&r.evidence, r.repeats, r.repeats_changed) {
+        (VerdictEvidence::NoBaseline, Some(repeats), Some(0)) => {
+            format!("no baseline; primary's own value steady in {repeats} repeats")
+        }
+        (VerdictEvidence::NoBaseline, Some(repeats), Some(changed)) => {
+            format!("no baseline; primary's own value changed in {changed} of {repeats} repeats")
+        }
+        (evidence, _, _) => evidence.describe(),
+    }
+}
+
+/// The figures behind a verdict, for the Why column's hover.
+fn evidence_details(r: &DiffAggregateRow) -> String {
+    let mut lines = vec![format!(
+        "The shadow differs here in {} of {} exchanges ({} in type or presence).",
+        r.differing, r.compared, r.shape_differing
+    )];
+    if let (Some(n), Some(c)) = (r.noise_differing, r.noise_compared) {
+        lines.push(format!("The baseline differs here in {n} of {c}."));
+    }
+    if let (Some(changed), Some(repeats)) = (r.repeats_changed, r.repeats) {
+        lines.push(format!(
+            "The primary's own answer changed here in {changed} of {repeats} repeated requests."
+        ));
+    }
+    if let Some(v) = r.evidence.volatility() {
+        lines.push(format!(
+            "Volatile: {} (at least {:.0} % with 95 % confidence); a change of its value is \
+             noise, a change of its type or presence is not.",
+            v.describe(),
+            VOLATILE_SHARE * 100.0
+        ));
+    }
+    lines.join("\n")
+}
+
+/// The row's Ignore button: prominent for a volatile field (its values are noise, and
+/// ignoring it is the usual fix), small otherwise.
+fn ignore_button(ui: &mut egui::Ui, r: &DiffAggregateRow) -> egui::Response {
+    let vs = virtual_service_of(&r.route);
+    match r.evidence.volatility() {
+        Some(v) if !r.baseline => ui
+            .add(
+                egui::Button::new(egui::RichText::new("Ignore").strong())
+                    .fill(ui.visuals().selection.bg_fill),
+            )
+            .on_hover_text(format!(
+                "{} is volatile ({}). Ignore it for VirtualService {vs}",
+                r.field,
+                v.describe()
+            )),
+        _ => ui
+            .small_button("Ignore")
+            .on_hover_text(format!("Ignore {} for VirtualService {vs}", r.field)),
     }
 }
 

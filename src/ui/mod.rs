@@ -576,7 +576,13 @@ impl MirrorlabApp {
                 Command::ExportHar(path) => {
                     let exchanges = self.traffic.shown_exchanges();
                     let options = crate::export::har::HarOptions::default();
-                    match crate::export::har::write_har_file(&path, &exchanges, &options) {
+                    let analysis = self.session.analysis();
+                    match crate::export::har::write_har_file(
+                        &path,
+                        &exchanges,
+                        &options,
+                        Some(&analysis),
+                    ) {
                         Ok(()) => self.info(format!(
                             "Wrote {} exchanges to {} (Authorization and cookies redacted)",
                             exchanges.len(),

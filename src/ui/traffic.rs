@@ -31,7 +31,8 @@ pub struct TrafficFilter {
     pub status: String,
     /// Route label text the route must contain; empty: any.
     pub route: String,
-    /// Only exchanges where a shadow's response differs from the primary's.
+    /// Only exchanges where a shadow's response differs from the primary's in a real
+    /// difference (noise alone does not count).
     pub differs_only: bool,
 }
 
@@ -185,6 +186,8 @@ struct Detail {
     exchange: Arc<Exchange>,
     shadow_index: usize,
     diff: Result<ResponseDiff, String>,
+    /// How the analysis counts this shadow's differences, when it has them.
+    verdicts: Option<DetailVerdicts>,
     primary_body: String,
     shadow_body: String,
     line_diff: Vec<(similar::ChangeTag, String)>,
@@ -293,16 +296,11 @@ impl TrafficPanel {
     }
 }
 
-/// True when the analysis found that a shadow's response to exchange `id` differs from the
-/// primary's (status or fields, after ignore rules).
+/// True when the analysis found that a candidate's response to exchange `id` differs from
+/// the primary's in a real difference (status or fields, after ignore rules; noise alone
+/// does not count).
 pub fn differs(snapshot: Option<&AnalysisSnapshot>, id: u64) -> bool {
-    snapshot
-        .and_then(|s| s.diff_summary(id))
-        .is_some_and(|d| {
-            d.shadows.iter().any(|s| {
-                matches!(s.state, crate::analysis::ShadowState::Compared { status, differing_fields } if status.is_some() || differing_fields > 0)
-            })
-        })
+    snapshot.is_some_and(|s| s.differs_really(id))
 }
 
 /// The Traffic panel for one frame.
@@ -379,7 +377,11 @@ impl TrafficView<'_> {
                     .hint_text("any"),
             )
             .labelled_by(l.id);
-            ui.checkbox(&mut f.differs_only, "Differs only");
+            ui.checkbox(&mut f.differs_only, "Differs only")
+                .on_hover_text(
+                    "Only exchanges where a shadow differs from the primary in a real difference \
+                 (noise alone does not count; see the Diffs tab for why a field is noise)",
+                );
             if !f.is_empty() && ui.small_button("Clear filter").clicked() {
                 *f = TrafficFilter::default();
             }
@@ -498,7 +500,7 @@ impl TrafficView<'_> {
                     row.col(|ui| {
                         let text = self
                             .snapshot
-                            .and_then(|s| s.diff_summary(e.id))
+                            .and_then(|s| s.diff_headline(e.id))
                             .map_or_else(
                                 || {
                                     if e.shadows.is_empty() {
@@ -507,7 +509,7 @@ impl TrafficView<'_> {
                                         "...".to_owned()
                                     }
                                 },
-                                |d| plain_arrows(&d.headline()),
+                                |d| plain_arrows(&d),
                             );
                         ui.label(text);
                     });
@@ -599,7 +601,7 @@ impl TrafficView<'_> {
                         headers_ui(ui, &sent.headers, &[]);
                     });
                 }
-                diff_summary_ui(ui, &detail.diff);
+                diff_summary_ui(ui, &detail.diff, detail.verdicts.as_ref());
                 let primary = e.primary.as_ref().map(|p| (&p.target, &p.outcome));
                 let shadow = e.shadows.get(detail.shadow_index);
                 let changed_headers: Vec<String> = match &detail.diff {
@@ -670,6 +672,18 @@ fn compute_detail(
     } else {
         diff::diff_exchange(&exchange, shadow_index, &rules).map_err(|e| e.to_string())
     };
+    let verdicts = snapshot.and_then(|s| {
+        let shadow = s.diff_summary(exchange.id)?.shadows.get(shadow_index)?;
+        Some(DetailVerdicts {
+            headline: shadow.text(&s.verdicts),
+            noise: shadow
+                .classified_fields(&s.verdicts)
+                .into_iter()
+                .filter(|(_, class)| *class == crate::analysis::FieldClass::Noise)
+                .map(|(field, _)| field.to_string())
+                .collect(),
+        })
+    });
     let primary_body = exchange
         .primary
         .as_ref()
@@ -693,6 +707,7 @@ fn compute_detail(
         exchange,
         shadow_index,
         diff,
+        verdicts,
         primary_body,
         shadow_body,
         line_diff,
@@ -760,7 +775,41 @@ pub fn trace_text(e: &Exchange) -> String {
     }
 }
 
-fn diff_summary_ui(ui: &mut egui::Ui, diff: &Result<ResponseDiff, String>) {
+/// The analysis' view of one shadow's differences: its summary, and the fields that are
+/// noise (`status`, `header:NAME`, `body` or a JSON field path with `*`).
+struct DetailVerdicts {
+    headline: String,
+    noise: Vec<String>,
+}
+
+/// Most characters of a value shown on a difference line (a reordered array is shown
+/// whole otherwise).
+const MAX_SHOWN_VALUE: usize = 120;
+
+fn shown_value(v: &Option<serde_json::Value>) -> String {
+    let Some(v) = v else {
+        return "(absent)".to_owned();
+    };
+    let text = v.to_string();
+    match text.char_indices().nth(MAX_SHOWN_VALUE) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+fn diff_summary_ui(
+    ui: &mut egui::Ui,
+    diff: &Result<ResponseDiff, String>,
+    verdicts: Option<&DetailVerdicts>,
+) {
+    // A line at a field the analysis calls noise is shown weak, and says so.
+    let line = |ui: &mut egui::Ui, field: &str, text: String| {
+        if verdicts.is_some_and(|v| v.noise.iter().any(|n| n == field)) {
+            ui.weak(format!("{text}  (noise)"));
+        } else {
+            ui.label(text);
+        }
+    };
     match diff {
         Err(why) => {
             ui.label(format!("Not compared: {why}"));
@@ -772,39 +821,48 @@ fn diff_summary_ui(ui: &mut egui::Ui, diff: &Result<ResponseDiff, String>) {
             );
         }
         Ok(d) => {
+            let headline = verdicts.map_or_else(|| d.summary(), |v| v.headline.clone());
             ui.colored_label(
                 ui.visuals().warn_fg_color,
-                format!("Differences: {}", plain_arrows(&d.summary())),
+                format!("Differences: {}", plain_arrows(&headline)),
             );
             if let Some(s) = d.status.filter(|s| !s.ignored) {
-                ui.label(format!("status: {} -> {}", s.primary, s.shadow));
+                line(
+                    ui,
+                    "status",
+                    format!("status: {} -> {}", s.primary, s.shadow),
+                );
             }
             for h in d.headers.iter().filter(|h| !h.ignored) {
-                ui.label(format!(
-                    "header {} {}: {:?} -> {:?}",
-                    h.name,
-                    h.kind.as_str(),
-                    h.primary,
-                    h.shadow
-                ));
+                line(
+                    ui,
+                    &format!("header:{}", h.name),
+                    format!(
+                        "header {} {}: {:?} -> {:?}",
+                        h.name,
+                        h.kind.as_str(),
+                        h.primary,
+                        h.shadow
+                    ),
+                );
             }
             if let BodyComparison::Json { differences } = &d.body.comparison {
                 for j in differences.iter().filter(|j| !j.ignored).take(50) {
-                    let show = |v: &Option<serde_json::Value>| {
-                        v.as_ref()
-                            .map_or_else(|| "(absent)".to_owned(), |v| v.to_string())
+                    let (place, field) = if j.pointer.is_empty() {
+                        ("/", "body")
+                    } else {
+                        (j.pointer.as_str(), j.field.as_str())
                     };
-                    ui.label(format!(
-                        "body {} {}: {} -> {}",
-                        if j.pointer.is_empty() {
-                            "/"
-                        } else {
-                            &j.pointer
-                        },
-                        j.kind.as_str(),
-                        show(&j.primary),
-                        show(&j.shadow)
-                    ));
+                    line(
+                        ui,
+                        field,
+                        format!(
+                            "body {place} {}: {} -> {}",
+                            j.kind.as_str(),
+                            shown_value(&j.primary),
+                            shown_value(&j.shadow)
+                        ),
+                    );
                 }
             }
             if d.body.truncated {
@@ -1004,12 +1062,14 @@ mod tests {
             primary: Some(PrimaryRecord {
                 target: Arc::from("reviews/v1"),
                 endpoint: "127.0.0.1:9081".to_owned(),
+                attempts: Vec::new(),
                 outcome: UpstreamOutcome::Response(CapturedResponse {
                     status: http::StatusCode::from_u16(status).unwrap(),
                     headers: http::HeaderMap::new(),
                     body: CapturedBody::default(),
                     ttfb: Duration::from_millis(1),
                     total: Duration::from_millis(2),
+                    version: http::Version::HTTP_11,
                 }),
             }),
             shadows: Vec::new(),

@@ -62,6 +62,7 @@ pub fn response_with(
         body,
         ttfb: Duration::from_millis(ms / 2),
         total: Duration::from_millis(ms),
+        version: http::Version::HTTP_11,
     }
 }
 
@@ -138,6 +139,7 @@ pub fn exchange(
         primary: Some(PrimaryRecord {
             target: Arc::from("reviews/v1"),
             endpoint: "127.0.0.1:9081".to_owned(),
+            attempts: Vec::new(),
             outcome: primary,
         }),
         shadows,

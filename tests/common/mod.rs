@@ -329,6 +329,8 @@ impl FixedRoutes {
                 .collect(),
             path_rewrite: None,
             timeout,
+            // No retries: these tests look at one attempt's failure.
+            retry: None,
         };
         FixedRoutes {
             host: host.to_owned(),

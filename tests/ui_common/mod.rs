@@ -29,6 +29,19 @@ impl Upstream {
     /// Starts a server answering `{"id":..}` plus the fields in `extra` when given (so v2
     /// can differ from v1).
     pub fn start(rt: &tokio::runtime::Runtime, extra: Option<&'static str>) -> Upstream {
+        Upstream::answering(rt, move |id, _| match extra {
+            Some(extra) => format!(r#"{{"id":"{id}",{extra}}}"#),
+            None => format!(r#"{{"id":"{id}"}}"#),
+        })
+    }
+
+    /// Starts a server whose JSON answer `body(id, n)` makes from the last path segment and
+    /// the number of requests served before this one.
+    pub fn answering(
+        rt: &tokio::runtime::Runtime,
+        body: impl Fn(&str, u64) -> String + Send + Sync + 'static,
+    ) -> Upstream {
+        let body = Arc::new(body);
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
@@ -41,9 +54,10 @@ impl Upstream {
                     return;
                 };
                 let counter = Arc::clone(&counter);
+                let make = Arc::clone(&body);
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        counter.fetch_add(1, Ordering::Relaxed);
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
                         let id = req
                             .uri()
                             .path()
@@ -51,10 +65,7 @@ impl Upstream {
                             .next()
                             .unwrap_or("0")
                             .to_owned();
-                        let body = match extra {
-                            Some(extra) => format!(r#"{{"id":"{id}",{extra}}}"#),
-                            None => format!(r#"{{"id":"{id}"}}"#),
-                        };
+                        let body = make(&id, n);
                         async move {
                             Ok::<_, Infallible>(
                                 hyper::Response::builder()
@@ -90,8 +101,11 @@ pub struct MirrorFiles {
 
 /// Starts the two upstreams and writes the config.
 pub fn mirror_files(rt: &tokio::runtime::Runtime) -> MirrorFiles {
-    let v1 = Upstream::start(rt, None);
-    let v2 = Upstream::start(rt, None);
+    mirror_files_of(Upstream::start(rt, None), Upstream::start(rt, None))
+}
+
+/// Writes the config for these two upstreams.
+pub fn mirror_files_of(v1: Upstream, v2: Upstream) -> MirrorFiles {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("reviews.yaml");
     std::fs::write(&path, mirror_config(v1.addr, v2.addr)).unwrap();
@@ -217,16 +231,22 @@ pub fn wait_until(
 
 /// Sends `n` GET requests for host `reviews` through the proxy at `addr`.
 pub fn send_requests(rt: &tokio::runtime::Runtime, addr: SocketAddr, n: usize) {
+    let paths: Vec<String> = (0..n).map(|i| format!("/reviews/{i}")).collect();
+    send_paths(rt, addr, &paths);
+}
+
+/// Sends one GET request for host `reviews` per path, in order, through the proxy at `addr`.
+pub fn send_paths(rt: &tokio::runtime::Runtime, addr: SocketAddr, paths: &[String]) {
     rt.block_on(async {
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        for i in 0..n {
+        for path in paths {
             let resp = client
-                .get(format!("http://{addr}/reviews/{i}"))
+                .get(format!("http://{addr}{path}"))
                 .header("host", "reviews")
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(resp.status(), 200, "request {i} through the proxy");
+            assert_eq!(resp.status(), 200, "{path} through the proxy");
         }
     });
 }

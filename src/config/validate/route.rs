@@ -15,12 +15,6 @@ impl Checker<'_> {
     /// requests on as if the field were absent without a word.
     fn not_simulated(&mut self, r: &Resource, base: &str, route: &HttpRoute) {
         let mut parts: Vec<(String, String)> = Vec::new();
-        if route.retries.is_some() {
-            parts.push((
-                format!("{base}.retries"),
-                "`retries` is not simulated: a failed primary request is answered as it failed, not tried again".to_owned(),
-            ));
-        }
         if let Some(code) = route.redirect.as_ref().and_then(|r| r.redirect_code)
             && ![0, 301, 302, 303, 307, 308].contains(&code)
         {

@@ -57,6 +57,10 @@ impl Checker<'_> {
             return;
         }
         self.policy_parts(r, at, ns);
+        for part in tp.unsimulated() {
+            let field = format!("{path}.{}", part.field);
+            self.warning(codes::NOT_SIMULATED, r, &field, part.why.to_owned(), None);
+        }
         for p in at.items("portLevelSettings") {
             let p = p.at();
             if !p.has("port") {

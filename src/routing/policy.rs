@@ -1,0 +1,663 @@
+//! What the mesh sets up between the sidecar and an upstream, compiled: a route's retry
+//! policy (Istio's `pilot/pkg/networking/core/route/retry/retry.go` `ConvertPolicy`), and a
+//! destination's cluster policy from its DestinationRule (load balancer, connection pool
+//! limits, outlier detection) with Istio's precedence between host, subset and port
+//! (`cluster_builder.go` `applyDestinationRule`, `util.go` `MergeSubsetTrafficPolicy`).
+
+use std::time::Duration;
+
+use crate::config::hosts::fqdn;
+use crate::config::model::{
+    ConnectionPoolSettings, ConsistentHash, HttpRetry, LoadBalancerSettings, OutlierDetection,
+    TrafficPolicy,
+};
+use crate::config::{ConfigSet, DurationError, parse_duration};
+
+/// Envoy's retry conditions (`retry_on`), as a set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RetryOn(u32);
+
+impl RetryOn {
+    /// Any 5xx answer, and any reset.
+    pub const FIVE_XX: Self = Self(1);
+    /// 502, 503, 504, and any reset.
+    pub const GATEWAY_ERROR: Self = Self(1 << 1);
+    /// Any reset (not a circuit breaker's overflow).
+    pub const RESET: Self = Self(1 << 2);
+    /// A reset before any byte of the request went upstream.
+    pub const RESET_BEFORE_REQUEST: Self = Self(1 << 3);
+    /// A connection that could not be made.
+    pub const CONNECT_FAILURE: Self = Self(1 << 4);
+    /// 409.
+    pub const RETRIABLE_4XX: Self = Self(1 << 5);
+    /// An HTTP/2 stream refused.
+    pub const REFUSED_STREAM: Self = Self(1 << 6);
+    /// The policy's status codes.
+    pub const RETRIABLE_STATUS_CODES: Self = Self(1 << 7);
+    /// An answer marked `x-envoy-ratelimited`.
+    pub const ENVOY_RATELIMITED: Self = Self(1 << 8);
+    /// gRPC status CANCELLED in the response head.
+    pub const GRPC_CANCELLED: Self = Self(1 << 9);
+    /// gRPC status DEADLINE_EXCEEDED.
+    pub const GRPC_DEADLINE_EXCEEDED: Self = Self(1 << 10);
+    /// gRPC status INTERNAL.
+    pub const GRPC_INTERNAL: Self = Self(1 << 11);
+    /// gRPC status RESOURCE_EXHAUSTED.
+    pub const GRPC_RESOURCE_EXHAUSTED: Self = Self(1 << 12);
+    /// gRPC status UNAVAILABLE.
+    pub const GRPC_UNAVAILABLE: Self = Self(1 << 13);
+
+    const NAMES: [(&'static str, Self); 16] = [
+        ("5xx", Self::FIVE_XX),
+        ("gateway-error", Self::GATEWAY_ERROR),
+        ("reset", Self::RESET),
+        ("reset-before-request", Self::RESET_BEFORE_REQUEST),
+        ("connect-failure", Self::CONNECT_FAILURE),
+        ("retriable-4xx", Self::RETRIABLE_4XX),
+        ("refused-stream", Self::REFUSED_STREAM),
+        ("retriable-status-codes", Self::RETRIABLE_STATUS_CODES),
+        // Istio never sets the headers these need; parsed so they are not taken for typos.
+        ("retriable-headers", Self(0)),
+        ("http3-post-connect-failure", Self(0)),
+        ("envoy-ratelimited", Self::ENVOY_RATELIMITED),
+        ("cancelled", Self::GRPC_CANCELLED),
+        ("deadline-exceeded", Self::GRPC_DEADLINE_EXCEEDED),
+        ("internal", Self::GRPC_INTERNAL),
+        ("resource-exhausted", Self::GRPC_RESOURCE_EXHAUSTED),
+        ("unavailable", Self::GRPC_UNAVAILABLE),
+    ];
+
+    /// Whether every condition of `other` is set.
+    pub fn contains(self, other: Self) -> bool {
+        other.0 != 0 && self.0 & other.0 == other.0
+    }
+
+    fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The conditions by name, as `retryOn` writes them.
+    pub fn names(self) -> Vec<&'static str> {
+        Self::NAMES
+            .iter()
+            .filter(|(_, c)| self.contains(*c))
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+/// A route's retry policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub num_retries: u32,
+    /// What is retried.
+    pub on: RetryOn,
+    /// Status codes `retriable-status-codes` retries.
+    pub status_codes: Vec<u16>,
+    /// Each attempt's timeout, from the moment it has a connection.
+    pub per_try_timeout: Option<Duration>,
+    /// A retry avoids endpoints already tried (`previous_hosts`).
+    pub previous_hosts: bool,
+    /// Picks per retry while looking for an endpoint not tried yet.
+    pub host_selection_attempts: u32,
+    /// Back-off base: retry n waits a uniform random time below `base · 2^(n-1)`, capped at
+    /// ten times the base.
+    pub base_interval: Duration,
+}
+
+impl RetryPolicy {
+    /// Istio's default (retry.go `DefaultPolicy`): two retries on connect-failure,
+    /// refused-stream, unavailable, cancelled and retriable-status-codes (with no codes:
+    /// 503 is not retried since Istio 1.24), avoiding the endpoints tried, five picks.
+    pub fn istio_default(consistent_hash: bool) -> Self {
+        Self {
+            num_retries: 2,
+            on: RetryOn::CONNECT_FAILURE
+                .union(RetryOn::REFUSED_STREAM)
+                .union(RetryOn::GRPC_UNAVAILABLE)
+                .union(RetryOn::GRPC_CANCELLED)
+                .union(RetryOn::RETRIABLE_STATUS_CODES),
+            status_codes: Vec::new(),
+            per_try_timeout: None,
+            // DefaultConsistentHashPolicy drops the previous-hosts predicate.
+            previous_hosts: !consistent_hash,
+            host_selection_attempts: 5,
+            base_interval: Duration::from_millis(25),
+        }
+    }
+
+    /// `ConvertPolicy`: `None` when retries are off (`attempts: 0`); `retries` absent gives
+    /// the default.
+    pub fn compile(
+        retries: Option<&HttpRetry>,
+        consistent_hash: bool,
+    ) -> Result<Option<Self>, PolicyError> {
+        let Some(r) = retries else {
+            return Ok(Some(Self::istio_default(consistent_hash)));
+        };
+        let attempts = r.attempts.unwrap_or(0);
+        if attempts <= 0 {
+            return Ok(None);
+        }
+        let mut policy = Self::istio_default(consistent_hash);
+        policy.num_retries = attempts.unsigned_abs();
+        if let Some(text) = &r.retry_on {
+            let (on, codes) = parse_retry_on(text)?;
+            policy.on = on;
+            policy.status_codes = codes;
+        }
+        if let Some(t) = &r.per_try_timeout {
+            policy.per_try_timeout = Some(duration("perTryTimeout", t)?);
+        }
+        if let Some(ignore) = r.retry_ignore_previous_hosts {
+            policy.previous_hosts = ignore;
+        }
+        if let Some(b) = &r.backoff {
+            // Envoy rounds a base below 1 ms up to 1 ms.
+            policy.base_interval = duration("backoff", b)?.max(Duration::from_millis(1));
+        }
+        Ok(Some(policy))
+    }
+
+    /// The most a retry waits: ten times the base (Istio never sets Envoy's max_interval).
+    pub fn max_interval(&self) -> Duration {
+        self.base_interval * 10
+    }
+
+    /// The back-off bound for retry `n` (1-based): Envoy's jittered exponential back-off
+    /// draws a whole number of milliseconds below it.
+    pub fn backoff_bound(&self, n: u32) -> Duration {
+        let max = self.max_interval();
+        let mut bound = self.base_interval;
+        for _ in 1..n {
+            bound = if bound < max / 2 { bound * 2 } else { max };
+        }
+        bound.min(max)
+    }
+}
+
+/// Istio's `parseRetryOn`: names go to `retry_on`, known HTTP status codes to the retriable
+/// codes (adding `retriable-status-codes`).
+pub fn parse_retry_on(text: &str) -> Result<(RetryOn, Vec<u16>), PolicyError> {
+    let mut on = RetryOn::default();
+    let mut codes = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Ok(code) = part.parse::<u16>()
+            && http::StatusCode::from_u16(code).is_ok_and(|s| s.canonical_reason().is_some())
+        {
+            codes.push(code);
+            continue;
+        }
+        match RetryOn::NAMES.iter().find(|(n, _)| *n == part) {
+            Some((_, c)) => on = on.union(*c),
+            None => return Err(PolicyError::RetryOn(part.to_owned())),
+        }
+    }
+    if !codes.is_empty() {
+        on = on.union(RetryOn::RETRIABLE_STATUS_CODES);
+    }
+    Ok((on, codes))
+}
+
+/// A policy field the lab cannot use; the checker reports these first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// An unknown `retryOn` condition.
+    #[error(
+        "`{0}` is not a retry condition Istio knows (5xx, gateway-error, reset, connect-failure, refused-stream, retriable-4xx, retriable-status-codes, envoy-ratelimited, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable, or a status code)"
+    )]
+    RetryOn(String),
+    /// A duration that does not parse.
+    #[error("{field}: {error}")]
+    Duration {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        error: DurationError,
+    },
+}
+
+fn duration(field: &'static str, text: &str) -> Result<Duration, PolicyError> {
+    parse_duration(text).map_err(|error| PolicyError::Duration { field, error })
+}
+
+/// How endpoints are picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balancer {
+    /// In order, starting anywhere.
+    RoundRobin,
+    /// Two random endpoints, the one with fewer active requests (Istio's default).
+    LeastRequest,
+    /// Uniformly at random.
+    Random,
+    /// Ketama ring of at least this many entries.
+    RingHash(u64),
+    /// Maglev table of this (prime) size.
+    Maglev(u64),
+}
+
+/// What a consistent hash is computed from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashKey {
+    /// A request header's values.
+    Header(http::HeaderName),
+    /// A cookie; generated (and set on the answer) when absent and `ttl` is set.
+    Cookie(CookieKey),
+    /// The client's IP.
+    SourceIp,
+    /// A query parameter's first value.
+    Query(String),
+}
+
+/// `httpCookie` compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CookieKey {
+    /// Cookie name.
+    pub name: String,
+    /// `Path` of a generated cookie.
+    pub path: Option<String>,
+    /// `Max-Age` of a generated cookie; `None`: no cookie is generated.
+    pub ttl: Option<Duration>,
+    /// Extra attributes, `name` or `name=value`.
+    pub attributes: Vec<String>,
+}
+
+/// Connection pool limits (Envoy's circuit breakers). Unset fields are Istio's: no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Connections to all endpoints.
+    pub max_connections: u32,
+    /// Requests waiting for a connection.
+    pub max_pending: u32,
+    /// Active requests.
+    pub max_requests: u32,
+    /// Retries outstanding.
+    pub max_retries: u32,
+    /// Requests a connection carries before it is closed.
+    pub max_requests_per_connection: Option<u32>,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        // cluster_traffic_policy.go getDefaultCircuitBreakerThresholds: MaxUint32 for all.
+        Self {
+            max_connections: u32::MAX,
+            max_pending: u32::MAX,
+            max_requests: u32::MAX,
+            max_retries: u32::MAX,
+            max_requests_per_connection: None,
+        }
+    }
+}
+
+/// Outlier detection compiled with Envoy's defaults for what Istio leaves unset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutlierConfig {
+    /// Consecutive 5xx before ejection; `None`: detected but not enforced.
+    pub consecutive_5xx: Option<u32>,
+    /// Consecutive gateway errors before ejection; `None`: not enforced.
+    pub consecutive_gateway: Option<u32>,
+    /// Locally originated failures counted apart (`splitExternalLocalOriginErrors`).
+    pub split_local_origin: bool,
+    /// Consecutive local-origin failures before ejection, when split.
+    pub consecutive_local_origin: Option<u32>,
+    /// Sweep interval.
+    pub interval: Duration,
+    /// Base ejection time.
+    pub base_ejection: Duration,
+    /// Longest ejection (Envoy's default 300 s, or the base if larger).
+    pub max_ejection: Duration,
+    /// Most endpoints ejected, percent.
+    pub max_ejection_percent: u32,
+}
+
+/// Everything the mesh sets up for one destination's cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterPolicy {
+    /// How endpoints are picked.
+    pub balancer: Balancer,
+    /// The route's hash key for a consistent-hash balancer.
+    pub hash: Option<HashKey>,
+    /// Circuit breakers.
+    pub limits: PoolLimits,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream connection idle timeout.
+    pub idle_timeout: Duration,
+    /// Outlier detection, if set.
+    pub outlier: Option<OutlierConfig>,
+    /// Below this share of available endpoints (percent), every endpoint is used (panic).
+    pub panic_threshold: u32,
+}
+
+impl Default for ClusterPolicy {
+    fn default() -> Self {
+        Self {
+            balancer: Balancer::LeastRequest,
+            hash: None,
+            limits: PoolLimits::default(),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(3600),
+            outlier: None,
+            panic_threshold: 50,
+        }
+    }
+}
+
+/// The three blocks of a traffic policy that make a cluster, after port resolution.
+#[derive(Debug, Clone, Default)]
+struct Blocks<'a> {
+    load_balancer: Option<&'a LoadBalancerSettings>,
+    connection_pool: Option<&'a ConnectionPoolSettings>,
+    outlier_detection: Option<&'a OutlierDetection>,
+}
+
+/// `GetPortLevelTrafficPolicy`: a port entry replaces the whole policy for that port.
+fn for_port(policy: &TrafficPolicy, port: Option<u32>) -> (Blocks<'_>, bool) {
+    let entry = port.and_then(|p| {
+        policy
+            .port_level_settings
+            .iter()
+            .find(|e| e.port.as_ref().and_then(|s| s.number) == Some(p))
+    });
+    match entry {
+        Some(e) => (
+            Blocks {
+                load_balancer: e.load_balancer.as_ref(),
+                connection_pool: e.connection_pool.as_ref(),
+                outlier_detection: e.outlier_detection.as_ref(),
+            },
+            true,
+        ),
+        None => (
+            Blocks {
+                load_balancer: policy.load_balancer.as_ref(),
+                connection_pool: policy.connection_pool.as_ref(),
+                outlier_detection: policy.outlier_detection.as_ref(),
+            },
+            false,
+        ),
+    }
+}
+
+impl ClusterPolicy {
+    /// The policy of destination `host_fqdn` (subset `subset`) on service port `port`.
+    pub fn resolve(
+        set: &ConfigSet,
+        host_fqdn: &str,
+        subset: Option<&str>,
+        port: Option<u32>,
+        destination_port: Option<u32>,
+    ) -> Result<Self, PolicyError> {
+        let rule = set
+            .destination_rules_for(host_fqdn)
+            .next()
+            .map(|(_, dr)| dr);
+        let host_policy = rule.and_then(|dr| dr.spec.traffic_policy.as_ref());
+        let subset_policy = rule
+            .zip(subset)
+            .and_then(|(dr, name)| dr.spec.subsets.iter().find(|s| s.name == name))
+            .and_then(|s| s.traffic_policy.as_ref());
+        let mut blocks = host_policy.map_or_else(Blocks::default, |p| for_port(p, port).0);
+        if let Some(sp) = subset_policy {
+            // MergeSubsetTrafficPolicy: a subset's port entry replaces every block, even
+            // with nothing; its top-level blocks replace the host's where set.
+            let (own, port_level) = for_port(sp, port);
+            if port_level {
+                blocks = own;
+            } else {
+                blocks.load_balancer = own.load_balancer.or(blocks.load_balancer);
+                blocks.connection_pool = own.connection_pool.or(blocks.connection_pool);
+                blocks.outlier_detection = own.outlier_detection.or(blocks.outlier_detection);
+            }
+        }
+        let mut policy = Self::default();
+        if let Some(lb) = blocks.load_balancer {
+            policy.apply_load_balancer(lb);
+        }
+        policy.hash = route_hash(host_policy, subset_policy, destination_port)
+            .map(compile_hash)
+            .transpose()?;
+        if let Some(cp) = blocks.connection_pool {
+            policy.apply_connection_pool(cp)?;
+        }
+        if let Some(od) = blocks.outlier_detection {
+            policy.apply_outlier_detection(od)?;
+        }
+        Ok(policy)
+    }
+
+    /// `applyLoadBalancer`: LEAST_REQUEST unless told otherwise; a consistent hash wins.
+    pub(super) fn apply_load_balancer(&mut self, lb: &LoadBalancerSettings) {
+        self.balancer = match lb.simple.as_deref() {
+            Some("ROUND_ROBIN") => Balancer::RoundRobin,
+            Some("RANDOM") => Balancer::Random,
+            // PASSTHROUGH: the lab has no original destination (check warns, ML0301).
+            Some("PASSTHROUGH") => Balancer::RoundRobin,
+            _ => Balancer::LeastRequest,
+        };
+        if let Some(ch) = &lb.consistent_hash {
+            self.balancer = match (&ch.maglev, &ch.ring_hash) {
+                (Some(m), _) => Balancer::Maglev(m.table_size.filter(|s| *s > 0).unwrap_or(65_537)),
+                (None, Some(r)) => {
+                    Balancer::RingHash(r.minimum_ring_size.filter(|s| *s > 0).unwrap_or(1024))
+                }
+                (None, None) => {
+                    Balancer::RingHash(ch.minimum_ring_size.filter(|s| *s > 0).unwrap_or(1024))
+                }
+            };
+        }
+    }
+
+    /// `applyConnectionPool`: a limit applies only when above 0.
+    pub(super) fn apply_connection_pool(
+        &mut self,
+        cp: &ConnectionPoolSettings,
+    ) -> Result<(), PolicyError> {
+        let positive = |v: Option<i32>| v.filter(|n| *n > 0).map(i32::unsigned_abs);
+        if let Some(tcp) = &cp.tcp {
+            if let Some(n) = positive(tcp.max_connections) {
+                self.limits.max_connections = n;
+            }
+            if let Some(t) = &tcp.connect_timeout {
+                self.connect_timeout = duration("connectTimeout", t)?;
+            }
+            if let Some(t) = &tcp.idle_timeout {
+                self.idle_timeout = duration("idleTimeout", t)?;
+            }
+        }
+        if let Some(http) = &cp.http {
+            if let Some(n) = positive(http.http1_max_pending_requests) {
+                self.limits.max_pending = n;
+            }
+            if let Some(n) = positive(http.http2_max_requests) {
+                self.limits.max_requests = n;
+            }
+            if let Some(n) = positive(http.max_retries) {
+                self.limits.max_retries = n;
+            }
+            self.limits.max_requests_per_connection = positive(http.max_requests_per_connection);
+            if let Some(t) = &http.idle_timeout {
+                self.idle_timeout = duration("idleTimeout", t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `applyOutlierDetection`, with Envoy's defaults for what Istio leaves unset.
+    pub(super) fn apply_outlier_detection(
+        &mut self,
+        od: &OutlierDetection,
+    ) -> Result<(), PolicyError> {
+        let interval = match &od.interval {
+            Some(t) => duration("interval", t)?,
+            None => Duration::from_secs(10),
+        };
+        let base = match &od.base_ejection_time {
+            Some(t) => duration("baseEjectionTime", t)?,
+            None => Duration::from_secs(30),
+        };
+        let split = od.split_external_local_origin_errors.unwrap_or(false);
+        self.outlier = Some(OutlierConfig {
+            // Unset: Envoy's 5, enforced; 0: detected, never enforced.
+            consecutive_5xx: match od.consecutive_5xx_errors {
+                None => Some(5),
+                Some(0) => None,
+                Some(n) => Some(n),
+            },
+            // Unset: Envoy's default enforcement for gateway errors is 0.
+            consecutive_gateway: od.consecutive_gateway_errors.filter(|n| *n > 0),
+            split_local_origin: split,
+            consecutive_local_origin: split.then(|| {
+                od.consecutive_local_origin_failures
+                    .filter(|n| *n > 0)
+                    .unwrap_or(5)
+            }),
+            interval,
+            base_ejection: base,
+            max_ejection: Duration::from_secs(300).max(base),
+            max_ejection_percent: od
+                .max_ejection_percent
+                .filter(|p| *p > 0)
+                .map_or(10, i32::unsigned_abs),
+        });
+        // Istio always sets the panic threshold with outlier detection: minHealthPercent, 0
+        // when unset (panic mode off).
+        self.panic_threshold = od.min_health_percent.map_or(0, |p| p.max(0).unsigned_abs());
+        Ok(())
+    }
+}
+
+/// `HashForHTTPDestination`: subset port entry, subset, host port entry, host; a port entry
+/// counts only when the destination names its port.
+fn route_hash<'a>(
+    host: Option<&'a TrafficPolicy>,
+    subset: Option<&'a TrafficPolicy>,
+    destination_port: Option<u32>,
+) -> Option<&'a ConsistentHash> {
+    let port_hash = |p: &'a TrafficPolicy| {
+        destination_port.and_then(|port| {
+            p.port_level_settings
+                .iter()
+                .find(|e| e.port.as_ref().and_then(|s| s.number) == Some(port))
+                .and_then(|e| e.load_balancer.as_ref())
+                .and_then(|lb| lb.consistent_hash.as_ref())
+        })
+    };
+    let own = |p: &'a TrafficPolicy| {
+        p.load_balancer
+            .as_ref()
+            .and_then(|lb| lb.consistent_hash.as_ref())
+    };
+    subset
+        .and_then(port_hash)
+        .or_else(|| subset.and_then(own))
+        .or_else(|| host.and_then(port_hash))
+        .or_else(|| host.and_then(own))
+}
+
+fn compile_hash(ch: &ConsistentHash) -> Result<HashKey, PolicyError> {
+    if let Some(name) = &ch.http_header_name
+        && let Ok(header) = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+    {
+        return Ok(HashKey::Header(header));
+    }
+    if let Some(c) = &ch.http_cookie {
+        return Ok(HashKey::Cookie(CookieKey {
+            name: c.name.clone(),
+            path: c.path.clone(),
+            ttl: c
+                .ttl
+                .as_deref()
+                .map(|t| duration("httpCookie.ttl", t))
+                .transpose()?,
+            attributes: c
+                .attributes
+                .iter()
+                .map(|a| match &a.value {
+                    Some(v) => format!("{}={v}", a.name),
+                    None => a.name.clone(),
+                })
+                .collect(),
+        }));
+    }
+    if ch.use_source_ip == Some(true) {
+        return Ok(HashKey::SourceIp);
+    }
+    Ok(HashKey::Query(
+        ch.http_query_parameter_name.clone().unwrap_or_default(),
+    ))
+}
+
+/// Whether the route's single destination hashes (Istio then drops previous-hosts from the
+/// default retry policy).
+pub fn destination_hashes(
+    set: &ConfigSet,
+    host: &str,
+    namespace: &str,
+    subset: Option<&str>,
+    port: Option<u32>,
+) -> bool {
+    let host = fqdn(host, namespace);
+    ClusterPolicy::resolve(set, &host, subset, port, port).is_ok_and(|p| p.hash.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_on_splits_names_and_status_codes_as_istio() {
+        // retry.go parseRetryOn: "503,reset" → retry_on "reset,retriable-status-codes", [503].
+        let (on, codes) = parse_retry_on("503, reset").expect("valid");
+        assert!(on.contains(RetryOn::RESET));
+        assert!(on.contains(RetryOn::RETRIABLE_STATUS_CODES));
+        assert_eq!(codes, [503]);
+        assert!(parse_retry_on("5xx,nonsense").is_err());
+    }
+
+    #[test]
+    fn the_default_policy_and_attempts_zero() {
+        let d = RetryPolicy::compile(None, false)
+            .expect("valid")
+            .expect("retries on");
+        assert_eq!(d.num_retries, 2);
+        assert!(d.on.contains(RetryOn::CONNECT_FAILURE));
+        assert!(
+            !d.on.contains(RetryOn::FIVE_XX),
+            "503 is not retried by default"
+        );
+        assert!(d.previous_hosts);
+        let off = HttpRetry {
+            attempts: Some(0),
+            ..HttpRetry::default()
+        };
+        assert_eq!(
+            RetryPolicy::compile(Some(&off), false).expect("valid"),
+            None
+        );
+        let some = HttpRetry {
+            attempts: Some(3),
+            retry_on: Some("5xx".into()),
+            ..HttpRetry::default()
+        };
+        let p = RetryPolicy::compile(Some(&some), false)
+            .expect("valid")
+            .expect("on");
+        assert_eq!(p.num_retries, 3);
+        assert!(p.on.contains(RetryOn::FIVE_XX));
+        assert!(
+            !p.on.contains(RetryOn::CONNECT_FAILURE),
+            "retryOn replaces the conditions"
+        );
+    }
+
+    #[test]
+    fn backoff_bounds_double_up_to_ten_times_the_base() {
+        // backoff_strategy.cc JitteredExponentialBackOffStrategy: 25, 50, 100, 200, 250, 250.
+        let p = RetryPolicy::istio_default(false);
+        let bounds: Vec<u128> = (1..=6).map(|n| p.backoff_bound(n).as_millis()).collect();
+        assert_eq!(bounds, [25, 50, 100, 200, 250, 250]);
+    }
+}
