@@ -112,7 +112,8 @@ async fn a_request_mirror_copies_every_request_to_the_shadow_and_the_trace_names
     );
     assert_eq!(exchanges[0].shadows.len(), 1);
     // HAR names the route object, its rule and its match.
-    let har = mirrorlab::export::build_har(&exchanges, &mirrorlab::export::HarOptions::default());
+    let har =
+        mirrorlab::export::build_har(&exchanges, &mirrorlab::export::HarOptions::default(), None);
     let json = serde_json::to_value(&har).expect("HAR");
     assert_eq!(
         json["log"]["entries"][0]["_route"],

@@ -537,3 +537,32 @@ spec:
         }
     );
 }
+
+#[test]
+fn a_retry_becomes_istios_retry_policy_and_backend_request_its_per_try_timeout() {
+    // conversion.go convertHTTPRoute: attempts (default 2), retryOn connect-failure,
+    // refused-stream, unavailable, cancelled and the codes; backendRequest is the per-try
+    // timeout when there is a retry.
+    let rules = "  - retry: {attempts: 3, codes: [503], backoff: 100ms}\n    timeouts: {request: 10s, backendRequest: 1s}\n    backendRefs: [{name: reviews-v1, port: 9080}]\n";
+    let t = table(&route("reviews", "", rules));
+    let r = req("reviews", "/").resolve(&t).expect("routed");
+    let f = r.forward().expect("forwards");
+    let retry = f.retry.as_ref().expect("a retry policy");
+    assert_eq!(retry.num_retries, 3);
+    assert_eq!(retry.status_codes, [503]);
+    assert_eq!(
+        retry.per_try_timeout,
+        Some(std::time::Duration::from_secs(1))
+    );
+    assert_eq!(retry.base_interval, std::time::Duration::from_millis(100));
+    assert_eq!(f.timeout, Some(std::time::Duration::from_secs(10)));
+    let none = table(&route("reviews", "", &only("v1")));
+    let r = req("reviews", "/").resolve(&none).expect("routed");
+    assert_eq!(
+        r.forward()
+            .and_then(|f| f.retry.as_ref())
+            .map(|p| p.num_retries),
+        Some(2),
+        "no retry: Istio's default policy, as for a VirtualService"
+    );
+}

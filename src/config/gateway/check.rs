@@ -95,10 +95,6 @@ pub fn check(set: &ConfigSet, conversion: &Conversion) -> Vec<Diagnostic> {
                 );
                 for (i, rule) in route.spec.rules.iter().enumerate() {
                     let base = push_index("spec.rules", i);
-                    if rule.retry.is_some() {
-                        push(&mut out, Severity::Warning, codes::NOT_SIMULATED, &push_key(&base, "retry"),
-                            "retry is not simulated yet: a failed primary is answered as it failed (Istio makes it a VirtualService retry policy)".to_owned(), None);
-                    }
                     if rule.extra.contains_key("sessionPersistence") {
                         push(
                             &mut out,
