@@ -137,10 +137,17 @@ fn compile_generated(
         crate::config::IstioObject::GatewayApi(o) => &o.metadata().annotations,
         _ => &no_annotations,
     };
+    // Routes of several namespaces can share a Gateway's host: each resolves its backends
+    // in its own namespace.
+    let namespace = r
+        .origin
+        .route
+        .split_once('/')
+        .map_or(g.namespace.as_str(), |(ns, _)| ns);
     let scope = RouteScope {
         set,
         resource,
-        namespace: &g.namespace,
+        namespace,
         annotations,
     };
     let base = push_index("spec.rules", r.origin.rule);

@@ -15,192 +15,35 @@ use crate::config::{ConfigSet, Diagnostic, Resource, Severity, codes};
 pub fn check(set: &ConfigSet, conversion: &Conversion) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (r, object) in set.gateway_api() {
-        let push =
-            |out: &mut Vec<Diagnostic>, sev, code, field: &str, msg: String, help: Option<&str>| {
-                let mut d = Diagnostic::new(
-                    sev,
-                    code,
-                    msg,
-                    set.file_name(r).to_owned(),
-                    set.line_of(r, field),
-                )
-                .with_resource(r.display_name())
-                .with_field(field);
-                if let Some(h) = help {
-                    d = d.with_help(h);
-                }
-                out.push(d);
-            };
-        let cel = match object {
-            GatewayApiObject::HttpRoute(route) => cel::http_route(&route.spec),
-            GatewayApiObject::GrpcRoute(route) => cel::grpc_route(&route.spec),
-            GatewayApiObject::Gateway(g) => cel::gateway(&g.spec),
-            _ => Vec::new(),
+        let mut sink = Sink {
+            set,
+            r,
+            out: &mut out,
         };
-        for (field, message) in cel {
-            push(
-                &mut out,
-                Severity::Error,
-                codes::GATEWAY_API_CEL,
-                &field,
-                format!(
-                    "{message} (a CEL rule of the {} CRD; kubectl apply rejects it)",
-                    object.kind()
-                ),
-                None,
-            );
-        }
-        let parent_refs = match object {
-            GatewayApiObject::HttpRoute(route) => route.spec.parent_refs.as_slice(),
-            GatewayApiObject::GrpcRoute(route) => route.spec.parent_refs.as_slice(),
-            _ => &[],
-        };
-        let experimental = cel::http_route_parent_refs_ok(parent_refs);
-        for (field, message) in cel::standard_channel_parent_refs(parent_refs)
-            .into_iter()
-            .filter(|_| experimental)
-        {
-            push(
-                &mut out,
-                Severity::Warning,
-                codes::GATEWAY_API_EXPERIMENTAL,
-                &field,
-                format!(
-                    "{message}: a CEL rule of the standard channel's CRD (the experimental channel's lets a port tell them apart)"
-                ),
-                None,
-            );
-        }
-        for field in experimental_only_fields(object) {
-            push(
-                &mut out,
-                Severity::Warning,
-                codes::GATEWAY_API_EXPERIMENTAL,
-                &field,
-                format!(
-                    "`{}` is in the experimental channel of Gateway API only; with the standard CRDs installed, kubectl apply rejects it",
-                    field.rsplit('.').next().unwrap_or(&field)
-                ),
-                Some("install the experimental CRDs, or remove the field"),
-            );
-        }
+        schema_rules(&mut sink, object);
         match object {
             GatewayApiObject::HttpRoute(route) => {
                 let ns = route.metadata.namespace_or_default();
-                route_parents(
-                    set,
-                    &route.spec.parent_refs,
-                    ns,
-                    &mut |sev, code, field, msg, help| push(&mut out, sev, code, &field, msg, help),
-                );
+                route_parents(&mut sink, &route.spec.parent_refs, ns);
+                let gateway_bound = route.spec.parent_refs.iter().any(|p| p.kind() == "Gateway");
                 for (i, rule) in route.spec.rules.iter().enumerate() {
-                    let base = push_index("spec.rules", i);
-                    if rule.extra.contains_key("sessionPersistence") {
-                        push(
-                            &mut out,
-                            Severity::Warning,
-                            codes::NOT_SIMULATED,
-                            &push_key(&base, "sessionPersistence"),
-                            "sessionPersistence is not simulated (the lab has no sticky sessions)"
-                                .to_owned(),
-                            None,
-                        );
-                    }
-                    redirect_prefix_quirk(
-                        &rule.filters,
-                        &push_key(&base, "filters"),
-                        &mut |field, msg| {
-                            push(
-                                &mut out,
-                                Severity::Warning,
-                                codes::GATEWAY_API_TRANSLATION,
-                                &field,
-                                msg,
-                                None,
-                            )
-                        },
+                    http_rule(
+                        &mut sink,
+                        rule,
+                        &push_index("spec.rules", i),
+                        ns,
+                        gateway_bound,
                     );
-                    let gateway_bound =
-                        route.spec.parent_refs.iter().any(|p| p.kind() == "Gateway");
-                    if gateway_bound {
-                        let backends = rule
-                            .backend_refs
-                            .iter()
-                            .enumerate()
-                            .map(|(k, b)| {
-                                (push_index(&push_key(&base, "backendRefs"), k), &b.backend)
-                            })
-                            .chain(rule.filters.iter().enumerate().filter_map(|(k, f)| {
-                                f.request_mirror.as_ref().map(|m| {
-                                    (
-                                        push_key(
-                                            &push_key(
-                                                &push_index(&push_key(&base, "filters"), k),
-                                                "requestMirror",
-                                            ),
-                                            "backendRef",
-                                        ),
-                                        &m.backend_ref,
-                                    )
-                                })
-                            }));
-                        for (field, b) in backends {
-                            if let Some(msg) = reference_not_granted(set, "HTTPRoute", ns, b) {
-                                push(
-                                    &mut out,
-                                    Severity::Error,
-                                    codes::GATEWAY_API_UNRESOLVED_REF,
-                                    &field,
-                                    msg,
-                                    Some(
-                                        "add a ReferenceGrant in the backend's namespace that allows HTTPRoutes of this namespace",
-                                    ),
-                                );
-                            }
-                        }
-                    }
                 }
             }
             GatewayApiObject::GrpcRoute(route) => {
-                let ns = route.metadata.namespace_or_default();
                 route_parents(
-                    set,
+                    &mut sink,
                     &route.spec.parent_refs,
-                    ns,
-                    &mut |sev, code, field, msg, help| push(&mut out, sev, code, &field, msg, help),
+                    route.metadata.namespace_or_default(),
                 );
             }
-            GatewayApiObject::Gateway(g) => {
-                match find_gateway(
-                    set,
-                    g.metadata.namespace_or_default(),
-                    g.metadata.name.as_deref().unwrap_or_default(),
-                ) {
-                    Some((_, None)) => push(
-                        &mut out,
-                        Severity::Info,
-                        codes::GATEWAY_CLASS_LEFT_TO_CLUSTER,
-                        "spec.gatewayClassName",
-                        format!(
-                            "GatewayClass `{}` is not in these files; Istio programs this Gateway only if the class's controller is {}",
-                            g.spec.gateway_class_name, ISTIO_CONTROLLERS[0]
-                        ),
-                        None,
-                    ),
-                    Some((_, Some(c))) if !ISTIO_CONTROLLERS.contains(&c) => push(
-                        &mut out,
-                        Severity::Warning,
-                        codes::GATEWAY_API_NOT_ISTIO,
-                        "spec.gatewayClassName",
-                        format!(
-                            "GatewayClass `{}` belongs to controller `{c}`, not Istio: Istio does not program this Gateway and the lab does not act as it",
-                            g.spec.gateway_class_name
-                        ),
-                        None,
-                    ),
-                    _ => {}
-                }
-            }
+            GatewayApiObject::Gateway(g) => gateway_class(&mut sink, g),
             _ => {}
         }
     }
@@ -210,6 +53,135 @@ pub fn check(set: &ConfigSet, conversion: &Conversion) -> Vec<Diagnostic> {
     unreachable_rules(set, conversion, &mut out);
     regexes(set, &mut out);
     out
+}
+
+/// Where the findings about one resource go.
+struct Sink<'a> {
+    set: &'a ConfigSet,
+    r: &'a Resource,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl Sink<'_> {
+    fn push(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        field: &str,
+        message: String,
+        help: Option<&str>,
+    ) {
+        let mut d = resource_diag(self.set, self.r, severity, code, field, message);
+        if let Some(h) = help {
+            d = d.with_help(h);
+        }
+        self.out.push(d);
+    }
+}
+
+/// The CEL rules of the resource's CRD, the standard channel's stricter parentRefs rules,
+/// and the fields only the experimental channel has.
+fn schema_rules(sink: &mut Sink<'_>, object: &GatewayApiObject) {
+    let cel = match object {
+        GatewayApiObject::HttpRoute(route) => cel::http_route(&route.spec),
+        GatewayApiObject::GrpcRoute(route) => cel::grpc_route(&route.spec),
+        GatewayApiObject::Gateway(g) => cel::gateway(&g.spec),
+        _ => Vec::new(),
+    };
+    for (field, message) in cel {
+        sink.push(
+            Severity::Error,
+            codes::GATEWAY_API_CEL,
+            &field,
+            format!(
+                "{message} (a CEL rule of the {} CRD; kubectl apply rejects it)",
+                object.kind()
+            ),
+            None,
+        );
+    }
+    let parent_refs = match object {
+        GatewayApiObject::HttpRoute(route) => route.spec.parent_refs.as_slice(),
+        GatewayApiObject::GrpcRoute(route) => route.spec.parent_refs.as_slice(),
+        _ => &[],
+    };
+    if cel::http_route_parent_refs_ok(parent_refs) {
+        for (field, message) in cel::standard_channel_parent_refs(parent_refs) {
+            sink.push(Severity::Warning, codes::GATEWAY_API_EXPERIMENTAL, &field,
+                format!("{message}: a CEL rule of the standard channel's CRD (the experimental channel's lets a port tell them apart)"), None);
+        }
+    }
+    for field in experimental_only_fields(object) {
+        sink.push(Severity::Warning, codes::GATEWAY_API_EXPERIMENTAL, &field,
+            format!("`{}` is in the experimental channel of Gateway API only; with the standard CRDs installed, kubectl apply rejects it", field.rsplit('.').next().unwrap_or(&field)),
+            Some("install the experimental CRDs, or remove the field"));
+    }
+}
+
+/// One HTTPRoute rule: what the lab does not simulate, Istio's redirect quirk, and the
+/// ReferenceGrants a Gateway-bound route's cross-namespace backends need.
+fn http_rule(
+    sink: &mut Sink<'_>,
+    rule: &super::model::HttpRouteRule,
+    base: &str,
+    ns: &str,
+    gateway_bound: bool,
+) {
+    if rule.extra.contains_key("sessionPersistence") {
+        sink.push(
+            Severity::Warning,
+            codes::NOT_SIMULATED,
+            &push_key(base, "sessionPersistence"),
+            "sessionPersistence is not simulated (the lab has no sticky sessions)".to_owned(),
+            None,
+        );
+    }
+    redirect_prefix_quirk(
+        &rule.filters,
+        &push_key(base, "filters"),
+        &mut |field, msg| {
+            sink.push(
+                Severity::Warning,
+                codes::GATEWAY_API_TRANSLATION,
+                &field,
+                msg,
+                None,
+            )
+        },
+    );
+    if !gateway_bound {
+        return;
+    }
+    let backends = rule
+        .backend_refs
+        .iter()
+        .enumerate()
+        .map(|(k, b)| (push_index(&push_key(base, "backendRefs"), k), &b.backend))
+        .chain(rule.filters.iter().enumerate().filter_map(|(k, f)| {
+            let at = push_key(
+                &push_key(&push_index(&push_key(base, "filters"), k), "requestMirror"),
+                "backendRef",
+            );
+            f.request_mirror.as_ref().map(|m| (at, &m.backend_ref))
+        }));
+    for (field, b) in backends {
+        if let Some(msg) = reference_not_granted(sink.set, "HTTPRoute", ns, b) {
+            sink.push(Severity::Error, codes::GATEWAY_API_UNRESOLVED_REF, &field, msg,
+                Some("add a ReferenceGrant in the backend's namespace that allows HTTPRoutes of this namespace"));
+        }
+    }
+}
+
+/// A Gateway's class: not in the files (left to the cluster), or another controller's.
+fn gateway_class(sink: &mut Sink<'_>, g: &super::model::KubeGateway) {
+    let name = g.metadata.name.as_deref().unwrap_or_default();
+    match find_gateway(sink.set, g.metadata.namespace_or_default(), name) {
+        Some((_, None)) => sink.push(Severity::Info, codes::GATEWAY_CLASS_LEFT_TO_CLUSTER, "spec.gatewayClassName",
+            format!("GatewayClass `{}` is not in these files; Istio programs this Gateway only if the class's controller is {}", g.spec.gateway_class_name, ISTIO_CONTROLLERS[0]), None),
+        Some((_, Some(c))) if !ISTIO_CONTROLLERS.contains(&c) => sink.push(Severity::Warning, codes::GATEWAY_API_NOT_ISTIO, "spec.gatewayClassName",
+            format!("GatewayClass `{}` belongs to controller `{c}`, not Istio: Istio does not program this Gateway and the lab does not act as it", g.spec.gateway_class_name), None),
+        _ => {}
+    }
 }
 
 /// ML0103: a RegularExpression (path, header, query parameter, gRPC method) RE2 refuses;
@@ -285,67 +257,34 @@ fn unreachable_rules(set: &ConfigSet, conversion: &Conversion, out: &mut Vec<Dia
     }
 }
 
-type Sink<'a> = dyn FnMut(Severity, &'static str, String, String, Option<&str>) + 'a;
-
 /// Service parents the files do not define, parents Istio ignores, Gateways of another
 /// controller.
-fn route_parents(
-    set: &ConfigSet,
-    refs: &[super::model::ParentReference],
-    ns: &str,
-    push: &mut Sink<'_>,
-) {
+fn route_parents(sink: &mut Sink<'_>, refs: &[super::model::ParentReference], ns: &str) {
     for (i, p) in refs.iter().enumerate() {
         let field = push_index("spec.parentRefs", i);
         let parent_ns = p.namespace.as_deref().unwrap_or(ns);
         if !is_istio_parent(p) {
-            push(
-                Severity::Warning,
-                codes::GATEWAY_API_NOT_ISTIO,
-                field,
-                format!(
-                    "Istio ignores a parentRef of group `{}` kind `{}` (another controller's); the lab does too",
-                    p.group(),
-                    p.kind()
-                ),
-                None,
-            );
+            sink.push(Severity::Warning, codes::GATEWAY_API_NOT_ISTIO, &field,
+                format!("Istio ignores a parentRef of group `{}` kind `{}` (another controller's); the lab does too", p.group(), p.kind()), None);
             continue;
         }
         if p.is_service() {
             let host = fqdn(&p.name, parent_ns);
-            let defined = kube_service_exists(set, parent_ns, &p.name)
-                || set.service_entry_for(&host).is_some();
+            let defined = kube_service_exists(sink.set, parent_ns, &p.name)
+                || sink.set.service_entry_for(&host).is_some();
             if !defined {
-                push(
-                    Severity::Info,
-                    codes::PARENT_LEFT_TO_CLUSTER,
-                    field,
-                    format!(
-                        "no Service or ServiceEntry in these files defines parent service `{parent_ns}/{}`; Istio accepts the route only if the cluster has that Service (\"parent service not found\")",
-                        p.name
-                    ),
-                    Some(
-                        "add a ServiceEntry for the host (it tells the lab where the service lives), or the Service",
-                    ),
-                );
+                sink.push(Severity::Info, codes::PARENT_LEFT_TO_CLUSTER, &field,
+                    format!("no Service or ServiceEntry in these files defines parent service `{parent_ns}/{}`; Istio accepts the route only if the cluster has that Service (\"parent service not found\")", p.name),
+                    Some("add a ServiceEntry for the host (it tells the lab where the service lives), or the Service"));
             }
             continue;
         }
         if p.kind() == "Gateway"
-            && let Some((g, Some(c))) = find_gateway(set, parent_ns, &p.name)
+            && let Some((g, Some(c))) = find_gateway(sink.set, parent_ns, &p.name)
             && !ISTIO_CONTROLLERS.contains(&c)
         {
-            push(
-                Severity::Warning,
-                codes::GATEWAY_API_NOT_ISTIO,
-                field,
-                format!(
-                    "Gateway {parent_ns}/{} is of class `{}`, which controller `{c}` programs, not Istio",
-                    p.name, g.spec.gateway_class_name
-                ),
-                None,
-            );
+            sink.push(Severity::Warning, codes::GATEWAY_API_NOT_ISTIO, &field,
+                format!("Gateway {parent_ns}/{} is of class `{}`, which controller `{c}` programs, not Istio", p.name, g.spec.gateway_class_name), None);
         }
     }
 }
