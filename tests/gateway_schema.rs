@@ -14,6 +14,9 @@ use mirrorlab::config::gateway::{GatewayApiObject, Target, translate_file};
 use mirrorlab::config::{ConfigSet, IstioObject, Severity};
 use serde_json::Value as Json;
 
+mod schema_support;
+use schema_support::unknown_fields;
+
 fn read_json(relative: &str) -> Json {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
     serde_json::from_str(&std::fs::read_to_string(&path).expect("committed schema")).expect("json")
@@ -35,38 +38,6 @@ fn gateway_schema<'a>(crds: &'a Json, channel: &str, kind: &str, api_version: &s
         })
         .map(|s| &s["openAPIV3Schema"])
         .unwrap_or_else(|| panic!("no {kind} {version}"))
-}
-
-/// Fields the API server would prune or refuse: keys the schema has no property for.
-fn unknown_fields(schema: &Json, instance: &Json, path: &str, out: &mut Vec<String>) {
-    if schema["x-kubernetes-preserve-unknown-fields"] == true {
-        return;
-    }
-    match instance {
-        Json::Object(map) => {
-            if let Some(props) = schema["properties"].as_object() {
-                for (k, v) in map {
-                    if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-                        continue;
-                    }
-                    match props.get(k) {
-                        Some(s) => unknown_fields(s, v, &format!("{path}.{k}"), out),
-                        None => out.push(format!("{path}.{k}")),
-                    }
-                }
-            } else if let Some(add) = schema.get("additionalProperties").filter(|a| a.is_object()) {
-                for (k, v) in map {
-                    unknown_fields(add, v, &format!("{path}.{k}"), out);
-                }
-            }
-        }
-        Json::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                unknown_fields(&schema["items"], item, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Validates every Gateway API resource of `set` against the standard channel; returns how
@@ -220,31 +191,6 @@ fn a_wrong_field_fails_the_schema_so_the_test_can_fail() {
     );
 }
 
-/// Every CEL rule of the schemas, with its path and message.
-fn cel_rules(schema: &Json, path: &str, out: &mut Vec<(String, String)>) {
-    for rule in schema["x-kubernetes-validations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        out.push((
-            path.to_owned(),
-            rule["message"].as_str().unwrap_or_default().to_owned(),
-        ));
-    }
-    if let Some(props) = schema["properties"].as_object() {
-        for (k, v) in props {
-            cel_rules(v, &format!("{path}.{k}"), out);
-        }
-    }
-    if schema["items"].is_object() {
-        cel_rules(&schema["items"], &format!("{path}[]"), out);
-    }
-    if schema["additionalProperties"].is_object() {
-        cel_rules(&schema["additionalProperties"], &format!("{path}{{}}"), out);
-    }
-}
-
 /// CEL rules of fields the lab keeps verbatim and does not check, and why.
 const NOT_CHECKED: [(&str, &str); 14] = [
     (
@@ -321,8 +267,17 @@ fn every_cel_rule_of_the_gateway_api_crds_has_a_check() {
             "ReferenceGrant",
         ] {
             let schema = gateway_schema(&crds, channel, kind, "v1");
-            let mut rules = Vec::new();
-            cel_rules(schema, "", &mut rules);
+            let mut found = Vec::new();
+            schema_support::cel_rules(schema, "", &mut found);
+            let rules: Vec<(String, String)> = found
+                .into_iter()
+                .map(|(path, rule)| {
+                    (
+                        path,
+                        rule["message"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
             for (path, message) in rules {
                 seen += 1;
                 let excepted = NOT_CHECKED.iter().any(|(m, _)| message.contains(m))

@@ -53,9 +53,30 @@ spec:
     )
 }
 
-fn select_route<S>(h: &mut egui_kittest::Harness<'_, S>) {
+/// The app with the HTTPRoute config open and the route selected, and its upstreams.
+struct Opened<'a> {
+    h: egui_kittest::Harness<'a, mirrorlab::ui::MirrorlabApp>,
+    v1: Upstream,
+    v2: Upstream,
+    _dir: tempfile::TempDir,
+}
+
+fn open(rt: &tokio::runtime::Runtime) -> Opened<'static> {
+    let v1 = Upstream::start(rt, None);
+    let v2 = Upstream::start(rt, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, config(v1.addr, v2.addr)).unwrap();
+    let mut h = app(rt, Some(&path));
+    h.run_ok();
     h.get_by_label("HTTPRoute default/reviews").click();
     h.run_ok();
+    Opened {
+        h,
+        v1,
+        v2,
+        _dir: dir,
+    }
 }
 
 /// Replaces the text of the field labelled `label` with `text`.
@@ -112,20 +133,18 @@ fn assert_valid_httproute(yaml: &str) {
 #[test]
 fn the_mirror_percentage_of_an_httproute_changes_the_yaml_and_the_running_proxy() {
     let rt = runtime();
-    let v1 = Upstream::start(&rt, None);
-    let v2 = Upstream::start(&rt, None);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reviews.yaml");
-    std::fs::write(&path, config(v1.addr, v2.addr)).unwrap();
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
+    let Opened {
+        mut h,
+        v1,
+        v2,
+        _dir,
+    } = open(&rt);
     assert_eq!(
         h.state().doc.problem_counts(),
         (0, 0),
         "{:?}",
         h.state().doc.config().diagnostics()
     );
-    select_route(&mut h);
     let addr = h.state().session.local_addr().expect("the proxy runs");
     send_requests(&rt, addr, 10);
     assert!(
@@ -157,14 +176,7 @@ fn the_mirror_percentage_of_an_httproute_changes_the_yaml_and_the_running_proxy(
 #[test]
 fn matches_and_weighted_backends_are_edited_in_the_form() {
     let rt = runtime();
-    let v1 = Upstream::start(&rt, None);
-    let v2 = Upstream::start(&rt, None);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reviews.yaml");
-    std::fs::write(&path, config(v1.addr, v2.addr)).unwrap();
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
-    select_route(&mut h);
+    let Opened { mut h, .. } = open(&rt);
 
     h.get_by_label("Add match").click();
     h.run_ok();
@@ -196,14 +208,7 @@ fn matches_and_weighted_backends_are_edited_in_the_form() {
 #[test]
 fn convert_writes_the_route_as_a_virtualservice_and_back() {
     let rt = runtime();
-    let v1 = Upstream::start(&rt, None);
-    let v2 = Upstream::start(&rt, None);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reviews.yaml");
-    std::fs::write(&path, config(v1.addr, v2.addr)).unwrap();
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
-    select_route(&mut h);
+    let Opened { mut h, .. } = open(&rt);
     h.get_by_label("Convert to VirtualService").click();
     h.run_ok();
     let yaml = h.state().doc.yaml().to_owned();

@@ -222,6 +222,22 @@ fn parent_refs(refs: &[ParentReference], out: &mut Vec<CelFinding>) {
     }
 }
 
+/// How many of `filters` replace the matched prefix (`ReplacePrefixMatch` with a value)
+/// in the path modifier `path` picks.
+fn prefix_replacements(
+    filters: &[HttpRouteFilter],
+    path: impl Fn(&HttpRouteFilter) -> Option<&crate::config::gateway::model::PathModifier>,
+) -> usize {
+    filters
+        .iter()
+        .filter(|f| {
+            path(f).is_some_and(|p| {
+                p.modifier_type == "ReplacePrefixMatch" && p.replace_prefix_match.is_some()
+            })
+        })
+        .count()
+}
+
 fn http_rule(rule: &HttpRouteRule, base: &str, out: &mut Vec<CelFinding>) {
     let has_redirect = |fs: &[HttpRouteFilter]| fs.iter().any(|f| f.request_redirect.is_some());
     if !rule.backend_refs.is_empty() && has_redirect(&rule.filters) {
@@ -233,28 +249,12 @@ fn http_rule(rule: &HttpRouteRule, base: &str, out: &mut Vec<CelFinding>) {
     let matches = rule.effective_matches();
     let one_prefix = matches.len() == 1 && matches[0].path().0 == PathMatchType::PathPrefix;
     let prefix_redirects = |fs: &[HttpRouteFilter]| {
-        fs.iter()
-            .filter(|f| {
-                f.request_redirect
-                    .as_ref()
-                    .and_then(|r| r.path.as_ref())
-                    .is_some_and(|p| {
-                        p.modifier_type == "ReplacePrefixMatch" && p.replace_prefix_match.is_some()
-                    })
-            })
-            .count()
+        prefix_replacements(fs, |f| {
+            f.request_redirect.as_ref().and_then(|r| r.path.as_ref())
+        })
     };
     let prefix_rewrites = |fs: &[HttpRouteFilter]| {
-        fs.iter()
-            .filter(|f| {
-                f.url_rewrite
-                    .as_ref()
-                    .and_then(|r| r.path.as_ref())
-                    .is_some_and(|p| {
-                        p.modifier_type == "ReplacePrefixMatch" && p.replace_prefix_match.is_some()
-                    })
-            })
-            .count()
+        prefix_replacements(fs, |f| f.url_rewrite.as_ref().and_then(|r| r.path.as_ref()))
     };
     if prefix_redirects(&rule.filters) == 1 && !one_prefix {
         out.push((push_key(base, "matches"), "When using RequestRedirect filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"));

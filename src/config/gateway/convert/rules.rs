@@ -27,6 +27,26 @@ struct RuleParts {
     soft: Vec<ConversionProblem>,
 }
 
+/// A match's index in the rule, the match in Istio's form (`None`: a rule without one),
+/// and the match in words.
+type MatchInput = (
+    Option<usize>,
+    Option<crate::config::model::HttpMatchRequest>,
+    String,
+);
+
+/// What one rule of either route kind gives the conversion: its name, filters, backends,
+/// the filters its kind allows, its timeouts and retry (HTTPRoute's), and its matches in
+/// Istio's form with their index and their words.
+struct RuleInput<'a> {
+    name: Option<&'a str>,
+    filters: &'a [HttpRouteFilter],
+    backends: &'a [HttpBackendRef],
+    allowed: FilterSet,
+    http: Option<&'a HttpRouteRule>,
+    matches: Vec<MatchInput>,
+}
+
 pub(super) fn convert_http_rules(
     set: &ConfigSet,
     resource: usize,
@@ -34,43 +54,20 @@ pub(super) fn convert_http_rules(
     namespace: &str,
     name: &str,
 ) -> Converted {
-    let mut out = Vec::new();
-    let mut soft = Vec::new();
-    for (n, rule) in rules.iter().enumerate() {
-        let base = push_index("spec.rules", n);
-        let ctx = Ctx {
-            set,
-            resource,
-            namespace,
-            base: &base,
-        };
-        let mut parts = ctx.rule_parts(
-            rule.name.as_deref(),
-            name,
-            n,
-            &rule.filters,
-            &rule.backend_refs,
-            FilterSet::Http,
-        )?;
-        timeouts_and_retry(&mut parts.template, rule);
-        soft.append(&mut parts.soft);
-        for (j, m) in rule.effective_matches().iter().enumerate() {
-            let mut route = parts.template.clone();
-            route.matches = vec![http_match(m)];
-            out.push(IstioRoute {
-                route,
-                origin: RouteRef {
-                    kind: RouteKind::Http,
-                    route: format!("{namespace}/{name}"),
-                    resource,
-                    rule: n,
-                    match_index: Some(j),
-                },
-                summary: describe_http_match(m),
-            });
-        }
-    }
-    Ok((out, soft))
+    let inputs = rules.iter().map(|rule| RuleInput {
+        name: rule.name.as_deref(),
+        filters: &rule.filters,
+        backends: &rule.backend_refs,
+        allowed: FilterSet::Http,
+        http: Some(rule),
+        matches: rule
+            .effective_matches()
+            .iter()
+            .enumerate()
+            .map(|(j, m)| (Some(j), Some(http_match(m)), describe_http_match(m)))
+            .collect(),
+    });
+    convert_rules(set, resource, RouteKind::Http, namespace, name, inputs)
 }
 
 pub(super) fn convert_grpc_rules(
@@ -80,9 +77,38 @@ pub(super) fn convert_grpc_rules(
     namespace: &str,
     name: &str,
 ) -> Converted {
+    let inputs = rules.iter().map(|rule| RuleInput {
+        name: rule.name.as_deref(),
+        filters: &rule.filters,
+        backends: &rule.backend_refs,
+        allowed: FilterSet::Grpc,
+        http: None,
+        // A rule without matches is one route without a match (ranked last).
+        matches: if rule.matches.is_empty() {
+            vec![(None, None, "any request".to_owned())]
+        } else {
+            rule.matches
+                .iter()
+                .enumerate()
+                .map(|(j, m)| (Some(j), Some(grpc_match(m)), describe_grpc_match(m)))
+                .collect()
+        },
+    });
+    convert_rules(set, resource, RouteKind::Grpc, namespace, name, inputs)
+}
+
+/// Every rule's parts, then one route per match (route_collections.go splits each rule so).
+fn convert_rules<'a>(
+    set: &ConfigSet,
+    resource: usize,
+    kind: RouteKind,
+    namespace: &str,
+    name: &str,
+    rules: impl Iterator<Item = RuleInput<'a>>,
+) -> Converted {
     let mut out = Vec::new();
     let mut soft = Vec::new();
-    for (n, rule) in rules.iter().enumerate() {
+    for (n, rule) in rules.enumerate() {
         let base = push_index("spec.rules", n);
         let ctx = Ctx {
             set,
@@ -91,35 +117,30 @@ pub(super) fn convert_grpc_rules(
             base: &base,
         };
         let mut parts = ctx.rule_parts(
-            rule.name.as_deref(),
+            rule.name,
             name,
             n,
-            &rule.filters,
-            &rule.backend_refs,
-            FilterSet::Grpc,
+            rule.filters,
+            rule.backends,
+            rule.allowed,
         )?;
-        soft.append(&mut parts.soft);
-        let origin = |j| RouteRef {
-            kind: RouteKind::Grpc,
-            route: format!("{namespace}/{name}"),
-            resource,
-            rule: n,
-            match_index: j,
-        };
-        if rule.matches.is_empty() {
-            out.push(IstioRoute {
-                route: parts.template.clone(),
-                origin: origin(None),
-                summary: "any request".to_owned(),
-            });
+        if let Some(http) = rule.http {
+            timeouts_and_retry(&mut parts.template, http);
         }
-        for (j, m) in rule.matches.iter().enumerate() {
+        soft.append(&mut parts.soft);
+        for (j, m, summary) in rule.matches {
             let mut route = parts.template.clone();
-            route.matches = vec![grpc_match(m)];
+            route.matches = m.into_iter().collect();
             out.push(IstioRoute {
                 route,
-                origin: origin(Some(j)),
-                summary: describe_grpc_match(m),
+                origin: RouteRef {
+                    kind,
+                    route: format!("{namespace}/{name}"),
+                    resource,
+                    rule: n,
+                    match_index: j,
+                },
+                summary,
             });
         }
     }

@@ -263,12 +263,7 @@ impl Converter<'_> {
     /// `mirror` (with its percentage) and every `mirrors` entry, as RequestMirror filters.
     fn mirrors(&mut self, route: &HttpRoute, base: &str) -> Vec<HttpRouteFilter> {
         let mut out = Vec::new();
-        let percent = route
-            .mirror_percentage
-            .as_ref()
-            .map(|p| p.value)
-            .or(route.mirror_percent.map(f64::from))
-            .or(route.mirror_percent_legacy.map(f64::from));
+        let percent = route.mirror_percent_value();
         if let Some(m) = &route.mirror
             && let Some(f) = self.mirror(m, percent, &push_key(base, "mirror"))
         {

@@ -13,26 +13,11 @@ mod kinds;
 
 pub use kinds::*;
 
-use crate::config::model::{ObjectMeta, Opaque, OrderedMap};
+use crate::config::model::{Opaque, OrderedMap};
 
-/// One Gateway API resource: `apiVersion`, `kind`, `metadata`, `spec`, `status`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GatewayResource<S> {
-    /// `gateway.networking.k8s.io/v1` or `v1beta1`.
-    pub api_version: String,
-    /// `HTTPRoute`, `GRPCRoute`, `Gateway`, `GatewayClass` or `ReferenceGrant`.
-    pub kind: String,
-    /// Standard Kubernetes object metadata.
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    /// The resource's spec.
-    #[serde(default)]
-    pub spec: S,
-    /// Status written by the cluster (the route's conditions); kept so a dump round-trips.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Opaque>,
-}
+/// One Gateway API resource: `apiVersion`, `kind`, `metadata`, `spec`, `status`, the
+/// envelope every Kubernetes resource the lab reads shares.
+pub type GatewayResource<S> = crate::config::model::IstioResource<S>;
 
 /// An HTTPRoute.
 pub type HttpRouteResource = GatewayResource<HttpRouteSpec>;
