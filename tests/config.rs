@@ -848,6 +848,7 @@ spec:
                 "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive".to_owned(),
                 8
             ),
+            ("spec.trafficPolicy.tls".to_owned(), 9),
             ("spec.trafficPolicy.portLevelSettings[0].tls".to_owned(), 12),
             (
                 "spec.subsets[0].trafficPolicy.connectionPool.http.h2UpgradePolicy".to_owned(),

@@ -9,6 +9,7 @@ pub mod comments;
 mod diagnostic;
 pub mod duration;
 pub mod gateway;
+pub mod grpc;
 pub mod headers;
 pub mod hosts;
 pub mod lines;
@@ -20,6 +21,7 @@ pub mod names;
 pub mod policy;
 mod raw;
 pub mod re2;
+pub mod retry_on;
 mod validate;
 
 use std::fmt;

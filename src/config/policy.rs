@@ -257,7 +257,7 @@ impl super::model::TrafficPolicy {
         if self.retry_budget.is_some() {
             push(
                 "retryBudget".into(),
-                "a retry budget is not simulated: retries are limited by connectionPool.http.maxRetries (Envoy's default 1024 at once)",
+                "a retry budget is not simulated: retries are limited only by connectionPool.http.maxRetries (unlimited unless set, as Istio leaves it)",
             );
         }
         out
@@ -347,16 +347,24 @@ fn blocks_unsimulated(
         );
     }
     if let Some(tls) = tls {
-        // ISTIO_MUTUAL is between the two sidecars, which the lab plays both of: the
-        // services never see it.
-        let mode = tls
+        match tls
             .get("mode")
             .and_then(Opaque::as_str)
-            .unwrap_or("DISABLE");
-        at(
-            "tls",
-            matches!(mode, "SIMPLE" | "MUTUAL"),
-            "TLS to the upstream is not simulated: the lab connects in plaintext, so certificates, SNI and mTLS are not exercised",
-        );
+            .unwrap_or("DISABLE")
+        {
+            "SIMPLE" | "MUTUAL" => at(
+                "tls",
+                true,
+                "TLS to the upstream is not simulated: the lab connects in plaintext, so certificates, SNI and subjectAltNames are not checked",
+            ),
+            // Between the two sidecars, which the lab plays both of: the service never sees
+            // it, but the lab has no mesh identity to check either.
+            "ISTIO_MUTUAL" => at(
+                "tls",
+                true,
+                "ISTIO_MUTUAL: the lab has no mesh identity, so it connects in plaintext, as the destination's sidecar hands requests to its service; peer authentication is not checked",
+            ),
+            _ => {}
+        }
     }
 }

@@ -13,109 +13,24 @@ use tokio::sync::oneshot;
 
 use crate::capture::{Attempt, AttemptOutcome, ResponseFlags, UpstreamErrorKind, owned_headers};
 use crate::routing::Upstream;
-use crate::routing::balancer::{AttemptResult, Breakers, PickInput};
-use crate::routing::policy::{RetryOn, RetryPolicy};
+use crate::routing::balancer::{AttemptResult, PickInput};
+use crate::routing::retry::RetryPolicy;
 
 use super::Shared;
-use super::body::{CaptureBody, ChunkBody, Deadline, ProxyBody, ResponseHead, UpstreamBody};
+use super::body::{CaptureBody, Deadline, ProxyBody, ResponseHead, UpstreamBody};
 use super::error::ProxyError;
-use super::forward::{PrimaryJob, failure};
+use super::forward::{PrimaryJob, PrimarySend, RequestTemplate, failure};
 use super::hop::strip_hop_by_hop;
-use super::join::{PrimaryOutcome, Retried};
+use super::join::{Deliver, PrimaryOutcome, Retried};
 use super::pool::{Pooled, SendError, SendOptions};
+use super::retry::{
+    ReplayState, RetrySlot, outlier_result, rebuild, retry_on_answer, retry_on_failure,
+    set_attempt_count,
+};
 use super::target::UpstreamTarget;
 
 const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
-const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
-const X_ENVOY_RATELIMITED: HeaderName = HeaderName::from_static("x-envoy-ratelimited");
-
-/// Whether `policy` can retry a request that went out (on an answer or a reset), so the
-/// request must be kept to send again; a policy that retries only connections that could
-/// not be made sends the unsent request as it is.
-pub(super) fn retries_after_sending(policy: &RetryPolicy) -> bool {
-    let after = [
-        RetryOn::FIVE_XX,
-        RetryOn::GATEWAY_ERROR,
-        RetryOn::RESET,
-        RetryOn::RETRIABLE_4XX,
-        RetryOn::REFUSED_STREAM,
-        RetryOn::ENVOY_RATELIMITED,
-        RetryOn::GRPC_CANCELLED,
-        RetryOn::GRPC_DEADLINE_EXCEEDED,
-        RetryOn::GRPC_INTERNAL,
-        RetryOn::GRPC_RESOURCE_EXHAUSTED,
-        RetryOn::GRPC_UNAVAILABLE,
-    ];
-    policy.num_retries > 0
-        && (after.iter().any(|c| policy.on.contains(*c))
-            || (policy.on.contains(RetryOn::RETRIABLE_STATUS_CODES)
-                && !policy.status_codes.is_empty()))
-}
-
-/// `wouldRetryFromHeaders`: whether an answer with `status` (and these headers) is retried.
-fn retry_on_answer(policy: &RetryPolicy, status: u16, headers: &http::HeaderMap) -> bool {
-    let on = policy.on;
-    if headers.contains_key(X_ENVOY_RATELIMITED) {
-        return on.contains(RetryOn::ENVOY_RATELIMITED);
-    }
-    if on.contains(RetryOn::FIVE_XX) && (500..600).contains(&status) {
-        return true;
-    }
-    if on.contains(RetryOn::GATEWAY_ERROR) && matches!(status, 502..=504) {
-        return true;
-    }
-    if on.contains(RetryOn::RETRIABLE_4XX) && status == 409 {
-        return true;
-    }
-    if on.contains(RetryOn::RETRIABLE_STATUS_CODES) && policy.status_codes.contains(&status) {
-        return true;
-    }
-    // gRPC: only a grpc-status in the response head (a trailers-only answer).
-    let grpc = headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u32>().ok());
-    match grpc {
-        Some(1) => on.contains(RetryOn::GRPC_CANCELLED),
-        Some(4) => on.contains(RetryOn::GRPC_DEADLINE_EXCEEDED),
-        Some(8) => on.contains(RetryOn::GRPC_RESOURCE_EXHAUSTED),
-        Some(13) => on.contains(RetryOn::GRPC_INTERNAL),
-        Some(14) => on.contains(RetryOn::GRPC_UNAVAILABLE),
-        _ => false,
-    }
-}
-
-/// `wouldRetryFromReset`: whether a failure before the response head is retried. A route
-/// timeout never is; a circuit breaker's overflow never is; `unsent`: no byte went out.
-fn retry_on_failure(policy: &RetryPolicy, kind: UpstreamErrorKind, unsent: bool) -> bool {
-    let on = policy.on;
-    match kind {
-        UpstreamErrorKind::Overflow | UpstreamErrorKind::NoEndpoint => false,
-        UpstreamErrorKind::Refused | UpstreamErrorKind::ConnectTimeout | UpstreamErrorKind::Dns
-            if on.contains(RetryOn::CONNECT_FAILURE) =>
-        {
-            true
-        }
-        _ => {
-            on.contains(RetryOn::RESET)
-                || on.contains(RetryOn::FIVE_XX)
-                || on.contains(RetryOn::GATEWAY_ERROR)
-                || (unsent && on.contains(RetryOn::RESET_BEFORE_REQUEST))
-        }
-    }
-}
-
-/// What outlier detection is told of a failure before the response head.
-fn outlier_result(kind: UpstreamErrorKind, per_try: bool) -> Option<AttemptResult> {
-    match kind {
-        // An overflow is not the endpoint's fault (Envoy skips it).
-        UpstreamErrorKind::Overflow | UpstreamErrorKind::NoEndpoint => None,
-        UpstreamErrorKind::Timeout if per_try => Some(AttemptResult::Timeout),
-        UpstreamErrorKind::Timeout => Some(AttemptResult::Timeout),
-        _ => Some(AttemptResult::ConnectFailed),
-    }
-}
 
 /// The attempts so far: what the exchange records when there were retries.
 struct AttemptLog {
@@ -169,13 +84,42 @@ impl RouteClock {
     }
 }
 
+/// Where the primary's attempts stand.
+struct Attempts<'r> {
+    policy: Option<&'r RetryPolicy>,
+    upstream: &'r Arc<Upstream>,
+    log: AttemptLog,
+    /// The endpoint of the attempt under way: its index, its target, and how many ejected
+    /// endpoints its pick passed over.
+    index: usize,
+    target: UpstreamTarget,
+    skipped: usize,
+    tried: Vec<usize>,
+    retries: u32,
+    slot: RetrySlot<'r>,
+    template: Option<RequestTemplate>,
+    replay: ReplayState,
+}
+
+impl Attempts<'_> {
+    /// Logs the attempt that ended the request when the log is kept; an ejection is worth a
+    /// record even of a single attempt.
+    fn record_last(&mut self, outcome: AttemptOutcome, started: Instant, ejected: bool) {
+        if self.log.keep || ejected {
+            self.log.keep = true;
+            self.log
+                .push(&self.target, outcome, started, ejected, self.skipped);
+        }
+    }
+}
+
 impl Shared {
     /// Sends the request to the primary, retrying as the route's policy says, and answers
     /// the client. What it holds across its waits is kept small: this future is moved whole
     /// for every request.
     pub(super) async fn send_primary(self: Arc<Self>, job: PrimaryJob<'_>) -> Response<ProxyBody> {
         let PrimaryJob {
-            request,
+            mut request,
             mut send,
             first,
             primary_done,
@@ -185,41 +129,41 @@ impl Shared {
             template,
             replay,
         } = job;
-        let mut replay = ReplayState::from(replay);
-        let upstream: &Arc<Upstream> = &send.destination.upstream;
-        let policy = send.forward.retry.as_ref();
+        let destination = send.destination;
+        let upstream = &destination.upstream;
         let mut clock = RouteClock {
             limit: send.forward.timeout,
             started: body_ended.then(Instant::now),
         };
-        let mut log = AttemptLog {
-            first_started: Instant::now(),
-            attempts: Vec::new(),
-            keep: first.skipped_ejected > 0,
-            flags: ResponseFlags::NONE,
+        let mut a = Attempts {
+            policy: send.forward.retry.as_ref(),
+            upstream,
+            log: AttemptLog {
+                first_started: Instant::now(),
+                attempts: Vec::new(),
+                keep: first.skipped_ejected > 0,
+                flags: ResponseFlags::NONE,
+            },
+            index: first.index,
+            target: first.target,
+            skipped: first.skipped_ejected,
+            tried: Vec::new(),
+            retries: 0,
+            slot: RetrySlot::new(upstream),
+            template,
+            replay: ReplayState::from(replay),
         };
-        let mut next = Some(request);
-        let mut target = first.target;
-        let mut index = first.index;
-        let mut skipped = first.skipped_ejected;
-        let mut tried: Vec<usize> = Vec::new();
-        let mut retries = 0u32;
         let limited = upstream.policy.limits != Default::default();
         loop {
-            let Some(request) = next.take() else {
-                // A retry needed the body again and it was not all kept (above the buffer
-                // limit): Envoy abandons the retry and answers as the attempt ended.
-                break;
-            };
             let started = Instant::now();
-            let _active = upstream.state.start(index);
+            let _active = upstream.state.start(a.index);
             let opts = SendOptions {
                 connect_timeout: upstream.policy.connect_timeout,
-                per_try_timeout: policy.and_then(|p| p.per_try_timeout),
+                per_try_timeout: a.policy.and_then(|p| p.per_try_timeout),
                 shadow: false,
                 cluster: limited.then_some(upstream),
             };
-            let pool = Arc::clone(target.pool());
+            let pool = Arc::clone(a.target.pool());
             let mut sent = std::pin::pin!(pool.send(request, &opts, started));
             let result = within_route_clock(
                 &mut clock,
@@ -231,79 +175,35 @@ impl Shared {
             let now = Instant::now();
             match result {
                 Ok((response, pooled)) => {
-                    let status = response.status().as_u16();
-                    let ejected = upstream
-                        .state
-                        .report(index, AttemptResult::Status(status), now);
-                    let wants_retry =
-                        policy.is_some_and(|p| retry_on_answer(p, status, response.headers()));
-                    if wants_retry && let Some(p) = policy {
-                        match self.retry_slot(p, upstream, retries) {
-                            Ok(()) => {
-                                let again =
-                                    rebuild(template.as_ref(), &mut replay, retries + 2).await;
-                                if let Some(again) = again {
-                                    log.keep = true;
-                                    log.push(
-                                        &target,
-                                        AttemptOutcome::Status(response.status()),
-                                        started,
-                                        ejected,
-                                        skipped,
-                                    );
-                                    drop((response, pooled));
-                                    next = Some(again);
-                                    retries += 1;
-                                    tried.push(index);
-                                    match self
-                                        .next_attempt(
-                                            p, upstream, &mut send, &tried, &clock, retries,
-                                        )
-                                        .await
-                                    {
-                                        Ok(n) => {
-                                            (index, target, skipped) = n;
-                                            continue;
-                                        }
-                                        Err(err) => {
-                                            Breakers::give_back(&upstream.state.breakers.retries);
-                                            return self.fail(
-                                                err.retried(),
-                                                primary_done,
-                                                &send,
-                                                log,
-                                                &target,
-                                            );
-                                        }
-                                    }
-                                }
-                                // The body could not be kept: Envoy abandons the retry.
-                                Breakers::give_back(&upstream.state.breakers.retries);
-                            }
-                            Err(flag) => log.flags = log.flags.union(flag),
+                    let status = response.status();
+                    let ejected =
+                        upstream
+                            .state
+                            .report(a.index, AttemptResult::Status(status.as_u16()), now);
+                    let outcome = AttemptOutcome::Status(status);
+                    let wants_retry = a
+                        .policy
+                        .is_some_and(|p| retry_on_answer(p, status.as_u16(), response.headers()));
+                    if wants_retry
+                        && let Some(again) = self
+                            .retry_request(&mut a, None, outcome, started, ejected)
+                            .await
+                    {
+                        drop((response, pooled));
+                        if let Err(err) = self.advance(&mut a, &mut send, &clock).await {
+                            return self.fail(err, primary_done, &send, a.log, &a.target);
                         }
+                        request = again;
+                        continue;
                     }
-                    if retries > 0 {
-                        Breakers::give_back(&upstream.state.breakers.retries);
-                    }
-                    // An ejection is worth a record even of a single attempt.
-                    if log.keep || ejected {
-                        log.keep = true;
-                        log.push(
-                            &target,
-                            AttemptOutcome::Status(response.status()),
-                            started,
-                            ejected,
-                            skipped,
-                        );
-                    }
+                    a.record_last(outcome, started, ejected);
                     return self.answer(
                         response,
                         pooled,
                         &send,
                         primary_done,
-                        log,
-                        &target,
+                        a.log,
+                        &a.target,
                         &clock,
                         started,
                     );
@@ -312,83 +212,35 @@ impl Shared {
                     failure: (kind, detail),
                     mut unsent,
                 }) => {
-                    let per_try = policy.is_some_and(|p| p.per_try_timeout.is_some())
+                    let per_try = a.policy.is_some_and(|p| p.per_try_timeout.is_some())
                         && kind == UpstreamErrorKind::Timeout
                         && !detail.contains("route timeout");
                     let route_timeout = kind == UpstreamErrorKind::Timeout && !per_try;
                     let ejected = outlier_result(kind, per_try)
-                        .is_some_and(|r| upstream.state.report(index, r, now));
-                    let label = send.destination.upstream.label.as_str();
-                    let err = ProxyError::upstream(kind, label, &*target.text, detail);
-                    if !route_timeout
-                        && let Some(p) = policy
-                        && retry_on_failure(p, kind, unsent.is_some())
+                        .is_some_and(|r| upstream.state.report(a.index, r, now));
+                    let err = ProxyError::upstream(
+                        kind,
+                        upstream.label.as_str(),
+                        &*a.target.text,
+                        detail,
+                    );
+                    let outcome = AttemptOutcome::Failed(kind);
+                    let wants_retry = !route_timeout
+                        && a.policy
+                            .is_some_and(|p| retry_on_failure(p, kind, unsent.is_some()));
+                    if wants_retry
+                        && let Some(again) = self
+                            .retry_request(&mut a, unsent.take(), outcome, started, ejected)
+                            .await
                     {
-                        match self.retry_slot(p, upstream, retries) {
-                            Ok(()) => {
-                                let again = match unsent.take() {
-                                    Some(mut request) => {
-                                        set_attempt_count(&mut request, retries + 2);
-                                        Some(request)
-                                    }
-                                    None => {
-                                        rebuild(template.as_ref(), &mut replay, retries + 2).await
-                                    }
-                                };
-                                if let Some(again) = again {
-                                    log.keep = true;
-                                    log.push(
-                                        &target,
-                                        AttemptOutcome::Failed(kind),
-                                        started,
-                                        ejected,
-                                        skipped,
-                                    );
-                                    next = Some(again);
-                                    retries += 1;
-                                    tried.push(index);
-                                    match self
-                                        .next_attempt(
-                                            p, upstream, &mut send, &tried, &clock, retries,
-                                        )
-                                        .await
-                                    {
-                                        Ok(n) => {
-                                            (index, target, skipped) = n;
-                                            continue;
-                                        }
-                                        Err(err) => {
-                                            Breakers::give_back(&upstream.state.breakers.retries);
-                                            return self.fail(
-                                                err.retried(),
-                                                primary_done,
-                                                &send,
-                                                log,
-                                                &target,
-                                            );
-                                        }
-                                    }
-                                }
-                                Breakers::give_back(&upstream.state.breakers.retries);
-                            }
-                            Err(flag) => log.flags = log.flags.union(flag),
+                        if let Err(err) = self.advance(&mut a, &mut send, &clock).await {
+                            return self.fail(err, primary_done, &send, a.log, &a.target);
                         }
+                        request = again;
+                        continue;
                     }
-                    if retries > 0 {
-                        Breakers::give_back(&upstream.state.breakers.retries);
-                    }
-                    // An ejection is worth a record even of a single attempt.
-                    if log.keep || ejected {
-                        log.keep = true;
-                        log.push(
-                            &target,
-                            AttemptOutcome::Failed(kind),
-                            started,
-                            ejected,
-                            skipped,
-                        );
-                    }
-                    let err = if retries > 0 { err.retried() } else { err };
+                    a.record_last(outcome, started, ejected);
+                    let err = if a.retries > 0 { err.retried() } else { err };
                     // An unsent request still holds the client's body: dropped, the body is
                     // read to its end for the shadows.
                     drop(unsent);
@@ -400,39 +252,64 @@ impl Shared {
                             tokio::time::timeout(self.settings.shadow_timeout, &mut body_read_wait)
                                 .await;
                     }
-                    return self.fail(err, primary_done, &send, log, &target);
+                    return self.fail(err, primary_done, &send, a.log, &a.target);
                 }
             }
         }
-        let err = ProxyError::upstream(
-            UpstreamErrorKind::Other,
-            send.destination.upstream.label.as_str(),
-            &*target.text,
-            "the retry needed the whole request body again, and it was above the buffer limit",
-        );
-        self.fail(err, primary_done, &send, log, &target)
     }
 
-    /// Whether another retry may go (`RetryStateImpl::shouldRetry`): the policy's count,
-    /// then the destination's `maxRetries` breaker, whose slot is held until the next
-    /// decision; else the flag that says why not (URX, UO).
-    fn retry_slot(
+    /// `shouldRetry` for an attempt that would be retried, then the request to send again
+    /// (the unsent one, or one rebuilt from the kept head and body); the attempt is logged.
+    /// `None`: no retry (the count or a breaker said no, or the body was not all kept, when
+    /// Envoy abandons the retry), so the client gets this attempt's answer.
+    async fn retry_request(
         &self,
-        policy: &RetryPolicy,
-        upstream: &Upstream,
-        retries: u32,
-    ) -> Result<(), ResponseFlags> {
-        if retries >= policy.num_retries {
-            return Err(ResponseFlags::URX);
+        a: &mut Attempts<'_>,
+        unsent: Option<Request<UpstreamBody>>,
+        outcome: AttemptOutcome,
+        started: Instant,
+        ejected: bool,
+    ) -> Option<Request<UpstreamBody>> {
+        let policy = a.policy?;
+        if let Err(flag) = a.slot.take(policy, a.retries) {
+            a.log.flags = a.log.flags.union(flag);
+            return None;
         }
-        let breakers = &upstream.state.breakers;
-        if retries > 0 {
-            Breakers::give_back(&breakers.retries);
-        }
-        if !Breakers::try_take(&breakers.retries, upstream.policy.limits.max_retries) {
-            return Err(ResponseFlags::UO);
-        }
+        let attempt = a.retries + 2;
+        let again = match unsent {
+            Some(mut request) => {
+                set_attempt_count(&mut request, attempt);
+                Some(request)
+            }
+            None => rebuild(a.template.as_ref(), &mut a.replay, attempt).await,
+        };
+        let Some(again) = again else {
+            a.slot.release();
+            return None;
+        };
         self.counters.retry();
+        a.log.keep = true;
+        a.log.push(&a.target, outcome, started, ejected, a.skipped);
+        a.retries += 1;
+        a.tried.push(a.index);
+        Some(again)
+    }
+
+    /// Moves to the retry's endpoint after the back-off; else what to answer with.
+    async fn advance(
+        &self,
+        a: &mut Attempts<'_>,
+        send: &mut PrimarySend<'_>,
+        clock: &RouteClock,
+    ) -> Result<(), ProxyError> {
+        let Some(policy) = a.policy else {
+            return Ok(()); // a retry was decided, so there is a policy
+        };
+        let (index, target, skipped) = self
+            .next_attempt(policy, a.upstream, send, &a.tried, clock, a.retries)
+            .await
+            .map_err(ProxyError::retried)?;
+        (a.index, a.target, a.skipped) = (index, target, skipped);
         Ok(())
     }
 
@@ -442,7 +319,7 @@ impl Shared {
         &self,
         policy: &RetryPolicy,
         upstream: &Upstream,
-        send: &mut super::forward::PrimarySend<'_>,
+        send: &mut PrimarySend<'_>,
         tried: &[usize],
         clock: &RouteClock,
         retry: u32,
@@ -489,8 +366,8 @@ impl Shared {
     fn fail(
         &self,
         err: ProxyError,
-        primary_done: super::join::Deliver<PrimaryOutcome>,
-        send: &super::forward::PrimarySend<'_>,
+        primary_done: Deliver<PrimaryOutcome>,
+        send: &PrimarySend<'_>,
         log: AttemptLog,
         target: &UpstreamTarget,
     ) -> Response<ProxyBody> {
@@ -511,8 +388,8 @@ impl Shared {
         &self,
         response: Response<hyper::body::Incoming>,
         connection: Pooled,
-        send: &super::forward::PrimarySend<'_>,
-        primary_done: super::join::Deliver<PrimaryOutcome>,
+        send: &PrimarySend<'_>,
+        primary_done: Deliver<PrimaryOutcome>,
         log: AttemptLog,
         target: &UpstreamTarget,
         clock: &RouteClock,
@@ -547,60 +424,6 @@ impl Shared {
         );
         Response::from_parts(head, ProxyBody::upstream(capture))
     }
-}
-
-/// The whole body for a retry: still to come from the client, or kept.
-enum ReplayState {
-    /// The request had no body.
-    NoBody,
-    /// Delivered once the client's body has ended.
-    Pending(oneshot::Receiver<super::body::Replay>),
-    /// The kept chunks.
-    Ready(Arc<[bytes::Bytes]>),
-    /// Not all kept: no retry can send it again.
-    Lost,
-}
-
-impl From<Option<oneshot::Receiver<super::body::Replay>>> for ReplayState {
-    fn from(rx: Option<oneshot::Receiver<super::body::Replay>>) -> Self {
-        match rx {
-            Some(rx) => ReplayState::Pending(rx),
-            None => ReplayState::NoBody,
-        }
-    }
-}
-
-/// The next attempt's request from the kept head and the whole body (waited for), with
-/// its attempt count; `None` when the body was not all kept.
-async fn rebuild(
-    template: Option<&super::forward::RequestTemplate>,
-    replay: &mut ReplayState,
-    attempt: u32,
-) -> Option<Request<UpstreamBody>> {
-    let template = template?;
-    if let ReplayState::Pending(rx) = replay {
-        *replay = match rx.await.ok().flatten() {
-            Some(chunks) => ReplayState::Ready(chunks),
-            None => ReplayState::Lost,
-        };
-    }
-    let body = match replay {
-        ReplayState::NoBody => UpstreamBody::Empty,
-        ReplayState::Ready(chunks) => UpstreamBody::Chunks(ChunkBody::new(Arc::clone(chunks))),
-        ReplayState::Pending(_) | ReplayState::Lost => return None,
-    };
-    let mut request = Request::new(body);
-    *request.method_mut() = template.method.clone();
-    *request.uri_mut() = template.uri.clone();
-    *request.headers_mut() = template.headers.clone();
-    set_attempt_count(&mut request, attempt);
-    Some(request)
-}
-
-fn set_attempt_count(request: &mut Request<UpstreamBody>, attempt: u32) {
-    request
-        .headers_mut()
-        .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
 }
 
 type Sent = Result<(Response<hyper::body::Incoming>, Pooled), SendError>;

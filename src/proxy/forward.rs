@@ -413,7 +413,7 @@ impl PrimarySend<'_> {
         self.forward
             .retry
             .as_ref()
-            .is_some_and(super::attempts::retries_after_sending)
+            .is_some_and(super::retry::retries_after_sending)
     }
 
     /// Whether such a retry needs the body kept.

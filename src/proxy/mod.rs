@@ -25,6 +25,7 @@ mod listener;
 mod local;
 mod pipeline;
 mod pool;
+mod retry;
 mod shadow;
 mod target;
 

@@ -94,7 +94,7 @@ pub struct Forward {
     /// also each shadow's timeout. `None`: no timeout (Istio's default for sidecars).
     pub timeout: Option<Duration>,
     /// `retries` (absent: Istio's default policy; `None`: `attempts: 0`, no retries).
-    pub retry: Option<super::policy::RetryPolicy>,
+    pub retry: Option<super::retry::RetryPolicy>,
 }
 
 /// A path rewrite before forwarding.
@@ -283,27 +283,6 @@ pub enum AbortWith {
     /// `grpcStatus`, as its numeric code.
     Grpc(u32),
 }
-
-/// gRPC status names as Istio's `SupportedGRPCStatus` maps them.
-pub const GRPC_STATUS_CODES: [(&str, u32); 17] = [
-    ("OK", 0),
-    ("CANCELLED", 1),
-    ("UNKNOWN", 2),
-    ("INVALID_ARGUMENT", 3),
-    ("DEADLINE_EXCEEDED", 4),
-    ("NOT_FOUND", 5),
-    ("ALREADY_EXISTS", 6),
-    ("PERMISSION_DENIED", 7),
-    ("RESOURCE_EXHAUSTED", 8),
-    ("FAILED_PRECONDITION", 9),
-    ("ABORTED", 10),
-    ("OUT_OF_RANGE", 11),
-    ("UNIMPLEMENTED", 12),
-    ("INTERNAL", 13),
-    ("UNAVAILABLE", 14),
-    ("DATA_LOSS", 15),
-    ("UNAUTHENTICATED", 16),
-];
 
 /// `corsPolicy`, as Istio's `TranslateCORSPolicy` gives it to Envoy's CORS filter.
 #[derive(Debug, Clone)]

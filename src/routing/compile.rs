@@ -15,11 +15,13 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
 use super::action::{
-    AbortWith, Cors, DirectResponse, Fault, Forward, GRPC_STATUS_CODES, PathRewrite, Redirect,
-    RedirectPath, RedirectPort, Route, RouteAction,
+    AbortWith, Cors, DirectResponse, Fault, Forward, PathRewrite, Redirect, RedirectPath,
+    RedirectPort, Route, RouteAction,
 };
-use super::policy::{ClusterPolicy, PolicyError, RetryPolicy};
+use super::policy::{ClusterPolicy, PolicyError};
+use super::retry::RetryPolicy;
 use super::{EndpointAddr, MirrorHeaders, MirrorPolicy, Upstream, WeightedUpstream};
+use crate::config::grpc::grpc_status_code;
 use crate::config::headers::{CompiledHeaders, HeaderOps};
 use crate::config::hosts::{fqdn, labels_contain};
 use crate::config::matcher::{MatchField, RegexRewrite, StringMatcher};
@@ -390,18 +392,14 @@ fn compile_fault(
                             )
                         })?,
                 )),
-                (None, Some(name)) => Some(AbortWith::Grpc(
-                    GRPC_STATUS_CODES
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, c)| *c)
-                        .ok_or_else(|| {
-                            scope.error(
-                                format!("{base}.fault.abort.grpcStatus"),
-                                format!("`{name}` is not a gRPC status name"),
-                            )
-                        })?,
-                )),
+                (None, Some(name)) => Some(AbortWith::Grpc(grpc_status_code(name).ok_or_else(
+                    || {
+                        scope.error(
+                            format!("{base}.fault.abort.grpcStatus"),
+                            format!("`{name}` is not a gRPC status name"),
+                        )
+                    },
+                )?)),
                 // http2Error: Istio drops the abort (its validation rejects it).
                 (None, None) => None,
             };

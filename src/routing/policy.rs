@@ -1,6 +1,5 @@
-//! What the mesh sets up between the sidecar and an upstream, compiled: a route's retry
-//! policy (Istio's `pilot/pkg/networking/core/route/retry/retry.go` `ConvertPolicy`), and a
-//! destination's cluster policy from its DestinationRule (load balancer, connection pool
+//! What the mesh sets up between the sidecar and an upstream's cluster, compiled: a
+//! destination's policy from its DestinationRule (load balancer, connection pool
 //! limits, outlier detection) with Istio's precedence between host, subset and port
 //! (`cluster_builder.go` `applyDestinationRule`, `util.go` `MergeSubsetTrafficPolicy`).
 
@@ -8,197 +7,9 @@ use std::time::Duration;
 
 use crate::config::hosts::fqdn;
 use crate::config::model::{
-    ConnectionPoolSettings, ConsistentHash, HttpRetry, LoadBalancerSettings, OutlierDetection,
-    TrafficPolicy,
+    ConnectionPoolSettings, ConsistentHash, LoadBalancerSettings, OutlierDetection, TrafficPolicy,
 };
 use crate::config::{ConfigSet, DurationError, parse_duration};
-
-/// Envoy's retry conditions (`retry_on`), as a set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct RetryOn(u32);
-
-impl RetryOn {
-    /// Any 5xx answer, and any reset.
-    pub const FIVE_XX: Self = Self(1);
-    /// 502, 503, 504, and any reset.
-    pub const GATEWAY_ERROR: Self = Self(1 << 1);
-    /// Any reset (not a circuit breaker's overflow).
-    pub const RESET: Self = Self(1 << 2);
-    /// A reset before any byte of the request went upstream.
-    pub const RESET_BEFORE_REQUEST: Self = Self(1 << 3);
-    /// A connection that could not be made.
-    pub const CONNECT_FAILURE: Self = Self(1 << 4);
-    /// 409.
-    pub const RETRIABLE_4XX: Self = Self(1 << 5);
-    /// An HTTP/2 stream refused.
-    pub const REFUSED_STREAM: Self = Self(1 << 6);
-    /// The policy's status codes.
-    pub const RETRIABLE_STATUS_CODES: Self = Self(1 << 7);
-    /// An answer marked `x-envoy-ratelimited`.
-    pub const ENVOY_RATELIMITED: Self = Self(1 << 8);
-    /// gRPC status CANCELLED in the response head.
-    pub const GRPC_CANCELLED: Self = Self(1 << 9);
-    /// gRPC status DEADLINE_EXCEEDED.
-    pub const GRPC_DEADLINE_EXCEEDED: Self = Self(1 << 10);
-    /// gRPC status INTERNAL.
-    pub const GRPC_INTERNAL: Self = Self(1 << 11);
-    /// gRPC status RESOURCE_EXHAUSTED.
-    pub const GRPC_RESOURCE_EXHAUSTED: Self = Self(1 << 12);
-    /// gRPC status UNAVAILABLE.
-    pub const GRPC_UNAVAILABLE: Self = Self(1 << 13);
-
-    const NAMES: [(&'static str, Self); 16] = [
-        ("5xx", Self::FIVE_XX),
-        ("gateway-error", Self::GATEWAY_ERROR),
-        ("reset", Self::RESET),
-        ("reset-before-request", Self::RESET_BEFORE_REQUEST),
-        ("connect-failure", Self::CONNECT_FAILURE),
-        ("retriable-4xx", Self::RETRIABLE_4XX),
-        ("refused-stream", Self::REFUSED_STREAM),
-        ("retriable-status-codes", Self::RETRIABLE_STATUS_CODES),
-        // Istio never sets the headers these need; parsed so they are not taken for typos.
-        ("retriable-headers", Self(0)),
-        ("http3-post-connect-failure", Self(0)),
-        ("envoy-ratelimited", Self::ENVOY_RATELIMITED),
-        ("cancelled", Self::GRPC_CANCELLED),
-        ("deadline-exceeded", Self::GRPC_DEADLINE_EXCEEDED),
-        ("internal", Self::GRPC_INTERNAL),
-        ("resource-exhausted", Self::GRPC_RESOURCE_EXHAUSTED),
-        ("unavailable", Self::GRPC_UNAVAILABLE),
-    ];
-
-    /// Whether every condition of `other` is set.
-    pub fn contains(self, other: Self) -> bool {
-        other.0 != 0 && self.0 & other.0 == other.0
-    }
-
-    fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
-    }
-
-    /// The conditions by name, as `retryOn` writes them.
-    pub fn names(self) -> Vec<&'static str> {
-        Self::NAMES
-            .iter()
-            .filter(|(_, c)| self.contains(*c))
-            .map(|(n, _)| *n)
-            .collect()
-    }
-}
-
-/// A route's retry policy.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt.
-    pub num_retries: u32,
-    /// What is retried.
-    pub on: RetryOn,
-    /// Status codes `retriable-status-codes` retries.
-    pub status_codes: Vec<u16>,
-    /// Each attempt's timeout, from the moment it has a connection.
-    pub per_try_timeout: Option<Duration>,
-    /// A retry avoids endpoints already tried (`previous_hosts`).
-    pub previous_hosts: bool,
-    /// Picks per retry while looking for an endpoint not tried yet.
-    pub host_selection_attempts: u32,
-    /// Back-off base: retry n waits a uniform random time below `base · 2^(n-1)`, capped at
-    /// ten times the base.
-    pub base_interval: Duration,
-}
-
-impl RetryPolicy {
-    /// Istio's default (retry.go `DefaultPolicy`): two retries on connect-failure,
-    /// refused-stream, unavailable, cancelled and retriable-status-codes (with no codes:
-    /// 503 is not retried since Istio 1.24), avoiding the endpoints tried, five picks.
-    pub fn istio_default(consistent_hash: bool) -> Self {
-        Self {
-            num_retries: 2,
-            on: RetryOn::CONNECT_FAILURE
-                .union(RetryOn::REFUSED_STREAM)
-                .union(RetryOn::GRPC_UNAVAILABLE)
-                .union(RetryOn::GRPC_CANCELLED)
-                .union(RetryOn::RETRIABLE_STATUS_CODES),
-            status_codes: Vec::new(),
-            per_try_timeout: None,
-            // DefaultConsistentHashPolicy drops the previous-hosts predicate.
-            previous_hosts: !consistent_hash,
-            host_selection_attempts: 5,
-            base_interval: Duration::from_millis(25),
-        }
-    }
-
-    /// `ConvertPolicy`: `None` when retries are off (`attempts: 0`); `retries` absent gives
-    /// the default.
-    pub fn compile(
-        retries: Option<&HttpRetry>,
-        consistent_hash: bool,
-    ) -> Result<Option<Self>, PolicyError> {
-        let Some(r) = retries else {
-            return Ok(Some(Self::istio_default(consistent_hash)));
-        };
-        let attempts = r.attempts.unwrap_or(0);
-        if attempts <= 0 {
-            return Ok(None);
-        }
-        let mut policy = Self::istio_default(consistent_hash);
-        policy.num_retries = attempts.unsigned_abs();
-        if let Some(text) = &r.retry_on {
-            let (on, codes) = parse_retry_on(text)?;
-            policy.on = on;
-            policy.status_codes = codes;
-        }
-        if let Some(t) = &r.per_try_timeout {
-            policy.per_try_timeout = Some(duration("perTryTimeout", t)?);
-        }
-        if let Some(ignore) = r.retry_ignore_previous_hosts {
-            policy.previous_hosts = ignore;
-        }
-        if let Some(b) = &r.backoff {
-            // Envoy rounds a base below 1 ms up to 1 ms.
-            policy.base_interval = duration("backoff", b)?.max(Duration::from_millis(1));
-        }
-        Ok(Some(policy))
-    }
-
-    /// The most a retry waits: ten times the base (Istio never sets Envoy's max_interval).
-    pub fn max_interval(&self) -> Duration {
-        self.base_interval * 10
-    }
-
-    /// The back-off bound for retry `n` (1-based): Envoy's jittered exponential back-off
-    /// draws a whole number of milliseconds below it.
-    pub fn backoff_bound(&self, n: u32) -> Duration {
-        let max = self.max_interval();
-        let mut bound = self.base_interval;
-        for _ in 1..n {
-            bound = if bound < max / 2 { bound * 2 } else { max };
-        }
-        bound.min(max)
-    }
-}
-
-/// Istio's `parseRetryOn`: names go to `retry_on`, known HTTP status codes to the retriable
-/// codes (adding `retriable-status-codes`).
-pub fn parse_retry_on(text: &str) -> Result<(RetryOn, Vec<u16>), PolicyError> {
-    let mut on = RetryOn::default();
-    let mut codes = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        if let Ok(code) = part.parse::<u16>()
-            && http::StatusCode::from_u16(code).is_ok_and(|s| s.canonical_reason().is_some())
-        {
-            codes.push(code);
-            continue;
-        }
-        match RetryOn::NAMES.iter().find(|(n, _)| *n == part) {
-            Some((_, c)) => on = on.union(*c),
-            None => return Err(PolicyError::RetryOn(part.to_owned())),
-        }
-    }
-    if !codes.is_empty() {
-        on = on.union(RetryOn::RETRIABLE_STATUS_CODES);
-    }
-    Ok((on, codes))
-}
 
 /// A policy field the lab cannot use; the checker reports these first.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,7 +29,7 @@ pub enum PolicyError {
     },
 }
 
-fn duration(field: &'static str, text: &str) -> Result<Duration, PolicyError> {
+pub(super) fn duration(field: &'static str, text: &str) -> Result<Duration, PolicyError> {
     parse_duration(text).map_err(|error| PolicyError::Duration { field, error })
 }
 
@@ -601,63 +412,4 @@ pub fn destination_hashes(
 ) -> bool {
     let host = fqdn(host, namespace);
     ClusterPolicy::resolve(set, &host, subset, port, port).is_ok_and(|p| p.hash.is_some())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_on_splits_names_and_status_codes_as_istio() {
-        // retry.go parseRetryOn: "503,reset" → retry_on "reset,retriable-status-codes", [503].
-        let (on, codes) = parse_retry_on("503, reset").expect("valid");
-        assert!(on.contains(RetryOn::RESET));
-        assert!(on.contains(RetryOn::RETRIABLE_STATUS_CODES));
-        assert_eq!(codes, [503]);
-        assert!(parse_retry_on("5xx,nonsense").is_err());
-    }
-
-    #[test]
-    fn the_default_policy_and_attempts_zero() {
-        let d = RetryPolicy::compile(None, false)
-            .expect("valid")
-            .expect("retries on");
-        assert_eq!(d.num_retries, 2);
-        assert!(d.on.contains(RetryOn::CONNECT_FAILURE));
-        assert!(
-            !d.on.contains(RetryOn::FIVE_XX),
-            "503 is not retried by default"
-        );
-        assert!(d.previous_hosts);
-        let off = HttpRetry {
-            attempts: Some(0),
-            ..HttpRetry::default()
-        };
-        assert_eq!(
-            RetryPolicy::compile(Some(&off), false).expect("valid"),
-            None
-        );
-        let some = HttpRetry {
-            attempts: Some(3),
-            retry_on: Some("5xx".into()),
-            ..HttpRetry::default()
-        };
-        let p = RetryPolicy::compile(Some(&some), false)
-            .expect("valid")
-            .expect("on");
-        assert_eq!(p.num_retries, 3);
-        assert!(p.on.contains(RetryOn::FIVE_XX));
-        assert!(
-            !p.on.contains(RetryOn::CONNECT_FAILURE),
-            "retryOn replaces the conditions"
-        );
-    }
-
-    #[test]
-    fn backoff_bounds_double_up_to_ten_times_the_base() {
-        // backoff_strategy.cc JitteredExponentialBackOffStrategy: 25, 50, 100, 200, 250, 250.
-        let p = RetryPolicy::istio_default(false);
-        let bounds: Vec<u128> = (1..=6).map(|n| p.backoff_bound(n).as_millis()).collect();
-        assert_eq!(bounds, [25, 50, 100, 200, 250, 250]);
-    }
 }

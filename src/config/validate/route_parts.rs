@@ -4,6 +4,7 @@
 //! `agent/validation.go` `ValidateHTTPRetry`).
 
 use super::super::duration::{is_whole_seconds, parse_duration};
+use super::super::grpc::grpc_status_code;
 use super::super::lines::push_key;
 use super::super::matcher::{MatchField, RegexRewrite, StringMatcher};
 use super::super::model::{
@@ -15,49 +16,9 @@ use super::super::names::{
     validate_operation_header_name,
 };
 use super::super::re2;
+use super::super::retry_on::{RetryOn, status_code};
 use super::super::{Resource, codes};
 use super::Checker;
-
-/// The retry conditions Envoy knows (`x-envoy-retry-on` and `x-envoy-retry-grpc-on`).
-const RETRY_ON: [&str; 16] = [
-    "5xx",
-    "gateway-error",
-    "reset",
-    "reset-before-request",
-    "connect-failure",
-    "retriable-4xx",
-    "refused-stream",
-    "retriable-status-codes",
-    "retriable-headers",
-    "envoy-ratelimited",
-    "http3-post-connect-failure",
-    "cancelled",
-    "deadline-exceeded",
-    "internal",
-    "resource-exhausted",
-    "unavailable",
-];
-
-/// The gRPC status names Istio knows for `fault.abort.grpcStatus`.
-const GRPC_STATUS: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
 
 /// The methods a CORS policy may allow (Go's `net/http` methods and `*`).
 const CORS_METHODS: [&str; 10] = [
@@ -332,7 +293,7 @@ impl Checker<'_> {
                 );
             }
             if let Some(g) = &abort.grpc_status
-                && !GRPC_STATUS.contains(&g.as_str())
+                && grpc_status_code(g).is_none()
             {
                 self.error(
                     codes::INVALID_FAULT,
@@ -490,10 +451,8 @@ impl Checker<'_> {
         }
         if let Some(on) = retries.retry_on.as_deref().filter(|s| !s.is_empty()) {
             for policy in on.split(',') {
-                let status = policy.parse::<u16>().ok().filter(|s| {
-                    http::StatusCode::from_u16(*s).is_ok_and(|c| c.canonical_reason().is_some())
-                });
-                if status.is_none() && !RETRY_ON.contains(&policy) {
+                // Istio splits on commas without trimming: " reset" is refused.
+                if status_code(policy).is_none() && RetryOn::condition(policy).is_none() {
                     self.error(codes::INVALID_RETRIES, r, &format!("{base}.retryOn"), format!("`{policy}` is not a retry condition Envoy knows"), Some("use conditions such as 5xx, reset, connect-failure, retriable-4xx, or HTTP status codes".into()));
                 }
             }
