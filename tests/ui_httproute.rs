@@ -145,6 +145,11 @@ fn the_mirror_percentage_of_an_httproute_changes_the_yaml_and_the_running_proxy(
         "{:?}",
         h.state().doc.config().diagnostics()
     );
+    assert_eq!(
+        h.state().doc.hosts(),
+        ["reviews"],
+        "the route's Service is the host to send requests to"
+    );
     let addr = h.state().session.local_addr().expect("the proxy runs");
     send_requests(&rt, addr, 10);
     assert!(

@@ -279,12 +279,40 @@ impl Document {
         (count(Severity::Error), count(Severity::Warning))
     }
 
-    /// VirtualService hosts of the config, in order.
+    /// VirtualService hosts of the config, in order, then the Services HTTPRoutes bind to
+    /// (what a client addresses: `reviews`, or `reviews.prod` in another namespace).
     pub fn hosts(&self) -> Vec<String> {
-        self.config
+        use crate::config::gateway::GatewayApiObject;
+        let routed = self.config.gateway_api().flat_map(|(_, o)| {
+            let (namespace, parents) = match o {
+                GatewayApiObject::HttpRoute(r) => {
+                    (r.metadata.namespace_or_default(), &r.spec.parent_refs)
+                }
+                GatewayApiObject::GrpcRoute(r) => {
+                    (r.metadata.namespace_or_default(), &r.spec.parent_refs)
+                }
+                _ => return Vec::new(),
+            };
+            parents
+                .iter()
+                .filter(|p| p.is_service())
+                .map(|p| match p.namespace.as_deref().unwrap_or(namespace) {
+                    "default" => p.name.clone(),
+                    ns => format!("{}.{ns}", p.name),
+                })
+                .collect()
+        });
+        let mut hosts: Vec<String> = self
+            .config
             .virtual_services()
             .flat_map(|(_, vs)| vs.spec.hosts.iter().cloned())
-            .collect()
+            .collect();
+        for h in routed {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        hosts
     }
 
     /// Compiles the routes `workload`'s sidecar gets; the errors when the config has any.
