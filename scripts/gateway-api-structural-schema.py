@@ -30,9 +30,15 @@ CHANNELS = ("standard", "experimental")
 
 
 def strip(schema):
-    """The schema without `description`, keys sorted for stable diffs."""
+    """The schema without `description` prose, keys sorted for stable diffs. Under
+    `properties` the keys are field names, and a field may be called `description`
+    (GatewayClass `spec.description`): those are kept."""
     if isinstance(schema, dict):
-        return {k: strip(v) for k, v in sorted(schema.items()) if k != "description"}
+        return {
+            k: ({name: strip(p) for name, p in sorted(v.items())} if k == "properties" else strip(v))
+            for k, v in sorted(schema.items())
+            if k != "description"
+        }
     if isinstance(schema, list):
         return [strip(v) for v in schema]
     return schema

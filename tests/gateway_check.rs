@@ -345,3 +345,102 @@ fn broken_gateway_api_documents_never_crash_the_checker() {
         let _ = mirrorlab::routing::RouteTable::compile(&set);
     }
 }
+
+/// The ML0301 findings of `yaml`: (field path, line), in order.
+fn not_simulated(yaml: &str) -> Vec<(String, usize)> {
+    diagnostics(yaml)
+        .iter()
+        .filter(|d| d.code == "ML0301")
+        .inspect(|d| assert_eq!(d.severity, Severity::Warning, "{d}"))
+        .map(|d| (d.field_path.clone().unwrap_or_default(), d.line))
+        .collect()
+}
+
+#[test]
+fn every_field_the_lab_does_not_simulate_is_warned_at_its_line() {
+    // DESIGN.md: what the lab does not simulate it says at the field. A Gateway's addresses
+    // and infrastructure shape what the cluster deploys, a listener's tls terminates on the
+    // gateway (the lab's listener is plain HTTP), a namespace Selector reads namespace
+    // labels only the cluster has, a class's parametersRef configures its deployments, and
+    // sessionPersistence (GEP-1619) pins clients to a backend; none reaches a request here.
+    let yaml = "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: istio}
+spec:
+  controllerName: istio.io/gateway-controller
+  description: the lab reads past this one, it changes nothing
+  parametersRef: {group: '', kind: ConfigMap, name: options, namespace: web}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: web}
+spec:
+  gatewayClassName: istio
+  addresses: [{value: 10.0.0.1}]
+  infrastructure: {labels: {team: a}}
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    tls: {mode: Terminate, certificateRefs: [{name: cert}]}
+    allowedRoutes:
+      namespaces:
+        from: Selector
+        selector: {matchLabels: {shared: 'true'}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: web}
+spec:
+  parentRefs: [{group: '', kind: Service, name: reviews}]
+  rules:
+  - sessionPersistence: {sessionName: s}
+    backendRefs: [{name: v1, port: 80}]
+---
+";
+    let http = route(
+        MESH_PARENT,
+        "  - backendRefs: [{name: v1, port: 80}]\n    sessionPersistence: {sessionName: s}\n",
+    );
+    let file = format!("{SERVICES}{yaml}{http}");
+    // GatewayClass `spec.description` is a field of the CRD (it was once lost with the
+    // schema's prose): valid, and with no effect on a request, so no finding at all.
+    let errors: Vec<Diagnostic> = diagnostics(&file)
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let found = not_simulated(&file);
+    let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.parametersRef",
+            "spec.addresses",
+            "spec.infrastructure",
+            "spec.listeners[0].tls",
+            "spec.listeners[0].allowedRoutes.namespaces.from",
+            "spec.rules[0].sessionPersistence",
+            "spec.rules[0].sessionPersistence",
+        ],
+        "{found:?}"
+    );
+    // Each at its own line of the file (SERVICES is 10 lines).
+    let lines: Vec<usize> = found.iter().map(|(_, l)| *l).collect();
+    assert_eq!(lines, [17, 24, 25, 30, 33, 42, 52], "{found:?}");
+}
+
+#[test]
+fn a_gateway_the_lab_simulates_in_full_gets_no_not_simulated_warning() {
+    // The counterpart: Istio's bookinfo Gateway (samples/bookinfo/gateway-api/) has only
+    // fields the lab runs, so the test above cannot pass by warning at everything.
+    let yaml = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: web}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Same}}}
+";
+    assert_eq!(not_simulated(&format!("{SERVICES}{yaml}")), []);
+}

@@ -21,6 +21,15 @@ pub fn check(set: &ConfigSet, conversion: &Conversion) -> Vec<Diagnostic> {
             out: &mut out,
         };
         schema_rules(&mut sink, object);
+        for (field, message) in super::unsimulated::fields(object) {
+            sink.push(
+                Severity::Warning,
+                codes::NOT_SIMULATED,
+                &field,
+                message,
+                None,
+            );
+        }
         match object {
             GatewayApiObject::HttpRoute(route) => {
                 let ns = route.metadata.namespace_or_default();
@@ -118,7 +127,7 @@ fn schema_rules(sink: &mut Sink<'_>, object: &GatewayApiObject) {
     }
 }
 
-/// One HTTPRoute rule: what the lab does not simulate, Istio's redirect quirk, and the
+/// One HTTPRoute rule: Istio's redirect quirk, and the
 /// ReferenceGrants a Gateway-bound route's cross-namespace backends need.
 fn http_rule(
     sink: &mut Sink<'_>,
@@ -127,15 +136,6 @@ fn http_rule(
     ns: &str,
     gateway_bound: bool,
 ) {
-    if rule.extra.contains_key("sessionPersistence") {
-        sink.push(
-            Severity::Warning,
-            codes::NOT_SIMULATED,
-            &push_key(base, "sessionPersistence"),
-            "sessionPersistence is not simulated (the lab has no sticky sessions)".to_owned(),
-            None,
-        );
-    }
     redirect_prefix_quirk(
         &rule.filters,
         &push_key(base, "filters"),

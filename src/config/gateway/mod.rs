@@ -15,6 +15,7 @@ pub mod model;
 pub mod parents;
 pub mod schema;
 pub mod to_virtual_service;
+mod unsimulated;
 
 pub use check::check;
 pub use convert::{GeneratedRoute, GeneratedVirtualService, RouteKind, convert_all};
