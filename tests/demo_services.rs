@@ -39,6 +39,22 @@ async fn the_sample_config_names_the_endpoints_the_demo_serves() {
 }
 
 #[tokio::test]
+async fn an_endpoint_labelled_down_is_not_served() {
+    // sample-configs/reviews-one-pod-down.yaml: the demo leaves 9089 unserved; the
+    // default retry policy sends those requests to the live pod, and outlier detection
+    // ejects the dead one.
+    let text = std::fs::read_to_string("sample-configs/reviews-one-pod-down.yaml").expect("sample");
+    let set = ConfigSet::load_str("sample", &text);
+    assert!(set.diagnostics().is_empty(), "{:?}", set.diagnostics());
+    let ports: Vec<u16> = mirrorlab::demo::endpoints_from_config(&set)
+        .iter()
+        .map(|e| e.addr.port())
+        .collect();
+    assert!(!ports.contains(&9089), "{ports:?}");
+    assert!(ports.contains(&9081) && ports.contains(&9082), "{ports:?}");
+}
+
+#[tokio::test]
 async fn v2_differs_from_v1_the_way_a_new_release_might() {
     // One endpoint per version, on ephemeral ports.
     let yaml = r#"apiVersion: networking.istio.io/v1

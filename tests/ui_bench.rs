@@ -198,7 +198,7 @@ fn dashboard_refresh_rate_with_live_traffic() {
         .push_command(mirrorlab::ui::Command::StartProxy);
     h.run_ok();
     h.state_mut().state.tab = mirrorlab::ui::Tab::Dashboard;
-    let addr = h.state().session.local_addr().expect("proxy runs");
+    let addr = h.state().lab.local_addr().expect("proxy runs");
     let generator = mirrorlab::demo::TrafficGenerator::start(
         rt.handle(),
         tokio_util::sync::CancellationToken::new(),
@@ -215,7 +215,7 @@ fn dashboard_refresh_rate_with_live_traffic() {
         let t = Instant::now();
         h.step();
         frames.push(t.elapsed().as_secs_f64() * 1000.0);
-        let seen = h.state().session.analysis().exchanges;
+        let seen = h.state().lab.analysis().exchanges;
         if seen != last_seen {
             updates += 1;
             last_seen = seen;

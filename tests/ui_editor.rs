@@ -136,7 +136,7 @@ fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
     h.run_ok();
 
     // The proxy started as the config opened.
-    let addr = h.state().session.local_addr().expect("the proxy runs");
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
 
     // 100% to start with: every request is mirrored.
     send_requests(&rt, addr, 20);
@@ -163,7 +163,7 @@ fn changing_the_mirror_percentage_changes_the_yaml_and_the_running_proxy() {
     assert!(wait_until(&mut h, 10, |_| v1.hits() == 40));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(v2.hits(), 20, "after Apply at 0% the shadow gets nothing");
-    let counters = h.state().session.counters().unwrap();
+    let counters = h.state().lab.counters().unwrap();
     assert_eq!(counters.mirrored, 20);
     assert_eq!(counters.skipped_not_sampled, 20);
 }
@@ -249,5 +249,208 @@ fn a_missing_subset_can_be_defined_from_the_destination_that_names_it() {
         h.query_all_by_label_contains("error[IST0101]")
             .next()
             .is_none()
+    );
+}
+
+/// A config: `reviews` to subset v1, whose endpoints are the given servers, and the
+/// DestinationRule with no traffic policy.
+fn v1_endpoints_config(endpoints: &[std::net::SocketAddr]) -> String {
+    let mut text = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts:
+  - reviews
+  http:
+  - name: to-v1
+    route:
+    - destination:
+        host: reviews
+        subset: v1
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews-dr
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews.default.svc.cluster.local
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - number: 9080
+    name: http
+    protocol: HTTP
+  endpoints:
+"
+    .to_owned();
+    for e in endpoints {
+        text.push_str(&format!(
+            "  - address: 127.0.0.1\n    ports:\n      http: {}\n    labels:\n      version: v1\n",
+            e.port()
+        ));
+    }
+    text
+}
+
+/// The statuses the client gets for `n` GETs through the proxy, one after the other.
+fn statuses(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr, n: usize) -> Vec<u16> {
+    rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let resp = client
+                .get(format!("http://{addr}/reviews/{i}"))
+                .header("host", "reviews")
+                .send()
+                .await
+                .unwrap();
+            out.push(resp.status().as_u16());
+        }
+        out
+    })
+}
+
+#[test]
+fn retries_set_in_the_form_retry_what_istios_default_lets_through() {
+    // Istio's default policy (retry.go DefaultPolicy) retries connect-failure,
+    // refused-stream, unavailable, cancelled and retriable-status-codes with no codes: a
+    // 503 answer goes back to the client. `retryOn: 5xx` (Envoy's x-envoy-retry-on 5xx)
+    // retries it, so an upstream that fails every other request never fails the client.
+    let rt = runtime();
+    let flaky = Upstream::answering_with(
+        &rt,
+        |id, _| format!(r#"{{"id":"{id}"}}"#),
+        |n| if n % 2 == 0 { 503 } else { 200 },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, v1_endpoints_config(&[flaky.addr])).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    let before = statuses(&rt, addr, 10);
+    assert_eq!(
+        before.iter().filter(|s| **s == 503).count(),
+        5,
+        "{before:?}"
+    );
+
+    h.get_by_label("retries").click();
+    h.run_ok();
+    let field = || Role::TextInput;
+    h.get_by_role_and_label(field(), "retryOn").click();
+    h.run_ok();
+    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
+    h.get_by_role_and_label(field(), "retryOn").type_text("5xx");
+    h.run_ok();
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(
+        yaml.contains("    retries:\n      attempts: 2\n      retryOn: 5xx\n"),
+        "{yaml}"
+    );
+    assert_eq!(h.state().doc.problem_counts(), (0, 0));
+
+    h.get_by_label("Apply to running proxy").click();
+    h.run_ok();
+    let hits = flaky.hits();
+    let after = statuses(&rt, addr, 10);
+    assert_eq!(after, vec![200; 10], "every 503 was retried");
+    // The upstream alternates and every request now takes two of its answers, so each
+    // first attempt meets a 503 and its retry a 200.
+    assert_eq!(flaky.hits() - hits, 20, "10 requests, each tried twice");
+}
+
+#[test]
+fn a_bad_retry_condition_is_flagged_beside_the_field() {
+    // validation.go validateHTTPRetry: every retryOn entry is an Envoy condition or a
+    // status code.
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, v1_endpoints_config(&[v1.addr])).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    h.get_by_label("retries").click();
+    h.run_ok();
+    h.get_by_role_and_label(Role::TextInput, "retryOn").click();
+    h.run_ok();
+    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
+    h.get_by_role_and_label(Role::TextInput, "retryOn")
+        .type_text("5xx,sometimes");
+    h.run_ok();
+    let diags = h.state().doc.config().diagnostics().to_vec();
+    let bad = diags
+        .iter()
+        .find(|d| d.field_path.as_deref() == Some("spec.http[0].retries.retryOn"))
+        .unwrap_or_else(|| panic!("{diags:?}"));
+    assert!(bad.message.contains("sometimes"), "{}", bad.message);
+    // Shown in the form, under the field.
+    assert!(
+        h.query_by_label_contains("sometimes").is_some(),
+        "the diagnostic is on screen"
+    );
+}
+
+#[test]
+fn round_robin_picked_in_the_destination_rule_form_alternates_the_endpoints() {
+    // Envoy's ROUND_ROBIN takes the endpoints in turn; Istio's default (LEAST_REQUEST,
+    // two random choices) would not alternate twenty sequential requests but by a chance
+    // of 2^-19.
+    let rt = runtime();
+    let a = Upstream::start(&rt, None);
+    let b = Upstream::start(&rt, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, v1_endpoints_config(&[a.addr, b.addr])).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+
+    h.get_by_label("DestinationRule default/reviews-dr").click();
+    h.run_ok();
+    h.get_by_label("Traffic policy of every subset (none: Istio's defaults)")
+        .click();
+    h.run_ok();
+    h.get_by_label("loadBalancer").click();
+    h.run_ok();
+    h.get_by_label("ROUND_ROBIN").click();
+    h.run_ok();
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(
+        yaml.contains("  trafficPolicy:\n    loadBalancer:\n      simple: ROUND_ROBIN\n"),
+        "{yaml}"
+    );
+    h.get_by_label("Apply to running proxy").click();
+    h.run_ok();
+
+    let mut turns = Vec::new();
+    for _ in 0..20 {
+        let (ha, hb) = (a.hits(), b.hits());
+        assert_eq!(statuses(&rt, addr, 1), vec![200]);
+        turns.push(if a.hits() > ha {
+            'a'
+        } else if b.hits() > hb {
+            'b'
+        } else {
+            '?'
+        });
+    }
+    assert!(
+        turns.windows(2).all(|w| w[0] != w[1]),
+        "the endpoints take turns: {turns:?}"
     );
 }

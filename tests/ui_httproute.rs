@@ -150,7 +150,7 @@ fn the_mirror_percentage_of_an_httproute_changes_the_yaml_and_the_running_proxy(
         ["reviews"],
         "the route's Service is the host to send requests to"
     );
-    let addr = h.state().session.local_addr().expect("the proxy runs");
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
     send_requests(&rt, addr, 10);
     assert!(
         wait_until(&mut h, 10, |_| v2.hits() == 10),

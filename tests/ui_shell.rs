@@ -32,7 +32,7 @@ fn open_through_the_path_field_shows_the_file_in_the_title() {
 
     h.get_by_label("File").click();
     h.run();
-    h.get_by_label("Open…").click();
+    h.get_by_label("Open… Ctrl+O").click();
     h.run();
     type_into(&mut h, "File to open", &path.display().to_string());
     h.get_by_label("Open").click();

@@ -21,7 +21,7 @@ fn opening_a_config_starts_the_proxy_and_a_second_one_is_swapped_in() {
 
     let addr = h
         .state()
-        .session
+        .lab
         .local_addr()
         .expect("the proxy started as the config opened");
     h.get_by_label(&format!("listening on {addr}"));
@@ -43,7 +43,7 @@ fn opening_a_config_starts_the_proxy_and_a_second_one_is_swapped_in() {
     std::fs::write(&second, unmirrored).unwrap();
     h.get_by_label("File").click();
     h.run_ok();
-    h.get_by_label("Open…").click();
+    h.get_by_label("Open… Ctrl+O").click();
     h.run_ok();
     // The field starts at the open file's path: replace it.
     h.get_by_role_and_label(Role::TextInput, "File to open")
@@ -56,7 +56,7 @@ fn opening_a_config_starts_the_proxy_and_a_second_one_is_swapped_in() {
     h.get_by_label("Open").click();
     h.run_ok();
     assert_eq!(h.state().doc.path(), Some(second.as_path()));
-    assert_eq!(h.state().session.local_addr(), Some(addr));
+    assert_eq!(h.state().lab.local_addr(), Some(addr));
     let notice = h.state().notice().cloned().unwrap();
     assert!(
         notice.text.contains("now routes with it"),
@@ -95,10 +95,10 @@ fn with_the_setting_off_a_config_waits_for_start() {
     h.state_mut().push_command(Command::Open(path.clone()));
     h.run_ok();
     assert_eq!(h.state().doc.path(), Some(path.as_path()));
-    assert!(!h.state().session.is_running());
+    assert!(!h.state().lab.is_running());
     h.get_by_label("Start").click();
     h.run_ok();
-    assert!(h.state().session.is_running());
+    assert!(h.state().lab.is_running());
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn a_config_with_errors_does_not_start_the_proxy_and_says_why() {
     let mut h = app(&rt, Some(&path));
     h.run_ok();
 
-    assert!(!h.state().session.is_running());
+    assert!(!h.state().lab.is_running());
     let problem = h
         .state()
         .proxy_problem()
@@ -162,7 +162,7 @@ fn a_taken_port_is_explained_in_the_top_bar_and_a_free_one_offered() {
     h.state_mut().push_command(Command::Open(path));
     h.run_ok();
 
-    assert!(!h.state().session.is_running());
+    assert!(!h.state().lab.is_running());
     let problem = h
         .state()
         .proxy_problem()
@@ -189,7 +189,7 @@ fn a_taken_port_is_explained_in_the_top_bar_and_a_free_one_offered() {
     h.get_by_label(&format!("Use {free}")).click();
     h.run_ok();
     assert_eq!(
-        h.state().session.local_addr().map(|a| a.to_string()),
+        h.state().lab.local_addr().map(|a| a.to_string()),
         Some(free.clone())
     );
     assert_eq!(h.state().state.listen_addr, free);
@@ -219,7 +219,7 @@ fn the_empty_panels_offer_a_request_that_the_config_mirrors_through_the_real_por
     let mut h = app(&rt, Some(&path));
     h.run_ok();
     assert_eq!(h.state().doc.problem_counts().0, 0, "{config}");
-    let addr = h.state().session.local_addr().expect("the proxy runs");
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
     assert_ne!(addr.port(), 15001, "the real, ephemeral port");
 
     for tab in [Tab::Dashboard, Tab::Traffic, Tab::Diffs] {
@@ -270,18 +270,14 @@ fn the_dashboard_clock_keeps_moving_after_traffic_stops() {
     } = mirror_files(&rt);
     let mut h = app(&rt, Some(&path));
     h.run_ok();
-    let addr = h.state().session.local_addr().expect("the proxy runs");
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
     send_requests(&rt, addr, 2);
-    assert!(wait_until(&mut h, 10, |app| app
-        .session
-        .analysis()
-        .exchanges
-        == 2));
-    let then = h.state().session.analysis().now_unix_second.unwrap();
+    assert!(wait_until(&mut h, 10, |app| app.lab.analysis().exchanges == 2));
+    let then = h.state().lab.analysis().now_unix_second.unwrap();
     // No more traffic: "now" must still advance (the idle refresh is once a second).
     assert!(
         wait_until(&mut h, 5, |app| app
-            .session
+            .lab
             .analysis()
             .now_unix_second
             .is_some_and(|now| now >= then + 2)),
@@ -340,7 +336,7 @@ fn the_client_workload_set_in_settings_picks_the_routes_its_sidecar_gets() {
     std::fs::write(&path, canary).unwrap();
     let mut h = app(&rt, Some(&path));
     h.run_ok();
-    let addr = h.state().session.local_addr().expect("started");
+    let addr = h.state().lab.local_addr().expect("started");
     send_requests(&rt, addr, 2);
     assert!(wait_until(&mut h, 10, |_| v1.hits() == 2));
     let mirrored = v2.hits();

@@ -21,7 +21,7 @@ fn selecting_an_exchange_shows_both_responses_and_the_difference() {
     let mut h = app(&rt, Some(&path));
     h.run_ok();
     // The proxy started as the config opened.
-    let addr = h.state().session.local_addr().expect("the proxy runs");
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
     // Before any traffic the dashboard says how to send some, ready to copy.
     h.get_by_label("Dashboard").click();
     h.run_ok();
@@ -36,11 +36,7 @@ fn selecting_an_exchange_shows_both_responses_and_the_difference() {
         "5 exchanges in the table"
     );
     // The analysis catches up with its own task; wait for the diff summaries.
-    assert!(wait_until(&mut h, 10, |app| app
-        .session
-        .analysis()
-        .exchanges
-        == 5));
+    assert!(wait_until(&mut h, 10, |app| app.lab.analysis().exchanges == 5));
     // The dashboard now shows the primary and the shadow side by side.
     h.get_by_label("Dashboard").click();
     h.run_ok();
@@ -76,14 +72,9 @@ fn ignoring_a_field_in_diffs_writes_the_annotation() {
     let mut h = app(&rt, Some(&path));
     h.run_ok();
     // The proxy started as the config opened.
-    let addr = h.state().session.local_addr().unwrap();
+    let addr = h.state().lab.local_addr().unwrap();
     send_requests(&rt, addr, 10);
-    assert!(wait_until(&mut h, 10, |app| app
-        .session
-        .analysis()
-        .diffs
-        .len()
-        >= 2));
+    assert!(wait_until(&mut h, 10, |app| app.lab.analysis().diffs.len() >= 2));
     h.state_mut().state.tab = Tab::Diffs;
     h.run_ok();
     // Rows: /stars and /color. Ignore the first row's field.
@@ -112,7 +103,7 @@ fn send_request_goes_through_the_proxy_and_is_selected_in_traffic() {
     h.run_ok();
     // The proxy started as the config opened.
     // Some other traffic first, so the selection has to find the right row.
-    let addr = h.state().session.local_addr().unwrap();
+    let addr = h.state().lab.local_addr().unwrap();
     send_requests(&rt, addr, 3);
 
     h.get_by_label("Send request...").click();
@@ -149,7 +140,7 @@ fn the_traffic_exports_as_har_with_its_shadows() {
     let mut h = app(&rt, Some(&path));
     h.run_ok();
     // The proxy started as the config opened.
-    let addr = h.state().session.local_addr().unwrap();
+    let addr = h.state().lab.local_addr().unwrap();
     send_requests(&rt, addr, 4);
     assert!(wait_until(&mut h, 10, |app| app.traffic.len() == 4));
 
@@ -184,14 +175,14 @@ fn a_volatile_timestamp_is_noise_in_traffic_and_diffs_and_one_click_ignores_it()
     let files = mirror_files_of(v1, v2);
     let mut h = app(&rt, Some(&files.path));
     h.run_ok();
-    let addr = h.state().session.local_addr().expect("the proxy runs");
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
     // Products 0 and 1, six times each: the primary answers the same request again and
     // again, with another `at` each time, and no baseline is needed to see it.
     let paths: Vec<String> = (0..12).map(|i| format!("/reviews/{}", i % 2)).collect();
     send_paths(&rt, addr, &paths);
     h.get_by_label("Traffic").click();
     assert!(wait_until(&mut h, 10, |app| app.traffic.len() == 12
-        && app.session.analysis().exchanges == 12));
+        && app.lab.analysis().exchanges == 12));
     h.run_ok();
     // The Diff column counts real differences and noise apart.
     assert_eq!(h.get_all_by_label("1 differs, 1 noise").count(), 6);
@@ -227,7 +218,7 @@ fn a_volatile_timestamp_is_noise_in_traffic_and_diffs_and_one_click_ignores_it()
     // Ignored, it leaves the Traffic list's counts too.
     h.get_by_label("Traffic").click();
     assert!(wait_until(&mut h, 5, |app| app
-        .session
+        .lab
         .analysis()
         .diff_headline(app.traffic.selected.unwrap_or(0))
         .as_deref()

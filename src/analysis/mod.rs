@@ -312,6 +312,13 @@ impl Analyzer {
         self.rules_changed();
     }
 
+    /// Replaces the rules of every VirtualService at once, as a reloaded config has them: a
+    /// VirtualService whose annotation is gone loses its rules.
+    pub fn replace_virtual_service_rules(&mut self, rules: BTreeMap<String, IgnoreRules>) {
+        Arc::make_mut(&mut self.settings).virtual_service_rules = rules;
+        self.rules_changed();
+    }
+
     /// Replaces the noise thresholds; verdicts are recomputed at the next snapshot.
     pub fn set_thresholds(&mut self, thresholds: NoiseThresholds) {
         Arc::make_mut(&mut self.settings).thresholds = thresholds;

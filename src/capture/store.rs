@@ -5,8 +5,10 @@
 //! channel is full misses the exchange, which is counted as a dropped capture.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
@@ -54,9 +56,7 @@ impl CaptureStore {
     }
 
     fn ring(&self) -> MutexGuard<'_, Ring> {
-        // The ring holds plain data and no critical section can leave it half-updated in a
-        // way that matters, so a panic elsewhere must not take the traffic table down too.
-        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+        self.ring.lock()
     }
 
     /// Adds an exchange, evicting the oldest ones until both bounds hold again.
@@ -176,10 +176,7 @@ impl CaptureHub {
     /// keeps up; when its `capacity` is full, exchanges are dropped and counted.
     pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<Arc<Exchange>> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        self.subscribers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(tx);
+        self.subscribers.lock().push(tx);
         rx
     }
 
@@ -188,10 +185,7 @@ impl CaptureHub {
         let exchange = Arc::new(exchange);
         self.published.fetch_add(1, Ordering::Relaxed);
         self.store.push(Arc::clone(&exchange));
-        let mut subscribers = self
-            .subscribers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut subscribers = self.subscribers.lock();
         subscribers.retain(|tx| match tx.try_send(Arc::clone(&exchange)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {

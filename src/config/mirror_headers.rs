@@ -14,7 +14,9 @@
 //! ```
 //!
 //! `remove` lists header names separated by commas or newlines; `set` has one
-//! `name: value` per line (values may contain commas). `#` starts a comment. A route's own
+//! `name: value` per line (values may contain commas and `#`: a token `abc#1` or a URL
+//! fragment is a value, not a comment). In `remove` a `#` starts a comment; in `set` only a
+//! line that starts with `#` is one. A route's own
 //! key adds to the VirtualService-wide one. Removals apply before sets, so a header can be
 //! replaced by removing and setting it, or just by setting it.
 
@@ -120,8 +122,8 @@ pub fn parse_remove(key: &str, text: &str) -> Result<Vec<String>, MirrorHeaderEr
 pub fn parse_set(key: &str, text: &str) -> Result<Vec<(String, String)>, MirrorHeaderError> {
     let mut headers = Vec::new();
     for line in text.lines() {
-        let line = strip_comment(line).trim();
-        if line.is_empty() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
@@ -145,7 +147,7 @@ pub fn parse_set(key: &str, text: &str) -> Result<Vec<(String, String)>, MirrorH
     Ok(headers)
 }
 
-/// `#` starts a comment, as in the other `mirrorlab.dev/` annotations.
+/// `#` starts a comment in a list of names (a header name has no `#` worth keeping there).
 fn strip_comment(line: &str) -> &str {
     line.split_once('#').map_or(line, |(before, _)| before)
 }
@@ -228,5 +230,21 @@ mod tests {
         assert!(parse_set(MIRROR_SET_HEADERS, "x: a\u{7}b").is_err());
         let err = parse_set(MIRROR_SET_HEADERS, "content-length: 3").expect_err("protected");
         assert!(err.to_string().contains("content-length"), "{err}");
+    }
+
+    #[test]
+    fn a_hash_in_a_set_value_is_part_of_the_value_and_a_hash_line_is_a_comment() {
+        let set = parse_set(
+            MIRROR_SET_HEADERS,
+            "# the shadow's own token\nauthorization: Bearer abc#123\nx-page: /docs#intro",
+        )
+        .expect("valid");
+        assert_eq!(
+            set,
+            [
+                ("authorization".to_owned(), "Bearer abc#123".to_owned()),
+                ("x-page".to_owned(), "/docs#intro".to_owned())
+            ]
+        );
     }
 }

@@ -56,6 +56,12 @@ impl RetryOn {
         ("unavailable", Self::GRPC_UNAVAILABLE),
     ];
 
+    /// Every condition name Envoy knows, in the order its docs list them (the route
+    /// editor's menu).
+    pub fn all_names() -> impl Iterator<Item = &'static str> {
+        Self::NAMES.iter().map(|(n, _)| *n)
+    }
+
     /// Whether every condition of `other` is set.
     pub fn contains(self, other: Self) -> bool {
         other.0 != 0 && self.0 & other.0 == other.0

@@ -63,8 +63,13 @@ pub const SAMPLE_CONFIG: &str = include_str!("../../sample-configs/reviews-mirro
 /// The name the built-in sample config goes by in messages.
 pub const SAMPLE_CONFIG_NAME: &str = "sample-configs/reviews-mirror.yaml (built in)";
 
+/// The label (lab-only; Istio's subsets ignore labels they do not name) that keeps the demo
+/// from serving an endpoint: `mirrorlab.dev/demo: down` plays a pod that is down.
+pub const DEMO_LABEL: &str = "mirrorlab.dev/demo";
+
 /// The endpoints of `config`'s ServiceEntries that the demo can serve: loopback addresses,
-/// one per service port, behaving as their `version` label says.
+/// one per service port, behaving as their `version` label says, except those labelled
+/// [`DEMO_LABEL`]` = down`.
 pub fn endpoints_from_config(config: &ConfigSet) -> Vec<DemoEndpoint> {
     let mut endpoints = Vec::new();
     for (_, entry) in config.service_entries() {
@@ -73,6 +78,9 @@ pub fn endpoints_from_config(config: &ConfigSet) -> Vec<DemoEndpoint> {
             let Some(address) = workload.address.as_deref() else {
                 continue;
             };
+            if workload.labels.get(DEMO_LABEL).map(String::as_str) == Some("down") {
+                continue; // a pod that is down: nothing listens there
+            }
             let ip = match address.parse::<IpAddr>() {
                 Ok(ip) if ip.is_loopback() => ip,
                 _ => {

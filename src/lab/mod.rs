@@ -4,11 +4,14 @@
 //! [`Lab::start`] binds the proxy and starts the analysis task on the caller's runtime;
 //! the lab never creates a runtime of its own.
 
+pub mod control;
 pub mod headless;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -22,7 +25,10 @@ use crate::analysis::{
 use crate::capture::{CaptureHub, CaptureStore, Exchange, StoreBounds};
 use crate::config::{ConfigSet, Severity};
 use crate::proxy::{CounterSnapshot, Proxy, ProxyError, ProxySettings, Routes};
-use crate::routing::{MirrorHeaders, NoRoute, RequestHead, Resolution, RouteTable, Workload};
+use crate::routing::{NoRoute, RequestHead, Resolution, RouteTable};
+
+/// The client workload and the lab-wide mirror header edits, as the app and `run` name them.
+pub use crate::routing::{MirrorHeaders, Workload};
 
 impl Routes for RouteTable {
     fn resolve(&self, head: &RequestHead<'_>) -> Result<Resolution, NoRoute> {
@@ -54,6 +60,9 @@ pub struct CompiledConfig {
     pub virtual_services: usize,
     /// Warnings, each as the checker prints it.
     pub warnings: Vec<String>,
+    /// `mirrorlab.dev/diff-ignore` annotations that do not parse (also among the warnings):
+    /// their rules are not in force, and the app says so.
+    pub ignore_errors: Vec<String>,
 }
 
 impl CompiledConfig {
@@ -87,6 +96,7 @@ impl CompiledConfig {
         let mut warnings: Vec<String> = set.diagnostics().iter().map(ToString::to_string).collect();
         warnings.extend(table.notes().into_iter().map(|n| format!("{file}: {n}")));
         let mut ignore = Vec::new();
+        let mut ignore_errors = Vec::new();
         let mut virtual_services = 0;
         // HTTPRoutes and GRPCRoutes carry the annotation too: the trace names them as it
         // names VirtualServices (`namespace/name`).
@@ -109,9 +119,14 @@ impl CompiledConfig {
             let name = resource.object.qualified_name();
             match IgnoreRules::parse(text) {
                 Ok(rules) => ignore.push((name, rules)),
-                Err(err) => warnings.push(format!(
-                    "{file}: {name}: annotation {DIFF_IGNORE_ANNOTATION} ignored: {err}"
-                )),
+                Err(err) => {
+                    let line = resource.source.line;
+                    let problem = format!(
+                        "{file}:{line}: {name}: annotation {DIFF_IGNORE_ANNOTATION} ignored: {err}"
+                    );
+                    warnings.push(problem.clone());
+                    ignore_errors.push(problem);
+                }
             }
         }
         Ok(CompiledConfig {
@@ -119,6 +134,7 @@ impl CompiledConfig {
             ignore,
             virtual_services,
             warnings,
+            ignore_errors,
         })
     }
 
@@ -370,16 +386,12 @@ impl Lab {
         self.proxy.apply(Box::new(routes));
     }
 
-    /// Swaps in a compiled config: its route table and its diff ignore annotations.
+    /// Swaps in a compiled config: its route table and its diff ignore annotations, which
+    /// replace the previous config's (a removed annotation takes its rules with it).
     pub fn apply_config(&self, config: CompiledConfig) {
         self.apply(config.table);
-        if !config.ignore.is_empty() {
-            self.with_analyzer(|analyzer| {
-                for (virtual_service, rules) in config.ignore {
-                    analyzer.set_virtual_service_rules(&virtual_service, rules);
-                }
-            });
-        }
+        let rules = config.ignore.into_iter().collect();
+        self.with_analyzer(|analyzer| analyzer.replace_virtual_service_rules(rules));
     }
 
     /// The live counters (requests, mirrored, skipped by reason, shadow errors, dropped).
@@ -421,7 +433,7 @@ impl Lab {
 
     /// Changes the analyzer (ignore rules, thresholds, clear) and refreshes the snapshot.
     pub fn with_analyzer<R>(&self, change: impl FnOnce(&mut Analyzer) -> R) -> R {
-        let mut analyzer = self.analyzer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut analyzer = self.analyzer.lock();
         let result = change(&mut analyzer);
         self.snapshot
             .store(Arc::new(analyzer.snapshot_at(std::time::SystemTime::now())));
@@ -515,7 +527,7 @@ async fn analyze(
                     break;
                 }
                 {
-                    let mut analyzer = analyzer.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut analyzer = analyzer.lock();
                     for exchange in batch.drain(..) {
                         analyzer.ingest(&exchange);
                     }
@@ -534,7 +546,6 @@ async fn analyze(
                 {
                     let fresh = analyzer
                         .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
                         .snapshot_at(std::time::SystemTime::now());
                     snapshot.store(Arc::new(fresh));
                     dirty = false;
@@ -544,7 +555,7 @@ async fn analyze(
         }
     }
     // Whatever finished before the stop is in the queue: include it in the final snapshot.
-    let mut analyzer = analyzer.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut analyzer = analyzer.lock();
     while let Ok(exchange) = exchanges.try_recv() {
         analyzer.ingest(&exchange);
     }

@@ -7,8 +7,10 @@
 //! arrives second publishes it. That spares a task spawn, its wake-ups and two channels per
 //! request, which was a tenth of the proxy's work in the routing-only case.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::SystemTime;
 
 use tokio::sync::oneshot;
@@ -237,7 +239,7 @@ impl ExchangeJoin {
     fn put<T: Half>(&self, value: T) {
         let complete = {
             // Only whole values are stored: a panic elsewhere leaves nothing torn.
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = self.state.lock();
             value.store(&mut state);
             if state.body.is_some() && state.primary.is_some() {
                 state

@@ -11,8 +11,10 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -102,10 +104,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("mirrorlab-proxy-{index}"))
                 .spawn(move || {
-                    let taken = slot_for_thread
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .take();
+                    let taken = slot_for_thread.lock().take();
                     let Some(runtime) = taken else {
                         return;
                     };
@@ -125,7 +124,7 @@ impl Workers {
                 }
                 Err(source) => {
                     serving.fetch_sub(1, Ordering::SeqCst);
-                    let runtime = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    let runtime = slot.lock().take();
                     if let Some(runtime) = runtime {
                         runtime.shutdown_background();
                     }

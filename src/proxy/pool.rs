@@ -13,7 +13,9 @@
 //! a fresh connection; a request that was sent is never repeated.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -222,9 +224,8 @@ impl EndpointPool {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        // Only whole entries are pushed and popped: a panic elsewhere leaves nothing torn.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, VecDeque<Idle>> {
+        self.idle.lock()
     }
 
     /// Puts a connection (back) in the idle list, unless it is closed or the list is full.
@@ -417,10 +418,7 @@ impl EndpointPool {
             ));
         }
         let connected = self.connect(opts.connect_timeout, counted.clone()).await;
-        *self
-            .refused_at
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = match &connected {
+        *self.refused_at.lock() = match &connected {
             Err((UpstreamErrorKind::Refused, _)) => Some(Instant::now()),
             _ => None,
         };
@@ -433,10 +431,7 @@ impl EndpointPool {
     /// When the endpoint refused a connection, if that was less than [`REFUSED_BACKOFF`]
     /// before `now`.
     fn refused_recently(&self, now: Instant) -> Option<Instant> {
-        let refused_at = *self
-            .refused_at
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let refused_at = *self.refused_at.lock();
         refused_at.filter(|at| now.saturating_duration_since(*at) < REFUSED_BACKOFF)
     }
 

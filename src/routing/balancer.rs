@@ -4,7 +4,7 @@
 //! Envoy keeps a balancer per worker thread; the lab keeps one per destination, so a round
 //! robin goes round once over all workers rather than once per worker.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -192,10 +192,7 @@ impl ClusterState {
     fn ejected(&self, now: Instant) -> Vec<bool> {
         match &self.outlier {
             None => vec![false; self.active.len()],
-            Some(o) => o
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .ejected(now),
+            Some(o) => o.lock().ejected(now),
         }
     }
 
@@ -204,10 +201,7 @@ impl ClusterState {
     pub fn report(&self, i: usize, result: AttemptResult, now: Instant) -> bool {
         match &self.outlier {
             None => false,
-            Some(o) => o
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .report(i, result, now),
+            Some(o) => o.lock().report(i, result, now),
         }
     }
 

@@ -2,7 +2,9 @@
 //! destination resolved to endpoints on this machine.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use super::action::{ActionKind, Route, RouteAction, split_query};
 use super::compile::{self, DEFAULT_PORT, RouteScope, UpstreamResolver, compile_route};
@@ -355,12 +357,7 @@ impl RouteTable {
     /// (cached).
     fn find(&self, host: &str) -> HostEntry {
         // Plain data behind the lock: a panic elsewhere leaves nothing half-written.
-        if let Some(entry) = self
-            .host_cache
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(host)
-        {
+        if let Some(entry) = self.host_cache.read().get(host) {
             return *entry;
         }
         let hit = match self.search_service(host) {
@@ -377,10 +374,7 @@ impl RouteTable {
             .and_then(|d| d.ports.first().map(|(p, _)| *p))
             .unwrap_or(DEFAULT_PORT);
         let entry = HostEntry { hit, port };
-        let mut cache = self
-            .host_cache
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self.host_cache.write();
         if cache.len() >= MAX_CACHED_HOSTS {
             cache.clear();
         }

@@ -25,8 +25,13 @@ fn plot_span(sides: &[&SideSnapshot], now: u64) -> u64 {
                 .find(|p| p.requests > 0)
                 .map(|p| p.unix_second)
         })
-        .min()
-        .unwrap_or(now);
+        .min();
+    span_from(oldest, now)
+}
+
+/// Seconds of history to show when the oldest point is at `oldest` (unix seconds).
+pub(super) fn span_from(oldest: Option<u64>, now: u64) -> u64 {
+    let oldest = oldest.unwrap_or(now);
     (now.saturating_sub(oldest) + 2).clamp(MIN_PLOT_SECONDS, PLOT_WINDOW_SECONDS)
 }
 
@@ -173,6 +178,10 @@ impl DashboardView<'_> {
                 });
             }
         });
+        if super::endpoints::worth_showing(&route.upstream) {
+            ui.add_space(6.0);
+            super::endpoints::upstream_ui(ui, id, width, &route.upstream, now);
+        }
     }
 }
 

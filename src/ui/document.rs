@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::config::{ConfigSet, Diagnostic, IstioObject, Resource, Severity, Source, codes};
-use crate::routing::{RouteTable, Workload};
 
 use super::files::{self, SaveError};
 
@@ -315,14 +314,14 @@ impl Document {
         hosts
     }
 
-    /// Compiles the routes `workload`'s sidecar gets; the errors when the config has any.
-    pub fn compile_for(&self, workload: &Workload) -> Result<RouteTable, Vec<Diagnostic>> {
-        RouteTable::compile_for(&self.config, workload)
+    /// The edit count: each edit gives the document a new revision.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
-    /// Notes that the current revision runs in the proxy.
-    pub fn mark_applied(&mut self) {
-        self.applied_revision = Some(self.revision);
+    /// Notes that `revision` (as [`Document::revision`] gave it) runs in the proxy.
+    pub fn mark_applied_revision(&mut self, revision: u64) {
+        self.applied_revision = Some(revision);
     }
 
     /// True when the proxy runs an older revision than the one shown.

@@ -190,6 +190,17 @@ pub fn optional_u32_field(
     default: u32,
     range: std::ops::RangeInclusive<u32>,
 ) -> bool {
+    optional_number_field(ui, label, value, default, range)
+}
+
+/// [`optional_u32_field`] for any number type the schema uses (`int32`, `uint32`, `uint64`).
+pub fn optional_number_field<T: egui::emath::Numeric>(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> bool {
     let mut on = value.is_some();
     let mut changed = ui.checkbox(&mut on, label).changed();
     if changed {

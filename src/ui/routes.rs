@@ -605,6 +605,9 @@ fn route_ui(
     diags.exact_ui(ui, &key_path(path, "timeout"));
 
     ui.add_space(4.0);
+    changed |= super::policy_form::retries_ui(ui, &mut route.retries, path, diags);
+
+    ui.add_space(4.0);
     changed |= mirror_ui(ui, route, path, catalog, diags);
     changed
 }
@@ -843,6 +846,13 @@ fn destination_rule_ui(ui: &mut egui::Ui, dr: &mut DestinationRule, diags: &Diag
         changed |= form::text_field(ui, "rule host", &mut dr.spec.host, 260.0);
     });
     diags.under_ui(ui, "spec.host");
+    changed |= super::policy_form::traffic_policy_ui(
+        ui,
+        "Traffic policy of every subset",
+        &mut dr.spec.traffic_policy,
+        "spec",
+        diags,
+    );
     ui.heading("Subsets");
     let mut remove = None;
     for (i, subset) in dr.spec.subsets.iter_mut().enumerate() {
@@ -866,6 +876,19 @@ fn destination_rule_ui(ui: &mut egui::Ui, dr: &mut DestinationRule, diags: &Diag
                 &key_path(&path, "labels"),
                 diags,
             );
+            changed |= {
+                let title = format!(
+                    "Traffic policy of subset {} (each part set here replaces the rule's)",
+                    subset.name
+                );
+                super::policy_form::traffic_policy_ui(
+                    ui,
+                    &title,
+                    &mut subset.traffic_policy,
+                    &path,
+                    diags,
+                )
+            };
             diags.under_ui(ui, &path);
         });
     }

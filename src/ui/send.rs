@@ -1,7 +1,7 @@
 //! Small windows: the "Send request" form and the settings.
 
 use super::State;
-use super::session::{OneRequest, SendOutcome};
+use crate::lab::control::{OneRequest, SendOutcome};
 
 /// The Send request form; returns true when the user pressed Send.
 pub fn send_form_ui(

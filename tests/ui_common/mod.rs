@@ -41,7 +41,17 @@ impl Upstream {
         rt: &tokio::runtime::Runtime,
         body: impl Fn(&str, u64) -> String + Send + Sync + 'static,
     ) -> Upstream {
+        Upstream::answering_with(rt, body, |_| 200)
+    }
+
+    /// [`Upstream::answering`] with the status `status(n)` for the request after `n` served.
+    pub fn answering_with(
+        rt: &tokio::runtime::Runtime,
+        body: impl Fn(&str, u64) -> String + Send + Sync + 'static,
+        status: impl Fn(u64) -> u16 + Send + Sync + 'static,
+    ) -> Upstream {
         let body = Arc::new(body);
+        let status = Arc::new(status);
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
@@ -55,6 +65,7 @@ impl Upstream {
                 };
                 let counter = Arc::clone(&counter);
                 let make = Arc::clone(&body);
+                let status = Arc::clone(&status);
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -66,9 +77,11 @@ impl Upstream {
                             .unwrap_or("0")
                             .to_owned();
                         let body = make(&id, n);
+                        let code = status(n);
                         async move {
                             Ok::<_, Infallible>(
                                 hyper::Response::builder()
+                                    .status(code)
                                     .header("content-type", "application/json")
                                     .body(Full::new(Bytes::from(body)))
                                     .unwrap(),
@@ -200,6 +213,9 @@ pub fn app<'a>(rt: &tokio::runtime::Runtime, config: Option<&Path>) -> Harness<'
     };
     Harness::builder()
         .with_size(egui::vec2(1500.0, 1000.0))
+        // Frames keep coming while the engine works (the top bar's spinner): enough steps
+        // for a start or a stop to finish within one `run`.
+        .with_max_steps(2_000)
         .build_eframe(move |cc| MirrorlabApp::new(cc, handle, options))
 }
 
