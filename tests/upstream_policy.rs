@@ -41,6 +41,15 @@ struct Server {
 
 impl Server {
     async fn start(delay: Duration, status: fn(usize) -> u16) -> Server {
+        Server::start_with_headers(delay, status, |_| Vec::new()).await
+    }
+
+    /// [`Server::start`] with the headers `headers(n)` on the answer after `n` served.
+    async fn start_with_headers(
+        delay: Duration,
+        status: fn(usize) -> u16,
+        headers: fn(usize) -> Vec<(&'static str, &'static str)>,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -78,6 +87,11 @@ impl Server {
                                 Response::new(Full::new(Bytes::from(format!("answer {n}"))));
                             *response.status_mut() =
                                 StatusCode::from_u16(status(n)).expect("status");
+                            for (name, value) in headers(n) {
+                                response
+                                    .headers_mut()
+                                    .insert(name, value.parse().expect("value"));
+                            }
                             Ok::<_, Infallible>(response)
                         }
                     });
@@ -199,6 +213,43 @@ async fn the_default_policy_retries_a_refused_connection_on_the_other_endpoint()
         assert_eq!(p.endpoint, good.addr.to_string());
     }
     assert!(proxy.counters().retries >= retried.len() as u64);
+}
+
+#[tokio::test]
+async fn the_default_policy_retries_a_grpc_request_answered_unavailable() {
+    // retry.go DefaultPolicy names `unavailable`; retry_state_impl.cc wouldRetryFromHeaders
+    // reads grpc-status from a trailers-only answer (the status in the response head): the
+    // first answer, UNAVAILABLE (14), is retried, and the client gets the second's OK.
+    let server = Server::start_with_headers(
+        Duration::ZERO,
+        |_| 200,
+        |n| {
+            let status = if n == 0 { "14" } else { "0" };
+            vec![
+                ("content-type", "application/grpc"),
+                ("grpc-status", status),
+            ]
+        },
+    )
+    .await;
+    let (proxy, _c) = serve(&config(&[server.addr], "", ""));
+    let response = common::client()
+        .post(format!("http://{}/reviews.Reviews/Get", proxy.local_addr()))
+        .header("host", "reviews")
+        .header("content-type", "application/grpc")
+        .body(vec![0u8, 0, 0, 0, 2, 8, 1])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "0");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "tried twice");
+    assert_eq!(
+        seen[1].body, seen[0].body,
+        "the retry sends the same message"
+    );
+    assert_eq!(seen[1].headers["x-envoy-attempt-count"], "2");
 }
 
 #[tokio::test]

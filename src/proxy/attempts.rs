@@ -181,9 +181,11 @@ impl Shared {
                             .state
                             .report(a.index, AttemptResult::Status(status.as_u16()), now);
                     let outcome = AttemptOutcome::Status(status);
-                    let wants_retry = a
-                        .policy
-                        .is_some_and(|p| retry_on_answer(p, status.as_u16(), response.headers()));
+                    // An answer is retried only with the request kept to send again.
+                    let wants_retry = send.replays()
+                        && a.policy.is_some_and(|p| {
+                            retry_on_answer(p, status.as_u16(), response.headers())
+                        });
                     if wants_retry
                         && let Some(again) = self
                             .retry_request(&mut a, None, outcome, started, ejected)

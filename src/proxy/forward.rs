@@ -182,9 +182,13 @@ impl Shared {
         let Some(first) = first else {
             return Prepared::Answered(self.no_healthy_upstream(record, destination, &edits));
         };
+        let replays = (forward.retry.as_ref()).is_some_and(|p| {
+            super::retry::retries_after_sending(p, || super::fault::is_grpc(&parts.headers))
+        });
         let send = PrimarySend {
             forward,
             destination,
+            replays,
             finalized_path: finalized.path_and_query,
             edits: ResponseEdits {
                 set_cookie,
@@ -404,16 +408,15 @@ pub(super) struct PrimarySend<'a> {
     pub(super) rng: fastrand::Rng,
     /// The request's consistent hash, if the destination hashes.
     pub(super) hash: Option<u64>,
+    /// A retry may send the request again after it went out (`retries_after_sending`).
+    pub(super) replays: bool,
 }
 
 impl PrimarySend<'_> {
     /// Whether a retry may send the request again after it went out: the policy retries
     /// on answers or resets (not only on connections that could not be made).
     pub(super) fn replays(&self) -> bool {
-        self.forward
-            .retry
-            .as_ref()
-            .is_some_and(super::retry::retries_after_sending)
+        self.replays
     }
 
     /// Whether such a retry needs the body kept.

@@ -19,17 +19,22 @@ use super::forward::RequestTemplate;
 const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
 const X_ENVOY_RATELIMITED: HeaderName = HeaderName::from_static("x-envoy-ratelimited");
 
-/// Whether `policy` can retry a request that went out (on an answer or a reset), so the
-/// request must be kept to send again; a policy that retries only connections that could
-/// not be made sends the unsent request as it is.
-pub(super) fn retries_after_sending(policy: &RetryPolicy) -> bool {
-    let after = [
+/// Whether `policy` can retry this request after it went out (on an answer or a reset), so
+/// the request must be kept to send again; a policy that retries only connections that
+/// could not be made sends the unsent request as it is. Conditions that cannot fire for this
+/// request cost it nothing: `refused-stream` is an HTTP/2 stream refusal, and the lab speaks
+/// HTTP/1.1 to upstreams; the gRPC conditions read `grpc-status` in a trailers-only answer,
+/// which only a gRPC request (`grpc()`, asked only when it matters) gets. Istio's default policy names both, so without
+/// this every request would keep a copy of its head and body for a retry that cannot come.
+pub(super) fn retries_after_sending(policy: &RetryPolicy, grpc: impl FnOnce() -> bool) -> bool {
+    let http = [
         RetryOn::FIVE_XX,
         RetryOn::GATEWAY_ERROR,
         RetryOn::RESET,
         RetryOn::RETRIABLE_4XX,
-        RetryOn::REFUSED_STREAM,
         RetryOn::ENVOY_RATELIMITED,
+    ];
+    let grpc_only = [
         RetryOn::GRPC_CANCELLED,
         RetryOn::GRPC_DEADLINE_EXCEEDED,
         RetryOn::GRPC_INTERNAL,
@@ -37,7 +42,8 @@ pub(super) fn retries_after_sending(policy: &RetryPolicy) -> bool {
         RetryOn::GRPC_UNAVAILABLE,
     ];
     policy.num_retries > 0
-        && (after.iter().any(|c| policy.on.contains(*c))
+        && (http.iter().any(|c| policy.on.contains(*c))
+            || (grpc_only.iter().any(|c| policy.on.contains(*c)) && grpc())
             || (policy.on.contains(RetryOn::RETRIABLE_STATUS_CODES)
                 && !policy.status_codes.is_empty()))
 }

@@ -115,15 +115,20 @@ impl ClusterState {
         if n == 0 {
             return Err(NoPick::NoEndpoints);
         }
-        let ejected = self.ejected(input.now);
-        let healthy = n - ejected.iter().filter(|e| **e).count();
+        // No outlier detection, nothing is ever ejected: no list to build per pick.
+        let ejected = (self.outlier.as_ref()).map(|o| o.lock().ejected(input.now));
+        let healthy = n - ejected
+            .as_ref()
+            .map_or(0, |e| e.iter().filter(|e| **e).count());
         let panic = policy.outlier.is_some()
             && u64::try_from(healthy * 100).unwrap_or(u64::MAX)
                 < u64::from(policy.panic_threshold) * u64::try_from(n).unwrap_or(u64::MAX);
         if healthy == 0 && !panic {
             return Err(NoPick::AllEjected);
         }
-        let usable = |i: usize| panic || !ejected.get(i).copied().unwrap_or(false);
+        let usable = |i: usize| {
+            panic || !(ejected.as_ref()).is_some_and(|e| e.get(i).copied().unwrap_or(false))
+        };
         let mut last = None;
         for _ in 0..input.attempts.max(1) {
             let i = self.choose(policy, input.hash, &usable, input.rng);
