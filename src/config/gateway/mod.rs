@@ -222,81 +222,116 @@ pub fn translate_file(
     file: usize,
     target: Target,
 ) -> Result<Translation, ConfigError> {
-    let mut objects: Vec<IstioObject> = Vec::new();
-    let mut limitations = Vec::new();
-    let mut converted = 0;
-    let in_file = |r: &&super::Resource| r.source.file == file;
-    match target {
-        Target::HttpRoute => {
-            for r in set.resources().iter().filter(in_file) {
-                match &r.object {
-                    IstioObject::VirtualService(vs) => {
-                        let (route, limits) = from_virtual_service::http_route_for(set, vs);
-                        limitations.extend(limits);
-                        match route {
-                            Some(route) => {
-                                converted += 1;
-                                objects.push(IstioObject::GatewayApi(Box::new(
-                                    GatewayApiObject::HttpRoute(route),
-                                )));
-                            }
-                            None => objects.push(r.object.clone()),
-                        }
-                    }
-                    other => objects.push(other.clone()),
-                }
+    let converted = match target {
+        Target::HttpRoute => to_http_routes(set, file),
+        Target::VirtualService => to_virtual_services(set, file),
+    };
+    Ok(Translation {
+        yaml: write_yaml(set, file, &converted.objects)?,
+        converted: converted.count,
+        limitations: converted.limitations,
+    })
+}
+
+/// The resources of one file after a conversion, in file order.
+struct Converted {
+    objects: Vec<IstioObject>,
+    limitations: Vec<Limitation>,
+    /// How many resources of the target kind were written.
+    count: usize,
+}
+
+/// The file's VirtualServices as HTTPRoutes where Gateway API can say it, each other one
+/// (and every other resource) as it is.
+fn to_http_routes(set: &ConfigSet, file: usize) -> Converted {
+    let mut out = Converted {
+        objects: Vec::new(),
+        limitations: Vec::new(),
+        count: 0,
+    };
+    for r in set.resources().iter().filter(|r| r.source.file == file) {
+        let IstioObject::VirtualService(vs) = &r.object else {
+            out.objects.push(r.object.clone());
+            continue;
+        };
+        let (route, limits) = from_virtual_service::http_route_for(set, vs);
+        out.limitations.extend(limits);
+        match route {
+            Some(route) => {
+                out.count += 1;
+                out.objects.push(IstioObject::GatewayApi(Box::new(
+                    GatewayApiObject::HttpRoute(route),
+                )));
             }
-        }
-        Target::VirtualService => {
-            let conversion = convert_all(set);
-            let (services, limits) =
-                to_virtual_service::virtual_services_for(set, &conversion, file);
-            limitations.extend(limits);
-            for (i, r) in set
-                .resources()
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.source.file == file)
-            {
-                match &r.object {
-                    IstioObject::GatewayApi(g)
-                        if matches!(
-                            **g,
-                            GatewayApiObject::HttpRoute(_) | GatewayApiObject::GrpcRoute(_)
-                        ) =>
-                    {
-                        for (_, vs) in services.iter().filter(|(at, _)| *at == i) {
-                            converted += 1;
-                            objects.push(IstioObject::VirtualService(Box::new(vs.clone())));
-                        }
-                    }
-                    other => objects.push(other.clone()),
-                }
-            }
-            for p in conversion.problems.iter().filter(|p| p.drops_route) {
-                if let Some(r) = set
-                    .resources()
-                    .get(p.resource)
-                    .filter(|r| r.source.file == file)
-                {
-                    limitations.push(Limitation {
-                        resource: r.display_name(),
-                        field: p.field.clone(),
-                        message: format!(
-                            "{}; Istio drops the route, so nothing is written for it",
-                            p.message
-                        ),
-                    });
-                }
-            }
+            None => out.objects.push(r.object.clone()),
         }
     }
+    out
+}
+
+/// The file's HTTPRoutes and GRPCRoutes as the VirtualServices Istio makes of them; a route
+/// Istio drops is listed, not written.
+fn to_virtual_services(set: &ConfigSet, file: usize) -> Converted {
+    let conversion = convert_all(set);
+    let (services, limitations) = to_virtual_service::virtual_services_for(set, &conversion, file);
+    let mut out = Converted {
+        objects: Vec::new(),
+        limitations,
+        count: 0,
+    };
+    for (i, r) in set
+        .resources()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.source.file == file)
+    {
+        match &r.object {
+            IstioObject::GatewayApi(g)
+                if matches!(
+                    **g,
+                    GatewayApiObject::HttpRoute(_) | GatewayApiObject::GrpcRoute(_)
+                ) =>
+            {
+                for (_, vs) in services.iter().filter(|(at, _)| *at == i) {
+                    out.count += 1;
+                    out.objects
+                        .push(IstioObject::VirtualService(Box::new(vs.clone())));
+                }
+            }
+            other => out.objects.push(other.clone()),
+        }
+    }
+    for p in conversion.problems.iter().filter(|p| p.drops_route) {
+        if let Some(r) = set
+            .resources()
+            .get(p.resource)
+            .filter(|r| r.source.file == file)
+        {
+            out.limitations.push(Limitation {
+                resource: r.display_name(),
+                field: p.field.clone(),
+                message: format!(
+                    "{}; Istio drops the route, so nothing is written for it",
+                    p.message
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// `objects` as one multi-document YAML file, named after file `file` of `set` in errors.
+fn write_yaml(
+    set: &ConfigSet,
+    file: usize,
+    objects: &[IstioObject],
+) -> Result<String, ConfigError> {
     let name = set
         .files()
         .get(file)
         .map_or_else(|| format!("#{file}"), |f| f.name.clone());
     let mut yaml = String::new();
-    for object in &objects {
+    for object in objects {
         let error = |e: yaml_serde::Error| ConfigError::Serialize {
             file: name.clone(),
             resource: object.to_string(),
@@ -314,9 +349,5 @@ pub fn translate_file(
     if !yaml.ends_with('\n') {
         yaml.push('\n');
     }
-    Ok(Translation {
-        yaml,
-        converted,
-        limitations,
-    })
+    Ok(yaml)
 }
