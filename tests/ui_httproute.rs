@@ -106,6 +106,11 @@ fn set_percentage<S>(h: &mut egui_kittest::Harness<'_, S>, value: &str) {
 
 /// The HTTPRoute of the document's YAML against the standard channel's CRD schema.
 fn assert_valid_httproute(yaml: &str) {
+    assert_valid_httproute_in("standard", yaml);
+}
+
+/// The HTTPRoute of the document's YAML against `channel`'s CRD schema.
+fn assert_valid_httproute_in(channel: &str, yaml: &str) {
     let crds: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -114,7 +119,7 @@ fn assert_valid_httproute(yaml: &str) {
         .unwrap(),
     )
     .unwrap();
-    let schema = &crds["channels"]["standard"]["HTTPRoute"]["schemas"][0]["openAPIV3Schema"];
+    let schema = &crds["channels"][channel]["HTTPRoute"]["schemas"][0]["openAPIV3Schema"];
     let set = mirrorlab::config::ConfigSet::load_str("edited.yaml", yaml);
     let mut checked = 0;
     for (_, o) in set.gateway_api() {
@@ -230,4 +235,36 @@ fn convert_writes_the_route_as_a_virtualservice_and_back() {
         "{yaml}"
     );
     assert_valid_httproute(&yaml);
+}
+
+#[test]
+fn a_rules_retry_and_backend_request_timeout_are_edited_in_the_form() {
+    // HTTPRouteRetry (experimental channel) and HTTPRouteTimeouts.backendRequest, which
+    // Istio turns into the route's retry policy and its per-try timeout (conversion.go).
+    let rt = runtime();
+    let Opened { mut h, .. } = open(&rt);
+    h.get_by_role_and_label(Role::CheckBox, "retry").click();
+    h.run_ok();
+    h.get_by_label("Add retry code").click();
+    h.run_ok();
+    select_all_and_type(&mut h, "backend request timeout", "200ms");
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(yaml.contains("retry:\n      codes:\n      - 503"), "{yaml}");
+    assert!(
+        yaml.contains("timeouts:\n      backendRequest: 200ms"),
+        "{yaml}"
+    );
+    assert_valid_httproute_in("experimental", &yaml);
+    let diagnostics = h.state().doc.config().diagnostics().to_vec();
+    assert_eq!(h.state().doc.problem_counts().0, 0, "{diagnostics:?}");
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.code == "ML0505" && d.field_path.as_deref() == Some("spec.rules[0].retry")),
+        "the form's retry is said to be experimental: {diagnostics:?}"
+    );
+    // Unticked, the retry leaves the YAML.
+    h.get_by_role_and_label(Role::CheckBox, "retry").click();
+    h.run_ok();
+    assert!(!h.state().doc.yaml().contains("retry:"));
 }

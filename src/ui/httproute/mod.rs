@@ -1,6 +1,6 @@
 //! The HTTPRoute editor: parents (a Service for the mesh, or a Gateway), host names, and
-//! the rules with their matches, weighted backends, mirror filters with their percentage
-//! and request timeout. Diagnostics show next to their fields, as in the VirtualService
+//! the rules with their matches, weighted backends, mirror filters with their percentage,
+//! timeouts and retry (`policy`). Diagnostics show next to their fields, as in the VirtualService
 //! form; the rest of an HTTPRoute (rewrites, redirects, header modifiers) is kept as it is
 //! and edited in the YAML tab.
 
@@ -10,6 +10,8 @@ use crate::config::gateway::model::{
     RequestMirrorFilter, ValueMatch,
 };
 use crate::config::model::ObjectMeta;
+
+mod policy;
 
 use super::form::{self, Diags, index_path, key_path};
 use super::routes::{apply_list_edit, list_buttons};
@@ -247,19 +249,8 @@ fn rule_ui(ui: &mut egui::Ui, rule: &mut HttpRouteRule, path: &str, diags: &Diag
     changed |= backends_ui(ui, rule, path, diags);
     ui.add_space(4.0);
     changed |= mirrors_ui(ui, rule, path, diags);
-    ui.horizontal(|ui| {
-        let mut request = rule.timeouts.as_ref().and_then(|t| t.request.clone());
-        if form::optional_text_field(ui, "request timeout", &mut request, 70.0) {
-            let timeouts = rule.timeouts.get_or_insert_with(Default::default);
-            timeouts.request = request;
-            if timeouts.request.is_none() && timeouts.backend_request.is_none() {
-                rule.timeouts = None;
-            }
-            changed = true;
-        }
-        ui.weak("e.g. 2s or 500ms (Gateway API durations: h, m, s, ms). Empty: none.");
-    });
-    diags.under_ui(ui, &key_path(path, "timeouts"));
+    changed |= policy::timeouts_ui(ui, rule, path, diags);
+    changed |= policy::retry_ui(ui, rule, path, diags);
     let other = rule
         .filters
         .iter()
