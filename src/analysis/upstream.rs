@@ -173,27 +173,35 @@ impl UpstreamAccumulator {
         &mut self.endpoints[i]
     }
 
+    /// The figures so far; endpoints in address order, so the dashboard's rows and colours
+    /// and the report's list do not depend on which endpoint happened to be tried first.
     pub(super) fn snapshot(&self, now: Option<u64>) -> UpstreamSnapshot {
+        let mut endpoints: Vec<EndpointSnapshot> = self
+            .endpoints
+            .iter()
+            .map(|e| EndpointSnapshot {
+                endpoint: e.endpoint.clone(),
+                attempts: e.attempts,
+                failures: e.failures,
+                ejections: e.ejections,
+                series: e
+                    .seconds
+                    .iter()
+                    .filter(|s| now.is_none_or(|n| s.unix_second + SERIES_WINDOW_SECONDS > n))
+                    .copied()
+                    .collect(),
+            })
+            .collect();
+        // The overflow row sorts after every address.
+        endpoints.sort_by(|a, b| {
+            let other = |e: &EndpointSnapshot| e.endpoint == OTHER_UPSTREAM_ENDPOINTS;
+            (other(a), &a.endpoint).cmp(&(other(b), &b.endpoint))
+        });
         UpstreamSnapshot {
             attempts: self.attempts,
             retried: self.retried,
             skipped_ejected: self.skipped_ejected,
-            endpoints: self
-                .endpoints
-                .iter()
-                .map(|e| EndpointSnapshot {
-                    endpoint: e.endpoint.clone(),
-                    attempts: e.attempts,
-                    failures: e.failures,
-                    ejections: e.ejections,
-                    series: e
-                        .seconds
-                        .iter()
-                        .filter(|s| now.is_none_or(|n| s.unix_second + SERIES_WINDOW_SECONDS > n))
-                        .copied()
-                        .collect(),
-                })
-                .collect(),
+            endpoints,
         }
     }
 }
