@@ -268,3 +268,52 @@ fn a_rules_retry_and_backend_request_timeout_are_edited_in_the_form() {
     h.run_ok();
     assert!(!h.state().doc.yaml().contains("retry:"));
 }
+
+#[test]
+fn what_convert_could_not_say_is_listed_until_another_resource_is_selected() {
+    // A fault has no Gateway API form: Convert lists it above the new HTTPRoute's form;
+    // the note is about that route, so selecting another resource clears it.
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faulty.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - fault: {abort: {httpStatus: 503, percentage: {value: 10}}}
+    route: [{destination: {host: reviews-v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews-v1}
+spec:
+  hosts: [reviews-v1]
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1}]
+",
+    )
+    .unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    // The first resource, the VirtualService, is selected as the file opens.
+    h.get_by_label("Convert to HTTPRoute").click();
+    h.run_ok();
+    assert!(h.state().doc.yaml().contains("kind: HTTPRoute"));
+    let noted = |h: &egui_kittest::Harness<'_, mirrorlab::ui::MirrorlabApp>| {
+        h.query_all_by(|n| {
+            n.label()
+                .or_else(|| n.value())
+                .is_some_and(|l| l.starts_with("Not converted:") && l.contains("fault"))
+        })
+        .count()
+    };
+    assert!(noted(&h) > 0, "the fault is listed");
+    h.get_by_label("ServiceEntry default/reviews-v1").click();
+    h.run_ok();
+    assert_eq!(noted(&h), 0, "the note went with the selection");
+}

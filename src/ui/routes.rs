@@ -262,6 +262,8 @@ impl RoutesView<'_> {
                     .clicked()
                 {
                     self.panel.selected = i;
+                    // The notes were about the resource converted, not this one.
+                    self.panel.conversion_notes.clear();
                 }
             }
             ui.separator();
@@ -286,6 +288,7 @@ impl RoutesView<'_> {
         });
         if let Some(object) = add {
             self.panel.selected = self.doc.add_resource(object);
+            self.panel.conversion_notes.clear();
         }
     }
 
