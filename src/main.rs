@@ -93,6 +93,19 @@ enum Command {
         #[arg(long, value_name = "NS/NAME", value_parser = parse_gateway)]
         gateway: Option<String>,
     },
+    /// Write a file's VirtualServices as HTTPRoutes, or its HTTPRoutes and GRPCRoutes as
+    /// VirtualServices (every other resource kept); print on stderr exactly what the other
+    /// API cannot express. Exit 1 if the file does not load, 3 if nothing converted.
+    Convert {
+        /// The Istio or Gateway API YAML to convert.
+        file: PathBuf,
+        /// `httproute` or `virtualservice`.
+        #[arg(long, value_name = "KIND")]
+        to: ConvertTarget,
+        /// Write the result here (default: stdout).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Start demo upstream services at the addresses CONFIG's ServiceEntries name.
     Demo {
         /// Istio YAML whose ServiceEntries say where to listen (default: the built-in sample).
@@ -107,6 +120,15 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
     },
+}
+
+/// Which way `mirrorlab convert` goes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ConvertTarget {
+    /// VirtualServices → HTTPRoutes.
+    Httproute,
+    /// HTTPRoutes and GRPCRoutes → VirtualServices.
+    Virtualservice,
 }
 
 fn parse_labels(text: &str) -> Result<LabelList, String> {
@@ -166,6 +188,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { files }) => check(&files),
+        Some(Command::Convert { file, to, output }) => convert(&file, to, output.as_deref()),
         Some(Command::Run {
             config,
             listen,
@@ -353,6 +376,87 @@ fn check(files: &[PathBuf]) -> ExitCode {
     }
     if errors > 0 {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `mirrorlab convert FILE --to KIND`: the converted YAML on stdout (or `-o`), what cannot
+/// be expressed on stderr.
+fn convert(
+    file: &std::path::Path,
+    to: ConvertTarget,
+    output: Option<&std::path::Path>,
+) -> ExitCode {
+    use mirrorlab::config::gateway::{Target, translate_file};
+    use mirrorlab::config::{ConfigSet, Severity};
+
+    let set = ConfigSet::load_files(&[file.to_path_buf()]);
+    let load_errors: Vec<_> = set
+        .diagnostics()
+        .iter()
+        .filter(|d| {
+            d.severity == Severity::Error
+                && matches!(d.code, "ML0001" | "ML0002" | "ML0003" | "ML0004" | "ML0006")
+        })
+        .collect();
+    if !load_errors.is_empty() {
+        for d in load_errors {
+            eprintln!("{d}");
+        }
+        eprintln!(
+            "mirrorlab convert: {} does not load; fix it first (mirrorlab check)",
+            file.display()
+        );
+        return ExitCode::from(1);
+    }
+    let target = match to {
+        ConvertTarget::Httproute => Target::HttpRoute,
+        ConvertTarget::Virtualservice => Target::VirtualService,
+    };
+    let translation = match translate_file(&set, 0, target) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mirrorlab convert: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let written = match output {
+        Some(path) => std::fs::write(path, &translation.yaml)
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .lock()
+                .write_all(translation.yaml.as_bytes())
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| format!("cannot write the result: {e}"))
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("mirrorlab convert: {e}");
+        return ExitCode::from(1);
+    }
+    for l in &translation.limitations {
+        eprintln!("cannot express: {l}");
+    }
+    let what = match target {
+        Target::HttpRoute => "VirtualService(s) written as HTTPRoute(s)",
+        Target::VirtualService => "VirtualService(s) written for the Gateway API routes",
+    };
+    eprintln!(
+        "{} {what}; {} thing(s) not expressible",
+        translation.converted,
+        translation.limitations.len()
+    );
+    if translation.converted == 0 {
+        ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
     }

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use mirrorlab::config::{ConfigSet, IstioObject, Severity};
 use serde_json::Value as Json;
 
+mod schema_support;
+use schema_support::unknown_fields;
+
 /// The committed structural schema.
 fn crds() -> Json {
     let path =
@@ -45,40 +48,6 @@ fn schema_for<'a>(crds: &'a Json, kind: &str, api_version: &str) -> &'a Json {
     &entry["openAPIV3Schema"]
 }
 
-/// Fields the API server would prune (structural schema): every object key must be in
-/// `properties` unless the schema preserves unknown fields or is a map.
-fn unknown_fields(schema: &Json, instance: &Json, path: &str, out: &mut Vec<String>) {
-    if schema["x-kubernetes-preserve-unknown-fields"] == true {
-        return;
-    }
-    match instance {
-        Json::Object(map) => {
-            if let Some(props) = schema["properties"].as_object() {
-                for (k, v) in map {
-                    // apiVersion/kind/metadata are the API server's, not the CRD's.
-                    if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-                        continue;
-                    }
-                    match props.get(k) {
-                        Some(s) => unknown_fields(s, v, &format!("{path}.{k}"), out),
-                        None => out.push(format!("{path}.{k}")),
-                    }
-                }
-            } else if let Some(add) = schema.get("additionalProperties").filter(|a| a.is_object()) {
-                for (k, v) in map {
-                    unknown_fields(add, v, &format!("{path}.{k}"), out);
-                }
-            }
-        }
-        Json::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                unknown_fields(&schema["items"], item, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 fn check_against_schema(crds: &Json, set: &ConfigSet, what: &str) -> usize {
     let mut checked = 0;
     for r in set.resources() {
@@ -86,7 +55,7 @@ fn check_against_schema(crds: &Json, set: &ConfigSet, what: &str) -> usize {
             IstioObject::VirtualService(x) => (serde_json::to_value(x).unwrap(), &x.api_version),
             IstioObject::DestinationRule(x) => (serde_json::to_value(x).unwrap(), &x.api_version),
             IstioObject::ServiceEntry(x) => (serde_json::to_value(x).unwrap(), &x.api_version),
-            IstioObject::Other(_) => continue,
+            IstioObject::GatewayApi(_) | IstioObject::Other(_) => continue,
         };
         let schema = schema_for(crds, r.object.kind(), api_version);
         let validator = jsonschema::validator_for(schema).unwrap();
@@ -349,32 +318,6 @@ fn a_wrong_field_fails_the_schema_check_so_the_test_can_fail() {
     assert_eq!(pruned, [".spec.http[0].mirorr"]);
 }
 
-/// Every CEL rule (`x-kubernetes-validations`) of a schema, with its field path
-/// (`.spec.http[].timeout`).
-fn cel_rules(schema: &Json, path: &str, out: &mut Vec<(String, String)>) {
-    for rule in schema["x-kubernetes-validations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        out.push((
-            path.to_owned(),
-            rule["rule"].as_str().unwrap_or_default().to_owned(),
-        ));
-    }
-    if let Some(props) = schema["properties"].as_object() {
-        for (k, v) in props {
-            cel_rules(v, &format!("{path}.{k}"), out);
-        }
-    }
-    if schema["items"].is_object() {
-        cel_rules(&schema["items"], &format!("{path}[]"), out);
-    }
-    if schema["additionalProperties"].is_object() {
-        cel_rules(&schema["additionalProperties"], &format!("{path}{{}}"), out);
-    }
-}
-
 /// `a.b.c` and `v` as the flow-mapping entry `a: {b: {c: v}}`.
 fn nested(path: &str, value: &str) -> String {
     let mut keys: Vec<&str> = path.split('.').collect();
@@ -507,8 +450,12 @@ fn every_cel_rule_of_istios_schema_has_a_check_that_refuses_its_counterexample()
     let mut accepted = Vec::new();
     for kind in ["VirtualService", "DestinationRule", "ServiceEntry"] {
         let schema = schema_for(&crds, kind, "networking.istio.io/v1");
-        let mut rules = Vec::new();
-        cel_rules(schema, "", &mut rules);
+        let mut found = Vec::new();
+        schema_support::cel_rules(schema, "", &mut found);
+        let rules: Vec<(String, String)> = found
+            .into_iter()
+            .map(|(path, rule)| (path, rule["rule"].as_str().unwrap_or_default().to_owned()))
+            .collect();
         assert!(
             !rules.is_empty(),
             "{kind}: no CEL rules found; is the schema complete?"

@@ -26,7 +26,7 @@ impl fmt::Display for Severity {
 /// Diagnostic codes. `IST` codes are Istio's own (`istioctl analyze` prints the same);
 /// `ML` codes are the lab's: `ML00xx` loading, `ML01xx` what Istio's admission validation
 /// refuses (istioctl analyze reports each as IST0106), `ML02xx` advice, `ML03xx` what the lab
-/// does not simulate, `ML04xx` what only the cluster can tell. docs/CHECK.md lists every code
+/// does not simulate, `ML04xx` what only the cluster can tell, `ML05xx` Gateway API routes. docs/CHECK.md lists every code
 /// with its Istio source.
 pub mod codes {
     /// A reference to something the files do not define: a subset, a gateway, a port
@@ -169,6 +169,30 @@ pub mod codes {
     /// A ServiceEntry without addresses for a TCP port; whether that matters depends on the
     /// mesh's address allocation (Istio's ServiceEntryAddressesRequired).
     pub const ADDRESSES_LEFT_TO_CLUSTER: &str = "ML0403";
+    /// A route's parent Service no Service or ServiceEntry of the files defines (Istio's
+    /// `parent service not found` unless the cluster has it).
+    pub const PARENT_LEFT_TO_CLUSTER: &str = "ML0404";
+    /// A Gateway whose GatewayClass is not in the files: whether Istio programs it depends
+    /// on the class's controller.
+    pub const GATEWAY_CLASS_LEFT_TO_CLUSTER: &str = "ML0405";
+    /// A Gateway API resource a CEL rule of its CRD refuses (kubectl apply rejects it).
+    pub const GATEWAY_API_CEL: &str = "ML0501";
+    /// A backend reference Istio cannot resolve (the route's ResolvedRefs=False).
+    pub const GATEWAY_API_UNRESOLVED_REF: &str = "ML0502";
+    /// A parent reference Istio does not accept (the route's Accepted=False).
+    pub const GATEWAY_API_NOT_ACCEPTED: &str = "ML0503";
+    /// A filter Istio cannot translate (the route is dropped).
+    pub const GATEWAY_API_INVALID_FILTER: &str = "ML0504";
+    /// A field only the experimental channel's CRDs have.
+    pub const GATEWAY_API_EXPERIMENTAL: &str = "ML0505";
+    /// A parent Istio does not program: another controller's Gateway or parent kind.
+    pub const GATEWAY_API_NOT_ISTIO: &str = "ML0506";
+    /// A route bound only to Gateways: not the sidecar traffic the lab plays.
+    pub const GATEWAY_API_GATEWAY_ONLY: &str = "ML0507";
+    /// Where Istio's translation of a route differs from what the Gateway API spec says.
+    pub const GATEWAY_API_TRANSLATION: &str = "ML0508";
+    /// A VirtualService and an HTTPRoute (or GRPCRoute) that route one mesh host.
+    pub const GATEWAY_API_AND_VIRTUAL_SERVICE: &str = "ML0509";
 }
 
 /// One finding about a config, printed like a compiler message.

@@ -8,6 +8,7 @@
 pub mod comments;
 mod diagnostic;
 pub mod duration;
+pub mod gateway;
 pub mod grpc;
 pub mod headers;
 pub mod hosts;
@@ -50,6 +51,8 @@ pub enum IstioObject {
     DestinationRule(Box<DestinationRule>),
     /// A ServiceEntry.
     ServiceEntry(Box<ServiceEntry>),
+    /// A Gateway API resource: HTTPRoute, GRPCRoute, Gateway, GatewayClass, ReferenceGrant.
+    GatewayApi(Box<gateway::GatewayApiObject>),
     /// Any other kind: ignored by the lab (with a warning) but written back unchanged.
     Other(Opaque),
 }
@@ -61,6 +64,7 @@ impl IstioObject {
             IstioObject::VirtualService(r) => &r.kind,
             IstioObject::DestinationRule(r) => &r.kind,
             IstioObject::ServiceEntry(r) => &r.kind,
+            IstioObject::GatewayApi(r) => r.kind(),
             IstioObject::Other(v) => v.get("kind").and_then(Opaque::as_str).unwrap_or("?"),
         }
     }
@@ -71,6 +75,7 @@ impl IstioObject {
             IstioObject::VirtualService(r) => &r.metadata,
             IstioObject::DestinationRule(r) => &r.metadata,
             IstioObject::ServiceEntry(r) => &r.metadata,
+            IstioObject::GatewayApi(r) => r.metadata(),
             IstioObject::Other(v) => {
                 let meta = v.get("metadata");
                 let get = |k: &str| {
@@ -92,11 +97,13 @@ impl IstioObject {
         )
     }
 
-    fn to_value(&self) -> Result<Opaque, yaml_serde::Error> {
+    /// The resource as a YAML value, to write it back.
+    pub fn to_value(&self) -> Result<Opaque, yaml_serde::Error> {
         match self {
             IstioObject::VirtualService(r) => yaml_serde::to_value(&**r),
             IstioObject::DestinationRule(r) => yaml_serde::to_value(&**r),
             IstioObject::ServiceEntry(r) => yaml_serde::to_value(&**r),
+            IstioObject::GatewayApi(r) => r.to_value(),
             IstioObject::Other(v) => Ok(v.clone()),
         }
     }
@@ -351,6 +358,10 @@ impl ConfigSet {
             );
             return;
         }
+        if gateway::is_gateway_kind(kind.as_deref(), api_version.as_deref()) {
+            self.add_gateway_api(name, doc, source, &resource_label, &value);
+            return;
+        }
         let known = kind.as_deref().is_some_and(|k| KNOWN_KINDS.contains(&k));
         let istio_group = api_version
             .as_deref()
@@ -472,6 +483,81 @@ impl ConfigSet {
         }
     }
 
+    /// Loads a Gateway API document after its CRD's structural schema, or says why not.
+    fn add_gateway_api(
+        &mut self,
+        name: &str,
+        doc: &DocumentIndex,
+        source: Source,
+        resource_label: &str,
+        value: &Opaque,
+    ) {
+        let kind = value
+            .get("kind")
+            .and_then(Opaque::as_str)
+            .unwrap_or_default();
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Opaque::as_str)
+            .unwrap_or_default();
+        let problems = match gateway::load(kind, api_version, value) {
+            Ok(object) => {
+                self.resources.push(Resource {
+                    source,
+                    object: IstioObject::GatewayApi(Box::new(object)),
+                });
+                return;
+            }
+            Err(problem) => problem,
+        };
+        let at = |path: &str| doc.line_of(&join_prefix(&source.path_prefix, path));
+        match problems {
+            gateway::LoadProblem::Version(v) => self.diagnostics.push(
+                Diagnostic::error(
+                    codes::API_VERSION,
+                    format!("the Gateway API CRDs have no {kind} {v}"),
+                    name.to_owned(),
+                    at("apiVersion"),
+                )
+                .with_resource(resource_label)
+                .with_field("apiVersion")
+                .with_help("use gateway.networking.k8s.io/v1"),
+            ),
+            gateway::LoadProblem::Schema(issues) => {
+                for i in issues {
+                    let code = if i.unknown_field {
+                        codes::UNKNOWN_FIELD
+                    } else {
+                        codes::SCHEMA
+                    };
+                    let field = i.path.rsplit('.').next().unwrap_or(&i.path).to_owned();
+                    let help = i
+                        .unknown_field
+                        .then(|| match did_you_mean(&field, &i.allowed) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("fields allowed here: {}", i.allowed.join(", ")),
+                        });
+                    let message = if i.unknown_field {
+                        i.message
+                    } else {
+                        format!("{}: {}", i.path, i.message)
+                    };
+                    let mut d = Diagnostic::error(code, message, name.to_owned(), at(&i.path))
+                        .with_resource(resource_label)
+                        .with_field(i.path);
+                    if let Some(h) = help {
+                        d = d.with_help(h);
+                    }
+                    self.diagnostics.push(d);
+                }
+            }
+            gateway::LoadProblem::Typed(message) => self.diagnostics.push(
+                Diagnostic::error(codes::SCHEMA, message, name.to_owned(), source.line)
+                    .with_resource(resource_label),
+            ),
+        }
+    }
+
     /// Runs the cross-resource checks (subsets, hosts, routes) and appends their diagnostics.
     fn validate(&mut self) {
         let found = validate::check(self);
@@ -533,6 +619,20 @@ impl ConfigSet {
             IstioObject::ServiceEntry(se) => Some((r, &**se)),
             _ => None,
         })
+    }
+
+    /// Gateway API resources (routes, Gateways, classes, grants) in load order.
+    pub fn gateway_api(&self) -> impl Iterator<Item = (&Resource, &gateway::GatewayApiObject)> {
+        self.resources.iter().filter_map(|r| match &r.object {
+            IstioObject::GatewayApi(g) => Some((r, &**g)),
+            _ => None,
+        })
+    }
+
+    /// The VirtualServices Istio makes of the files' HTTPRoutes and GRPCRoutes, and what it
+    /// would report about them.
+    pub fn gateway_routes(&self) -> gateway::convert::Conversion {
+        gateway::convert_all(self)
     }
 
     /// The file name of a resource.

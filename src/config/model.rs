@@ -166,6 +166,18 @@ pub struct HttpRoute {
     pub headers: Option<Headers>,
 }
 
+impl HttpRoute {
+    /// The share of requests `mirror` copies, in percent: `mirrorPercentage`, else the
+    /// deprecated `mirrorPercent` (either spelling); `None`: absent, which is 100%.
+    pub fn mirror_percent_value(&self) -> Option<f64> {
+        self.mirror_percentage
+            .as_ref()
+            .map(|p| p.value)
+            .or(self.mirror_percent.map(f64::from))
+            .or(self.mirror_percent_legacy.map(f64::from))
+    }
+}
+
 /// `HTTPMatchRequest`: one match block; its fields are AND'd.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

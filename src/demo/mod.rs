@@ -247,6 +247,12 @@ pub async fn run(handle: tokio::runtime::Handle, options: DemoOptions) -> Result
                 config
                     .virtual_services()
                     .find_map(|(_, vs)| vs.spec.hosts.first().cloned())
+                    // An HTTPRoute's service: the host the route table serves.
+                    .or_else(|| {
+                        crate::routing::RouteTable::compile(&config)
+                            .ok()
+                            .and_then(|t| t.default_host().map(str::to_owned))
+                    })
             });
             println!(
                 "sending {rps} requests/s through the proxy at {} (Host: {})",

@@ -630,9 +630,16 @@ fn har_entry(e: &Exchange, options: &HarOptions, analysis: Option<&AnalysisSnaps
         timings: t,
         exchange_id: e.id,
         request_id: e.request_id.clone(),
-        route: e.trace.as_ref().map(|t| match &t.route_name {
-            Some(name) => format!("{}:{name}", t.virtual_service),
-            None => format!("{}:http[{}]", t.virtual_service, t.route_index),
+        route: e.trace.as_ref().map(|t| match (&t.origin, &t.route_name) {
+            // A Gateway API route: its kind, rule and match, as the route object has them.
+            (crate::routing::RouteOrigin::GatewayRoute { kind, route }, _) => {
+                let at = t
+                    .match_index
+                    .map_or_else(String::new, |m| format!(".matches[{m}]"));
+                format!("{kind} {route}:rules[{}]{at}", t.route_index)
+            }
+            (_, Some(name)) => format!("{}:{name}", t.virtual_service),
+            (_, None) => format!("{}:http[{}]", t.virtual_service, t.route_index),
         }),
         primary_target: e.primary.as_ref().map(|p| p.target.to_string()),
         primary_endpoint: e.primary.as_ref().map(|p| p.endpoint.clone()),

@@ -56,7 +56,7 @@ pub struct CompiledConfig {
     /// Diff ignore rules per VirtualService (`namespace/name`), from its
     /// `mirrorlab.dev/diff-ignore` annotation.
     pub ignore: Vec<(String, IgnoreRules)>,
-    /// How many VirtualServices the config has.
+    /// How many VirtualServices, HTTPRoutes and GRPCRoutes the config has.
     pub virtual_services: usize,
     /// Warnings, each as the checker prints it.
     pub warnings: Vec<String>,
@@ -98,13 +98,22 @@ impl CompiledConfig {
         let mut ignore = Vec::new();
         let mut ignore_errors = Vec::new();
         let mut virtual_services = 0;
-        for (resource, virtual_service) in set.virtual_services() {
+        // HTTPRoutes and GRPCRoutes carry the annotation too: the trace names them as it
+        // names VirtualServices (`namespace/name`).
+        let route_objects = set.gateway_api().filter(|(_, o)| {
+            matches!(
+                o,
+                crate::config::gateway::GatewayApiObject::HttpRoute(_)
+                    | crate::config::gateway::GatewayApiObject::GrpcRoute(_)
+            )
+        });
+        let annotated = set
+            .virtual_services()
+            .map(|(r, vs)| (r, &vs.metadata))
+            .chain(route_objects.map(|(r, o)| (r, o.metadata())));
+        for (resource, metadata) in annotated {
             virtual_services += 1;
-            let Some(text) = virtual_service
-                .metadata
-                .annotations
-                .get(DIFF_IGNORE_ANNOTATION)
-            else {
+            let Some(text) = metadata.annotations.get(DIFF_IGNORE_ANNOTATION) else {
                 continue;
             };
             let name = resource.object.qualified_name();

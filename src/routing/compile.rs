@@ -252,12 +252,7 @@ fn compile_mirrors(
         .map_err(|message| scope.error("metadata.annotations".to_owned(), message))?;
     let mut mirrors = Vec::new();
     if let Some(m) = &route.mirror {
-        let percent = route
-            .mirror_percentage
-            .as_ref()
-            .map(|p| p.value)
-            .or(route.mirror_percent.map(f64::from))
-            .or(route.mirror_percent_legacy.map(f64::from));
+        let percent = route.mirror_percent_value();
         mirrors.push(MirrorPolicy {
             upstream: resolver
                 .upstream(m, scope.namespace)

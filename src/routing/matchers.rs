@@ -119,6 +119,14 @@ impl MatchBlock {
         }
     }
 
+    /// The block with `summary` as its text: a Gateway API match says itself in its own
+    /// words (`path prefix /api`) rather than in the blocks it is written as.
+    #[must_use]
+    pub fn with_summary(mut self, summary: String) -> Self {
+        self.summary = summary;
+        self
+    }
+
     /// Short human text of the block, e.g. `uri prefix /api and header x-user = jason`.
     pub fn summary(&self) -> &str {
         &self.summary

@@ -8,6 +8,7 @@ pub mod action;
 pub mod balancer;
 mod compile;
 mod delegate;
+mod gateway;
 pub mod matchers;
 pub mod policy;
 pub mod retry;
@@ -285,6 +286,13 @@ pub enum RouteOrigin {
         virtual_service: String,
         /// Index of the route in the delegate's `spec.http`.
         route_index: usize,
+    },
+    /// A rule of a Gateway API route: `route_index` is the rule, `match_index` the match.
+    GatewayRoute {
+        /// `HTTPRoute` or `GRPCRoute`.
+        kind: &'static str,
+        /// `namespace/name` of the route (also the trace's `virtual_service`).
+        route: String,
     },
     /// The route a sidecar gives a host a ServiceEntry defines and no VirtualService routes.
     DefaultRoute {

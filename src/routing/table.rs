@@ -58,24 +58,27 @@ enum HostHit {
 const MAX_CACHED_HOSTS: usize = 1024;
 
 #[derive(Debug)]
-struct CompiledVirtualService {
+pub(super) struct CompiledVirtualService {
     /// `namespace/name`.
-    name: String,
+    pub(super) name: String,
     /// Normalized host patterns.
-    hosts: Vec<String>,
-    routes: Vec<CompiledRoute>,
+    pub(super) hosts: Vec<String>,
+    /// The host a request addressed to the lab goes to when this is the only service.
+    pub(super) default_host: Option<String>,
+    pub(super) routes: Vec<CompiledRoute>,
 }
 
 #[derive(Debug)]
-struct CompiledRoute {
-    /// Index of the route (of the root, for a delegated route) in `spec.http`.
-    index: usize,
-    name: Option<String>,
+pub(super) struct CompiledRoute {
+    /// Index of the route (of the root, for a delegated route) in `spec.http`; of the rule
+    /// for a Gateway API route.
+    pub(super) index: usize,
+    pub(super) name: Option<String>,
     /// The match blocks that apply to the lab's workload, each with its index in `match`.
     /// Empty when the route has no `match` (it takes every request).
-    matches: Vec<(usize, MatchBlock)>,
-    route: Arc<Route>,
-    origin: RouteOrigin,
+    pub(super) matches: Vec<(usize, MatchBlock)>,
+    pub(super) route: Arc<Route>,
+    pub(super) origin: RouteOrigin,
 }
 
 /// A host a ServiceEntry defines: the default route per service port.
@@ -122,6 +125,13 @@ impl RouteTable {
         let mut passed_over = Vec::new();
         let mut notes = Vec::new();
         let mut errors = Vec::new();
+        // HTTPRoutes and GRPCRoutes first: a sidecar prefers them for a host a
+        // VirtualService also routes (`check` warns, ML0509).
+        let generated = super::gateway::compile(set, workload, &mut resolver);
+        services.extend(generated.services);
+        hosts.extend(generated.hosts);
+        passed_over.extend(generated.passed_over);
+        errors.extend(generated.errors);
         for (resource, vs) in set.virtual_services() {
             if vs.spec.hosts.is_empty() {
                 // A delegate: its routes live in the root that names it.
@@ -162,6 +172,7 @@ impl RouteTable {
             services.push(CompiledVirtualService {
                 name: resource.object.qualified_name(),
                 hosts: patterns,
+                default_host: vs.spec.hosts.first().cloned(),
                 routes,
             });
         }
@@ -175,10 +186,7 @@ impl RouteTable {
             }
         }
         let default_host = match services.as_slice() {
-            [only] => set
-                .virtual_services()
-                .find(|(r, _)| r.object.qualified_name() == only.name)
-                .and_then(|(_, vs)| vs.spec.hosts.first().cloned()),
+            [only] => only.default_host.clone(),
             _ => None,
         };
         Ok(Self {
@@ -223,7 +231,10 @@ impl RouteTable {
             };
             return Ok(Resolution {
                 trace: RouteTrace {
-                    virtual_service: vs.name.clone(),
+                    virtual_service: match &route.origin {
+                        RouteOrigin::GatewayRoute { route, .. } => route.clone(),
+                        _ => vs.name.clone(),
+                    },
                     route_index: route.index,
                     route_name: route.name.clone(),
                     match_index: block.map(|(i, _)| i),

@@ -230,6 +230,24 @@ impl Document {
         self.config.resources().len().saturating_sub(1)
     }
 
+    /// Replaces resource `index` with `objects` (in its place, in order).
+    pub fn replace_resource(&mut self, index: usize, objects: Vec<IstioObject>) {
+        let resources = self.config.resources_mut();
+        if index >= resources.len() {
+            return;
+        }
+        let source = resources[index].source.clone();
+        let new: Vec<Resource> = objects
+            .into_iter()
+            .map(|object| Resource {
+                source: source.clone(),
+                object,
+            })
+            .collect();
+        resources.splice(index..=index, new);
+        self.model_edited();
+    }
+
     /// Removes resource `index`.
     pub fn remove_resource(&mut self, index: usize) {
         let resources = self.config.resources_mut();
@@ -260,12 +278,40 @@ impl Document {
         (count(Severity::Error), count(Severity::Warning))
     }
 
-    /// VirtualService hosts of the config, in order.
+    /// VirtualService hosts of the config, in order, then the Services HTTPRoutes bind to
+    /// (what a client addresses: `reviews`, or `reviews.prod` in another namespace).
     pub fn hosts(&self) -> Vec<String> {
-        self.config
+        use crate::config::gateway::GatewayApiObject;
+        let routed = self.config.gateway_api().flat_map(|(_, o)| {
+            let (namespace, parents) = match o {
+                GatewayApiObject::HttpRoute(r) => {
+                    (r.metadata.namespace_or_default(), &r.spec.parent_refs)
+                }
+                GatewayApiObject::GrpcRoute(r) => {
+                    (r.metadata.namespace_or_default(), &r.spec.parent_refs)
+                }
+                _ => return Vec::new(),
+            };
+            parents
+                .iter()
+                .filter(|p| p.is_service())
+                .map(|p| match p.namespace.as_deref().unwrap_or(namespace) {
+                    "default" => p.name.clone(),
+                    ns => format!("{}.{ns}", p.name),
+                })
+                .collect()
+        });
+        let mut hosts: Vec<String> = self
+            .config
             .virtual_services()
             .flat_map(|(_, vs)| vs.spec.hosts.iter().cloned())
-            .collect()
+            .collect();
+        for h in routed {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        hosts
     }
 
     /// The edit count: each edit gives the document a new revision.
@@ -362,8 +408,8 @@ impl Document {
         }
     }
 
-    /// Adds `rule` to the `mirrorlab.dev/diff-ignore` annotation of the VirtualService
-    /// `namespace/name`; returns the annotation's new value.
+    /// Adds `rule` to the `mirrorlab.dev/diff-ignore` annotation of the VirtualService (or
+    /// HTTPRoute, GRPCRoute) `namespace/name`; returns the annotation's new value.
     pub fn add_ignore_rule(&mut self, virtual_service: &str, rule: &str) -> Option<String> {
         let key = crate::analysis::DIFF_IGNORE_ANNOTATION;
         let mut value = None;
@@ -371,13 +417,13 @@ impl Document {
             if r.object.qualified_name() != virtual_service {
                 continue;
             }
-            if let IstioObject::VirtualService(vs) = &mut r.object {
-                let current = vs
-                    .metadata
-                    .annotations
-                    .get(key)
-                    .cloned()
-                    .unwrap_or_default();
+            let metadata = match &mut r.object {
+                IstioObject::VirtualService(vs) => Some(&mut vs.metadata),
+                IstioObject::GatewayApi(g) => Some(g.metadata_mut()),
+                _ => None,
+            };
+            if let Some(metadata) = metadata {
+                let current = metadata.annotations.get(key).cloned().unwrap_or_default();
                 let present = current.split([',', '\n']).any(|e| e.trim() == rule);
                 let new = if present {
                     current
@@ -386,7 +432,7 @@ impl Document {
                 } else {
                     format!("{}, {rule}", current.trim_end())
                 };
-                vs.metadata.annotations.insert(key.to_owned(), new.clone());
+                metadata.annotations.insert(key.to_owned(), new.clone());
                 value = Some(new);
             }
         }
@@ -408,5 +454,42 @@ impl Document {
                     .map(|v| (r.object.qualified_name(), v.clone()))
             })
             .collect()
+    }
+}
+
+/// Route resource `index` of `set` in the other API: a VirtualService as an HTTPRoute, an
+/// HTTPRoute or GRPCRoute as the VirtualServices Istio makes of it; and what the other API
+/// cannot express, one line each. Nothing when the resource is not a route.
+pub fn convert_resource(set: &ConfigSet, index: usize) -> (Vec<IstioObject>, Vec<String>) {
+    use crate::config::gateway::{self, GatewayApiObject};
+    let Some(resource) = set.resources().get(index) else {
+        return (Vec::new(), Vec::new());
+    };
+    match &resource.object {
+        IstioObject::VirtualService(vs) => {
+            let (route, limits) = gateway::from_virtual_service::http_route_for(set, vs);
+            (
+                route
+                    .map(|r| IstioObject::GatewayApi(Box::new(GatewayApiObject::HttpRoute(r))))
+                    .into_iter()
+                    .collect(),
+                limits.iter().map(ToString::to_string).collect(),
+            )
+        }
+        IstioObject::GatewayApi(_) => {
+            let conversion = set.gateway_routes();
+            let (services, limits) = gateway::to_virtual_service::virtual_services_for(
+                set,
+                &conversion,
+                resource.source.file,
+            );
+            let objects = services
+                .into_iter()
+                .filter(|(at, _)| *at == index)
+                .map(|(_, vs)| IstioObject::VirtualService(Box::new(vs)))
+                .collect();
+            (objects, limits.iter().map(ToString::to_string).collect())
+        }
+        _ => (Vec::new(), Vec::new()),
     }
 }

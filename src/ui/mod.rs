@@ -11,6 +11,7 @@ mod endpoints;
 pub mod files;
 pub mod form;
 pub mod help;
+pub mod httproute;
 mod policy_form;
 pub mod routes;
 pub mod screenshot;

@@ -16,6 +16,8 @@ use super::{Command, Document};
 pub struct RoutesPanel {
     /// Index of the selected resource in the config.
     selected: usize,
+    /// What the last "Convert" could not express, one line each.
+    conversion_notes: Vec<String>,
 }
 
 /// The Routes panel for one frame.
@@ -31,14 +33,14 @@ pub struct RoutesView<'a> {
 }
 
 /// A structural edit of a list, decided while drawing and done after.
-enum ListEdit {
+pub(super) enum ListEdit {
     Remove(usize),
     Duplicate(usize),
     MoveUp(usize),
     MoveDown(usize),
 }
 
-fn apply_list_edit<T: Clone>(list: &mut Vec<T>, edit: ListEdit) {
+pub(super) fn apply_list_edit<T: Clone>(list: &mut Vec<T>, edit: ListEdit) {
     match edit {
         ListEdit::Remove(i) if i < list.len() => {
             list.remove(i);
@@ -55,7 +57,12 @@ fn apply_list_edit<T: Clone>(list: &mut Vec<T>, edit: ListEdit) {
 }
 
 /// Remove / duplicate / move buttons for item `i` of `len`.
-fn list_buttons(ui: &mut egui::Ui, what: &str, i: usize, len: usize) -> Option<ListEdit> {
+pub(super) fn list_buttons(
+    ui: &mut egui::Ui,
+    what: &str,
+    i: usize,
+    len: usize,
+) -> Option<ListEdit> {
     let mut edit = None;
     if ui
         .add_enabled(i > 0, egui::Button::new("Up").small())
@@ -255,6 +262,8 @@ impl RoutesView<'_> {
                     .clicked()
                 {
                     self.panel.selected = i;
+                    // The notes were about the resource converted, not this one.
+                    self.panel.conversion_notes.clear();
                 }
             }
             ui.separator();
@@ -269,9 +278,17 @@ impl RoutesView<'_> {
             if ui.button("Add ServiceEntry").clicked() {
                 add = Some(IstioObject::ServiceEntry(Box::new(new_service_entry())));
             }
+            if ui.button("Add HTTPRoute").clicked() {
+                add = Some(IstioObject::GatewayApi(Box::new(
+                    crate::config::gateway::GatewayApiObject::HttpRoute(
+                        super::httproute::new_http_route(),
+                    ),
+                )));
+            }
         });
         if let Some(object) = add {
             self.panel.selected = self.doc.add_resource(object);
+            self.panel.conversion_notes.clear();
         }
     }
 
@@ -286,6 +303,10 @@ impl RoutesView<'_> {
         self.panel.selected = self.panel.selected.min(count - 1);
         let index = self.panel.selected;
         let mut remove = false;
+        let mut convert = false;
+        for note in &self.panel.conversion_notes {
+            ui.colored_label(ui.visuals().warn_fg_color, format!("Not converted: {note}"));
+        }
         let changed = self.doc.edit_resource(index, |resource| {
             let diags = Diags::for_resource(&all_diags, &resource.display_name());
             let mut changed = false;
@@ -293,6 +314,27 @@ impl RoutesView<'_> {
                 ui.heading(resource.display_name());
                 if ui.small_button("Remove resource").clicked() {
                     remove = true;
+                }
+                let target = match &resource.object {
+                    IstioObject::VirtualService(_) => Some("Convert to HTTPRoute"),
+                    IstioObject::GatewayApi(g)
+                        if matches!(
+                            **g,
+                            crate::config::gateway::GatewayApiObject::HttpRoute(_)
+                                | crate::config::gateway::GatewayApiObject::GrpcRoute(_)
+                        ) =>
+                    {
+                        Some("Convert to VirtualService")
+                    }
+                    _ => None,
+                };
+                if let Some(label) = target
+                    && ui
+                        .small_button(label)
+                        .on_hover_text("Write this route in the other API; what it cannot express is listed above the form")
+                        .clicked()
+                {
+                    convert = true;
                 }
             });
             match &mut resource.object {
@@ -303,6 +345,16 @@ impl RoutesView<'_> {
                     changed |= destination_rule_ui(ui, dr, &diags);
                 }
                 IstioObject::ServiceEntry(se) => changed |= service_entry_ui(ui, se, &diags),
+                IstioObject::GatewayApi(g) => match &mut **g {
+                    crate::config::gateway::GatewayApiObject::HttpRoute(r) => {
+                        changed |= super::httproute::http_route_ui(ui, r, &diags);
+                    }
+                    _ => {
+                        ui.label(
+                            "The lab reads this Gateway API resource as it is; edit it in the YAML tab.",
+                        );
+                    }
+                },
                 IstioObject::Other(_) => {
                     ui.label(
                         "The lab does not use this kind; it is kept in the file as it is. \
@@ -314,13 +366,27 @@ impl RoutesView<'_> {
             diags.rest_ui(ui);
             changed
         });
-        if remove {
+        if convert {
+            self.convert(index);
+        } else if remove {
             self.doc.remove_resource(index);
         } else if changed == Some(true) {
             self.doc.model_edited();
         }
         if let Some((host, subset)) = catalog.define_subset.take() {
             self.doc.define_subset(&host, &subset);
+        }
+    }
+}
+
+impl RoutesView<'_> {
+    /// Replaces route resource `index` with its form in the other API, and keeps what could
+    /// not be expressed for the panel to show.
+    fn convert(&mut self, index: usize) {
+        let (objects, notes) = super::document::convert_resource(self.doc.config(), index);
+        self.panel.conversion_notes = notes;
+        if !objects.is_empty() {
+            self.doc.replace_resource(index, objects);
         }
     }
 }

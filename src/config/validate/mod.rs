@@ -41,6 +41,8 @@ pub(super) fn check(set: &ConfigSet) -> Vec<Diagnostic> {
         c.service_entry(r, se);
     }
     c.references();
+    let conversion = super::gateway::convert_all(set);
+    c.out.extend(super::gateway::check(set, &conversion));
     c.out
         .into_iter()
         .map(Diagnostic::mark_from_checks)

@@ -214,6 +214,18 @@ impl Checker<'_> {
     /// `vs_namespace`; `None` in the list stands for every host. `None`: no such Gateway.
     fn gateway_hosts(&self, namespace: &str, name: &str) -> Option<Vec<Option<String>>> {
         for r in self.set.resources() {
+            if let IstioObject::GatewayApi(object) = &r.object
+                && let crate::config::gateway::GatewayApiObject::Gateway(g) = &**object
+                && r.object.qualified_name() == format!("{namespace}/{name}")
+            {
+                return Some(
+                    g.spec
+                        .listeners
+                        .iter()
+                        .map(|l| l.hostname.clone().filter(|h| !h.is_empty()))
+                        .collect(),
+                );
+            }
             let IstioObject::Other(v) = &r.object else {
                 continue;
             };

@@ -258,16 +258,25 @@ fn diff_summary_ui(ui: &mut egui::Ui, c: &Comparison) {
 pub fn trace_text(e: &Exchange) -> String {
     match &e.trace {
         Some(t) => {
+            // A Gateway API route has rules and matches where a VirtualService has routes
+            // and match blocks.
+            let gateway = matches!(t.origin, RouteOrigin::GatewayRoute { .. });
+            let (rule, match_) = if gateway {
+                ("rule", "match")
+            } else {
+                ("route", "match block")
+            };
             let route = match &t.route_name {
-                Some(n) => format!("route {} ({n})", t.route_index),
-                None => format!("route {}", t.route_index),
+                Some(n) => format!("{rule} {} ({n})", t.route_index),
+                None => format!("{rule} {}", t.route_index),
             };
             let block = match t.match_index {
-                Some(i) => format!(", match block {i}"),
+                Some(i) => format!(", {match_} {i}"),
                 None => String::new(),
             };
             let origin = match &t.origin {
                 RouteOrigin::VirtualService => format!("VirtualService {}", t.virtual_service),
+                RouteOrigin::GatewayRoute { kind, route } => format!("{kind} {route}"),
                 RouteOrigin::Delegate {
                     virtual_service,
                     route_index,
