@@ -280,28 +280,10 @@ spec:
     labels:
       version: v1
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: reviews
-spec:
-  hosts:
-  - reviews.default.svc.cluster.local
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports:
-  - number: 9080
-    name: http
-    protocol: HTTP
-  endpoints:
 "
     .to_owned();
-    for e in endpoints {
-        text.push_str(&format!(
-            "  - address: 127.0.0.1\n    ports:\n      http: {}\n    labels:\n      version: v1\n",
-            e.port()
-        ));
-    }
+    let v1: Vec<_> = endpoints.iter().map(|e| (*e, "v1")).collect();
+    text.push_str(&ui_common::reviews_service_entry(&v1));
     text
 }
 

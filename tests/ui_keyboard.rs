@@ -8,7 +8,7 @@ mod ui_common;
 use egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable as _;
 use mirrorlab::ui::Tab;
-use ui_common::{Upstream, app, mirror_config, runtime, send_requests, type_into, wait_until};
+use ui_common::{Upstream, VS, app, mirror_config, runtime, send_requests, type_into, wait_until};
 
 #[test]
 fn menus_show_their_shortcuts_and_ctrl_digits_switch_tabs() {
@@ -102,19 +102,6 @@ fn ctrl_f_arrows_and_f7_drive_the_traffic_tab() {
     h.get_by_label("Body difference 1 of 1");
     h.get_by_label("Next difference F7");
 }
-
-const VS: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-";
 
 #[test]
 fn ctrl_s_saves_a_form_edit_while_the_field_still_has_the_keys() {

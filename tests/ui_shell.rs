@@ -5,20 +5,7 @@ mod ui_common;
 
 use egui_kittest::kittest::Queryable as _;
 use mirrorlab::ui::{Command, Tab};
-use ui_common::{app, runtime, type_into, wait_until};
-
-const VS: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts:
-  - reviews
-  http:
-  - route:
-    - destination:
-        host: reviews
-";
+use ui_common::{VS, app, runtime, type_into, wait_until};
 
 #[test]
 fn open_through_the_path_field_shows_the_file_in_the_title() {

@@ -127,8 +127,7 @@ pub fn mirror_files_of(v1: Upstream, v2: Upstream) -> MirrorFiles {
 
 /// A config: VirtualService `reviews` to v1, mirrored 100% to v2, both on the given servers.
 pub fn mirror_config(v1: SocketAddr, v2: SocketAddr) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1
+    let head = "apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: reviews-vs
@@ -159,7 +158,13 @@ spec:
     labels:
       version: v2
 ---
-apiVersion: networking.istio.io/v1
+";
+    format!("{head}{}", reviews_service_entry(&[(v1, "v1"), (v2, "v2")]))
+}
+
+/// The ServiceEntry for `reviews` (port 9080) with one endpoint per (address, version).
+pub fn reviews_service_entry(endpoints: &[(SocketAddr, &str)]) -> String {
+    let mut text = "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
   name: reviews
@@ -173,21 +178,30 @@ spec:
     name: http
     protocol: HTTP
   endpoints:
-  - address: 127.0.0.1
-    ports:
-      http: {}
-    labels:
-      version: v1
-  - address: 127.0.0.1
-    ports:
-      http: {}
-    labels:
-      version: v2
-",
-        v1.port(),
-        v2.port()
-    )
+"
+    .to_owned();
+    for (addr, version) in endpoints {
+        text.push_str(&format!(
+            "  - address: 127.0.0.1\n    ports:\n      http: {}\n    labels:\n      version: {version}\n",
+            addr.port()
+        ));
+    }
+    text
 }
+
+/// The smallest VirtualService: host `reviews`, one route to it.
+pub const VS: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+";
 
 /// The multi-thread runtime the app's engine runs on in tests.
 pub fn runtime() -> tokio::runtime::Runtime {
