@@ -101,7 +101,72 @@ struct Attempts<'r> {
     replay: ReplayState,
 }
 
-impl Attempts<'_> {
+impl<'r> Attempts<'r> {
+    /// The first attempt's state, on the endpoint the balancer picked.
+    fn new(
+        send: &PrimarySend<'r>,
+        first: super::forward::FirstPick,
+        template: Option<RequestTemplate>,
+        replay: Option<oneshot::Receiver<super::body::Replay>>,
+    ) -> Self {
+        let upstream = &send.destination.upstream;
+        Attempts {
+            policy: send.forward.retry.as_ref(),
+            upstream,
+            log: AttemptLog {
+                first_started: Instant::now(),
+                attempts: Vec::new(),
+                keep: first.skipped_ejected > 0,
+                flags: ResponseFlags::NONE,
+            },
+            index: first.index,
+            target: first.target,
+            skipped: first.skipped_ejected,
+            tried: Vec::new(),
+            retries: 0,
+            slot: RetrySlot::new(upstream),
+            template,
+            replay: ReplayState::from(replay),
+        }
+    }
+
+    /// How the next attempt is sent: the destination's timeouts and breakers.
+    fn send_options(&self) -> SendOptions<'r> {
+        let upstream = self.upstream;
+        let limited = upstream.policy.limits != Default::default();
+        SendOptions {
+            connect_timeout: upstream.policy.connect_timeout,
+            per_try_timeout: self.policy.and_then(|p| p.per_try_timeout),
+            shadow: false,
+            cluster: limited.then_some(upstream),
+        }
+    }
+
+    /// An attempt that got no answer: the client's error, whether outlier detection
+    /// ejected the endpoint for it, and whether the policy retries it (a route timeout ends
+    /// the request; a per-try timeout is a failure like any other).
+    fn failed(
+        &self,
+        kind: UpstreamErrorKind,
+        detail: String,
+        unsent: bool,
+        now: Instant,
+    ) -> (ProxyError, bool, bool) {
+        let upstream = self.upstream;
+        let per_try = self.policy.is_some_and(|p| p.per_try_timeout.is_some())
+            && kind == UpstreamErrorKind::Timeout
+            && !detail.contains("route timeout");
+        let route_timeout = kind == UpstreamErrorKind::Timeout && !per_try;
+        let ejected = outlier_result(kind, per_try)
+            .is_some_and(|r| upstream.state.report(self.index, r, now));
+        let err = ProxyError::upstream(kind, upstream.label.as_str(), &*self.target.text, detail);
+        let wants_retry = !route_timeout
+            && self
+                .policy
+                .is_some_and(|p| retry_on_failure(p, kind, unsent));
+        (err, ejected, wants_retry)
+    }
+
     /// Logs the attempt that ended the request when the log is kept; an ejection is worth a
     /// record even of a single attempt.
     fn record_last(&mut self, outcome: AttemptOutcome, started: Instant, ejected: bool) {
@@ -135,34 +200,11 @@ impl Shared {
             limit: send.forward.timeout,
             started: body_ended.then(Instant::now),
         };
-        let mut a = Attempts {
-            policy: send.forward.retry.as_ref(),
-            upstream,
-            log: AttemptLog {
-                first_started: Instant::now(),
-                attempts: Vec::new(),
-                keep: first.skipped_ejected > 0,
-                flags: ResponseFlags::NONE,
-            },
-            index: first.index,
-            target: first.target,
-            skipped: first.skipped_ejected,
-            tried: Vec::new(),
-            retries: 0,
-            slot: RetrySlot::new(upstream),
-            template,
-            replay: ReplayState::from(replay),
-        };
-        let limited = upstream.policy.limits != Default::default();
+        let mut a = Attempts::new(&send, first, template, replay);
         loop {
             let started = Instant::now();
             let _active = upstream.state.start(a.index);
-            let opts = SendOptions {
-                connect_timeout: upstream.policy.connect_timeout,
-                per_try_timeout: a.policy.and_then(|p| p.per_try_timeout),
-                shadow: false,
-                cluster: limited.then_some(upstream),
-            };
+            let opts = a.send_options();
             let pool = Arc::clone(a.target.pool());
             let mut sent = std::pin::pin!(pool.send(request, &opts, started));
             let result = within_route_clock(
@@ -214,22 +256,8 @@ impl Shared {
                     failure: (kind, detail),
                     mut unsent,
                 }) => {
-                    let per_try = a.policy.is_some_and(|p| p.per_try_timeout.is_some())
-                        && kind == UpstreamErrorKind::Timeout
-                        && !detail.contains("route timeout");
-                    let route_timeout = kind == UpstreamErrorKind::Timeout && !per_try;
-                    let ejected = outlier_result(kind, per_try)
-                        .is_some_and(|r| upstream.state.report(a.index, r, now));
-                    let err = ProxyError::upstream(
-                        kind,
-                        upstream.label.as_str(),
-                        &*a.target.text,
-                        detail,
-                    );
+                    let (err, ejected, wants_retry) = a.failed(kind, detail, unsent.is_some(), now);
                     let outcome = AttemptOutcome::Failed(kind);
-                    let wants_retry = !route_timeout
-                        && a.policy
-                            .is_some_and(|p| retry_on_failure(p, kind, unsent.is_some()));
                     if wants_retry
                         && let Some(again) = self
                             .retry_request(&mut a, unsent.take(), outcome, started, ejected)
@@ -247,17 +275,19 @@ impl Shared {
                     // read to its end for the shadows.
                     drop(unsent);
                     if mirror_waits_for_body && !body_ended {
-                        // The primary never read the body; answering now would make hyper
-                        // close the connection before the shadows' copy is read. A mirror
-                        // does not depend on its primary, so finish reading first (bounded).
-                        let _ =
-                            tokio::time::timeout(self.settings.shadow_timeout, &mut body_read_wait)
-                                .await;
+                        self.finish_reading_body(&mut body_read_wait).await;
                     }
                     return self.fail(err, primary_done, &send, a.log, &a.target);
                 }
             }
         }
+    }
+
+    /// The primary never read the body; answering now would make hyper close the
+    /// connection before the shadows' copy is read. A mirror does not depend on its
+    /// primary, so the body is read to its end first (bounded by the shadow timeout).
+    async fn finish_reading_body(&self, body_read: &mut oneshot::Receiver<()>) {
+        let _ = tokio::time::timeout(self.settings.shadow_timeout, body_read).await;
     }
 
     /// `shouldRetry` for an attempt that would be retried, then the request to send again
