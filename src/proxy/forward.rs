@@ -108,21 +108,7 @@ impl Shared {
             .map(|mirror| rng.f64() < mirror.fraction)
             .collect();
         let upstream = &destination.upstream;
-        let hashed = upstream.policy.hash.as_ref().map(|key| {
-            key.hash_of(&HashInput {
-                headers: &parts.headers,
-                query: parts.uri.query(),
-                client: arrival_client,
-                local: self.local_addr,
-            })
-        });
-        let (hash, set_cookie) = match hashed {
-            Some(h) => (
-                h.hash,
-                h.set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()),
-            ),
-            None => (None, None),
-        };
+        let (hash, set_cookie) = self.request_hash(upstream, &parts, arrival_client);
         let edits = ResponseEdits {
             ops: &destination.response_headers,
             cors,
@@ -153,18 +139,7 @@ impl Shared {
         steps.extend(finalized.steps);
         let mut trace = routed.resolution.trace;
         trace.steps = steps;
-        let picked = upstream.pick(PickInput {
-            hash,
-            avoid: &[],
-            attempts: 1,
-            rng: &mut rng,
-            now: Instant::now(),
-        });
-        let first = picked.ok().map(|(pick, endpoint)| FirstPick {
-            index: pick.index,
-            target: self.upstream_target(endpoint),
-            skipped_ejected: pick.ejected_skipped,
-        });
+        let first = self.first_pick(upstream, hash, &mut rng);
         let record = ExchangeRecord {
             id,
             request_id,
@@ -266,6 +241,52 @@ impl Shared {
             Deliver::channel(primary_done),
             self.settings.mirror_body_limit,
         )
+    }
+
+    /// The balancer's pick for the first attempt; `None` when no endpoint can be picked.
+    fn first_pick(
+        &self,
+        upstream: &crate::routing::Upstream,
+        hash: Option<u64>,
+        rng: &mut fastrand::Rng,
+    ) -> Option<FirstPick> {
+        let picked = upstream.pick(PickInput {
+            hash,
+            avoid: &[],
+            attempts: 1,
+            rng,
+            now: Instant::now(),
+        });
+        picked.ok().map(|(pick, endpoint)| FirstPick {
+            index: pick.index,
+            target: self.upstream_target(endpoint),
+            skipped_ejected: pick.ejected_skipped,
+        })
+    }
+
+    /// The request's consistent hash when the destination hashes, and the cookie to set on
+    /// the answer when the hash cookie was missing and has a ttl.
+    fn request_hash(
+        &self,
+        upstream: &crate::routing::Upstream,
+        parts: &http::request::Parts,
+        client: Option<std::net::SocketAddr>,
+    ) -> (Option<u64>, Option<HeaderValue>) {
+        let hashed = upstream.policy.hash.as_ref().map(|key| {
+            key.hash_of(&HashInput {
+                headers: &parts.headers,
+                query: parts.uri.query(),
+                client,
+                local: self.local_addr,
+            })
+        });
+        match hashed {
+            Some(h) => (
+                h.hash,
+                h.set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()),
+            ),
+            None => (None, None),
+        }
     }
 
     /// Sets up the exchange's halves and builds the request for the primary.
