@@ -2,8 +2,9 @@
 //! tell apart afterwards.
 
 use super::lines::{DocumentIndex, push_key};
+use super::load::join_prefix;
 use super::model::Opaque;
-use super::{Diagnostic, Source, codes, join_prefix};
+use super::{Diagnostic, Source, codes};
 
 /// Paths of `headers`, `withoutHeaders` and `queryParams` entries that are null: the typed
 /// model would read them as `{}` (present), where Istio refuses them.
