@@ -202,13 +202,15 @@ pub fn optional_number_field<T: egui::emath::Numeric>(
     range: std::ops::RangeInclusive<T>,
 ) -> bool {
     let mut on = value.is_some();
-    let mut changed = ui.checkbox(&mut on, label).changed();
+    let checkbox = ui.checkbox(&mut on, label);
+    let mut changed = checkbox.changed();
     if changed {
         *value = on.then_some(value.unwrap_or(default));
     }
     if let Some(v) = value {
         changed |= ui
             .add(egui::DragValue::new(v).range(range))
+            .labelled_by(checkbox.id)
             .on_hover_text(label)
             .changed();
     }
@@ -410,6 +412,19 @@ pub fn label_rows_ui(
     path: &str,
     diags: &Diags,
 ) -> bool {
+    string_rows_ui(ui, label, rows, path, diags, "version")
+}
+
+/// String-to-string rows (labels, headers to set): key, value; add and remove. An added
+/// row's key is `seed`, numbered when taken.
+pub fn string_rows_ui(
+    ui: &mut egui::Ui,
+    label: &str,
+    rows: &mut OrderedMap<String>,
+    path: &str,
+    diags: &Diags,
+    seed: &str,
+) -> bool {
     let mut list: Vec<(String, String)> =
         rows.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut changed = false;
@@ -438,11 +453,11 @@ pub fn label_rows_ui(
         diags.under_ui(ui, &push_key(path, k));
     }
     if ui.small_button(format!("Add {label}")).clicked() {
-        let mut name = String::from("version");
+        let mut name = seed.to_owned();
         let mut n = 1;
         while list.iter().any(|(k, _)| *k == name) {
             n += 1;
-            name = format!("key{n}");
+            name = format!("{seed}-{n}");
         }
         list.push((name, String::new()));
         changed = true;

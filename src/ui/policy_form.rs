@@ -19,7 +19,7 @@ const ISTIO_DEFAULT_RETRY_ON: &str =
 
 /// Edits `opt` through a default value when it is absent; it stays absent (or becomes so)
 /// when the edit leaves every field unset.
-fn edit_optional<T: Default + Clone + PartialEq>(
+pub(super) fn edit_optional<T: Default + Clone + PartialEq>(
     opt: &mut Option<T>,
     edit: impl FnOnce(&mut T) -> bool,
 ) -> bool {
@@ -32,7 +32,12 @@ fn edit_optional<T: Default + Clone + PartialEq>(
 }
 
 /// An optional bool as a three-way choice: unset (the default), true, false.
-fn optional_bool_ui(ui: &mut egui::Ui, label: &str, value: &mut Option<bool>, unset: &str) -> bool {
+pub(super) fn optional_bool_ui(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut Option<bool>,
+    unset: &str,
+) -> bool {
     let shown = match value {
         None => unset.to_owned(),
         Some(b) => b.to_string(),

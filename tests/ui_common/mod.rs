@@ -23,6 +23,17 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// Requests served.
     pub hits: Arc<AtomicU64>,
+    /// What each request served was sent: its path and query, and its headers.
+    pub seen: Arc<std::sync::Mutex<Vec<SeenRequest>>>,
+}
+
+/// A request as an [`Upstream`] got it.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    /// Path and query.
+    pub path: String,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Upstream {
@@ -58,6 +69,8 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&hits);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
         rt.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -66,9 +79,22 @@ impl Upstream {
                 let counter = Arc::clone(&counter);
                 let make = Arc::clone(&body);
                 let status = Arc::clone(&status);
+                let record = Arc::clone(&record);
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let n = counter.fetch_add(1, Ordering::Relaxed);
+                        let path = req
+                            .uri()
+                            .path_and_query()
+                            .map_or_else(String::new, |p| p.as_str().to_owned());
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
+                            })
+                            .collect();
+                        record.lock().unwrap().push(SeenRequest { path, headers });
                         let id = req
                             .uri()
                             .path()
@@ -94,7 +120,12 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, hits }
+        Upstream { addr, hits, seen }
+    }
+
+    /// The last request served, if any.
+    pub fn last_seen(&self) -> Option<SeenRequest> {
+        self.seen.lock().unwrap().last().cloned()
     }
 
     /// Requests served so far.

@@ -1,0 +1,249 @@
+//! The route action forms on the real app: a fault, a rewrite, headers and a direct
+//! response set in the Routes form land in the YAML, and after Apply the running proxy
+//! does what they say to requests from a real client.
+
+mod ui_common;
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable as _;
+use ui_common::{MirrorFiles, app, mirror_config, mirror_files, runtime, type_into};
+
+/// Replaces the number in the spin button labelled `label` with `value`.
+fn set_number<S>(h: &mut egui_kittest::Harness<'_, S>, label: &str, value: &str) {
+    h.get_by_role_and_label(Role::SpinButton, label).click();
+    h.run_ok();
+    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
+    h.get_by_role_and_label(Role::SpinButton, label)
+        .type_text(value);
+    h.key_press(egui::Key::Enter);
+    h.run_ok();
+}
+
+/// One GET for host `reviews` through the proxy: its status and body.
+fn get(rt: &tokio::runtime::Runtime, addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let resp = client
+            .get(format!("http://{addr}{path}"))
+            .header("host", "reviews")
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    })
+}
+
+/// Clicks Apply and checks the proxy took the form's routes.
+fn apply(h: &mut egui_kittest::Harness<'_, mirrorlab::ui::MirrorlabApp>) {
+    assert_eq!(
+        h.state().doc.problem_counts(),
+        (0, 0),
+        "{:?}",
+        h.state().doc.config().diagnostics()
+    );
+    h.get_by_label("Apply to running proxy").click();
+    h.run_ok();
+}
+
+#[test]
+fn a_fault_abort_set_in_the_form_answers_every_request_with_its_status() {
+    let rt = runtime();
+    let MirrorFiles {
+        v1,
+        v2,
+        path,
+        dir: _dir,
+    } = mirror_files(&rt);
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    assert_eq!(get(&rt, addr, "/reviews/1").0, 200);
+
+    h.get_by_label("fault abort").click();
+    h.run_ok();
+    set_number(&mut h, "httpStatus", "418");
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(
+        yaml.contains(
+            "    fault:\n      abort:\n        httpStatus: 418\n        percentage:\n          value: 100.0\n"
+        ),
+        "{yaml}"
+    );
+    apply(&mut h);
+
+    let (v1_before, v2_before) = (v1.hits(), v2.hits());
+    for i in 0..5 {
+        assert_eq!(get(&rt, addr, &format!("/reviews/{i}")).0, 418);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(v1.hits(), v1_before, "an aborted request is not forwarded");
+    assert_eq!(v2.hits(), v2_before, "nor mirrored");
+
+    // Unticked, the fault leaves the YAML whole (no `fault: {}`) and requests go through.
+    h.get_by_label("fault abort").click();
+    h.run_ok();
+    assert!(
+        !h.state().doc.yaml().contains("fault:"),
+        "{}",
+        h.state().doc.yaml()
+    );
+    apply(&mut h);
+    assert_eq!(get(&rt, addr, "/reviews/1").0, 200);
+}
+
+#[test]
+fn a_rewrite_and_request_headers_set_in_the_form_reach_the_upstream() {
+    let rt = runtime();
+    let v1 = ui_common::Upstream::start(&rt, None);
+    let v2 = ui_common::Upstream::start(&rt, None);
+    let config = mirror_config(v1.addr, v2.addr).replace(
+        "  - name: to-v1\n",
+        "  - name: to-v1\n    match:\n    - uri:\n        prefix: /api/\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    assert_eq!(get(&rt, addr, "/api/reviews/7").0, 200);
+    assert_eq!(v1.last_seen().unwrap().path, "/api/reviews/7");
+
+    // Ticked, the rewrite starts as `uri: /`: the matched prefix becomes `/`.
+    h.get_by_label("rewrite").click();
+    h.run_ok();
+    h.get_by_label("headers").click();
+    h.run_ok();
+    h.get_by_label("Add headers request set").click();
+    h.run_ok();
+    type_into(&mut h, "=", "from-the-form");
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(yaml.contains("    rewrite:\n      uri: /\n"), "{yaml}");
+    assert!(
+        yaml.contains(
+            "    headers:\n      request:\n        set:\n          x-header: from-the-form\n"
+        ),
+        "{yaml}"
+    );
+    apply(&mut h);
+
+    assert_eq!(get(&rt, addr, "/api/reviews/8").0, 200);
+    let seen = v1.last_seen().unwrap();
+    assert_eq!(
+        seen.path, "/reviews/8",
+        "the upstream sees the rewritten path"
+    );
+    assert!(
+        seen.headers
+            .iter()
+            .any(|(k, v)| k == "x-header" && v == "from-the-form"),
+        "{:?}",
+        seen.headers
+    );
+}
+
+#[test]
+fn a_direct_response_picked_in_the_form_answers_its_body_and_forwards_nothing() {
+    let rt = runtime();
+    let MirrorFiles {
+        v1,
+        v2,
+        path,
+        dir: _dir,
+    } = mirror_files(&rt);
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+
+    h.get_by_label("direct response").click();
+    h.run_ok();
+    let body = Role::MultilineTextInput;
+    h.get_by_role_and_label(body, "direct response body")
+        .click();
+    h.run_ok();
+    h.get_by_role_and_label(body, "direct response body")
+        .type_text("answered by the lab");
+    h.run_ok();
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(
+        yaml.contains(
+            "    directResponse:\n      status: 200\n      body:\n        string: answered by the lab\n"
+        ),
+        "{yaml}"
+    );
+    // A direct response takes no destinations and nothing to mirror: Istio refuses them.
+    assert!(!yaml.contains("    route:\n"), "{yaml}");
+    assert!(!yaml.contains("    mirror:\n"), "{yaml}");
+    apply(&mut h);
+
+    let before = (v1.hits(), v2.hits());
+    assert_eq!(
+        get(&rt, addr, "/reviews/1"),
+        (200, "answered by the lab".to_owned())
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!((v1.hits(), v2.hits()), before);
+
+    // Back to forward: a destination on the VirtualService's host, and requests reach v1.
+    h.get_by_label("forward").click();
+    h.run_ok();
+    assert!(
+        h.state()
+            .doc
+            .yaml()
+            .contains("    route:\n    - destination:\n        host: reviews\n"),
+        "{}",
+        h.state().doc.yaml()
+    );
+    assert!(!h.state().doc.yaml().contains("directResponse"));
+}
+
+#[test]
+fn a_redirect_picked_in_the_form_answers_301_with_the_new_location() {
+    let rt = runtime();
+    let MirrorFiles {
+        v1,
+        v2: _v2,
+        path,
+        dir: _dir,
+    } = mirror_files(&rt);
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+
+    h.get_by_label("redirect").click();
+    h.run_ok();
+    let input = Role::TextInput;
+    h.get_by_role_and_label(input, "redirect uri").click();
+    h.run_ok();
+    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
+    h.get_by_role_and_label(input, "redirect uri")
+        .type_text("/moved");
+    h.run_ok();
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(
+        yaml.contains("    redirect:\n      uri: /moved\n"),
+        "{yaml}"
+    );
+    apply(&mut h);
+
+    let before = v1.hits();
+    let location = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let resp = client
+            .get(format!("http://{addr}/reviews/1"))
+            .header("host", "reviews")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 301);
+        resp.headers()["location"].to_str().unwrap().to_owned()
+    });
+    assert!(location.ends_with("reviews/moved"), "{location}");
+    assert_eq!(v1.hits(), before);
+}
