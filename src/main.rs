@@ -41,6 +41,10 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once from the command line and taken apart at once"
+)]
 enum Command {
     /// Print diagnostics for Istio YAML files; exit 1 if any error.
     Check {
@@ -92,6 +96,14 @@ enum Command {
         /// bound to it apply, and those bound only to `mesh` do not.
         #[arg(long, value_name = "NS/NAME", value_parser = parse_gateway)]
         gateway: Option<String>,
+        /// Headers removed from every mirrored copy (comma-separated names, e.g.
+        /// `authorization,cookie`), before each route's own annotations.
+        #[arg(long, value_name = "NAMES", default_value = "")]
+        mirror_remove_headers: String,
+        /// A header set on every mirrored copy, `name: value` (repeat for more), after the
+        /// removals.
+        #[arg(long, value_name = "NAME: VALUE")]
+        mirror_set_header: Vec<String>,
     },
     /// Write a file's VirtualServices as HTTPRoutes, or its HTTPRoutes and GRPCRoutes as
     /// VirtualServices (every other resource kept); print on stderr exactly what the other
@@ -203,8 +215,20 @@ fn main() -> ExitCode {
             source_labels,
             source_namespace,
             gateway,
+            mirror_remove_headers,
+            mirror_set_header,
         }) => {
             init_logging();
+            let mirror_headers = match mirrorlab::routing::MirrorHeaders::lab_wide(
+                &mirror_remove_headers,
+                &mirror_set_header.join("\n"),
+            ) {
+                Ok(headers) => headers,
+                Err(err) => {
+                    eprintln!("mirrorlab run: {err}");
+                    return ExitCode::from(2);
+                }
+            };
             let duration = match duration.map(Duration::try_from_secs_f64).transpose() {
                 Ok(duration) => duration,
                 Err(err) => {
@@ -230,6 +254,7 @@ fn main() -> ExitCode {
                     namespace: source_namespace,
                     gateway,
                 },
+                mirror_headers,
             };
             report_failure(on_runtime(|handle| async move {
                 Ok(mirrorlab::lab::headless::run(handle, options).await?)

@@ -264,6 +264,77 @@ async fn run_plays_the_source_workload_it_is_given_and_reports_actions() {
     assert_eq!(redirect_route["actions"]["redirect"], 1);
 }
 
+const MIRRORED: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-vs
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}}]
+    mirror: {host: reviews-v2, subset: v2}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_edits_every_mirrored_copy_as_its_flags_say() {
+    // The lab-wide edits come before each route's annotations and touch only the copies:
+    // the primary gets the client's headers.
+    let mesh = Mesh::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("reviews.yaml");
+    std::fs::write(&config, mesh.yaml(MIRRORED)).expect("write config");
+    let common::RunChild {
+        mut child, addr, ..
+    } = common::spawn_run([
+        config.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--duration".as_ref(),
+        "3".as_ref(),
+        "--shadow-host-suffix".as_ref(),
+        "--mirror-remove-headers".as_ref(),
+        "authorization,cookie".as_ref(),
+        "--mirror-set-header".as_ref(),
+        "authorization: Bearer test-token".as_ref(),
+        "--mirror-set-header".as_ref(),
+        "x-mirrored: yes".as_ref(),
+    ])
+    .await;
+    common::client()
+        .get(format!("http://{addr}/reviews/1"))
+        .header("host", "reviews")
+        .header("authorization", "Bearer real")
+        .header("cookie", "session=1")
+        .send()
+        .await
+        .expect("answered");
+    let shadow = mesh.v2.wait_for(1, Duration::from_secs(5)).await;
+    let copy = &shadow[0].headers;
+    assert_eq!(copy["authorization"], "Bearer test-token");
+    assert_eq!(copy["x-mirrored"], "yes");
+    assert!(copy.get("cookie").is_none(), "{copy:?}");
+    assert_eq!(copy["host"], "reviews-shadow");
+    let primary = &mesh.v1.received()[0].headers;
+    assert_eq!(primary["authorization"], "Bearer real");
+    assert_eq!(primary["cookie"], "session=1");
+    let status = child.wait().await.expect("run exits");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn run_refuses_a_protected_mirror_header() {
+    // x-request-id joins the primary and its copies; the annotations refuse to edit it, and
+    // so does the flag.
+    let out = Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
+        .args(["run", "x.yaml", "--mirror-remove-headers", "x-request-id"])
+        .output()
+        .await
+        .expect("run mirrorlab");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("x-request-id"), "{stderr}");
+}
+
 #[tokio::test]
 async fn run_refuses_malformed_workload_flags_with_what_to_write() {
     for (flag, value, hint) in [

@@ -360,3 +360,62 @@ fn the_client_workload_set_in_settings_picks_the_routes_its_sidecar_gets() {
         "productpage's sidecar takes the canary route to v2"
     );
 }
+
+#[test]
+fn the_lab_wide_mirror_settings_edit_every_copy_after_apply() {
+    // Settings > "Remove from mirrored copies" and "Set on mirrored copies", as
+    // `mirrorlab run --mirror-remove-headers` / `--mirror-set-header`: the copies change,
+    // the primary keeps the client's headers.
+    let rt = runtime();
+    let files = ui_common::mirror_files(&rt);
+    let mut h = app(&rt, Some(&files.path));
+    h.run_ok();
+    h.get_by_label("Lab").click();
+    h.run_ok();
+    h.get_by_label("Settings...").click();
+    h.run_ok();
+    ui_common::type_into(&mut h, "Remove from mirrored copies", "authorization");
+    let multiline = egui::accesskit::Role::MultilineTextInput;
+    h.get_by_role_and_label(multiline, "Set on mirrored copies")
+        .click();
+    h.run_ok();
+    h.get_by_role_and_label(multiline, "Set on mirrored copies")
+        .type_text("x-mirrored: yes");
+    h.run_ok();
+    h.get_by_label("Append -shadow to the Host of mirrored copies")
+        .click();
+    h.run_ok();
+    h.get_by_label("Apply client workload now").click();
+    h.run_ok();
+    // The proxy restarts with the new settings (they are fixed at start).
+    assert!(wait_until(&mut h, 10, |app| app.lab.local_addr().is_some()));
+    let addr = h.state().lab.local_addr().unwrap();
+    rt.block_on(async {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("http://{addr}/reviews/1"))
+            .header("host", "reviews")
+            .header("authorization", "Bearer real")
+            .send()
+            .await
+            .unwrap();
+    });
+    assert!(wait_until(&mut h, 10, |_| files.v2.hits() == 1));
+    let copy = files.v2.last_seen().expect("the shadow got a copy");
+    let header = |r: &ui_common::SeenRequest, name: &str| {
+        r.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header(&copy, "authorization"), None, "{copy:?}");
+    assert_eq!(header(&copy, "x-mirrored").as_deref(), Some("yes"));
+    assert_eq!(header(&copy, "host").as_deref(), Some("reviews-shadow"));
+    let primary = files.v1.last_seen().expect("the primary got it");
+    assert_eq!(
+        header(&primary, "authorization").as_deref(),
+        Some("Bearer real")
+    );
+}

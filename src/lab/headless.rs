@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub workers: usize,
     /// The client workload whose sidecar the lab plays (or the gateway it acts as).
     pub workload: Workload,
+    /// Header edits for every mirrored copy, before each route's annotations.
+    pub mirror_headers: crate::routing::MirrorHeaders,
 }
 
 /// A file's identity for change detection: modification time and length.
@@ -68,6 +70,7 @@ pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<
         default_host: options.host.clone(),
         seed: options.seed,
         shadow_host_suffix: options.shadow_host_suffix,
+        mirror_headers: options.mirror_headers.clone(),
         workers: options.workers,
         analysis,
         ..LabSettings::default()

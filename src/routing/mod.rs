@@ -236,6 +236,19 @@ impl MirrorHeaders {
         Ok(out)
     }
 
+    /// The lab-wide edits as the app's settings and `mirrorlab run` take them: names to
+    /// remove (comma- or newline-separated) and `name: value` lines to set, read by the
+    /// same rules as the `mirrorlab.dev/mirror-*-headers` annotations (the protected
+    /// headers, `host` and `x-request-id` among them, refused).
+    pub fn lab_wide(remove: &str, set: &str) -> Result<MirrorHeaders, String> {
+        use crate::config::mirror_headers::{MirrorHeaderEdits, parse_remove, parse_set};
+        let remove = parse_remove("remove", remove)
+            .map_err(|e| format!("headers to remove from mirrored copies: {}", e.reason))?;
+        let set = parse_set("set", set)
+            .map_err(|e| format!("headers to set on mirrored copies: {}", e.reason))?;
+        MirrorHeaders::from_edits(&MirrorHeaderEdits { remove, set })
+    }
+
     /// True when the edits change nothing.
     pub fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.set.is_empty()

@@ -92,8 +92,8 @@ pub struct SettingsRequest {
     pub apply_workload: bool,
 }
 
-/// The settings window: proxy address, default host, the client workload, diff ignore
-/// rules.
+/// The settings window: proxy address, default host, the client workload, the lab-wide
+/// mirror settings (Host suffix, header edits), diff ignore rules.
 pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> SettingsRequest {
     let mut request = SettingsRequest::default();
     egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
@@ -154,6 +154,41 @@ pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> SettingsRequest {
              to mesh do not; used at the next Apply",
         );
         ui.end_row();
+        ui.label("");
+        ui.checkbox(
+            &mut state.shadow_host_suffix,
+            "Append -shadow to the Host of mirrored copies",
+        )
+        .on_hover_text(
+            "As Envoy did by default and Istio before 1.28 (mirrorlab run --shadow-host-suffix); \
+             used at the next Apply",
+        );
+        ui.end_row();
+        let l = ui.label("Remove from mirrored copies");
+        ui.add(
+            egui::TextEdit::singleline(&mut state.mirror_remove_headers)
+                .hint_text("authorization,cookie")
+                .desired_width(260.0),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(
+            "Header names removed from every shadow's copy, before each route's \
+             mirrorlab.dev/mirror-remove-headers (mirrorlab run --mirror-remove-headers)",
+        );
+        ui.end_row();
+        let l = ui.label("Set on mirrored copies");
+        ui.add(
+            egui::TextEdit::multiline(&mut state.mirror_set_headers)
+                .hint_text("authorization: Bearer test-token")
+                .desired_rows(2)
+                .desired_width(260.0),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(
+            "name: value per line, set on every shadow's copy after the removals \
+             (mirrorlab run --mirror-set-header)",
+        );
+        ui.end_row();
         let l = ui.label("Ignore in diffs");
         ui.add(
             egui::TextEdit::multiline(&mut state.ignore_rules)
@@ -167,18 +202,27 @@ pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> SettingsRequest {
         );
         ui.end_row();
     });
-    match crate::routing::Workload::parse(
+    let mirror = crate::routing::MirrorHeaders::lab_wide(
+        &state.mirror_remove_headers,
+        &state.mirror_set_headers,
+    );
+    let workload = crate::routing::Workload::parse(
         &state.source_labels,
         &state.source_namespace,
         &state.gateway,
-    ) {
+    )
+    .map_err(|e| e.to_string());
+    match workload.and(mirror) {
         Err(e) => {
-            ui.colored_label(ui.visuals().error_fg_color, e.to_string());
+            ui.colored_label(ui.visuals().error_fg_color, e);
         }
         Ok(_) => {
             request.apply_workload = ui
                 .button("Apply client workload now")
-                .on_hover_text("Rebuild the routes this workload's sidecar gets and swap them into the running proxy")
+                .on_hover_text(
+                    "Rebuild the routes this workload's sidecar gets and swap them into the \
+                     running proxy (a change to the mirror settings restarts it)",
+                )
                 .clicked();
         }
     }

@@ -220,6 +220,16 @@ impl MirrorlabApp {
                 return None;
             }
         };
+        let mirror_headers = match crate::routing::MirrorHeaders::lab_wide(
+            &self.state.mirror_remove_headers,
+            &self.state.mirror_set_headers,
+        ) {
+            Ok(headers) => headers,
+            Err(e) => {
+                self.error(format!("Settings, {e}"));
+                return None;
+            }
+        };
         let ignore = match IgnoreRules::parse(&self.state.ignore_rules) {
             Ok(rules) => rules,
             Err(e) => {
@@ -241,8 +251,8 @@ impl MirrorlabApp {
             allow_remote: self.state.allow_remote,
             default_host: Some(self.state.default_host.trim().to_owned()).filter(|h| !h.is_empty()),
             workload,
-            shadow_host_suffix: false,
-            mirror_headers: crate::routing::MirrorHeaders::default(),
+            shadow_host_suffix: self.state.shadow_host_suffix,
+            mirror_headers,
             ignore,
             tag,
         })

@@ -134,6 +134,12 @@ pub struct State {
     pub source_namespace: String,
     /// The Gateway the lab acts as, `namespace/name` (empty: a sidecar).
     pub gateway: String,
+    /// Append `-shadow` to the Host of mirrored copies (Envoy, Istio before 1.28).
+    pub shadow_host_suffix: bool,
+    /// Headers removed from every mirrored copy, comma-separated.
+    pub mirror_remove_headers: String,
+    /// Headers set on every mirrored copy, `name: value` per line.
+    pub mirror_set_headers: String,
 }
 
 impl Default for State {
@@ -157,6 +163,9 @@ impl Default for State {
             source_labels: String::new(),
             source_namespace: "default".to_owned(),
             gateway: String::new(),
+            shadow_host_suffix: false,
+            mirror_remove_headers: String::new(),
+            mirror_set_headers: String::new(),
         }
     }
 }
