@@ -338,7 +338,8 @@ fn the_client_workload_set_in_settings_picks_the_routes_its_sidecar_gets() {
     h.run_ok();
     let addr = h.state().lab.local_addr().expect("started");
     send_requests(&rt, addr, 2);
-    assert!(wait_until(&mut h, 10, |_| v1.hits() == 2));
+    // The copies arrive on their own time, after the client's answers.
+    assert!(wait_until(&mut h, 10, |_| v1.hits() == 2 && v2.hits() == 2));
     let mirrored = v2.hits();
     assert_eq!(
         mirrored, 2,
