@@ -375,3 +375,42 @@ fn a_gateway_named_in_the_form_is_checked_beside_the_field() {
     // On screen beside the field: the entry and the diagnostic naming it.
     assert!(h.query_by_label_contains("IST0101").is_some());
 }
+
+#[test]
+fn a_destination_header_set_in_the_form_reaches_that_destination() {
+    // route.go: a destination's request headers join the route's for the requests that
+    // destination gets.
+    let rt = runtime();
+    let MirrorFiles {
+        v1,
+        path,
+        dir: _dir,
+        ..
+    } = mirror_files(&rt);
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    h.get_by_label("destination 0 headers").click();
+    h.run_ok();
+    h.get_by_label("Add destination 0 headers request set")
+        .click();
+    h.run_ok();
+    type_into(&mut h, "=", "v1-only");
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(
+        yaml.contains(
+            "      headers:\n        request:\n          set:\n            x-header: v1-only\n"
+        ),
+        "{yaml}"
+    );
+    apply(&mut h);
+    assert_eq!(get(&rt, addr, "/reviews/2").0, 200);
+    let seen = v1.last_seen().unwrap();
+    assert!(
+        seen.headers
+            .iter()
+            .any(|(k, v)| k == "x-header" && v == "v1-only"),
+        "{:?}",
+        seen.headers
+    );
+}
