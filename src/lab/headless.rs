@@ -59,6 +59,9 @@ fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
 /// Runs the lab headless on the caller's runtime until the duration ends or a signal
 /// arrives, then writes the report.
 pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<(), LabError> {
+    // The file's identity before it is read: an edit saved while the lab starts (before the
+    // watch loop) is then seen as a change, not taken for the file that was loaded.
+    let mut seen = fingerprint(&options.config);
     let loaded = CompiledConfig::load_for(&options.config, &options.workload)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
@@ -103,7 +106,6 @@ pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<
     let mut summary = tokio::time::interval(SUMMARY_EVERY);
     summary.tick().await;
     let mut watch = tokio::time::interval(WATCH_EVERY);
-    let mut seen = fingerprint(&options.config);
     let reason = loop {
         tokio::select! {
             reason = &mut stop => break reason?,
