@@ -414,3 +414,59 @@ fn a_destination_header_set_in_the_form_reaches_that_destination() {
         seen.headers
     );
 }
+
+#[test]
+fn a_grpc_abort_set_in_the_form_answers_a_grpc_request_trailers_only() {
+    // fault_filter.cc: an abort with grpcStatus answers a gRPC request 200 with that
+    // grpc-status in the head (trailers-only); the request is not forwarded.
+    let rt = runtime();
+    let MirrorFiles {
+        v1,
+        path,
+        dir: _dir,
+        ..
+    } = mirror_files(&rt);
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    h.get_by_label("fault abort").click();
+    h.run_ok();
+    h.get_by_role_and_label(Role::CheckBox, "httpStatus")
+        .click();
+    h.run_ok();
+    h.get_by_role_and_label(Role::TextInput, "grpcStatus")
+        .click();
+    h.run_ok();
+    h.get_by_role_and_label(Role::TextInput, "grpcStatus")
+        .type_text("UNAVAILABLE");
+    h.run_ok();
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(
+        yaml.contains("      abort:\n        grpcStatus: UNAVAILABLE\n"),
+        "{yaml}"
+    );
+    apply(&mut h);
+    let before = v1.hits();
+    let (status, grpc) = rt.block_on(async {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(format!("http://{addr}/reviews.Reviews/Get"))
+            .header("host", "reviews")
+            .header("content-type", "application/grpc")
+            .body(vec![0u8, 0, 0, 0, 0])
+            .send()
+            .await
+            .unwrap();
+        let grpc = resp
+            .headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (resp.status().as_u16(), grpc)
+    });
+    assert_eq!(status, 200);
+    assert_eq!(grpc.as_deref(), Some("14"), "UNAVAILABLE");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(v1.hits(), before, "an aborted request is not forwarded");
+}
