@@ -470,3 +470,60 @@ fn a_grpc_abort_set_in_the_form_answers_a_grpc_request_trailers_only() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(v1.hits(), before, "an aborted request is not forwarded");
 }
+
+#[test]
+fn a_delegate_picked_in_the_form_hands_the_route_to_the_other_virtual_service() {
+    // virtualservice.go mergeHTTPRoute: a root route with `delegate` is replaced by the
+    // delegate's routes (within the root's match), each taking the fields it leaves unset
+    // from the root; here every request goes where the delegate says.
+    let rt = runtime();
+    let v1 = ui_common::Upstream::start(&rt, None);
+    let v2 = ui_common::Upstream::start(&rt, None);
+    let config = format!(
+        "{}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews-delegate
+spec:
+  http:
+  - name: to-v2
+    route:
+    - destination:
+        host: reviews
+        subset: v2
+",
+        mirror_config(v1.addr, v2.addr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reviews.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut h = app(&rt, Some(&path));
+    h.run_ok();
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    h.get_by_label("delegate").click();
+    h.run_ok();
+    type_into(&mut h, "delegate name", "reviews-delegate");
+    let yaml = h.state().doc.yaml().to_owned();
+    assert!(
+        yaml.contains("    delegate:\n      name: reviews-delegate\n"),
+        "{yaml}"
+    );
+    assert_eq!(
+        h.state().doc.problem_counts().0,
+        0,
+        "{:?}",
+        h.state().doc.config().diagnostics()
+    );
+    h.get_by_label("Apply to running proxy").click();
+    h.run_ok();
+    let (v1_before, v2_before) = (v1.hits(), v2.hits());
+    for i in 0..4 {
+        assert_eq!(get(&rt, addr, &format!("/reviews/{i}")).0, 200);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(v1.hits(), v1_before, "the root's own destination is gone");
+    // The delegate's route serves, and it takes the root's mirror, which it leaves unset
+    // (mergeHTTPRoute copies mirror* from the root): 4 answers and 4 copies.
+    assert_eq!(v2.hits(), v2_before + 8);
+}
