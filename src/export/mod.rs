@@ -2,6 +2,7 @@
 
 pub mod har;
 mod har_analysis;
+mod har_model;
 pub mod report;
 
 pub use har::{HarError, HarOptions, build_har, write_har, write_har_file};
