@@ -8,6 +8,36 @@ use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable as _;
 use ui_common::{MirrorFiles, app, mirror_config, mirror_files, runtime, type_into};
 
+/// The app on [`mirror_files`]' config, its proxy running.
+struct Opened<'a> {
+    files: MirrorFiles,
+    h: egui_kittest::Harness<'a, mirrorlab::ui::MirrorlabApp>,
+    addr: std::net::SocketAddr,
+}
+
+fn open(rt: &tokio::runtime::Runtime) -> Opened<'static> {
+    let files = mirror_files(rt);
+    let mut h = app(rt, Some(&files.path));
+    h.run_ok();
+    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    Opened { files, h, addr }
+}
+
+/// Replaces the text of the field labelled `label` with `text`.
+fn replace_text<S>(h: &mut egui_kittest::Harness<'_, S>, label: &str, text: &str) {
+    h.get_by_role_and_label(Role::TextInput, label).click();
+    h.run_ok();
+    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
+    h.get_by_role_and_label(Role::TextInput, label)
+        .type_text(text);
+    h.run_ok();
+}
+
+/// Whether the upstream got header `name` with `value`.
+fn saw_header(seen: &ui_common::SeenRequest, name: &str, value: &str) -> bool {
+    seen.headers.iter().any(|(k, v)| k == name && v == value)
+}
+
 /// Replaces the number in the spin button labelled `label` with `value`.
 fn set_number<S>(h: &mut egui_kittest::Harness<'_, S>, label: &str, value: &str) {
     h.get_by_role_and_label(Role::SpinButton, label).click();
@@ -49,15 +79,9 @@ fn apply(h: &mut egui_kittest::Harness<'_, mirrorlab::ui::MirrorlabApp>) {
 #[test]
 fn a_fault_abort_set_in_the_form_answers_every_request_with_its_status() {
     let rt = runtime();
-    let MirrorFiles {
-        v1,
-        v2,
-        path,
-        dir: _dir,
-    } = mirror_files(&rt);
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
-    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    let Opened { files, mut h, addr } = open(&rt);
+    let v1 = &files.v1;
+    let v2 = &files.v2;
     assert_eq!(get(&rt, addr, "/reviews/1").0, 200);
 
     h.get_by_label("fault abort").click();
@@ -135,9 +159,7 @@ fn a_rewrite_and_request_headers_set_in_the_form_reach_the_upstream() {
         "the upstream sees the rewritten path"
     );
     assert!(
-        seen.headers
-            .iter()
-            .any(|(k, v)| k == "x-header" && v == "from-the-form"),
+        saw_header(&seen, "x-header", "from-the-form"),
         "{:?}",
         seen.headers
     );
@@ -146,15 +168,9 @@ fn a_rewrite_and_request_headers_set_in_the_form_reach_the_upstream() {
 #[test]
 fn a_direct_response_picked_in_the_form_answers_its_body_and_forwards_nothing() {
     let rt = runtime();
-    let MirrorFiles {
-        v1,
-        v2,
-        path,
-        dir: _dir,
-    } = mirror_files(&rt);
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
-    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    let Opened { files, mut h, addr } = open(&rt);
+    let v1 = &files.v1;
+    let v2 = &files.v2;
 
     h.get_by_label("direct response").click();
     h.run_ok();
@@ -202,25 +218,12 @@ fn a_direct_response_picked_in_the_form_answers_its_body_and_forwards_nothing() 
 #[test]
 fn a_redirect_picked_in_the_form_answers_301_with_the_new_location() {
     let rt = runtime();
-    let MirrorFiles {
-        v1,
-        v2: _v2,
-        path,
-        dir: _dir,
-    } = mirror_files(&rt);
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
-    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    let Opened { files, mut h, addr } = open(&rt);
+    let v1 = &files.v1;
 
     h.get_by_label("redirect").click();
     h.run_ok();
-    let input = Role::TextInput;
-    h.get_by_role_and_label(input, "redirect uri").click();
-    h.run_ok();
-    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
-    h.get_by_role_and_label(input, "redirect uri")
-        .type_text("/moved");
-    h.run_ok();
+    replace_text(&mut h, "redirect uri", "/moved");
     let yaml = h.state().doc.yaml().to_owned();
     assert!(
         yaml.contains("    redirect:\n      uri: /moved\n"),
@@ -252,24 +255,11 @@ fn a_redirect_picked_in_the_form_answers_301_with_the_new_location() {
 fn a_fault_delay_set_in_the_form_holds_each_request() {
     // fault_filter.cc: a delay at 100% holds the request for fixedDelay, then forwards it.
     let rt = runtime();
-    let MirrorFiles {
-        v1,
-        path,
-        dir: _dir,
-        ..
-    } = mirror_files(&rt);
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
-    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    let Opened { files, mut h, addr } = open(&rt);
+    let v1 = &files.v1;
     h.get_by_label("fault delay").click();
     h.run_ok();
-    h.get_by_role_and_label(Role::TextInput, "fixedDelay")
-        .click();
-    h.run_ok();
-    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
-    h.get_by_role_and_label(Role::TextInput, "fixedDelay")
-        .type_text("400ms");
-    h.run_ok();
+    replace_text(&mut h, "fixedDelay", "400ms");
     let yaml = h.state().doc.yaml().to_owned();
     assert!(
         yaml.contains("      delay:\n        fixedDelay: 400ms\n"),
@@ -289,15 +279,8 @@ fn a_cors_policy_set_in_the_form_answers_preflights_for_its_origin() {
     // cors_filter.cc: an OPTIONS with Origin and Access-Control-Request-Method from an
     // allowed origin is answered by the sidecar (200, allow headers) and never forwarded.
     let rt = runtime();
-    let MirrorFiles {
-        v1,
-        path,
-        dir: _dir,
-        ..
-    } = mirror_files(&rt);
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
-    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    let Opened { files, mut h, addr } = open(&rt);
+    let v1 = &files.v1;
     h.get_by_label("corsPolicy").click();
     h.run_ok();
     let yaml = h.state().doc.yaml().to_owned();
@@ -334,11 +317,11 @@ fn a_gateway_named_in_the_form_is_checked_beside_the_field() {
     // istioctl analyze (gateway analyzer): a VirtualService bound to a Gateway that no file
     // defines is IST0101, at the gateway's entry; the form shows it there and Apply waits.
     let rt = runtime();
-    let MirrorFiles {
-        path, dir: _dir, ..
-    } = mirror_files(&rt);
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
+    let Opened {
+        files: _files,
+        mut h,
+        addr: _,
+    } = open(&rt);
     h.get_by_label("Add gateway").click();
     h.run_ok();
     let yaml = h.state().doc.yaml().to_owned();
@@ -348,13 +331,7 @@ fn a_gateway_named_in_the_form_is_checked_beside_the_field() {
         0,
         "`mesh` is the sidecars"
     );
-    h.get_by_role_and_label(Role::TextInput, "gateway 1")
-        .click();
-    h.run_ok();
-    h.key_combination_modifiers(egui::Modifiers::COMMAND, &[egui::Key::A]);
-    h.get_by_role_and_label(Role::TextInput, "gateway 1")
-        .type_text("istio-system/ingress");
-    h.run_ok();
+    replace_text(&mut h, "gateway 1", "istio-system/ingress");
     let yaml = h.state().doc.yaml().to_owned();
     assert!(
         yaml.contains("  gateways:\n  - istio-system/ingress\n"),
@@ -381,15 +358,8 @@ fn a_destination_header_set_in_the_form_reaches_that_destination() {
     // route.go: a destination's request headers join the route's for the requests that
     // destination gets.
     let rt = runtime();
-    let MirrorFiles {
-        v1,
-        path,
-        dir: _dir,
-        ..
-    } = mirror_files(&rt);
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
-    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    let Opened { files, mut h, addr } = open(&rt);
+    let v1 = &files.v1;
     h.get_by_label("destination 0 headers").click();
     h.run_ok();
     h.get_by_label("Add destination 0 headers request set")
@@ -407,9 +377,7 @@ fn a_destination_header_set_in_the_form_reaches_that_destination() {
     assert_eq!(get(&rt, addr, "/reviews/2").0, 200);
     let seen = v1.last_seen().unwrap();
     assert!(
-        seen.headers
-            .iter()
-            .any(|(k, v)| k == "x-header" && v == "v1-only"),
+        saw_header(&seen, "x-header", "v1-only"),
         "{:?}",
         seen.headers
     );
@@ -420,15 +388,8 @@ fn a_grpc_abort_set_in_the_form_answers_a_grpc_request_trailers_only() {
     // fault_filter.cc: an abort with grpcStatus answers a gRPC request 200 with that
     // grpc-status in the head (trailers-only); the request is not forwarded.
     let rt = runtime();
-    let MirrorFiles {
-        v1,
-        path,
-        dir: _dir,
-        ..
-    } = mirror_files(&rt);
-    let mut h = app(&rt, Some(&path));
-    h.run_ok();
-    let addr = h.state().lab.local_addr().expect("the proxy runs");
+    let Opened { files, mut h, addr } = open(&rt);
+    let v1 = &files.v1;
     h.get_by_label("fault abort").click();
     h.run_ok();
     h.get_by_role_and_label(Role::CheckBox, "httpStatus")
