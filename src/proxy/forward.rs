@@ -208,6 +208,7 @@ impl Shared {
         record: ExchangeRecord,
         sampled: Vec<bool>,
         send: &PrimarySend<'_>,
+        finalized_headers: &http::HeaderMap,
     ) -> (Deliver<RequestBodyCopy>, Deliver<PrimaryOutcome>, usize) {
         // Every shadow slot taken (a shadow slow enough to hold them all): the copies are
         // skipped here, as they would be once the body is in, without an exchange task per
@@ -232,6 +233,7 @@ impl Shared {
             record,
             path_and_query: send.finalized_path.clone(),
             sampled,
+            headers: finalized_headers.clone(),
             timeout: send.forward.timeout,
             body: body_copy,
             primary: primary_outcome,
@@ -300,7 +302,8 @@ impl Shared {
         first: FirstPick,
     ) -> Prepared<'a> {
         let cap = self.settings.capture_body_cap;
-        let (body_done, primary_done, buffer_limit) = self.exchange_halves(record, sampled, &send);
+        let (body_done, primary_done, buffer_limit) =
+            self.exchange_halves(record, sampled, &send, &parts.headers);
         let (body_read, body_read_wait) = oneshot::channel::<()>();
         let mut body_ended = false;
         let mut replay = None;
