@@ -79,6 +79,7 @@ fn resp(body: Bytes, ms: u64) -> CapturedResponse {
         headers.insert(http::header::CONTENT_LENGTH, v);
     }
     CapturedResponse {
+        trailers: None,
         status: http::StatusCode::OK,
         headers,
         body: CapturedBody {

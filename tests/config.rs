@@ -830,7 +830,7 @@ spec:
   - name: v1
     labels: {version: v1}
     trafficPolicy:
-      connectionPool: {http: {h2UpgradePolicy: UPGRADE}}
+      connectionPool: {http: {h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 10}}
 ",
     );
     let fields: Vec<_> = with_code(&dr, "ML0301")
@@ -851,7 +851,8 @@ spec:
             ("spec.trafficPolicy.tls".to_owned(), 9),
             ("spec.trafficPolicy.portLevelSettings[0].tls".to_owned(), 12),
             (
-                "spec.subsets[0].trafficPolicy.connectionPool.http.h2UpgradePolicy".to_owned(),
+                // The upgrade to HTTP/2 is simulated; the stream limit is not.
+                "spec.subsets[0].trafficPolicy.connectionPool.http.maxConcurrentStreams".to_owned(),
                 17
             ),
         ]

@@ -24,6 +24,7 @@ fn response(status: u16, ms: u64, body: &str) -> CapturedResponse {
         http::HeaderValue::from_static("application/json"),
     );
     CapturedResponse {
+        trailers: None,
         status: http::StatusCode::from_u16(status).unwrap(),
         headers,
         body: CapturedBody {

@@ -54,9 +54,11 @@ pub struct CapturedResponse {
     pub ttfb: Duration,
     /// Time from sending the request to the end of the response body.
     pub total: Duration,
-    /// The HTTP version the upstream answered in (the proxy speaks HTTP/1.1 to
-    /// upstreams; an HTTP/1.0 server answers in 1.0).
+    /// The HTTP version the upstream answered in (HTTP/1.1 or HTTP/2, as the cluster's
+    /// protocol says; an HTTP/1.0 server answers in 1.0).
     pub version: http::Version,
+    /// The trailers that ended the body (gRPC's `grpc-status` and `grpc-message`), if any.
+    pub trailers: Option<http::HeaderMap>,
 }
 
 /// Why an upstream exchange failed.
@@ -408,7 +410,25 @@ fn headers_bytes(headers: &http::HeaderMap) -> usize {
 
 impl CapturedResponse {
     fn approx_bytes(&self) -> usize {
-        headers_bytes(&self.headers) + self.body.bytes.len()
+        headers_bytes(&self.headers)
+            + self.trailers.as_ref().map_or(0, headers_bytes)
+            + self.body.bytes.len()
+    }
+
+    /// The gRPC status: `grpc-status` in the trailers, or in the headers of a trailers-only
+    /// answer; `None` for an answer that is not gRPC.
+    pub fn grpc_status(&self) -> Option<u32> {
+        let field = self
+            .trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-status"))
+            .or_else(|| self.headers.get("grpc-status"))?;
+        field.to_str().ok()?.trim().parse().ok()
+    }
+
+    /// An error answer: a 5xx, or a gRPC status other than OK (a gRPC error comes in a 200).
+    pub fn is_error(&self) -> bool {
+        self.status.is_server_error() || self.grpc_status().is_some_and(|code| code != 0)
     }
 }
 

@@ -319,24 +319,14 @@ fn blocks_unsimulated(
     }
     if let Some(http) = pool.and_then(|p| p.http.as_ref()) {
         at(
-            "connectionPool.http.h2UpgradePolicy",
-            http.h2_upgrade_policy.as_deref() == Some("UPGRADE"),
-            "the lab speaks HTTP/1.1 to upstreams: the upgrade to HTTP/2 is not made",
-        );
-        at(
-            "connectionPool.http.useClientProtocol",
-            http.use_client_protocol == Some(true),
-            "the lab speaks HTTP/1.1 to upstreams whatever the client spoke",
-        );
-        at(
             "connectionPool.http.maxConcurrentStreams",
             http.max_concurrent_streams.is_some(),
-            "applies to HTTP/2 connections, which the lab does not open to upstreams",
+            "not simulated: the lab's HTTP/2 connection to an endpoint takes every stream, with no limit",
         );
         at(
             "connectionPool.http.http2KeepAlive",
             http.http2_keep_alive.is_some(),
-            "applies to HTTP/2 connections, which the lab does not open to upstreams",
+            "HTTP/2 PING keepalives are not sent: on loopback a connection cannot go silently dead",
         );
     }
     if let Some(od) = outlier {

@@ -171,6 +171,7 @@ impl Shared {
             },
             rng,
             hash,
+            client_version: parts.version,
         };
         self.start_primary(parts, body, record, sampled, send, first)
     }
@@ -434,6 +435,8 @@ pub(super) struct PrimarySend<'a> {
     pub(super) hash: Option<u64>,
     /// A retry may send the request again after it went out (`retries_after_sending`).
     pub(super) replays: bool,
+    /// The protocol the client spoke (for a cluster that uses the client's).
+    pub(super) client_version: http::Version,
 }
 
 impl PrimarySend<'_> {

@@ -163,6 +163,7 @@ fn local_exchange(
         endpoint: String::new(),
         attempts: Vec::new(),
         outcome: UpstreamOutcome::Response(CapturedResponse {
+            trailers: None,
             status: reply.status,
             headers: reply.headers.clone(),
             body: CapturedBody {

@@ -25,6 +25,7 @@ mod listener;
 mod local;
 mod pipeline;
 mod pool;
+mod pool_h2;
 mod retry;
 mod shadow;
 mod target;

@@ -68,6 +68,8 @@ struct ShadowCall {
     /// breakers), and its connect timeout.
     cluster: Option<Arc<crate::routing::Upstream>>,
     connect_timeout: Duration,
+    /// Sent as HTTP/2.
+    http2: bool,
     /// Held until the shadow has answered (or failed): bounds shadows in flight.
     permit: OwnedSemaphorePermit,
 }
@@ -132,6 +134,7 @@ impl Shared {
         record.request.body = body.captured(self.settings.capture_body_cap);
         let copy = ShadowCopy {
             method: &record.request.method,
+            version: record.request.version,
             headers,
             path_and_query: &path_and_query,
             // Empty when the body cannot be mirrored; no copy is sent then (below).
@@ -304,6 +307,7 @@ impl Shared {
                 cluster: (policy.upstream.policy.limits != Default::default())
                     .then(|| Arc::clone(&policy.upstream)),
                 connect_timeout: policy.upstream.policy.connect_timeout,
+                http2: policy.upstream.policy.protocol.speaks_http2(copy.version),
                 permit,
             },
         }
@@ -321,6 +325,7 @@ impl Shared {
                 };
                 let opts = SendOptions {
                     cluster: call.cluster.as_ref(),
+                    http2: call.http2,
                     ..SendOptions::plain(call.connect_timeout, true)
                 };
                 self.shadow_exchange(&call.pool, request, call.timeout, &opts)
@@ -366,11 +371,14 @@ impl Shared {
                 sent_at,
                 ttfb,
                 version: parts.version,
+                trailers: None,
             });
             while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
                 let frame = frame.map_err(|e| classify(&e))?;
                 if let Some(data) = frame.data_ref() {
                     capture.record(data);
+                } else if let (Some(trailers), Some(head)) = (frame.trailers_ref(), head.as_mut()) {
+                    head.trailers = Some(owned_headers(trailers));
                 }
             }
             connection.release();
@@ -404,6 +412,8 @@ impl Shared {
 /// What every shadow of a request is copied from.
 struct ShadowCopy<'a> {
     method: &'a http::Method,
+    /// The protocol the client spoke.
+    version: http::Version,
     /// Finalised, with the sidecar's own headers.
     headers: HeaderMap,
     path_and_query: &'a PathAndQuery,

@@ -9,6 +9,7 @@ use crate::config::hosts::fqdn;
 use crate::config::model::{
     ConnectionPoolSettings, ConsistentHash, LoadBalancerSettings, OutlierDetection, TrafficPolicy,
 };
+use crate::config::protocol::{PortProtocol, UpstreamProtocol};
 use crate::config::{ConfigSet, DurationError, parse_duration};
 
 /// A policy field the lab cannot use; the checker reports these first.
@@ -140,6 +141,8 @@ pub struct ClusterPolicy {
     pub outlier: Option<OutlierConfig>,
     /// Below this share of available endpoints (percent), every endpoint is used (panic).
     pub panic_threshold: u32,
+    /// HTTP/1.1, HTTP/2 or the client's protocol, from the port and the connection pool.
+    pub protocol: UpstreamProtocol,
 }
 
 impl Default for ClusterPolicy {
@@ -152,8 +155,19 @@ impl Default for ClusterPolicy {
             idle_timeout: Duration::from_secs(3600),
             outlier: None,
             panic_threshold: 50,
+            protocol: UpstreamProtocol::Http1,
         }
     }
+}
+
+/// The protocol of the ServiceEntry port the cluster is for; a host no ServiceEntry defines
+/// (the lab sends to it as an address) is sniffed, as Istio's passthrough would be.
+fn port_protocol(set: &ConfigSet, host_fqdn: &str, port: Option<u32>) -> PortProtocol {
+    set.service_entry_for(host_fqdn)
+        .and_then(|(_, se)| se.spec.ports.iter().find(|p| Some(p.number) == port))
+        .map_or(PortProtocol::Unsupported, |p| {
+            PortProtocol::parse(p.protocol.as_deref())
+        })
 }
 
 /// The three blocks of a traffic policy that make a cluster, after port resolution.
@@ -236,6 +250,12 @@ impl ClusterPolicy {
         if let Some(od) = blocks.outlier_detection {
             policy.apply_outlier_detection(od)?;
         }
+        let http = blocks.connection_pool.and_then(|cp| cp.http.as_ref());
+        policy.protocol = UpstreamProtocol::for_cluster(
+            port_protocol(set, host_fqdn, port),
+            http.and_then(|h| h.h2_upgrade_policy.as_deref()),
+            http.and_then(|h| h.use_client_protocol) == Some(true),
+        );
         Ok(policy)
     }
 

@@ -57,6 +57,7 @@ pub fn response_with(
     ms: u64,
 ) -> CapturedResponse {
     CapturedResponse {
+        trailers: None,
         status: http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK),
         headers: headers(hdrs),
         body,

@@ -502,12 +502,23 @@ pub(crate) fn diff_prepared(
         ignored: rules.ignores(&FieldPath::Status),
     });
     let body = diff_bodies(p, s, rules, detail);
-    let headers = diff_headers(
+    let mut headers = diff_headers(
         &primary.headers,
         &shadow.headers,
         rules,
         !body_bytes_equal(&body),
     );
+    if primary.trailers.is_some() || shadow.trailers.is_some() {
+        // Trailers (gRPC's status and message) are compared as header fields: a gRPC
+        // answer's outcome is there, not in its 200.
+        let none = http::HeaderMap::new();
+        headers.extend(diff_headers(
+            primary.trailers.as_ref().unwrap_or(&none),
+            shadow.trailers.as_ref().unwrap_or(&none),
+            rules,
+            false,
+        ));
+    }
     ResponseDiff {
         status,
         headers,

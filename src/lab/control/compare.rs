@@ -318,6 +318,7 @@ mod tests {
     #[test]
     fn lines_of_an_ignored_field_are_not_marked() {
         let body = |text: &str| CapturedResponse {
+            trailers: None,
             status: http::StatusCode::OK,
             headers: http::HeaderMap::new(),
             body: CapturedBody {

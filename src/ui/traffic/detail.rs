@@ -407,8 +407,19 @@ fn diff_lines_ui(
 fn response_head_ui(ui: &mut egui::Ui, outcome: &UpstreamOutcome, changed: &[String]) {
     match outcome {
         UpstreamOutcome::Response(r) => {
-            ui.label(format!("{} in {:.1} ms", r.status, ms(r.total)));
+            let version = match r.version {
+                http::Version::HTTP_2 => " over HTTP/2",
+                _ => "",
+            };
+            ui.label(format!("{} in {:.1} ms{version}", r.status, ms(r.total)));
+            if let Some(code) = r.grpc_status().filter(|code| *code != 0) {
+                ui.colored_label(ui.visuals().error_fg_color, format!("gRPC status {code}"));
+            }
             headers_ui(ui, &r.headers, changed);
+            if let Some(trailers) = &r.trailers {
+                ui.weak("trailers");
+                headers_ui(ui, trailers, changed);
+            }
         }
         UpstreamOutcome::Failed(f) => {
             ui.colored_label(

@@ -37,6 +37,7 @@ fn exchange(method: http::Method, uri: &str, status: u16, body: &[u8]) -> Exchan
             endpoint: "127.0.0.1:9081".to_owned(),
             attempts: Vec::new(),
             outcome: UpstreamOutcome::Response(CapturedResponse {
+                trailers: None,
                 status: http::StatusCode::from_u16(status).unwrap(),
                 headers: http::HeaderMap::new(),
                 body: CapturedBody::default(),
