@@ -117,6 +117,7 @@ fn exchanges(n: u64, with_baseline: bool) -> Vec<Exchange> {
                 });
             }
             Exchange {
+                tunnel: None,
                 id: i,
                 request_id: format!("{i:032x}"),
                 started_at: UNIX_EPOCH + Duration::from_micros(1_767_225_600_000_000 + i * 200),

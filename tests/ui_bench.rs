@@ -42,6 +42,7 @@ fn exchange(id: u64, at: SystemTime) -> Exchange {
     let product = id % 50;
     let shadow_status = if id.is_multiple_of(97) { 500 } else { 200 };
     Exchange {
+        tunnel: None,
         id,
         request_id: format!("req-{id}"),
         started_at: at,

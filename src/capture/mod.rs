@@ -357,6 +357,24 @@ pub struct Exchange {
     pub shadows: Vec<ShadowRecord>,
     /// Envoy's response flags for the client's answer (`UF`, `UT`, `FI`, `DI`, ...).
     pub flags: ResponseFlags,
+    /// The connection passed through after the request: a WebSocket (or other) upgrade, or
+    /// a CONNECT tunnel. `None` for an ordinary exchange.
+    pub tunnel: Option<Box<Tunnel>>,
+}
+
+/// What went through a connection the lab passed on after its request was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    /// `websocket` (the `Upgrade` value) or `CONNECT`.
+    pub protocol: String,
+    /// From the upgrade (or the tunnel's 200) to the close of the first side.
+    pub duration: Duration,
+    /// Bytes from the client to the upstream.
+    pub bytes_up: u64,
+    /// Bytes from the upstream to the client.
+    pub bytes_down: u64,
+    /// Why the tunnel ended other than by a clean close, if it did.
+    pub error: Option<String>,
 }
 
 /// The request as the router finalised it for the primary (and the shadows): Envoy's

@@ -179,6 +179,7 @@ fn local_exchange(
         }),
     });
     Exchange {
+        tunnel: None,
         id,
         request_id: parts
             .headers

@@ -29,6 +29,7 @@ mod pool_h2;
 mod retry;
 mod shadow;
 mod target;
+mod tunnel;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};

@@ -120,6 +120,7 @@ pub fn exchange(
     shadows: Vec<ShadowRecord>,
 ) -> Exchange {
     Exchange {
+        tunnel: None,
         id,
         request_id: format!("req-{id}"),
         started_at: at(second),

@@ -159,7 +159,28 @@ fn request_ui(ui: &mut egui::Ui, e: &Exchange, comparison: &Comparison) {
                 ui.add(egui::Label::new(body).wrap());
             }
         });
+    if let Some(tunnel) = &e.tunnel {
+        tunnel_ui(ui, tunnel);
+    }
     super::pipeline::pipeline_ui(ui, e);
+}
+
+/// A passed-through connection: what it was, how long it lasted, the bytes each way.
+fn tunnel_ui(ui: &mut egui::Ui, tunnel: &crate::capture::Tunnel) {
+    let kind = if tunnel.protocol == "CONNECT" {
+        "CONNECT tunnel".to_owned()
+    } else {
+        format!("{} upgrade", tunnel.protocol)
+    };
+    ui.label(format!(
+        "{kind}: open {:.1} s, {} B from the client, {} B from the upstream; not mirrored",
+        tunnel.duration.as_secs_f64(),
+        tunnel.bytes_up,
+        tunnel.bytes_down
+    ));
+    if let Some(error) = &tunnel.error {
+        ui.colored_label(ui.visuals().error_fg_color, format!("ended: {error}"));
+    }
 }
 
 /// Header names that differ for real (not ignored).

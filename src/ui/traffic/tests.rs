@@ -16,6 +16,7 @@ fn exchange(method: http::Method, uri: &str, status: u16, body: &[u8]) -> Exchan
     );
     headers.insert("user-agent", http::HeaderValue::from_static("it's me"));
     Exchange {
+        tunnel: None,
         id: 7,
         request_id: "r-7".to_owned(),
         started_at: std::time::SystemTime::now(),
