@@ -7,6 +7,9 @@
 //! only as far as both bodies go, and the diff says so.
 
 mod decode;
+mod grpc;
+
+pub use grpc::grpc_messages;
 mod headers;
 mod json;
 mod text;
@@ -463,8 +466,14 @@ impl<'a> PreparedResponse<'a> {
     fn json(&self) -> Option<&Value> {
         self.json
             .get_or_init(|| {
-                if self.decoded.cut || !looks_like_json(&self.response.headers, &self.decoded.bytes)
-                {
+                if self.decoded.cut {
+                    return None;
+                }
+                let headers = &self.response.headers;
+                if let Some(messages) = grpc::grpc_messages(headers, &self.decoded.bytes) {
+                    return Some(messages);
+                }
+                if !looks_like_json(headers, &self.decoded.bytes) {
                     return None;
                 }
                 serde_json::from_slice(&self.decoded.bytes).ok()
