@@ -191,6 +191,7 @@ async fn grpc_call(lab: SocketAddr) -> (u16, Bytes, Option<HeaderMap>) {
     let request = Request::post("http://reviews:9080/reviews.Reviews/Get")
         .header("content-type", "application/grpc")
         .header("te", "trailers")
+        .header("grpc-timeout", "5S")
         .body(Full::new(Bytes::from_static(GRPC_REQUEST)))
         .expect("request");
     let response = tokio::time::timeout(WAIT, sender.send_request(request))
