@@ -82,6 +82,9 @@ pub enum UpstreamErrorKind {
     NoEndpoint,
     /// A circuit breaker turned the request away (connection pool limits).
     Overflow,
+    /// The TLS handshake with the upstream failed (an unknown CA, a name mismatch, no
+    /// common protocol): a connection failure to Envoy.
+    Tls,
     /// Anything else (I/O error, ...).
     Other,
 }
@@ -98,6 +101,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::ConnectTimeout => "connect_timeout",
             UpstreamErrorKind::NoEndpoint => "no_endpoint",
             UpstreamErrorKind::Overflow => "overflow",
+            UpstreamErrorKind::Tls => "tls",
             UpstreamErrorKind::Other => "other",
         }
     }
@@ -105,7 +109,9 @@ impl UpstreamErrorKind {
     /// Envoy's response flag for this failure (`%RESPONSE_FLAGS%`), if it has one.
     pub fn response_flag(self) -> ResponseFlags {
         match self {
-            UpstreamErrorKind::Refused | UpstreamErrorKind::ConnectTimeout => ResponseFlags::UF,
+            UpstreamErrorKind::Refused
+            | UpstreamErrorKind::ConnectTimeout
+            | UpstreamErrorKind::Tls => ResponseFlags::UF,
             UpstreamErrorKind::Reset => ResponseFlags::UC,
             UpstreamErrorKind::Timeout => ResponseFlags::UT,
             UpstreamErrorKind::Protocol => ResponseFlags::UPE,

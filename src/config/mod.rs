@@ -24,6 +24,7 @@ pub mod protocol;
 mod raw;
 pub mod re2;
 pub mod retry_on;
+pub mod tls;
 mod validate;
 
 use std::fmt;

@@ -337,24 +337,18 @@ fn blocks_unsimulated(
         );
     }
     if let Some(tls) = tls {
-        match tls
-            .get("mode")
-            .and_then(Opaque::as_str)
-            .unwrap_or("DISABLE")
-        {
-            "SIMPLE" | "MUTUAL" => at(
-                "tls",
-                true,
-                "TLS to the upstream is not simulated: the lab connects in plaintext, so certificates, SNI and subjectAltNames are not checked",
-            ),
-            // Between the two sidecars, which the lab plays both of: the service never sees
-            // it, but the lab has no mesh identity to check either.
-            "ISTIO_MUTUAL" => at(
-                "tls",
-                true,
-                "ISTIO_MUTUAL: the lab has no mesh identity, so it connects in plaintext, as the destination's sidecar hands requests to its service; peer authentication is not checked",
-            ),
-            _ => {}
-        }
+        let read = super::tls::ClientTls::from_opaque(tls);
+        // SIMPLE and MUTUAL are originated (routing/tls.rs); between two sidecars, which
+        // the lab plays both of, ISTIO_MUTUAL has no identity to present or check.
+        at(
+            "tls",
+            read.mode == super::tls::TlsMode::IstioMutual,
+            "ISTIO_MUTUAL: the lab has no mesh identity, so it connects in plaintext, as the destination's sidecar hands requests to its service; peer authentication is not checked",
+        );
+        at(
+            "tls.credentialName",
+            read.originates() && read.credential_name.is_some(),
+            "credentialName names a Kubernetes secret, which the lab cannot read: it uses caCertificates (and clientCertificate, privateKey) as files, and the system's CAs without them",
+        );
     }
 }

@@ -386,7 +386,7 @@ impl Shared {
         match picked {
             Ok((pick, endpoint)) => Ok((
                 pick.index,
-                self.upstream_target(endpoint),
+                self.upstream_target(endpoint, upstream),
                 pick.ejected_skipped,
             )),
             Err(_) => Err(ProxyError::upstream(

@@ -262,7 +262,7 @@ impl Shared {
         });
         picked.ok().map(|(pick, endpoint)| FirstPick {
             index: pick.index,
-            target: self.upstream_target(endpoint),
+            target: self.upstream_target(endpoint, upstream),
             skipped_ejected: pick.ejected_skipped,
         })
     }

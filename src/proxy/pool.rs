@@ -78,6 +78,8 @@ pub(super) struct EndpointPool {
     pub(super) h2: Mutex<Option<hyper::client::conn::http2::SendRequest<UpstreamBody>>>,
     /// When the endpoint last refused a connection, until a connection succeeds.
     refused_at: Mutex<Option<Instant>>,
+    /// TLS originated on its connections, when the cluster's DestinationRule asks for it.
+    pub(super) tls: Option<Arc<crate::routing::tls::UpstreamTls>>,
 }
 
 #[derive(Debug)]
@@ -224,8 +226,12 @@ pub(super) async fn within_per_try<T>(
 }
 
 impl EndpointPool {
-    pub(super) fn new(endpoint: EndpointAddr) -> Self {
+    pub(super) fn new(
+        endpoint: EndpointAddr,
+        tls: Option<Arc<crate::routing::tls::UpstreamTls>>,
+    ) -> Self {
         Self {
+            tls,
             endpoint,
             idle: Mutex::new(VecDeque::new()),
             h2: Mutex::new(None),
@@ -417,7 +423,14 @@ impl EndpointPool {
         counted: Option<Arc<Upstream>>,
     ) -> Result<SendRequest<UpstreamBody>, SendFailure> {
         let stream = self.open_stream(opts, now, counted.as_ref()).await?;
-        match http1::handshake(TokioIo::new(stream)).await {
+        let io = match super::tls::secure(stream, self.tls.as_ref(), opts.connect_timeout).await {
+            Ok(io) => io,
+            Err(failure) => {
+                release_connection(counted.as_ref());
+                return Err(failure);
+            }
+        };
+        match http1::handshake(TokioIo::new(io)).await {
             Ok((sender, connection)) => {
                 spawn_connection(connection, counted);
                 Ok(sender)

@@ -71,8 +71,16 @@ impl EndpointPool {
                 ConnectionSlot::Wait => continue,
             };
             let stream = self.open_stream(opts, now, counted.as_ref()).await?;
+            let io = match super::tls::secure(stream, self.tls.as_ref(), opts.connect_timeout).await
+            {
+                Ok(io) => io,
+                Err(failure) => {
+                    release_connection(counted.as_ref());
+                    return Err(failure);
+                }
+            };
             let handshake = http2::Builder::new(TokioExecutor::new())
-                .handshake(TokioIo::new(stream))
+                .handshake(TokioIo::new(io))
                 .await;
             return match handshake {
                 Ok((sender, connection)) => {

@@ -95,7 +95,10 @@ pub(super) fn retry_on_failure(
     let on = policy.on;
     match kind {
         UpstreamErrorKind::Overflow | UpstreamErrorKind::NoEndpoint => false,
-        UpstreamErrorKind::Refused | UpstreamErrorKind::ConnectTimeout | UpstreamErrorKind::Dns
+        UpstreamErrorKind::Refused
+        | UpstreamErrorKind::ConnectTimeout
+        | UpstreamErrorKind::Dns
+        | UpstreamErrorKind::Tls
             if on.contains(RetryOn::CONNECT_FAILURE) =>
         {
             true

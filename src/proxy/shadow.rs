@@ -292,7 +292,7 @@ impl Shared {
         if self.settings.shadow_host_suffix {
             shadow_host(&mut headers);
         }
-        let upstream = self.upstream_target(&endpoint);
+        let upstream = self.upstream_target(&endpoint, &policy.upstream);
         upstream.ensure_host(&mut headers);
         ShadowLeg::Running {
             target,

@@ -180,7 +180,7 @@ impl Shared {
                 detail,
             );
         };
-        let target = self.upstream_target(&endpoint);
+        let target = self.upstream_target(&endpoint, &destination.upstream);
         target.ensure_host(&mut headers);
         let endpoint_text = String::from(&*target.text);
         let opts = SendOptions::plain(destination.upstream.policy.connect_timeout, false);
@@ -415,9 +415,11 @@ async fn send_upgrade(
     *request.uri_mut() = target
         .uri(path)
         .map_err(|e| (UpstreamErrorKind::Other, e))?;
-    let stream = target.pool().open_stream(opts, sent_at, None).await?;
+    let pool = target.pool();
+    let stream = pool.open_stream(opts, sent_at, None).await?;
+    let io = super::tls::secure(stream, pool.tls.as_ref(), opts.connect_timeout).await?;
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, UpstreamBody>(TokioIo::new(stream))
+        hyper::client::conn::http1::handshake::<_, UpstreamBody>(TokioIo::new(io))
             .await
             .map_err(|e| classify(&e))?;
     tokio::spawn(async move {
