@@ -281,6 +281,11 @@ async fn a_grpc_call_goes_out_as_http2_with_its_trailers_to_the_client_and_the_c
     }
     let exchanges = common::wait_for_exchanges(lab.captures(), 1, WAIT).await;
     let exchange = &exchanges[0];
+    let steps = &exchange.trace.as_ref().expect("trace").steps;
+    assert!(
+        steps.iter().any(|s| s.contains("HTTP/2 (h2c)")),
+        "the trace says how the upstream is spoken to: {steps:?}"
+    );
     let primary = primary_answer(exchange);
     assert_eq!(primary.version, Version::HTTP_2);
     let primary_trailers = primary
