@@ -11,6 +11,7 @@ mod delegate;
 mod gateway;
 pub mod matchers;
 pub mod policy;
+mod resolve;
 pub mod retry;
 pub mod table;
 pub mod tls;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::action::{ActionKind, Route, RouteAction, split_query};
-use super::compile::{self, DEFAULT_PORT, RouteScope, UpstreamResolver, compile_route};
+use super::compile::{self, RouteScope, UpstreamResolver, compile_route};
 use super::delegate::{self, Expanded};
 use super::matchers::MatchBlock;
+use super::resolve::DEFAULT_PORT;
 use super::{NoRoute, RequestHead, Resolution, RouteOrigin, RouteTrace, Upstream, Workload};
 use crate::config::hosts::{
     CLUSTER_DOMAIN, fqdn, host_matches, request_host_candidates, specificity,
@@ -17,7 +18,7 @@ use crate::config::hosts::{
 use crate::config::model::{Destination, PortSelector, VirtualService};
 use crate::config::{ConfigSet, Diagnostic, Severity};
 
-pub use compile::resolve_endpoints;
+pub use super::resolve::resolve_endpoints;
 
 /// An immutable, compiled route table: build it once per config, share it behind an `Arc`.
 #[derive(Debug)]

@@ -12,6 +12,7 @@ mod grpc;
 pub use grpc::grpc_messages;
 mod headers;
 mod json;
+mod prepared;
 mod text;
 
 use serde::Serialize;
@@ -19,9 +20,9 @@ use serde_json::Value;
 
 use super::ignore::{FieldPath, IgnoreRules};
 use crate::capture::{CapturedResponse, Exchange, ShadowOutcome, UpstreamOutcome};
-use decode::{Decoded, decode, looks_like_json};
 use headers::diff_headers;
 use json::diff_json;
+pub(crate) use prepared::PreparedResponse;
 use text::{line_diff, sha256_hex, text_of};
 
 pub use decode::{DecodedBody, decode_body};
@@ -436,50 +437,6 @@ pub fn diff_responses(
     rules: &IgnoreRules,
 ) -> ResponseDiff {
     diff_with_detail(primary, shadow, rules, Detail::Full)
-}
-
-/// A response decoded once, so an exchange with several mirrors decodes and parses its
-/// primary body only once.
-pub(crate) struct PreparedResponse<'a> {
-    response: &'a CapturedResponse,
-    decoded: Decoded<'a>,
-    /// The body parsed as JSON, on first need; `None` inside when it is not JSON.
-    json: std::cell::OnceCell<Option<Value>>,
-}
-
-impl<'a> PreparedResponse<'a> {
-    /// Decodes the body; `side` names it in decode errors.
-    pub(crate) fn new(response: &'a CapturedResponse, side: &str) -> Self {
-        Self {
-            decoded: decode(&response.body, &response.headers, side),
-            response,
-            json: std::cell::OnceCell::new(),
-        }
-    }
-
-    /// The captured response.
-    pub(crate) fn response(&self) -> &'a CapturedResponse {
-        self.response
-    }
-
-    /// The body as JSON, when it is a whole JSON document.
-    fn json(&self) -> Option<&Value> {
-        self.json
-            .get_or_init(|| {
-                if self.decoded.cut {
-                    return None;
-                }
-                let headers = &self.response.headers;
-                if let Some(messages) = grpc::grpc_messages(headers, &self.decoded.bytes) {
-                    return Some(messages);
-                }
-                if !looks_like_json(headers, &self.decoded.bytes) {
-                    return None;
-                }
-                serde_json::from_slice(&self.decoded.bytes).ok()
-            })
-            .as_ref()
-    }
 }
 
 /// Diffs two responses with the given amount of detail.

@@ -1,0 +1,52 @@
+//! A response decoded once, and its body parsed as JSON (or its gRPC messages) on first
+//! need, so the diff of several mirrors against one primary does that work once.
+
+use serde_json::Value;
+
+use super::decode::{Decoded, decode, looks_like_json};
+use super::grpc;
+use crate::capture::CapturedResponse;
+
+/// A response decoded once, so an exchange with several mirrors decodes and parses its
+/// primary body only once.
+pub(crate) struct PreparedResponse<'a> {
+    pub(super) response: &'a CapturedResponse,
+    pub(super) decoded: Decoded<'a>,
+    /// The body parsed as JSON, on first need; `None` inside when it is not JSON.
+    json: std::cell::OnceCell<Option<Value>>,
+}
+
+impl<'a> PreparedResponse<'a> {
+    /// Decodes the body; `side` names it in decode errors.
+    pub(crate) fn new(response: &'a CapturedResponse, side: &str) -> Self {
+        Self {
+            decoded: decode(&response.body, &response.headers, side),
+            response,
+            json: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The captured response.
+    pub(crate) fn response(&self) -> &'a CapturedResponse {
+        self.response
+    }
+
+    /// The body as JSON, when it is a whole JSON document.
+    pub(super) fn json(&self) -> Option<&Value> {
+        self.json
+            .get_or_init(|| {
+                if self.decoded.cut {
+                    return None;
+                }
+                let headers = &self.response.headers;
+                if let Some(messages) = grpc::grpc_messages(headers, &self.decoded.bytes) {
+                    return Some(messages);
+                }
+                if !looks_like_json(headers, &self.decoded.bytes) {
+                    return None;
+                }
+                serde_json::from_slice(&self.decoded.bytes).ok()
+            })
+            .as_ref()
+    }
+}
