@@ -235,8 +235,8 @@ struct EntryIn {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RequestIn {
-    method: String,
-    url: String,
+    method: MethodIn,
+    url: UrlIn,
     #[serde(default)]
     headers: Vec<PairIn>,
     #[serde(default)]
@@ -276,6 +276,35 @@ impl<'de> Deserialize<'de> for TimeIn {
     }
 }
 
+/// `request.method`, checked where it is read so an error has its line.
+#[derive(Debug)]
+struct MethodIn(http::Method);
+
+impl<'de> Deserialize<'de> for MethodIn {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        method(&text)
+            .map(MethodIn)
+            .map_err(|m| de::Error::custom(format!("request.method: {m}")))
+    }
+}
+
+/// `request.url` as authority and origin-form target, checked where it is read.
+#[derive(Debug)]
+struct UrlIn {
+    authority: String,
+    target: String,
+}
+
+impl<'de> Deserialize<'de> for UrlIn {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let (authority, target) =
+            split_url(&text).map_err(|m| de::Error::custom(format!("request.url: {m}")))?;
+        Ok(UrlIn { authority, target })
+    }
+}
+
 /// Splits an absolute URL into its authority and origin-form target.
 fn split_url(url: &str) -> Result<(String, String), String> {
     let url = url.split('#').next().unwrap_or(url);
@@ -303,8 +332,6 @@ fn entry_parts(
 ) -> Result<(Parts, usize), String> {
     let at = |m: String| format!("entry {} (log.entries[{index}]): {m}", index + 1);
     let request = entry.request;
-    let method = method(&request.method).map_err(at)?;
-    let (url_authority, target) = split_url(&request.url).map_err(at)?;
     let mut headers = RecordedHeaders::new(options);
     for pair in &request.headers {
         headers.add(&pair.name, pair.value.as_bytes()).map_err(at)?;
@@ -327,9 +354,9 @@ fn entry_parts(
     // The URL's authority is what the client addressed; Host can only repeat it.
     let parts = Parts {
         index: index + 1,
-        method,
-        authority: url_authority,
-        target,
+        method: request.method.0,
+        authority: request.url.authority,
+        target: request.url.target,
         headers: headers.headers,
         body,
         sent_at_ns: entry.started_date_time.0,
