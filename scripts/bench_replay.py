@@ -12,6 +12,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,7 +64,8 @@ def replay(binary, work, n, concurrency, fast_log):
     with open(report) as f:
         lab = bench.lab_mirrors(json.load(f))
     return {"requests": n, "seconds": seconds, "rps": n / seconds,
-            "summary": done.split("replay done")[1].strip(), "shadow": shadow, "lab": lab}
+            "summary": " ".join(re.findall(r"(?:sent|answered|failed)=\d+", done)),
+            "shadow": shadow, "lab": lab}
 
 
 def main():
