@@ -157,6 +157,13 @@ impl ReplayHandle {
     }
 }
 
+impl Drop for ReplayHandle {
+    /// A replay nobody holds any more sends nothing more.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 struct Run {
     proxy: SocketAddr,
     requests: Arc<[ReplayRequest]>,

@@ -92,6 +92,10 @@ pub enum DialogPurpose {
     SaveAs,
     /// Pick where to write the captured traffic as HAR.
     ExportHar,
+    /// Pick a saved session to open.
+    OpenSession,
+    /// Pick a traffic file to replay.
+    ReplayTraffic,
 }
 
 /// How the app asks for file paths.
@@ -170,6 +174,12 @@ impl FileDialog {
             .spawn(move || {
                 let mut d = match purpose {
                     DialogPurpose::ExportHar => rfd::FileDialog::new().add_filter("HAR", &["har"]),
+                    DialogPurpose::OpenSession => rfd::FileDialog::new()
+                        .add_filter("mirrorlab session (HAR)", &["har", "json"])
+                        .add_filter("All files", &["*"]),
+                    DialogPurpose::ReplayTraffic => rfd::FileDialog::new()
+                        .add_filter("Traffic (HAR, GoReplay)", &["har", "gor", "json"])
+                        .add_filter("All files", &["*"]),
                     DialogPurpose::Open | DialogPurpose::SaveAs => rfd::FileDialog::new()
                         .add_filter("Istio YAML", &["yaml", "yml"])
                         .add_filter("All files", &["*"]),
@@ -178,7 +188,9 @@ impl FileDialog {
                     d = d.set_directory(dir);
                 }
                 let picked = match purpose {
-                    DialogPurpose::Open => d.pick_file(),
+                    DialogPurpose::Open
+                    | DialogPurpose::OpenSession
+                    | DialogPurpose::ReplayTraffic => d.pick_file(),
                     DialogPurpose::SaveAs | DialogPurpose::ExportHar => {
                         if let Some(name) = start_name {
                             d = d.set_file_name(name);
@@ -251,6 +263,8 @@ impl FileDialog {
             DialogPurpose::Open => ("File to open", "Open"),
             DialogPurpose::SaveAs => ("Save as", "Save"),
             DialogPurpose::ExportHar => ("Export HAR to", "Export"),
+            DialogPurpose::OpenSession => ("Session to open", "Open"),
+            DialogPurpose::ReplayTraffic => ("Traffic file to replay", "Choose"),
         };
         ui.horizontal(|ui| {
             let label = ui.label(title);

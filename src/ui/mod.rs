@@ -13,6 +13,7 @@ pub mod form;
 pub mod help;
 pub mod httproute;
 mod policy_form;
+pub mod replay;
 pub mod routes;
 pub mod screenshot;
 mod send;

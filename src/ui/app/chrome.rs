@@ -38,6 +38,21 @@ impl MirrorlabApp {
                 }
                 ui.separator();
                 if ui
+                    .button("Open session…")
+                    .on_hover_text("A session saved by `mirrorlab run --session` or `replay --session`: Dashboard, Traffic and Diffs on it, no proxy running")
+                    .clicked()
+                {
+                    self.commands.push(Command::OpenSessionDialog);
+                }
+                if ui
+                    .button("Replay…")
+                    .on_hover_text("Send a HAR, GoReplay or session file's requests through the proxy")
+                    .clicked()
+                {
+                    self.commands.push(Command::ShowReplay);
+                }
+                ui.separator();
+                if ui
                     .add_enabled(
                         !self.traffic.is_empty(),
                         egui::Button::new("Export traffic as HAR..."),

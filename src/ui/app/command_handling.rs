@@ -58,6 +58,16 @@ pub enum Command {
     ExportHarDialog,
     /// Write the traffic table's exchanges (those the filter shows) as HAR here.
     ExportHar(PathBuf),
+    /// Ask which session to open.
+    OpenSessionDialog,
+    /// Stop the proxy and show this saved session.
+    OpenSession(PathBuf),
+    /// Show the Replay… window.
+    ShowReplay,
+    /// The Replay… window's file.
+    SetReplayFile(PathBuf),
+    /// What the Replay… window asks for.
+    Replay(crate::ui::replay::ReplayAction),
     /// Put the keyboard focus in the Traffic filter (Ctrl+F).
     FocusTrafficFilter,
     /// Ignore a field in diffs: write it into the VirtualService's annotation.
@@ -107,6 +117,7 @@ impl MirrorlabApp {
                     .unwrap_or_else(|| PathBuf::from("mirrorlab.har")),
             ),
             DialogPurpose::Open | DialogPurpose::SaveAs => self.doc.path().map(Path::to_path_buf),
+            DialogPurpose::OpenSession | DialogPurpose::ReplayTraffic => None,
         };
         self.dialog = Some(FileDialog::open(
             purpose,
@@ -184,6 +195,17 @@ impl MirrorlabApp {
                 self.traffic.reveal_selected();
                 self.state.tab = Tab::Traffic;
             }
+            Command::OpenSessionDialog => self.open_dialog(DialogPurpose::OpenSession, ctx),
+            Command::OpenSession(path) => {
+                self.info(format!("Opening the session {}…", path.display()));
+                self.lab.send(LabCommand::OpenSession(path));
+            }
+            Command::ShowReplay => self.replay_window = true,
+            Command::SetReplayFile(path) => {
+                self.replay_form.path = path.display().to_string();
+                self.replay_window = true;
+            }
+            Command::Replay(action) => self.replay_action(action, ctx),
             Command::FocusTrafficFilter => {
                 self.state.tab = Tab::Traffic;
                 self.traffic.focus_filter();
@@ -286,6 +308,40 @@ impl MirrorlabApp {
             host: self.doc.hosts().into_iter().next(),
             rps: DEMO_RPS,
         });
+    }
+
+    fn replay_action(&mut self, action: crate::ui::replay::ReplayAction, ctx: &egui::Context) {
+        use crate::ui::replay::ReplayAction;
+        match action {
+            ReplayAction::Browse => self.open_dialog(DialogPurpose::ReplayTraffic, ctx),
+            ReplayAction::Start => {
+                let (options, source) = match self.replay_form.options() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        self.replay_form.error = Some(e);
+                        return;
+                    }
+                };
+                let Some(run) = self.run_request(RunPurpose::Needed) else {
+                    self.replay_form.error =
+                        Some("Open a config first: the replay goes through its routes.".to_owned());
+                    return;
+                };
+                self.replay_form.error = None;
+                self.traffic.paused = false;
+                self.lab.send(LabCommand::StartReplay(Box::new(
+                    crate::lab::control::ReplayStart {
+                        path: PathBuf::from(self.replay_form.path.trim()),
+                        options,
+                        source,
+                        run: Box::new(run),
+                    },
+                )));
+            }
+            ReplayAction::Pause => self.lab.send(LabCommand::PauseReplay),
+            ReplayAction::Resume => self.lab.send(LabCommand::ResumeReplay),
+            ReplayAction::Stop => self.lab.send(LabCommand::StopReplay),
+        }
     }
 
     fn send_request(&mut self) {

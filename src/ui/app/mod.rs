@@ -86,6 +86,8 @@ pub struct MirrorlabApp {
     ignore_errors: Vec<String>,
     send_window: bool,
     settings_window: bool,
+    replay_window: bool,
+    replay_form: crate::ui::replay::ReplayForm,
     /// A one-off request is on its way.
     sending: bool,
     last_send: Option<SendOutcome>,
@@ -159,6 +161,8 @@ impl MirrorlabApp {
             ignore_errors: Vec::new(),
             send_window: false,
             settings_window: false,
+            replay_window: false,
+            replay_form: crate::ui::replay::ReplayForm::default(),
             sending: false,
             last_send: None,
             proxy_problem: None,

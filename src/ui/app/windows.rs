@@ -28,6 +28,8 @@ impl MirrorlabApp {
                     DialogPurpose::Open => Command::Open(path),
                     DialogPurpose::SaveAs => Command::SaveTo(path),
                     DialogPurpose::ExportHar => Command::ExportHar(path),
+                    DialogPurpose::OpenSession => Command::OpenSession(path),
+                    DialogPurpose::ReplayTraffic => Command::SetReplayFile(path),
                 });
             }
         }
@@ -120,6 +122,21 @@ impl MirrorlabApp {
                 self.commands.push(Command::Apply);
             }
             self.settings_window = open;
+        }
+        if self.replay_window {
+            let mut open = true;
+            let mut action = None;
+            egui::Window::new("Replay traffic")
+                .open(&mut open)
+                .default_pos([420.0, 90.0])
+                .resizable(false)
+                .show(ctx, |ui| {
+                    action = self.replay_form.ui(ui, self.view.replay.as_ref());
+                });
+            if let Some(action) = action {
+                self.commands.push(Command::Replay(action));
+            }
+            self.replay_window = open;
         }
     }
 }
