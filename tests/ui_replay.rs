@@ -61,6 +61,31 @@ fn replay_sends_a_har_through_the_proxy_and_marks_the_exchanges() {
         .query_all_by(|node| node.value().is_some_and(|v| v.ends_with(" replay")))
         .count();
     assert_eq!(marked, 4, "each row of Traffic says it is replayed");
+
+    // What the lab captured, saved as a session next to the config (the dialog's default).
+    h.get_by_label("File").click();
+    h.run_ok();
+    h.get_by_label("Save session…").click();
+    h.run_ok();
+    h.get_by_label("Save").click();
+    h.run_ok();
+    let saved = dir.path().join("reviews.session.har");
+    assert!(
+        wait_until(&mut h, 10, |_| saved.exists() && session_complete(&saved)),
+        "the session is written"
+    );
+    let session = mirrorlab::replay::sources::session::read_session(&saved).expect("it reads back");
+    assert_eq!(session.exchanges.len(), 4);
+    assert!(session.exchanges.iter().all(|e| e.replayed()));
+    assert!(
+        session.meta.config[0].text.contains("name: reviews-vs"),
+        "with the config's text"
+    );
+}
+
+/// The session file is complete (the writer closes the document last).
+fn session_complete(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t.trim_end().ends_with("]}}"))
 }
 
 #[test]

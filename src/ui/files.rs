@@ -94,6 +94,8 @@ pub enum DialogPurpose {
     ExportHar,
     /// Pick a saved session to open.
     OpenSession,
+    /// Pick where to save the traffic as a session.
+    SaveSession,
     /// Pick a traffic file to replay.
     ReplayTraffic,
 }
@@ -173,7 +175,9 @@ impl FileDialog {
             .name("file-dialog".to_owned())
             .spawn(move || {
                 let mut d = match purpose {
-                    DialogPurpose::ExportHar => rfd::FileDialog::new().add_filter("HAR", &["har"]),
+                    DialogPurpose::ExportHar | DialogPurpose::SaveSession => {
+                        rfd::FileDialog::new().add_filter("HAR", &["har"])
+                    }
                     DialogPurpose::OpenSession => rfd::FileDialog::new()
                         .add_filter("mirrorlab session (HAR)", &["har", "json"])
                         .add_filter("All files", &["*"]),
@@ -191,7 +195,9 @@ impl FileDialog {
                     DialogPurpose::Open
                     | DialogPurpose::OpenSession
                     | DialogPurpose::ReplayTraffic => d.pick_file(),
-                    DialogPurpose::SaveAs | DialogPurpose::ExportHar => {
+                    DialogPurpose::SaveAs
+                    | DialogPurpose::ExportHar
+                    | DialogPurpose::SaveSession => {
                         if let Some(name) = start_name {
                             d = d.set_file_name(name);
                         }
@@ -264,6 +270,7 @@ impl FileDialog {
             DialogPurpose::SaveAs => ("Save as", "Save"),
             DialogPurpose::ExportHar => ("Export HAR to", "Export"),
             DialogPurpose::OpenSession => ("Session to open", "Open"),
+            DialogPurpose::SaveSession => ("Save the session to", "Save"),
             DialogPurpose::ReplayTraffic => ("Traffic file to replay", "Choose"),
         };
         ui.horizontal(|ui| {

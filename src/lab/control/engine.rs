@@ -182,6 +182,18 @@ impl Engine {
             } => self.compare(exchange, shadow_index),
             LabCommand::ExportHar { path, exchanges } => self.export(path, exchanges).await,
             LabCommand::OpenSession(path) => self.open_session(&path).await,
+            LabCommand::SaveSession(save) => {
+                let view = self.parts.view.load_full();
+                let path = save.path.clone();
+                let result = recorded::save_session(
+                    &self.parts.runtime,
+                    *save,
+                    Arc::clone(&view.analysis),
+                    view.listening,
+                )
+                .await;
+                self.emit(LabEvent::SessionSaved { path, result });
+            }
             LabCommand::StartReplay(start) => self.start_replay(*start).await,
             LabCommand::PauseReplay => self.replay.iter().for_each(ReplayHandle::pause),
             LabCommand::ResumeReplay => self.replay.iter().for_each(ReplayHandle::resume),

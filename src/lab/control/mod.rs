@@ -30,7 +30,7 @@ use crate::routing::{MirrorHeaders, Workload};
 pub use compare::{BodyLine, Comparison, LineSide};
 pub use feed::FeedBounds;
 pub use oneoff::{OneRequest, SendOutcome};
-pub use recorded::{OpenedSession, ReplayStart};
+pub use recorded::{OpenedSession, ReplayStart, SaveSession};
 
 /// How the engine asks the UI for a frame; the app passes one that calls
 /// `request_repaint_after` with its frame time, so the engine never repaints faster.
@@ -108,6 +108,8 @@ pub enum LabCommand {
         /// Which shadow.
         shadow_index: usize,
     },
+    /// Save these exchanges, the config and the analysis settings as a session.
+    SaveSession(Box<SaveSession>),
     /// Stop the proxy and show this saved session instead: its exchanges and its analysis.
     OpenSession(PathBuf),
     /// Replay a traffic file through the proxy, starting it if it is not running.
@@ -207,6 +209,13 @@ pub enum LabEvent {
     Compared(Box<Comparison>),
     /// A session was opened (its exchanges, for the Traffic table), or not.
     SessionOpened(Result<Box<OpenedSession>, String>),
+    /// A session was saved (exchanges written), or not.
+    SessionSaved {
+        /// The file.
+        path: PathBuf,
+        /// Exchanges written, or why nothing was.
+        result: Result<usize, String>,
+    },
     /// A replay started: this many requests from this file.
     ReplayStarted {
         /// The file.

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use crate::analysis::{AnalysisSnapshot, Analyzer};
 use crate::capture::Exchange;
+use crate::export::report::RunInfo;
+use crate::replay::session::{SessionConfig, SessionMeta, write_session_file};
 use crate::replay::sources::session::read_session;
 use crate::replay::{
     ReplayOptions, ReplayRequest, SourceOptions, Traffic, TrafficError, load_traffic,
@@ -82,6 +84,46 @@ pub(super) async fn load_replay(
         Ok(Err(e)) => Err(format!("{e}; nothing was sent")),
         Err(e) => Err(format!("the traffic reader stopped: {e}")),
     }
+}
+
+/// What File → Save session… writes.
+#[derive(Debug, Clone)]
+pub struct SaveSession {
+    /// The file.
+    pub path: PathBuf,
+    /// The exchanges, oldest first.
+    pub exchanges: Vec<Arc<Exchange>>,
+    /// The config the lab ran: its name and text.
+    pub config: Vec<SessionConfig>,
+}
+
+/// Writes a session of `save.exchanges` with `analysis`'s settings, off the engine's task.
+pub(super) async fn save_session(
+    runtime: &tokio::runtime::Handle,
+    save: SaveSession,
+    analysis: Arc<AnalysisSnapshot>,
+    listening: Option<std::net::SocketAddr>,
+) -> Result<usize, String> {
+    let work = runtime.spawn_blocking(move || {
+        let started_at = save
+            .exchanges
+            .iter()
+            .map(|e| e.started_at)
+            .min()
+            .unwrap_or_else(std::time::SystemTime::now);
+        let run = RunInfo {
+            config: save.config.iter().map(|c| PathBuf::from(&c.path)).collect(),
+            listen: listening.map(|a| a.to_string()),
+            started_at,
+            ended_at: std::time::SystemTime::now(),
+            seed: None,
+        };
+        let meta = SessionMeta::new(save.config, &run, &analysis.settings, false);
+        write_session_file(&save.path, &meta, &save.exchanges, Some(&analysis))
+            .map_err(|e| e.to_string())
+    });
+    work.await
+        .map_err(|e| format!("the session writer stopped: {e}"))?
 }
 
 /// The requests of `traffic`, shared with the replay's tasks.

@@ -45,6 +45,13 @@ impl MirrorlabApp {
                     self.commands.push(Command::OpenSessionDialog);
                 }
                 if ui
+                    .add_enabled(!self.traffic.is_empty(), egui::Button::new("Save session…"))
+                    .on_hover_text("The exchanges the Traffic filter shows, the config and the analysis settings, to open again later")
+                    .clicked()
+                {
+                    self.commands.push(Command::SaveSessionDialog);
+                }
+                if ui
                     .button("Replay…")
                     .on_hover_text("Send a HAR, GoReplay or session file's requests through the proxy")
                     .clicked()

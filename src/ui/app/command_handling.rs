@@ -62,6 +62,11 @@ pub enum Command {
     OpenSessionDialog,
     /// Stop the proxy and show this saved session.
     OpenSession(PathBuf),
+    /// Ask where to save the traffic table's exchanges as a session.
+    SaveSessionDialog,
+    /// Save the traffic table's exchanges (those the filter shows), the config and the
+    /// analysis settings as a session here.
+    SaveSession(PathBuf),
     /// Show the Replay… window.
     ShowReplay,
     /// The Replay… window's file.
@@ -117,6 +122,12 @@ impl MirrorlabApp {
                     .unwrap_or_else(|| PathBuf::from("mirrorlab.har")),
             ),
             DialogPurpose::Open | DialogPurpose::SaveAs => self.doc.path().map(Path::to_path_buf),
+            DialogPurpose::SaveSession => Some(
+                self.doc
+                    .path()
+                    .map(|p| p.with_extension("session.har"))
+                    .unwrap_or_else(|| PathBuf::from("mirrorlab.session.har")),
+            ),
             DialogPurpose::OpenSession | DialogPurpose::ReplayTraffic => None,
         };
         self.dialog = Some(FileDialog::open(
@@ -199,6 +210,23 @@ impl MirrorlabApp {
             Command::OpenSession(path) => {
                 self.info(format!("Opening the session {}…", path.display()));
                 self.lab.send(LabCommand::OpenSession(path));
+            }
+            Command::SaveSessionDialog => self.open_dialog(DialogPurpose::SaveSession, ctx),
+            Command::SaveSession(path) => {
+                let config = crate::replay::session::SessionConfig {
+                    path: self
+                        .doc
+                        .path()
+                        .map_or_else(|| self.doc.display_name(), |p| p.display().to_string()),
+                    text: self.doc.yaml().to_owned(),
+                };
+                self.lab.send(LabCommand::SaveSession(Box::new(
+                    crate::lab::control::SaveSession {
+                        path,
+                        exchanges: self.traffic.shown_exchanges(),
+                        config: vec![config],
+                    },
+                )));
             }
             Command::ShowReplay => self.replay_window = true,
             Command::SetReplayFile(path) => {

@@ -87,6 +87,14 @@ impl MirrorlabApp {
                 ));
             }
             LabEvent::SessionOpened(Err(e)) => self.error(format!("Session not opened: {e}")),
+            LabEvent::SessionSaved { path, result } => match result {
+                Ok(n) => self.info(format!(
+                    "Saved the session {} ({n} exchange{}, credentials redacted): File > Open session… or `mirrorlab report` it.",
+                    path.display(),
+                    plural(n)
+                )),
+                Err(e) => self.error(format!("Session not saved: {e}")),
+            },
             LabEvent::ReplayStarted {
                 path,
                 requests,

@@ -29,6 +29,7 @@ impl MirrorlabApp {
                     DialogPurpose::SaveAs => Command::SaveTo(path),
                     DialogPurpose::ExportHar => Command::ExportHar(path),
                     DialogPurpose::OpenSession => Command::OpenSession(path),
+                    DialogPurpose::SaveSession => Command::SaveSession(path),
                     DialogPurpose::ReplayTraffic => Command::SetReplayFile(path),
                 });
             }
