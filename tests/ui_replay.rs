@@ -5,7 +5,7 @@
 mod ui_common;
 
 use std::io::BufRead as _;
-use std::time::Duration;
+use std::path::Path;
 
 use egui_kittest::kittest::Queryable as _;
 use ui_common::{Upstream, app, mirror_config, runtime, send_requests, type_into, wait_until};
@@ -88,20 +88,13 @@ fn session_complete(path: &std::path::Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|t| t.trim_end().ends_with("]}}"))
 }
 
-#[test]
-fn a_saved_session_opens_on_the_dashboard_and_in_traffic_with_no_proxy() {
-    let rt = runtime();
-    let v1 = Upstream::start(&rt, None);
-    let v2 = Upstream::start(&rt, Some(r#""stars":5"#));
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("reviews.yaml");
-    std::fs::write(&config, mirror_config(v1.addr, v2.addr)).unwrap();
-    let session = dir.path().join("saved.session.har");
+/// `mirrorlab run --session` on `config` for two seconds with three requests through it.
+fn saved_session(rt: &tokio::runtime::Runtime, config: &Path, session: &Path) {
     let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_mirrorlab"))
         .arg("run")
-        .arg(&config)
+        .arg(config)
         .args(["--listen", "127.0.0.1:0", "--duration", "2", "--session"])
-        .arg(&session)
+        .arg(session)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -116,9 +109,20 @@ fn a_saved_session_opens_on_the_dashboard_and_in_traffic_with_no_proxy() {
         .unwrap()
         .parse()
         .unwrap();
-    send_requests(&rt, addr, 3);
+    send_requests(rt, addr, 3);
     assert!(run.wait().unwrap().success());
-    std::thread::sleep(Duration::from_millis(50));
+}
+
+#[test]
+fn a_saved_session_opens_on_the_dashboard_and_in_traffic_with_no_proxy() {
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let v2 = Upstream::start(&rt, Some(r#""stars":5"#));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reviews.yaml");
+    std::fs::write(&config, mirror_config(v1.addr, v2.addr)).unwrap();
+    let session = dir.path().join("saved.session.har");
+    saved_session(&rt, &config, &session);
 
     let mut h = app(&rt, None);
     h.run_ok();
@@ -146,4 +150,41 @@ fn a_saved_session_opens_on_the_dashboard_and_in_traffic_with_no_proxy() {
     h.get_by_label("Diffs").click();
     h.run_ok();
     h.get_by_label_contains("/stars");
+}
+
+#[test]
+fn two_sessions_compare_side_by_side_per_field() {
+    let rt = runtime();
+    let v1 = Upstream::start(&rt, None);
+    let differs = Upstream::start(&rt, Some(r#""stars":5"#));
+    let same = Upstream::start(&rt, None);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        dir.path().join("v2.session.har"),
+        dir.path().join("v3.session.har"),
+    );
+    for (shadow, session) in [(&differs, &a), (&same, &b)] {
+        let config = dir.path().join("reviews.yaml");
+        std::fs::write(&config, mirror_config(v1.addr, shadow.addr)).unwrap();
+        saved_session(&rt, &config, session);
+    }
+
+    let mut h = app(&rt, None);
+    h.run_ok();
+    h.get_by_label("File").click();
+    h.run_ok();
+    h.get_by_label("Compare sessions…").click();
+    h.run_ok();
+    type_into(&mut h, "Session A", &a.display().to_string());
+    type_into(&mut h, "Session B", &b.display().to_string());
+    h.get_by_label("Compare").click();
+    h.run_ok();
+    assert!(wait_until(&mut h, 15, |app| app.lab.is_idle()));
+    h.run_ok();
+    // v2 differs at /stars in every exchange; v3, answering as v1 does, in none.
+    h.get_by_label_contains("field /stars");
+    h.get_by_label("100.0% real");
+    // The share of exchanges that differ really, and the field's rate, both fall by 100 points.
+    assert_eq!(h.get_all_by_label("-100.00 pts").count(), 2);
+    assert!(h.get_all_by_label("3").count() >= 2, "3 requests in each");
 }

@@ -94,6 +94,8 @@ pub enum DialogPurpose {
     ExportHar,
     /// Pick a saved session to open.
     OpenSession,
+    /// Pick session A (`true`) or B to compare.
+    CompareSession(bool),
     /// Pick where to save the traffic as a session.
     SaveSession,
     /// Pick a traffic file to replay.
@@ -178,9 +180,11 @@ impl FileDialog {
                     DialogPurpose::ExportHar | DialogPurpose::SaveSession => {
                         rfd::FileDialog::new().add_filter("HAR", &["har"])
                     }
-                    DialogPurpose::OpenSession => rfd::FileDialog::new()
-                        .add_filter("mirrorlab session (HAR)", &["har", "json"])
-                        .add_filter("All files", &["*"]),
+                    DialogPurpose::OpenSession | DialogPurpose::CompareSession(_) => {
+                        rfd::FileDialog::new()
+                            .add_filter("mirrorlab session (HAR)", &["har", "json"])
+                            .add_filter("All files", &["*"])
+                    }
                     DialogPurpose::ReplayTraffic => rfd::FileDialog::new()
                         .add_filter("Traffic (HAR, GoReplay)", &["har", "gor", "json"])
                         .add_filter("All files", &["*"]),
@@ -194,6 +198,7 @@ impl FileDialog {
                 let picked = match purpose {
                     DialogPurpose::Open
                     | DialogPurpose::OpenSession
+                    | DialogPurpose::CompareSession(_)
                     | DialogPurpose::ReplayTraffic => d.pick_file(),
                     DialogPurpose::SaveAs
                     | DialogPurpose::ExportHar
@@ -270,6 +275,8 @@ impl FileDialog {
             DialogPurpose::SaveAs => ("Save as", "Save"),
             DialogPurpose::ExportHar => ("Export HAR to", "Export"),
             DialogPurpose::OpenSession => ("Session to open", "Open"),
+            DialogPurpose::CompareSession(true) => ("Session A", "Choose"),
+            DialogPurpose::CompareSession(false) => ("Session B", "Choose"),
             DialogPurpose::SaveSession => ("Save the session to", "Save"),
             DialogPurpose::ReplayTraffic => ("Traffic file to replay", "Choose"),
         };

@@ -4,6 +4,7 @@
 
 mod app;
 mod attempts;
+pub mod compare_sessions;
 pub mod dashboard;
 pub mod diffs;
 mod document;

@@ -182,6 +182,10 @@ impl Engine {
             } => self.compare(exchange, shadow_index),
             LabCommand::ExportHar { path, exchanges } => self.export(path, exchanges).await,
             LabCommand::OpenSession(path) => self.open_session(&path).await,
+            LabCommand::CompareSessions { a, b } => {
+                let rows = recorded::compare_sessions(&self.parts.runtime, a, b).await;
+                self.emit(LabEvent::SessionsCompared(rows));
+            }
             LabCommand::SaveSession(save) => {
                 let view = self.parts.view.load_full();
                 let path = save.path.clone();

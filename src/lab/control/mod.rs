@@ -110,6 +110,13 @@ pub enum LabCommand {
     },
     /// Save these exchanges, the config and the analysis settings as a session.
     SaveSession(Box<SaveSession>),
+    /// Set two sessions' reports side by side.
+    CompareSessions {
+        /// The first session.
+        a: PathBuf,
+        /// The one compared with it.
+        b: PathBuf,
+    },
     /// Stop the proxy and show this saved session instead: its exchanges and its analysis.
     OpenSession(PathBuf),
     /// Replay a traffic file through the proxy, starting it if it is not running.
@@ -216,6 +223,8 @@ pub enum LabEvent {
         /// Exchanges written, or why nothing was.
         result: Result<usize, String>,
     },
+    /// Two sessions compared (the rows `mirrorlab compare` prints), or why not.
+    SessionsCompared(Result<Vec<crate::replay::compare::CompareRow>, String>),
     /// A replay started: this many requests from this file.
     ReplayStarted {
         /// The file.

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use crate::analysis::{AnalysisSnapshot, Analyzer};
 use crate::capture::Exchange;
+use crate::export::report::Report;
 use crate::export::report::RunInfo;
+use crate::replay::compare::CompareRow;
 use crate::replay::session::{SessionConfig, SessionMeta, write_session_file};
-use crate::replay::sources::session::read_session;
+use crate::replay::sources::session::{analyze_session, read_session};
 use crate::replay::{
     ReplayOptions, ReplayRequest, SourceOptions, Traffic, TrafficError, load_traffic,
 };
@@ -124,6 +126,24 @@ pub(super) async fn save_session(
     });
     work.await
         .map_err(|e| format!("the session writer stopped: {e}"))?
+}
+
+/// The reports of two sessions side by side (as `mirrorlab compare` prints them), off
+/// the engine's task.
+pub(super) async fn compare_sessions(
+    runtime: &tokio::runtime::Handle,
+    a: PathBuf,
+    b: PathBuf,
+) -> Result<Vec<CompareRow>, String> {
+    let work = runtime.spawn_blocking(move || -> Result<Vec<CompareRow>, String> {
+        let report = |path: &Path| -> Result<serde_json::Value, String> {
+            let (_, run, snapshot) = analyze_session(path).map_err(|e| e.to_string())?;
+            serde_json::to_value(Report::build(&snapshot, &run)).map_err(|e| e.to_string())
+        };
+        Ok(crate::replay::compare::compare(&report(&a)?, &report(&b)?))
+    });
+    work.await
+        .map_err(|e| format!("the comparison stopped: {e}"))?
 }
 
 /// The requests of `traffic`, shared with the replay's tasks.

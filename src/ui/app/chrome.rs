@@ -52,6 +52,13 @@ impl MirrorlabApp {
                     self.commands.push(Command::SaveSessionDialog);
                 }
                 if ui
+                    .button("Compare sessions…")
+                    .on_hover_text("Two sessions' reports side by side, per route and field")
+                    .clicked()
+                {
+                    self.commands.push(Command::ShowCompare);
+                }
+                if ui
                     .button("Replay…")
                     .on_hover_text("Send a HAR, GoReplay or session file's requests through the proxy")
                     .clicked()

@@ -69,6 +69,12 @@ pub enum Command {
     SaveSession(PathBuf),
     /// Show the Replay… window.
     ShowReplay,
+    /// Show the Compare sessions… window.
+    ShowCompare,
+    /// Session A (`true`) or B of the Compare sessions… window.
+    SetCompareSession(bool, PathBuf),
+    /// What the Compare sessions… window asks for.
+    CompareSessions(crate::ui::compare_sessions::CompareAction),
     /// The Replay… window's file.
     SetReplayFile(PathBuf),
     /// What the Replay… window asks for.
@@ -128,7 +134,9 @@ impl MirrorlabApp {
                     .map(|p| p.with_extension("session.har"))
                     .unwrap_or_else(|| PathBuf::from("mirrorlab.session.har")),
             ),
-            DialogPurpose::OpenSession | DialogPurpose::ReplayTraffic => None,
+            DialogPurpose::OpenSession
+            | DialogPurpose::CompareSession(_)
+            | DialogPurpose::ReplayTraffic => None,
         };
         self.dialog = Some(FileDialog::open(
             purpose,
@@ -229,6 +237,33 @@ impl MirrorlabApp {
                 )));
             }
             Command::ShowReplay => self.replay_window = true,
+            Command::ShowCompare => self.compare_window = true,
+            Command::SetCompareSession(a, path) => {
+                let slot = if a {
+                    &mut self.compare_form.a
+                } else {
+                    &mut self.compare_form.b
+                };
+                *slot = path.display().to_string();
+            }
+            Command::CompareSessions(action) => {
+                use crate::ui::compare_sessions::CompareAction;
+                match action {
+                    CompareAction::BrowseA => {
+                        self.open_dialog(DialogPurpose::CompareSession(true), ctx)
+                    }
+                    CompareAction::BrowseB => {
+                        self.open_dialog(DialogPurpose::CompareSession(false), ctx)
+                    }
+                    CompareAction::Compare => {
+                        self.compare_form.waiting = true;
+                        self.lab.send(LabCommand::CompareSessions {
+                            a: PathBuf::from(self.compare_form.a.trim()),
+                            b: PathBuf::from(self.compare_form.b.trim()),
+                        });
+                    }
+                }
+            }
             Command::SetReplayFile(path) => {
                 self.replay_form.path = path.display().to_string();
                 self.replay_window = true;

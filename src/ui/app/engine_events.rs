@@ -87,6 +87,10 @@ impl MirrorlabApp {
                 ));
             }
             LabEvent::SessionOpened(Err(e)) => self.error(format!("Session not opened: {e}")),
+            LabEvent::SessionsCompared(rows) => {
+                self.compare_form.waiting = false;
+                self.compare_form.result = Some(rows);
+            }
             LabEvent::SessionSaved { path, result } => match result {
                 Ok(n) => self.info(format!(
                     "Saved the session {} ({n} exchange{}, credentials redacted): File > Open session… or `mirrorlab report` it.",

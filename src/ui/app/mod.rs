@@ -88,6 +88,8 @@ pub struct MirrorlabApp {
     settings_window: bool,
     replay_window: bool,
     replay_form: crate::ui::replay::ReplayForm,
+    compare_window: bool,
+    compare_form: crate::ui::compare_sessions::CompareForm,
     /// A one-off request is on its way.
     sending: bool,
     last_send: Option<SendOutcome>,
@@ -163,6 +165,8 @@ impl MirrorlabApp {
             settings_window: false,
             replay_window: false,
             replay_form: crate::ui::replay::ReplayForm::default(),
+            compare_window: false,
+            compare_form: crate::ui::compare_sessions::CompareForm::default(),
             sending: false,
             last_send: None,
             proxy_problem: None,
