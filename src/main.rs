@@ -275,6 +275,7 @@ fn main() -> ExitCode {
                 mirror_headers,
                 session,
                 keep_credentials,
+                announce_listen: true,
             };
             report_failure(on_runtime(|handle| async move {
                 Ok(mirrorlab::lab::headless::run(handle, options).await?)

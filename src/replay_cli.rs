@@ -119,6 +119,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             mirror_headers: mirrorlab::routing::MirrorHeaders::default(),
             session: args.session,
             keep_credentials: args.keep_credentials,
+            announce_listen: false,
         },
         source: mirrorlab::replay::SourceOptions {
             keep_credentials: args.keep_credentials,

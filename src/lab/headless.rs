@@ -53,6 +53,9 @@ pub struct RunOptions {
     pub session: Option<PathBuf>,
     /// Keep credential values in the HAR and the session (default: redacted).
     pub keep_credentials: bool,
+    /// Print `listening on ADDR` on stdout (scripts wait for it); off when stdout is the
+    /// report's alone (`mirrorlab replay`), and the address is logged instead.
+    pub announce_listen: bool,
 }
 
 /// A lab started for a headless command, and what its report and session need.
@@ -130,7 +133,7 @@ pub(super) fn start(
     let started_at = SystemTime::now();
     let lab = Lab::start(handle, CancellationToken::new(), settings, loaded.table)?;
     let listen = lab.local_addr();
-    {
+    if options.announce_listen {
         // Scripts wait for this line; it must reach them before any request does.
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening on {listen}");
@@ -142,6 +145,7 @@ pub(super) fn start(
         hosts = %hosts,
         default_host = default_host.as_deref().unwrap_or("(none: address a host)"),
         seed = lab.seed(),
+        listen = %listen,
         "serving"
     );
     Ok(Running {

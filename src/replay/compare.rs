@@ -138,8 +138,8 @@ fn candidates(route: Option<&Value>) -> Vec<&Value> {
 }
 
 /// `(differing, compared)` per (route, candidate target, field), over endpoints.
-fn field_rates(report: &Value) -> BTreeMap<(String, String, String), (f64, f64, bool)> {
-    let mut out: BTreeMap<(String, String, String), (f64, f64, bool)> = BTreeMap::new();
+fn field_rates(report: &Value) -> FieldRates {
+    let mut out = FieldRates::new();
     for row in report
         .get("diffs")
         .and_then(Value::as_array)
@@ -160,197 +160,222 @@ fn field_rates(report: &Value) -> BTreeMap<(String, String, String), (f64, f64, 
     out
 }
 
-/// Compares report `b` with report `a`.
-pub fn compare(a: &Value, b: &Value) -> Vec<CompareRow> {
-    let mut rows = Vec::new();
-    let mut push = |section: &str, what: String, a: String, b: String, change: String| {
-        rows.push(CompareRow {
+type FieldRates = BTreeMap<(String, String, String), (f64, f64, bool)>;
+
+/// The rows, as they are added.
+#[derive(Default)]
+struct Rows(Vec<CompareRow>);
+
+impl Rows {
+    fn push(&mut self, section: &str, what: String, a: String, b: String, change: String) {
+        self.0.push(CompareRow {
             section: section.to_owned(),
             what,
             a,
             b,
             change,
         });
-    };
-    for (what, pointer) in [
-        ("exchanges", "/totals/exchanges"),
-        ("real difference rows", "/totals/real_differences"),
-        ("noise difference rows", "/totals/noise_differences"),
-        (
-            "exchanges compared",
-            "/totals/exchange_differences/compared",
-        ),
-        (
-            "exchanges that differ really",
-            "/totals/exchange_differences/real",
-        ),
-    ] {
-        let (x, y) = (u(a, pointer), u(b, pointer));
-        push(
-            "totals",
+    }
+
+    fn number(&mut self, section: &str, what: &str, a: Option<f64>, b: Option<f64>, unit: &str) {
+        let delta = if unit == "%" { " pts" } else { unit };
+        self.push(
+            section,
             what.to_owned(),
-            num(x, ""),
-            num(y, ""),
-            change(x, y, ""),
+            num(a, unit),
+            num(b, unit),
+            change(a, b, delta),
         );
     }
-    let real_share = |r: &Value| {
-        let compared = u(r, "/totals/exchange_differences/compared")?;
-        (compared > 0.0)
-            .then(|| 100.0 * u(r, "/totals/exchange_differences/real").unwrap_or(0.0) / compared)
-    };
-    let (x, y) = (real_share(a), real_share(b));
-    push(
-        "totals",
-        "share that differs really".to_owned(),
-        num(x, "%"),
-        num(y, "%"),
-        change(x, y, " pts"),
-    );
 
-    let routes = |r: &Value| -> Vec<(String, Value)> {
-        r.get("routes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|x| {
-                (
-                    x.get("route")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                        .to_owned(),
-                    x.clone(),
-                )
+    fn totals(&mut self, a: &Value, b: &Value) {
+        for (what, pointer) in [
+            ("exchanges", "/totals/exchanges"),
+            ("real difference rows", "/totals/real_differences"),
+            ("noise difference rows", "/totals/noise_differences"),
+            (
+                "exchanges compared",
+                "/totals/exchange_differences/compared",
+            ),
+            (
+                "exchanges that differ really",
+                "/totals/exchange_differences/real",
+            ),
+        ] {
+            self.number("totals", what, u(a, pointer), u(b, pointer), "");
+        }
+        let real_share = |r: &Value| {
+            let compared = u(r, "/totals/exchange_differences/compared")?;
+            (compared > 0.0).then(|| {
+                100.0 * u(r, "/totals/exchange_differences/real").unwrap_or(0.0) / compared
             })
-            .collect()
-    };
+        };
+        self.number(
+            "totals",
+            "share that differs really",
+            real_share(a),
+            real_share(b),
+            "%",
+        );
+    }
+
+    fn latency(&mut self, section: &str, who: &str, a: Option<&Value>, b: Option<&Value>) {
+        let ((ta, va), (tb, vb)) = (percentiles(a), percentiles(b));
+        let delta = match (va, vb) {
+            (Some(x), Some(y)) => format!(
+                "{:+.2}/{:+.2}/{:+.2} ms",
+                y[0] - x[0],
+                y[1] - x[1],
+                y[2] - x[2]
+            ),
+            _ => String::new(),
+        };
+        self.push(section, format!("{who} p50/p90/p99 ms"), ta, tb, delta);
+    }
+
+    fn status(&mut self, section: &str, who: &str, a: Option<&Value>, b: Option<&Value>) {
+        let of = |s: Option<&Value>| codes(s.and_then(|s| s.pointer("/status/codes")));
+        self.push(
+            section,
+            format!("{who} status"),
+            of(a),
+            of(b),
+            String::new(),
+        );
+    }
+
+    fn route(
+        &mut self,
+        label: &str,
+        a: Option<&Value>,
+        b: Option<&Value>,
+        rates: (&FieldRates, &FieldRates),
+    ) {
+        let get = |r: Option<&Value>, p: &str| r.and_then(|r| u(r, p));
+        self.number(
+            label,
+            "requests",
+            get(a, "/requests"),
+            get(b, "/requests"),
+            "",
+        );
+        let (pa, pb) = (
+            a.and_then(|r| r.get("primary")),
+            b.and_then(|r| r.get("primary")),
+        );
+        self.status(label, "primary", pa, pb);
+        self.latency(label, "primary", pa, pb);
+        let (ca, cb) = (candidates(a), candidates(b));
+        for i in 0..ca.len().max(cb.len()) {
+            self.mirror(label, i, (ca.get(i).copied(), cb.get(i).copied()), rates);
+        }
+    }
+
+    /// The `i`th candidate mirror of a route in both reports, and its fields' rates.
+    fn mirror(
+        &mut self,
+        label: &str,
+        i: usize,
+        (ma, mb): (Option<&Value>, Option<&Value>),
+        (fa, fb): (&FieldRates, &FieldRates),
+    ) {
+        let name = |m: Option<&Value>| {
+            m.and_then(|m| m.get("target"))
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_owned()
+        };
+        let (na, nb) = (name(ma), name(mb));
+        let title = if na == nb {
+            na.clone()
+        } else {
+            format!("{na} | {nb}")
+        };
+        let n = i + 1;
+        self.push(
+            label,
+            format!("mirror {n} target"),
+            na.clone(),
+            nb.clone(),
+            String::new(),
+        );
+        self.status(label, &format!("mirror {n}"), ma, mb);
+        self.latency(label, &format!("mirror {n} ({title})"), ma, mb);
+        let mut fields: Vec<&String> = fa
+            .keys()
+            .chain(fb.keys())
+            .filter(|(r, t, _)| r == label && (*t == na || *t == nb))
+            .map(|(_, _, f)| f)
+            .collect();
+        fields.sort();
+        fields.dedup();
+        for field in fields {
+            let rate = |rates: &FieldRates, target: &str| {
+                let key = (label.to_owned(), target.to_owned(), field.clone());
+                rates.get(&key).map(|(d, c, real)| {
+                    let pct = if *c > 0.0 { 100.0 * d / c } else { 0.0 };
+                    (
+                        pct,
+                        format!("{pct:.1}% {}", if *real { "real" } else { "noise" }),
+                    )
+                })
+            };
+            let (x, y) = (rate(fa, &na), rate(fb, &nb));
+            let text = |r: &Option<(f64, String)>| {
+                r.as_ref()
+                    .map_or_else(|| "0.0%".to_owned(), |r| r.1.clone())
+            };
+            let pct = |r: &Option<(f64, String)>| Some(r.as_ref().map_or(0.0, |r| r.0));
+            self.push(
+                label,
+                format!("  field {field}"),
+                text(&x),
+                text(&y),
+                change(pct(&x), pct(&y), " pts"),
+            );
+        }
+    }
+}
+
+/// The routes of a report by label, in order.
+fn routes(report: &Value) -> Vec<(String, &Value)> {
+    report
+        .get("routes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r.get("route")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned(),
+                r,
+            )
+        })
+        .collect()
+}
+
+fn find<'r>(routes: &[(String, &'r Value)], label: &str) -> Option<&'r Value> {
+    routes.iter().find(|(l, _)| l == label).map(|(_, v)| *v)
+}
+
+/// Compares report `b` with report `a`: totals, then each route of either, in A's order.
+pub fn compare(a: &Value, b: &Value) -> Vec<CompareRow> {
+    let mut rows = Rows::default();
+    rows.totals(a, b);
     let (ra, rb) = (routes(a), routes(b));
-    let mut labels: Vec<String> = ra.iter().map(|(l, _)| l.clone()).collect();
+    let mut labels: Vec<&String> = ra.iter().map(|(l, _)| l).collect();
     for (l, _) in &rb {
-        if !labels.contains(l) {
-            labels.push(l.clone());
+        if !labels.contains(&l) {
+            labels.push(l);
         }
     }
     let (fa, fb) = (field_rates(a), field_rates(b));
     for label in labels {
-        let find =
-            |rs: &[(String, Value)]| rs.iter().find(|(l, _)| *l == label).map(|(_, v)| v.clone());
-        let (x, y) = (find(&ra), find(&rb));
-        let (x, y) = (x.as_ref(), y.as_ref());
-        let get = |r: Option<&Value>, p: &str| r.and_then(|r| u(r, p));
-        let (n, m) = (get(x, "/requests"), get(y, "/requests"));
-        push(
-            &label,
-            "requests".to_owned(),
-            num(n, ""),
-            num(m, ""),
-            change(n, m, ""),
-        );
-        let side = |r: Option<&Value>| r.and_then(|r| r.get("primary")).cloned();
-        let (pa, pb) = (side(x), side(y));
-        push(
-            &label,
-            "primary status".to_owned(),
-            codes(pa.as_ref().and_then(|p| p.pointer("/status/codes"))),
-            codes(pb.as_ref().and_then(|p| p.pointer("/status/codes"))),
-            String::new(),
-        );
-        latency_row(&mut push, &label, "primary", pa.as_ref(), pb.as_ref());
-        let (ca, cb) = (candidates(x), candidates(y));
-        for i in 0..ca.len().max(cb.len()) {
-            let (ma, mb) = (ca.get(i).copied(), cb.get(i).copied());
-            let name = |m: Option<&Value>| {
-                m.and_then(|m| m.get("target"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("-")
-                    .to_owned()
-            };
-            let (na, nb) = (name(ma), name(mb));
-            let title = if na == nb {
-                na.clone()
-            } else {
-                format!("{na} | {nb}")
-            };
-            push(
-                &label,
-                format!("mirror {} target", i + 1),
-                na.clone(),
-                nb.clone(),
-                String::new(),
-            );
-            push(
-                &label,
-                format!("mirror {} status", i + 1),
-                codes(ma.and_then(|m| m.pointer("/status/codes"))),
-                codes(mb.and_then(|m| m.pointer("/status/codes"))),
-                String::new(),
-            );
-            latency_row(
-                &mut push,
-                &label,
-                &format!("mirror {} ({title})", i + 1),
-                ma,
-                mb,
-            );
-            let mut fields: Vec<String> = fa
-                .keys()
-                .chain(fb.keys())
-                .filter(|(r, t, _)| *r == label && (*t == na || *t == nb))
-                .map(|(_, _, f)| f.clone())
-                .collect();
-            fields.sort();
-            fields.dedup();
-            for field in fields {
-                let rate = |rates: &BTreeMap<(String, String, String), (f64, f64, bool)>,
-                            t: &str| {
-                    rates
-                        .get(&(label.clone(), t.to_owned(), field.clone()))
-                        .map(|(d, c, real)| {
-                            let pct = if *c > 0.0 { 100.0 * d / c } else { 0.0 };
-                            (
-                                pct,
-                                format!("{:.1}% {}", pct, if *real { "real" } else { "noise" }),
-                            )
-                        })
-                };
-                let (x, y) = (rate(&fa, &na), rate(&fb, &nb));
-                push(
-                    &label,
-                    format!("  field {field}"),
-                    x.as_ref()
-                        .map_or_else(|| "0.0%".to_owned(), |r| r.1.clone()),
-                    y.as_ref()
-                        .map_or_else(|| "0.0%".to_owned(), |r| r.1.clone()),
-                    change(
-                        Some(x.map_or(0.0, |r| r.0)),
-                        Some(y.map_or(0.0, |r| r.0)),
-                        " pts",
-                    ),
-                );
-            }
-        }
+        rows.route(label, find(&ra, label), find(&rb, label), (&fa, &fb));
     }
-    rows
-}
-
-fn latency_row(
-    push: &mut impl FnMut(&str, String, String, String, String),
-    section: &str,
-    who: &str,
-    a: Option<&Value>,
-    b: Option<&Value>,
-) {
-    let ((ta, va), (tb, vb)) = (percentiles(a), percentiles(b));
-    let delta = match (va, vb) {
-        (Some(x), Some(y)) => format!(
-            "{:+.2}/{:+.2}/{:+.2} ms",
-            y[0] - x[0],
-            y[1] - x[1],
-            y[2] - x[2]
-        ),
-        _ => String::new(),
-    };
-    push(section, format!("{who} p50/p90/p99 ms"), ta, tb, delta);
+    rows.0
 }
 
 /// The comparison as a text table, a section per route.
