@@ -20,8 +20,14 @@ pub struct ReplayArgs {
     /// Most requests in flight at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     concurrency: usize,
-    /// Replay the traffic N times (`--loop` alone: until Ctrl-C).
-    #[arg(long = "loop", value_name = "N", num_args = 0..=1, default_missing_value = "0")]
+    /// Replay the traffic N times (`--loop=N`); `--loop` alone: until Ctrl-C.
+    #[arg(
+        long = "loop",
+        value_name = "N",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "0"
+    )]
     rounds: Option<u32>,
     /// Only requests matching `host=NAME,method=GET,path=GLOB` (keys AND'd, a key given
     /// twice OR'd; `*` in host and path globs). Repeat to add keys.

@@ -145,3 +145,32 @@ async fn mirrorlab_replay_sends_a_gor_capture_at_its_pace_and_reports_it() {
     assert_eq!(report["routes"][0]["mirrors"][0]["sent"], 3);
     assert_eq!(report["routes"][0]["primary"]["status"]["codes"]["200"], 3);
 }
+
+#[test]
+fn a_gzipped_capture_and_a_byte_order_mark_read_as_the_plain_file() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plain = load_traffic(
+        &write(dir.path(), "c.gor", &capture()),
+        &SourceOptions::default(),
+    )
+    .expect("plain loads");
+    let gz = dir.path().join("c.gor.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).expect("create"),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(capture().as_bytes()).expect("compress");
+    encoder.finish().expect("finish");
+    let zipped = load_traffic(&gz, &SourceOptions::default()).expect(".gz loads");
+    let bom = write(dir.path(), "bom.gor", &format!("\u{feff}{}", capture()));
+    let marked = load_traffic(&bom, &SourceOptions::default()).expect("a BOM is skipped");
+    let view = |t: &mirrorlab::replay::Traffic| -> Vec<(String, String, Vec<u8>)> {
+        t.requests
+            .iter()
+            .map(|r| (r.method.to_string(), r.target.clone(), r.body.to_vec()))
+            .collect()
+    };
+    assert_eq!(view(&zipped), view(&plain));
+    assert_eq!(view(&marked), view(&plain));
+}

@@ -50,7 +50,18 @@ pub fn load_traffic(path: &Path, options: &SourceOptions) -> Result<Traffic, Tra
         path: path.to_owned(),
         source,
     };
-    let mut reader = BufReader::new(std::fs::File::open(path).map_err(io)?);
+    let file = std::fs::File::open(path).map_err(io)?;
+    // GoReplay reads `.gz` captures itself (input_file.go); so does the lab, any format.
+    let raw: Box<dyn std::io::Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut reader = BufReader::new(raw);
+    // Some Windows tools start their files with a byte-order mark.
+    if reader.fill_buf().map_err(io)?.starts_with(b"\xEF\xBB\xBF") {
+        reader.consume(3);
+    }
     let first = reader
         .fill_buf()
         .map_err(io)?
