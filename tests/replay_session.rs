@@ -64,6 +64,25 @@ async fn a_saved_session_reopens_to_the_same_report_and_replays() {
         !text.contains("s3cret-token"),
         "credentials are not saved by default"
     );
+    // A session is a HAR 1.2 file: HAR tools open it.
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/har-1.2.schema.json"
+        ))
+        .expect("HAR schema is readable"),
+    )
+    .expect("HAR schema is JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("HAR schema compiles");
+    let doc: Value = serde_json::from_str(&text).expect("the session is JSON");
+    let problems: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
     let saved = read_session(&session).expect("the session reads back");
     assert_eq!(saved.exchanges.len(), 12);
     assert!(
