@@ -160,4 +160,28 @@ async fn a_saved_session_reopens_to_the_same_report_and_replays() {
         .find(|l| l.trim_start().starts_with("field /version"))
         .unwrap_or_else(|| panic!("a field row for the body's version: {table}"));
     assert!(field.contains("100.0% real"), "{field}");
+
+    let out = mirrorlab([
+        "compare".as_ref(),
+        report.as_os_str(),
+        replayed.as_os_str(),
+        "--json".as_ref(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let requests = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["section"] == "default/reviews-vs:http[0]" && r["what"] == "requests")
+        .expect("a requests row for the route");
+    assert_eq!(
+        (&requests["a"], &requests["b"]),
+        (&Value::from("12"), &Value::from("12"))
+    );
 }
