@@ -43,7 +43,7 @@ pub struct ReplayArgs {
     /// Seconds one request may take before it counts as failed.
     #[arg(long, value_name = "S", default_value_t = 30.0)]
     timeout: f64,
-    /// Address of the lab's proxy for the replay (default: an ephemeral loopback port).
+    /// Address of the lab's proxy for the replay (port 0: an ephemeral one).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Host for requests addressed to the proxy itself.
