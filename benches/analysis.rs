@@ -79,6 +79,7 @@ fn resp(body: Bytes, ms: u64) -> CapturedResponse {
         headers.insert(http::header::CONTENT_LENGTH, v);
     }
     CapturedResponse {
+        trailers: None,
         status: http::StatusCode::OK,
         headers,
         body: CapturedBody {
@@ -116,6 +117,7 @@ fn exchanges(n: u64, with_baseline: bool) -> Vec<Exchange> {
                 });
             }
             Exchange {
+                tunnel: None,
                 id: i,
                 request_id: format!("{i:032x}"),
                 started_at: UNIX_EPOCH + Duration::from_micros(1_767_225_600_000_000 + i * 200),

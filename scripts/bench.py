@@ -13,6 +13,9 @@ Cases (issue 6):
      for scale; not one of the issue's cases
   L  A and D again with one connection: the latency mirrorlab adds without queueing
   M  (--soak) mirrorlab as D for 1,000,000 requests, RSS sampled every 5 s
+  K  mirrorlab as D over HTTP/2: h2load speaks h2c to the lab, whose ServiceEntry ports are
+     HTTP2, so it speaks h2c to the primary and the shadow (nginx `listen ... http2`); 32
+     connections, 4 streams each. Its latency columns are h2load's mean and maximum
 
 The primary and the shadows are nginx (worker_processes 2), so the shadow keeps up and the
 figures measure the proxies. Shadow-received counts come from the shadows' access logs and
@@ -34,6 +37,7 @@ import tempfile
 import time
 
 PRIMARY, SHADOW_FAST, SHADOW_SLOW, SHADOW_REFUSED = 18080, 18081, 18082, 18083
+PRIMARY_H2, SHADOW_H2 = 18086, 18087
 NGX_PLAIN, NGX_MIRROR_FAST, NGX_MIRROR_SLOW, NGX_MIRROR_REFUSED = 18090, 18091, 18092, 18093
 MIRRORLAB = 18100
 BODY = '{"id":1,"product":"reviews","reviews":[{"reviewer":"Reviewer1","rating":5}]}'
@@ -83,25 +87,28 @@ http {{
     return path
 
 
-def answer_server(port, log, delay=""):
+def answer_server(port, log, delay="", http2=False):
         # `return` answers with Content-Length, as a typical JSON API does; the echo module
         # (chunked) only where the answer must wait.
     reply = f"echo_sleep {delay}; echo '{BODY}';" if delay else f"return 200 '{BODY}';"
+    # `http2` on a plaintext listener: h2c with prior knowledge, as the lab speaks it.
+    h2 = " http2" if http2 else ""
     return f"""
   server {{
-    listen 127.0.0.1:{port} reuseport backlog=4096;
+    listen 127.0.0.1:{port}{h2} reuseport backlog=4096;
     access_log {log};
     location / {{ default_type application/json; {reply} }}
   }}"""
 
 
 def primary_servers(work):
-    return answer_server(PRIMARY, "off")
+    return answer_server(PRIMARY, "off") + answer_server(PRIMARY_H2, "off", http2=True)
 
 
 def shadow_servers(work):
     return (answer_server(SHADOW_FAST, f"{work}/shadow-fast.log")
-            + answer_server(SHADOW_SLOW, f"{work}/shadow-slow.log", "0.2"))
+            + answer_server(SHADOW_SLOW, f"{work}/shadow-slow.log", "0.2")
+            + answer_server(SHADOW_H2, f"{work}/shadow-h2.log", http2=True))
 
 
 def start_nginxes(work):
@@ -116,7 +123,7 @@ def start_nginxes(work):
                        check=True)
         pid_files[name] = os.path.join(work, f"{name}.pid")
     for port in (PRIMARY, SHADOW_FAST, SHADOW_SLOW, NGX_PLAIN, NGX_MIRROR_FAST,
-                 NGX_MIRROR_SLOW, NGX_MIRROR_REFUSED):
+                 NGX_MIRROR_SLOW, NGX_MIRROR_REFUSED, PRIMARY_H2, SHADOW_H2):
         wait_port(port)
     return pid_files
 
@@ -157,16 +164,16 @@ def proxy_servers():
     )
 
 
-def lab_config(shadow_port, percent):
+def lab_config(shadow_port, percent, primary_port=PRIMARY, protocol="HTTP"):
     return f"""apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
   name: primary
 spec:
   hosts: [primary.bench]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  ports: [{{number: 80, name: http, protocol: {protocol}}}]
   resolution: STATIC
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {PRIMARY}}}}}]
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {primary_port}}}}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -174,7 +181,7 @@ metadata:
   name: shadow
 spec:
   hosts: [shadow.bench]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  ports: [{{number: 80, name: http, protocol: {protocol}}}]
   resolution: STATIC
   endpoints: [{{address: 127.0.0.1, ports: {{http: {shadow_port}}}}}]
 ---
@@ -232,6 +239,38 @@ def wrk(port, seconds, connections=32, timeout_s=5):
     return r
 
 
+def h2load(port, seconds, connections=32, streams=4):
+    """One h2load run over h2c, shaped as wrk()'s result: p50 and p99 are h2load's mean
+    and maximum time per request (it prints no percentiles)."""
+    cmd = ["h2load", f"-c{connections}", f"-m{streams}", "-t1", f"-D{seconds}",
+           "-H", "host: primary.bench", f"http://127.0.0.1:{port}/reviews/1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"h2load failed: {' '.join(cmd)}\n{out}")
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, "
+                     r"(\d+) failed, (\d+) errored", out)
+    codes = re.search(r"status codes: (\d+) 2xx", out)
+    lat = re.search(r"time for request:\s+\S+\s+(\S+)\s+(\S+)", out)
+
+    def ms(text):
+        m = re.match(r"([\d.]+)(us|ms|s)", text)
+        return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+    succeeded = int(done.group(2)) if done else 0
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "requests": succeeded,
+        "p50": ms(lat.group(2)) if lat else float("nan"),
+        "p99": ms(lat.group(1)) if lat else float("nan"),
+        "errors": (int(done.group(3)) + int(done.group(4)) if done else 0)
+        + (succeeded - int(codes.group(1)) if codes else 0),
+        "client_cpu": (usage.ru_utime, usage.ru_stime),
+    }
+
+
 def count_lines(path):
     try:
         with open(path, "rb") as f:
@@ -287,10 +326,11 @@ def rss_mb(pid):
 class Lab:
     """A `mirrorlab run` process for one case."""
 
-    def __init__(self, binary, work, name, shadow_port, percent, wrapper=(), start_timeout=15.0):
+    def __init__(self, binary, work, name, shadow_port, percent, wrapper=(), start_timeout=15.0,
+                 **config):
         self.cfg = os.path.join(work, f"{name}.yaml")
         with open(self.cfg, "w") as f:
-            f.write(lab_config(shadow_port, percent))
+            f.write(lab_config(shadow_port, percent, **config))
         self.report = os.path.join(work, f"{name}-report.json")
         self.log = open(os.path.join(work, f"{name}.log"), "w")
         self.proc = subprocess.Popen(
@@ -384,7 +424,8 @@ def main():
         cases.add("M")
 
     for port in (PRIMARY, SHADOW_FAST, SHADOW_SLOW, SHADOW_REFUSED, NGX_PLAIN,
-                 NGX_MIRROR_FAST, NGX_MIRROR_SLOW, NGX_MIRROR_REFUSED, MIRRORLAB):
+                 NGX_MIRROR_FAST, NGX_MIRROR_SLOW, NGX_MIRROR_REFUSED, MIRRORLAB, PRIMARY_H2,
+                 SHADOW_H2):
         if not free(port):
             raise SystemExit(f"port {port} is in use; stop what listens there first")
 
@@ -414,13 +455,13 @@ def run_cases(args, cases, work, results, nginx):
     """`nginx`: the pids of the primary, shadow and proxy nginx instances, by role."""
     fast_log, slow_log = f"{work}/shadow-fast.log", f"{work}/shadow-slow.log"
 
-    def run_case(key, label, port, shadow_log=None, lab=None, connections=32):
+    def run_case(key, label, port, shadow_log=None, lab=None, connections=32, client=wrk):
         """One case: warm-up, then the measured run. With a lab (a function starting one),
         the shadow's log is also counted over the lab's whole life, to compare with the
         copies mirrorlab says it sent."""
         life_before = count_lines(shadow_log) if shadow_log else 0
         running = lab() if lab else None
-        wrk(port, args.warmup, connections=connections)
+        client(port, args.warmup, connections=connections)
         # Let copies from the warm-up land before counting.
         before = settle(shadow_log) if shadow_log else 0
         # Every process's CPU time over the measured run: the client (wrk), the primary, the
@@ -432,7 +473,7 @@ def run_cases(args, cases, work, results, nginx):
         elif port != PRIMARY:
             roles["proxy"] = nginx["proxy"]
         cpu_before = {role: cpu_split(pids) for role, pids in roles.items()}
-        r = wrk(port, args.duration, connections=connections)
+        r = client(port, args.duration, connections=connections)
         if r["requests"]:
             per = 1e6 / r["requests"]
             r["cpu"] = {"client": [t * per for t in r.pop("client_cpu")]}
@@ -457,8 +498,8 @@ def run_cases(args, cases, work, results, nginx):
               f"errors {r['errors']}, shadow received {shadow}, lab {r.get('lab')}",
               file=sys.stderr, flush=True)
 
-    def lab(name, shadow_port, percent):
-        return lambda: Lab(args.mirrorlab, work, name, shadow_port, percent)
+    def lab(name, shadow_port, percent, **config):
+        return lambda: Lab(args.mirrorlab, work, name, shadow_port, percent, **config)
 
     if "A" in cases:
         run_case("A", "primary directly", PRIMARY)
@@ -476,6 +517,14 @@ def run_cases(args, cases, work, results, nginx):
         run_case("F", "mirrorlab, refused shadow", MIRRORLAB, None, lab("F", SHADOW_REFUSED, 100))
     if "G" in cases:
         run_case("G", "mirrorlab 0% mirrored", MIRRORLAB, fast_log, lab("G", SHADOW_FAST, 0))
+    if "K" in cases:
+        if shutil.which("h2load") is None:
+            print("  K: skipped, h2load is not installed (apt-get install nghttp2-client)",
+                  file=sys.stderr)
+        else:
+            run_case("K", "mirrorlab 100% over h2c, h2load", MIRRORLAB, f"{work}/shadow-h2.log",
+                     lab("K", SHADOW_H2, 100, primary_port=PRIMARY_H2, protocol="HTTP2"),
+                     client=h2load)
     if "L" in cases:
         run_case("L-A", "primary directly, 1 connection", PRIMARY, connections=1)
         run_case("L-D", "mirrorlab 100%, 1 connection", MIRRORLAB, fast_log,
@@ -631,7 +680,7 @@ def print_table(results):
         return None
 
     print()
-    for name, a, b in (("D/C", "D", "C"), ("D/B", "D", "B"), ("D/A", "D", "A"), ("G/B", "G", "B"),
+    for name, a, b in (("K/D", "K", "D"), ("D/C", "D", "C"), ("D/B", "D", "B"), ("D/A", "D", "A"), ("G/B", "G", "B"),
                        ("E/D", "E", "D"), ("F/D", "F", "D"), ("H/B", "H", "B"), ("G/H", "G", "H")):
         v = ratio(a, b)
         if v is not None:

@@ -825,12 +825,12 @@ spec:
     tls: {mode: ISTIO_MUTUAL}
     portLevelSettings:
     - port: {number: 9080}
-      tls: {mode: SIMPLE}
+      tls: {mode: SIMPLE, credentialName: reviews-cert}
   subsets:
   - name: v1
     labels: {version: v1}
     trafficPolicy:
-      connectionPool: {http: {h2UpgradePolicy: UPGRADE}}
+      connectionPool: {http: {h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 10}}
 ",
     );
     let fields: Vec<_> = with_code(&dr, "ML0301")
@@ -849,9 +849,14 @@ spec:
                 8
             ),
             ("spec.trafficPolicy.tls".to_owned(), 9),
-            ("spec.trafficPolicy.portLevelSettings[0].tls".to_owned(), 12),
+            // SIMPLE is originated; the Kubernetes secret it names cannot be read.
             (
-                "spec.subsets[0].trafficPolicy.connectionPool.http.h2UpgradePolicy".to_owned(),
+                "spec.trafficPolicy.portLevelSettings[0].tls.credentialName".to_owned(),
+                12
+            ),
+            (
+                // The upgrade to HTTP/2 is simulated; the stream limit is not.
+                "spec.subsets[0].trafficPolicy.connectionPool.http.maxConcurrentStreams".to_owned(),
                 17
             ),
         ]

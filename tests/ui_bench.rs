@@ -24,6 +24,7 @@ fn response(status: u16, ms: u64, body: &str) -> CapturedResponse {
         http::HeaderValue::from_static("application/json"),
     );
     CapturedResponse {
+        trailers: None,
         status: http::StatusCode::from_u16(status).unwrap(),
         headers,
         body: CapturedBody {
@@ -41,6 +42,7 @@ fn exchange(id: u64, at: SystemTime) -> Exchange {
     let product = id % 50;
     let shadow_status = if id.is_multiple_of(97) { 500 } else { 200 };
     Exchange {
+        tunnel: None,
         id,
         request_id: format!("req-{id}"),
         started_at: at,

@@ -158,15 +158,14 @@ impl RouteAccumulator {
         match &p.outcome {
             UpstreamOutcome::Response(r) if local => {
                 side.status.record(r.status.as_u16());
-                side.series.record(second, None, r.status.is_server_error());
+                side.series.record(second, None, r.is_error());
                 None
             }
             UpstreamOutcome::Response(r) => {
                 side.status.record(r.status.as_u16());
                 side.ttfb.record(r.ttfb);
                 side.total.record(r.total);
-                side.series
-                    .record(second, Some(r.total), r.status.is_server_error());
+                side.series.record(second, Some(r.total), r.is_error());
                 Some(r)
             }
             UpstreamOutcome::Failed(f) => {
@@ -234,8 +233,7 @@ impl RouteAccumulator {
         side.status.record(r.status.as_u16());
         side.ttfb.record(r.ttfb);
         side.total.record(r.total);
-        side.series
-            .record(cx.second, Some(r.total), r.status.is_server_error());
+        side.series.record(cx.second, Some(r.total), r.is_error());
         let Some(prepared) = primary else {
             return ShadowState::PrimaryFailed;
         };

@@ -357,6 +357,7 @@ mod tests {
             http::HeaderValue::from_static("application/json"),
         );
         CapturedResponse {
+            trailers: None,
             status: http::StatusCode::OK,
             headers,
             body: CapturedBody {

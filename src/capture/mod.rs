@@ -54,9 +54,11 @@ pub struct CapturedResponse {
     pub ttfb: Duration,
     /// Time from sending the request to the end of the response body.
     pub total: Duration,
-    /// The HTTP version the upstream answered in (the proxy speaks HTTP/1.1 to
-    /// upstreams; an HTTP/1.0 server answers in 1.0).
+    /// The HTTP version the upstream answered in (HTTP/1.1 or HTTP/2, as the cluster's
+    /// protocol says; an HTTP/1.0 server answers in 1.0).
     pub version: http::Version,
+    /// The trailers that ended the body (gRPC's `grpc-status` and `grpc-message`), if any.
+    pub trailers: Option<http::HeaderMap>,
 }
 
 /// Why an upstream exchange failed.
@@ -80,6 +82,9 @@ pub enum UpstreamErrorKind {
     NoEndpoint,
     /// A circuit breaker turned the request away (connection pool limits).
     Overflow,
+    /// The TLS handshake with the upstream failed (an unknown CA, a name mismatch, no
+    /// common protocol): a connection failure to Envoy.
+    Tls,
     /// Anything else (I/O error, ...).
     Other,
 }
@@ -96,6 +101,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::ConnectTimeout => "connect_timeout",
             UpstreamErrorKind::NoEndpoint => "no_endpoint",
             UpstreamErrorKind::Overflow => "overflow",
+            UpstreamErrorKind::Tls => "tls",
             UpstreamErrorKind::Other => "other",
         }
     }
@@ -103,7 +109,9 @@ impl UpstreamErrorKind {
     /// Envoy's response flag for this failure (`%RESPONSE_FLAGS%`), if it has one.
     pub fn response_flag(self) -> ResponseFlags {
         match self {
-            UpstreamErrorKind::Refused | UpstreamErrorKind::ConnectTimeout => ResponseFlags::UF,
+            UpstreamErrorKind::Refused
+            | UpstreamErrorKind::ConnectTimeout
+            | UpstreamErrorKind::Tls => ResponseFlags::UF,
             UpstreamErrorKind::Reset => ResponseFlags::UC,
             UpstreamErrorKind::Timeout => ResponseFlags::UT,
             UpstreamErrorKind::Protocol => ResponseFlags::UPE,
@@ -355,6 +363,24 @@ pub struct Exchange {
     pub shadows: Vec<ShadowRecord>,
     /// Envoy's response flags for the client's answer (`UF`, `UT`, `FI`, `DI`, ...).
     pub flags: ResponseFlags,
+    /// The connection passed through after the request: a WebSocket (or other) upgrade, or
+    /// a CONNECT tunnel. `None` for an ordinary exchange.
+    pub tunnel: Option<Box<Tunnel>>,
+}
+
+/// What went through a connection the lab passed on after its request was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    /// `websocket` (the `Upgrade` value) or `CONNECT`.
+    pub protocol: String,
+    /// From the upgrade (or the tunnel's 200) to the close of the first side.
+    pub duration: Duration,
+    /// Bytes from the client to the upstream.
+    pub bytes_up: u64,
+    /// Bytes from the upstream to the client.
+    pub bytes_down: u64,
+    /// Why the tunnel ended other than by a clean close, if it did.
+    pub error: Option<String>,
 }
 
 /// The request as the router finalised it for the primary (and the shadows): Envoy's
@@ -421,7 +447,25 @@ fn headers_bytes(headers: &http::HeaderMap) -> usize {
 
 impl CapturedResponse {
     fn approx_bytes(&self) -> usize {
-        headers_bytes(&self.headers) + self.body.bytes.len()
+        headers_bytes(&self.headers)
+            + self.trailers.as_ref().map_or(0, headers_bytes)
+            + self.body.bytes.len()
+    }
+
+    /// The gRPC status: `grpc-status` in the trailers, or in the headers of a trailers-only
+    /// answer; `None` for an answer that is not gRPC.
+    pub fn grpc_status(&self) -> Option<u32> {
+        let field = self
+            .trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-status"))
+            .or_else(|| self.headers.get("grpc-status"))?;
+        field.to_str().ok()?.trim().parse().ok()
+    }
+
+    /// An error answer: a 5xx, or a gRPC status other than OK (a gRPC error comes in a 200).
+    pub fn is_error(&self) -> bool {
+        self.status.is_server_error() || self.grpc_status().is_some_and(|code| code != 0)
     }
 }
 

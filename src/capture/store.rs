@@ -218,6 +218,7 @@ mod tests {
 
     fn exchange(id: u64, body_len: usize) -> Exchange {
         Exchange {
+            tunnel: None,
             id,
             request_id: format!("req-{id}"),
             started_at: SystemTime::now(),

@@ -20,9 +20,11 @@ pub mod mirror_headers;
 pub mod model;
 pub mod names;
 pub mod policy;
+pub mod protocol;
 mod raw;
 pub mod re2;
 pub mod retry_on;
+pub mod tls;
 mod validate;
 
 use std::fmt;

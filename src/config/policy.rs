@@ -319,24 +319,14 @@ fn blocks_unsimulated(
     }
     if let Some(http) = pool.and_then(|p| p.http.as_ref()) {
         at(
-            "connectionPool.http.h2UpgradePolicy",
-            http.h2_upgrade_policy.as_deref() == Some("UPGRADE"),
-            "the lab speaks HTTP/1.1 to upstreams: the upgrade to HTTP/2 is not made",
-        );
-        at(
-            "connectionPool.http.useClientProtocol",
-            http.use_client_protocol == Some(true),
-            "the lab speaks HTTP/1.1 to upstreams whatever the client spoke",
-        );
-        at(
             "connectionPool.http.maxConcurrentStreams",
             http.max_concurrent_streams.is_some(),
-            "applies to HTTP/2 connections, which the lab does not open to upstreams",
+            "not simulated: the lab's HTTP/2 connection to an endpoint takes every stream, with no limit",
         );
         at(
             "connectionPool.http.http2KeepAlive",
             http.http2_keep_alive.is_some(),
-            "applies to HTTP/2 connections, which the lab does not open to upstreams",
+            "HTTP/2 PING keepalives are not sent: on loopback a connection cannot go silently dead",
         );
     }
     if let Some(od) = outlier {
@@ -347,24 +337,18 @@ fn blocks_unsimulated(
         );
     }
     if let Some(tls) = tls {
-        match tls
-            .get("mode")
-            .and_then(Opaque::as_str)
-            .unwrap_or("DISABLE")
-        {
-            "SIMPLE" | "MUTUAL" => at(
-                "tls",
-                true,
-                "TLS to the upstream is not simulated: the lab connects in plaintext, so certificates, SNI and subjectAltNames are not checked",
-            ),
-            // Between the two sidecars, which the lab plays both of: the service never sees
-            // it, but the lab has no mesh identity to check either.
-            "ISTIO_MUTUAL" => at(
-                "tls",
-                true,
-                "ISTIO_MUTUAL: the lab has no mesh identity, so it connects in plaintext, as the destination's sidecar hands requests to its service; peer authentication is not checked",
-            ),
-            _ => {}
-        }
+        let read = super::tls::ClientTls::from_opaque(tls);
+        // SIMPLE and MUTUAL are originated (routing/tls.rs); between two sidecars, which
+        // the lab plays both of, ISTIO_MUTUAL has no identity to present or check.
+        at(
+            "tls",
+            read.mode == super::tls::TlsMode::IstioMutual,
+            "ISTIO_MUTUAL: the lab has no mesh identity, so it connects in plaintext, as the destination's sidecar hands requests to its service; peer authentication is not checked",
+        );
+        at(
+            "tls.credentialName",
+            read.originates() && read.credential_name.is_some(),
+            "credentialName names a Kubernetes secret, which the lab cannot read: it uses caCertificates (and clientCertificate, privateKey) as files, and the system's CAs without them",
+        );
     }
 }

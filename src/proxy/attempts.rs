@@ -99,6 +99,8 @@ struct Attempts<'r> {
     slot: RetrySlot<'r>,
     template: Option<RequestTemplate>,
     replay: ReplayState,
+    /// Every attempt goes out as HTTP/2 (the cluster's protocol, or the client's).
+    http2: bool,
 }
 
 impl<'r> Attempts<'r> {
@@ -127,6 +129,7 @@ impl<'r> Attempts<'r> {
             slot: RetrySlot::new(upstream),
             template,
             replay: ReplayState::from(replay),
+            http2: upstream.policy.protocol.speaks_http2(send.client_version),
         }
     }
 
@@ -139,6 +142,7 @@ impl<'r> Attempts<'r> {
             per_try_timeout: self.policy.and_then(|p| p.per_try_timeout),
             shadow: false,
             cluster: limited.then_some(upstream),
+            http2: self.http2,
         }
     }
 
@@ -382,7 +386,7 @@ impl Shared {
         match picked {
             Ok((pick, endpoint)) => Ok((
                 pick.index,
-                self.upstream_target(endpoint),
+                self.upstream_target(endpoint, upstream),
                 pick.ejected_skipped,
             )),
             Err(_) => Err(ProxyError::upstream(
@@ -441,6 +445,7 @@ impl Shared {
             sent_at,
             ttfb,
             version: head.version,
+            trailers: None,
         };
         let cap = self.settings.capture_body_cap;
         let capture =

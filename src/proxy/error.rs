@@ -129,6 +129,10 @@ impl ProxyError {
                     "no healthy upstream".to_owned()
                 }
                 UpstreamErrorKind::Overflow => reset_body("overflow", *retried),
+                UpstreamErrorKind::Tls => reset_body(
+                    "remote connection failure, transport failure reason: TLS_error",
+                    *retried,
+                ),
             },
             ProxyError::Bind { .. } | ProxyError::Workers { .. } => format!("{self}\n"),
         }
@@ -153,7 +157,19 @@ pub(crate) fn classify(err: &(dyn StdError + 'static)) -> (UpstreamErrorKind, St
 
 fn kind_of(e: &(dyn StdError + 'static)) -> Option<UpstreamErrorKind> {
     use std::io::ErrorKind;
+    // A TLS alert after the handshake (the server wanted a client certificate, TLS 1.3
+    // tells after the client's Finished) comes with the first request: still TLS's.
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return Some(UpstreamErrorKind::Tls);
+    }
     if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        // `io::Error::source` skips the error it wraps: look at it here.
+        if io
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return Some(UpstreamErrorKind::Tls);
+        }
         return match io.kind() {
             ErrorKind::ConnectionRefused => Some(UpstreamErrorKind::Refused),
             ErrorKind::ConnectionReset

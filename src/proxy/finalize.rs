@@ -15,7 +15,7 @@ use crate::capture::{ForwardedRequest, owned_headers};
 use crate::routing::WeightedUpstream;
 use crate::routing::action::Forward;
 
-use super::hop::strip_hop_by_hop;
+use super::hop::strip_request_hop_by_hop;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -26,7 +26,7 @@ const X_ENVOY_EXPECTED_TIMEOUT: HeaderName =
 
 /// What every forwarded request gets, whatever its route: returns its `x-request-id`.
 pub(super) fn prepare(headers: &mut HeaderMap, authority: Option<&http::uri::Authority>) -> String {
-    strip_hop_by_hop(headers);
+    strip_request_hop_by_hop(headers);
     // The proxy answers `Expect: 100-continue` itself (hyper does, when the body is read),
     // as Envoy does by default; the upstream gets the body without waiting.
     headers.remove(EXPECT);

@@ -171,6 +171,7 @@ impl Shared {
             },
             rng,
             hash,
+            client_version: parts.version,
         };
         self.start_primary(parts, body, record, sampled, send, first)
     }
@@ -208,6 +209,7 @@ impl Shared {
         record: ExchangeRecord,
         sampled: Vec<bool>,
         send: &PrimarySend<'_>,
+        finalized_headers: &http::HeaderMap,
     ) -> (Deliver<RequestBodyCopy>, Deliver<PrimaryOutcome>, usize) {
         // Every shadow slot taken (a shadow slow enough to hold them all): the copies are
         // skipped here, as they would be once the body is in, without an exchange task per
@@ -232,6 +234,7 @@ impl Shared {
             record,
             path_and_query: send.finalized_path.clone(),
             sampled,
+            headers: finalized_headers.clone(),
             timeout: send.forward.timeout,
             body: body_copy,
             primary: primary_outcome,
@@ -259,7 +262,7 @@ impl Shared {
         });
         picked.ok().map(|(pick, endpoint)| FirstPick {
             index: pick.index,
-            target: self.upstream_target(endpoint),
+            target: self.upstream_target(endpoint, upstream),
             skipped_ejected: pick.ejected_skipped,
         })
     }
@@ -300,7 +303,8 @@ impl Shared {
         first: FirstPick,
     ) -> Prepared<'a> {
         let cap = self.settings.capture_body_cap;
-        let (body_done, primary_done, buffer_limit) = self.exchange_halves(record, sampled, &send);
+        let (body_done, primary_done, buffer_limit) =
+            self.exchange_halves(record, sampled, &send, &parts.headers);
         let (body_read, body_read_wait) = oneshot::channel::<()>();
         let mut body_ended = false;
         let mut replay = None;
@@ -431,6 +435,8 @@ pub(super) struct PrimarySend<'a> {
     pub(super) hash: Option<u64>,
     /// A retry may send the request again after it went out (`retries_after_sending`).
     pub(super) replays: bool,
+    /// The protocol the client spoke (for a cluster that uses the client's).
+    pub(super) client_version: http::Version,
 }
 
 impl PrimarySend<'_> {

@@ -1,8 +1,8 @@
 //! Connection-specific ("hop-by-hop") header fields, which a proxy must not forward
 //! (RFC 9110 section 7.6.1).
 
-use http::HeaderMap;
 use http::header::{CONNECTION, HeaderName, TE, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderValue};
 
 /// Fields RFC 9110 section 7.6.1 names as connection-specific even when `Connection` does
 /// not list them, `Connection` itself first.
@@ -19,6 +19,17 @@ static ALWAYS_HOP_BY_HOP: [HeaderName; 6] = [
 /// connection-specific (`Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`,
 /// `Upgrade`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, false);
+}
+
+/// A request's hop-by-hop fields removed, except `TE: trailers`: Envoy's `sanitizeTEHeader`
+/// (`source/common/http/conn_manager_utility.cc`) keeps `TE` set to exactly `trailers` when
+/// the client's `TE` names it (gRPC requires it) and removes it otherwise.
+pub fn strip_request_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, true);
+}
+
+fn strip(headers: &mut HeaderMap, keep_te_trailers: bool) {
     // Most messages carry none of these, or only `Connection`: one pass over the names
     // (cheap comparisons) finds which are there, so only those are hashed and removed.
     let mut present = [false; 6];
@@ -43,11 +54,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+    let te_trailers = keep_te_trailers && present[3] && names_trailers(headers);
     for (name, present) in ALWAYS_HOP_BY_HOP.iter().zip(present) {
         if present {
             headers.remove(name);
         }
     }
+    if te_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Whether a `TE` field lists `trailers` (a token, maybe with parameters).
+fn names_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| {
+            let name = token.split(';').next().unwrap_or_default();
+            name.trim().eq_ignore_ascii_case("trailers")
+        })
 }
 
 #[cfg(test)]
@@ -55,6 +83,22 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn a_request_keeps_te_trailers_and_nothing_else_of_te() {
+        let mut headers = HeaderMap::new();
+        headers.insert(TE, HeaderValue::from_static("gzip, trailers;q=1"));
+        strip_request_hop_by_hop(&mut headers);
+        assert_eq!(headers[TE], "trailers");
+        let mut headers = HeaderMap::new();
+        headers.insert(TE, HeaderValue::from_static("gzip"));
+        strip_request_hop_by_hop(&mut headers);
+        assert!(!headers.contains_key(TE));
+        let mut headers = HeaderMap::new();
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut headers);
+        assert!(!headers.contains_key(TE), "a response keeps no TE");
+    }
 
     #[test]
     fn removes_fields_named_by_connection_and_the_fixed_set() {

@@ -186,6 +186,7 @@ impl ExchangeRecord {
             None => (self.primary_endpoint, Vec::new()),
         };
         Exchange {
+            tunnel: None,
             id: self.id,
             request_id: self.request_id,
             started_at: self.started_at,

@@ -265,7 +265,7 @@ async fn serve(
             async move { Ok::<_, Infallible>(shared.handle(request, client).await) }
         });
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

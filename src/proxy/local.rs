@@ -163,6 +163,7 @@ fn local_exchange(
         endpoint: String::new(),
         attempts: Vec::new(),
         outcome: UpstreamOutcome::Response(CapturedResponse {
+            trailers: None,
             status: reply.status,
             headers: reply.headers.clone(),
             body: CapturedBody {
@@ -178,6 +179,7 @@ fn local_exchange(
         }),
     });
     Exchange {
+        tunnel: None,
         id,
         request_id: parts
             .headers

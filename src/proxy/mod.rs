@@ -25,9 +25,12 @@ mod listener;
 mod local;
 mod pipeline;
 mod pool;
+mod pool_h2;
 mod retry;
 mod shadow;
 mod target;
+mod tls;
+mod tunnel;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
@@ -134,30 +137,38 @@ struct Shared {
     in_flight: AtomicU64,
     /// Endpoints already rendered as URI authorities: formatting and parsing one per
     /// upstream request cost more than the rest of building it.
-    targets: RwLock<HashMap<EndpointAddr, target::UpstreamTarget>>,
+    /// Rendered endpoints by address and TLS setup (0: plaintext).
+    targets: RwLock<HashMap<(EndpointAddr, u64), target::UpstreamTarget>>,
 }
 
 /// Most endpoints kept rendered; reloads that keep adding new ones start the cache afresh.
 const MAX_CACHED_TARGETS: usize = 4096;
 
 impl Shared {
-    /// `endpoint` rendered for an upstream request (cached).
-    fn upstream_target(&self, endpoint: &EndpointAddr) -> target::UpstreamTarget {
+    /// `endpoint` of `upstream` rendered for an upstream request (cached): its pools are
+    /// the cluster's TLS setup's, so a TLS and a plaintext cluster never share a connection.
+    fn upstream_target(
+        &self,
+        endpoint: &EndpointAddr,
+        upstream: &crate::routing::Upstream,
+    ) -> target::UpstreamTarget {
+        let tls = upstream.policy.tls.as_ref();
+        let key = (endpoint.clone(), tls.map_or(0, |t| t.id));
         // Plain data behind the locks: a panic elsewhere leaves nothing half-written.
         if let Some(target) = self
             .targets
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(endpoint)
+            .get(&key)
         {
             return target.clone();
         }
-        let target = target::UpstreamTarget::new(endpoint, self.workers);
+        let target = target::UpstreamTarget::new(endpoint, self.workers, tls);
         let mut targets = self.targets.write().unwrap_or_else(PoisonError::into_inner);
         if targets.len() >= MAX_CACHED_TARGETS {
             targets.clear();
         }
-        targets.insert(endpoint.clone(), target.clone());
+        targets.insert(key, target.clone());
         target
     }
 }

@@ -31,6 +31,9 @@ impl Shared {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         self.counters.request();
         let arrival = Arrival::new(id, request, client);
+        if arrival.parts.method == http::Method::CONNECT {
+            return self.connect_tunnel(arrival).await;
+        }
         let routed = match self.route(&arrival) {
             Ok(routed) => routed,
             Err(no_route) => return self.answer_no_route(arrival, &ProxyError::NoRoute(no_route)),
@@ -103,6 +106,13 @@ impl Shared {
                     steps,
                     cors,
                 };
+                if let Some(protocol) = super::tunnel::upgrade_protocol(&arrival.parts) {
+                    // Boxed: the common request's future does not carry the upgrade's.
+                    return Box::pin(
+                        Arc::clone(&self).upgrade(arrival, routed, filtered, forward, protocol),
+                    )
+                    .await;
+                }
                 return match self.prepare_forward(arrival, routed, filtered, forward) {
                     Prepared::Send(job) => Arc::clone(&self).send_primary(job).await,
                     Prepared::Answered(answer) => answer,

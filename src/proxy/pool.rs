@@ -1,5 +1,5 @@
 //! Upstream connections: one small keep-alive pool per endpoint, over hyper's HTTP/1.1
-//! client connection.
+//! client connection, and one shared HTTP/2 connection (pool_h2.rs).
 //!
 //! hyper-util's general-purpose client cost about 8,000 instructions per upstream request
 //! here: it hashes its pool key with SipHash on every checkout and return, and spawns a
@@ -74,8 +74,12 @@ impl From<SendFailure> for SendError {
 pub(super) struct EndpointPool {
     endpoint: EndpointAddr,
     idle: Mutex<VecDeque<Idle>>,
+    /// The HTTP/2 connection every HTTP/2 request to the endpoint shares, once opened.
+    pub(super) h2: Mutex<Option<hyper::client::conn::http2::SendRequest<UpstreamBody>>>,
     /// When the endpoint last refused a connection, until a connection succeeds.
     refused_at: Mutex<Option<Instant>>,
+    /// TLS originated on its connections, when the cluster's DestinationRule asks for it.
+    pub(super) tls: Option<Arc<crate::routing::tls::UpstreamTls>>,
 }
 
 #[derive(Debug)]
@@ -98,6 +102,8 @@ pub(super) struct SendOptions<'a> {
     pub shadow: bool,
     /// The destination, when it has limits to count against.
     pub cluster: Option<&'a Arc<Upstream>>,
+    /// Sent as HTTP/2 (h2c, prior knowledge) instead of HTTP/1.1.
+    pub http2: bool,
 }
 
 impl SendOptions<'_> {
@@ -108,6 +114,7 @@ impl SendOptions<'_> {
             per_try_timeout: None,
             shadow,
             cluster: None,
+            http2: false,
         }
     }
 }
@@ -116,7 +123,8 @@ impl SendOptions<'_> {
 /// been read whole. Dropped instead, the connection closes when hyper is done with it.
 #[derive(Debug)]
 pub(super) struct Pooled {
-    sender: SendRequest<UpstreamBody>,
+    /// The HTTP/1.1 connection; none for a stream on the shared HTTP/2 connection.
+    sender: Option<SendRequest<UpstreamBody>>,
     pool: Arc<EndpointPool>,
     used: u32,
     /// The destination's request slot and limits, when it has any.
@@ -136,7 +144,9 @@ impl Pooled {
             .as_ref()
             .and_then(|s| s.cluster.policy.limits.max_requests_per_connection);
         // maxRequestsPerConnection: a connection that has carried its share is closed.
-        if max.is_none_or(|max| used < max) {
+        if let Some(sender) = sender
+            && max.is_none_or(|max| used < max)
+        {
             pool.give_back(sender, used);
         }
         if let Some(slot) = slot {
@@ -161,7 +171,7 @@ impl Drop for RequestSlot {
 }
 
 /// The failure of a request a circuit breaker turned away (Envoy's overflow).
-fn overflow(what: &str) -> SendFailure {
+pub(super) fn overflow(what: &str) -> SendFailure {
     (
         UpstreamErrorKind::Overflow,
         format!("circuit breaker: {what}"),
@@ -169,7 +179,7 @@ fn overflow(what: &str) -> SendFailure {
 }
 
 /// Whether a request may open a connection now, or waited for one to come free.
-enum ConnectionSlot {
+pub(super) enum ConnectionSlot {
     /// Open one; counted against this destination's limit, if it has one.
     Open(Option<Arc<Upstream>>),
     /// A connection came free: look in the pool again.
@@ -177,7 +187,7 @@ enum ConnectionSlot {
 }
 
 /// Gives back a connection counted against a destination's limit, waking a waiting request.
-fn release_connection(counted: Option<&Arc<Upstream>>) {
+pub(super) fn release_connection(counted: Option<&Arc<Upstream>>) {
     if let Some(cluster) = counted {
         Breakers::give_back(&cluster.state.breakers.connections);
         cluster.state.breakers.freed.notify_waiters();
@@ -186,7 +196,7 @@ fn release_connection(counted: Option<&Arc<Upstream>>) {
 
 impl RequestSlot {
     /// Counts a request against `cluster`'s active-request limit, or says it overflows.
-    fn take(cluster: &Arc<Upstream>) -> Result<Self, SendFailure> {
+    pub(super) fn take(cluster: &Arc<Upstream>) -> Result<Self, SendFailure> {
         let limit = cluster.policy.limits.max_requests;
         let counted = limit != u32::MAX;
         if counted && !Breakers::try_take(&cluster.state.breakers.requests, limit) {
@@ -200,7 +210,7 @@ impl RequestSlot {
 }
 
 /// The send of a request on a connection, within the per-try timeout if there is one.
-async fn within_per_try<T>(
+pub(super) async fn within_per_try<T>(
     limit: Option<Duration>,
     send: impl std::future::Future<Output = T>,
 ) -> Result<T, SendFailure> {
@@ -216,10 +226,15 @@ async fn within_per_try<T>(
 }
 
 impl EndpointPool {
-    pub(super) fn new(endpoint: EndpointAddr) -> Self {
+    pub(super) fn new(
+        endpoint: EndpointAddr,
+        tls: Option<Arc<crate::routing::tls::UpstreamTls>>,
+    ) -> Self {
         Self {
+            tls,
             endpoint,
             idle: Mutex::new(VecDeque::new()),
+            h2: Mutex::new(None),
             refused_at: Mutex::new(None),
         }
     }
@@ -291,6 +306,10 @@ impl EndpointPool {
         opts: &SendOptions<'_>,
         now: Instant,
     ) -> Result<(Response<Incoming>, Pooled), SendError> {
+        if opts.http2 {
+            // Boxed: the HTTP/1.1 send, the common one, keeps its smaller future.
+            return Box::pin(self.send_h2(request, opts, now)).await;
+        }
         let (slot, idle_timeout) = match opts.cluster {
             Some(cluster) => match RequestSlot::take(cluster) {
                 Ok(slot) => (Some(slot), cluster.policy.idle_timeout.min(IDLE_TIMEOUT)),
@@ -363,7 +382,7 @@ impl EndpointPool {
     /// Room for a new connection under the destination's `maxConnections`, or a wait as a
     /// pending request (`http1MaxPendingRequests`) for a connection to come free; past that
     /// an overflow.
-    async fn connection_slot(
+    pub(super) async fn connection_slot(
         &self,
         cluster: Option<&Arc<Upstream>>,
     ) -> Result<ConnectionSlot, SendFailure> {
@@ -403,10 +422,39 @@ impl EndpointPool {
         now: Instant,
         counted: Option<Arc<Upstream>>,
     ) -> Result<SendRequest<UpstreamBody>, SendFailure> {
+        let stream = self.open_stream(opts, now, counted.as_ref()).await?;
+        let io = match super::tls::secure(stream, self.tls.as_ref(), opts.connect_timeout).await {
+            Ok(io) => io,
+            Err(failure) => {
+                release_connection(counted.as_ref());
+                return Err(failure);
+            }
+        };
+        match http1::handshake(TokioIo::new(io)).await {
+            Ok((sender, connection)) => {
+                spawn_connection(connection, counted);
+                Ok(sender)
+            }
+            Err(err) => {
+                release_connection(counted.as_ref());
+                Err(classify(&err))
+            }
+        }
+    }
+
+    /// A TCP connection to the endpoint, for either protocol. A shadow's copy to an endpoint
+    /// that refused one less than [`REFUSED_BACKOFF`] ago fails at once; a failure gives
+    /// back the connection counted against the destination's limit.
+    pub(super) async fn open_stream(
+        &self,
+        opts: &SendOptions<'_>,
+        now: Instant,
+        counted: Option<&Arc<Upstream>>,
+    ) -> Result<TcpStream, SendFailure> {
         if opts.shadow
             && let Some(at) = self.refused_recently(now)
         {
-            release_connection(counted.as_ref());
+            release_connection(counted);
             return Err((
                 UpstreamErrorKind::Refused,
                 format!(
@@ -417,13 +465,13 @@ impl EndpointPool {
                 ),
             ));
         }
-        let connected = self.connect(opts.connect_timeout, counted.clone()).await;
+        let connected = self.connect(opts.connect_timeout).await;
         *self.refused_at.lock() = match &connected {
             Err((UpstreamErrorKind::Refused, _)) => Some(Instant::now()),
             _ => None,
         };
         if connected.is_err() {
-            release_connection(counted.as_ref());
+            release_connection(counted);
         }
         connected
     }
@@ -435,6 +483,16 @@ impl EndpointPool {
         refused_at.filter(|at| now.saturating_duration_since(*at) < REFUSED_BACKOFF)
     }
 
+    /// A stream on the shared HTTP/2 connection: nothing to give back but its slot.
+    pub(super) fn pooled_stream(self: &Arc<Self>, slot: Option<RequestSlot>) -> Pooled {
+        Pooled {
+            sender: None,
+            pool: Arc::clone(self),
+            used: 0,
+            slot,
+        }
+    }
+
     fn pooled(
         self: &Arc<Self>,
         sender: SendRequest<UpstreamBody>,
@@ -442,20 +500,15 @@ impl EndpointPool {
         slot: Option<RequestSlot>,
     ) -> Pooled {
         Pooled {
-            sender,
+            sender: Some(sender),
             pool: Arc::clone(self),
             used,
             slot,
         }
     }
 
-    /// Opens a connection (resolving a DNS name first) within `timeout`, and starts its
-    /// task; a connection counted against a destination's limit is given back when it ends.
-    async fn connect(
-        &self,
-        timeout: Duration,
-        counted: Option<Arc<Upstream>>,
-    ) -> Result<SendRequest<UpstreamBody>, SendFailure> {
+    /// Opens a TCP connection (resolving a DNS name first) within `timeout`.
+    async fn connect(&self, timeout: Duration) -> Result<TcpStream, SendFailure> {
         let stream = match tokio::time::timeout(timeout, self.open()).await {
             Ok(stream) => stream?,
             Err(_) => {
@@ -468,16 +521,7 @@ impl EndpointPool {
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "cannot set TCP_NODELAY on an upstream connection");
         }
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|err| classify(&err))?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "upstream connection ended with an error");
-            }
-            release_connection(counted.as_ref());
-        });
-        Ok(sender)
+        Ok(stream)
     }
 
     async fn open(&self) -> Result<TcpStream, SendFailure> {
@@ -509,6 +553,20 @@ impl EndpointPool {
             }
         }
     }
+}
+
+/// Runs a connection's task; a connection counted against a destination's limit is given
+/// back when it ends.
+pub(super) fn spawn_connection<C>(connection: C, counted: Option<Arc<Upstream>>)
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "upstream connection ended with an error");
+        }
+        release_connection(counted.as_ref());
+    });
 }
 
 #[cfg(test)]

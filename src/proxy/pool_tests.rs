@@ -75,7 +75,7 @@ async fn get_hi(pool: &Arc<EndpointPool>) -> Pooled {
 #[tokio::test]
 async fn a_released_connection_is_reused() {
     let (addr, accepted) = server().await;
-    let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+    let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr), None));
     for _ in 0..5 {
         let pooled = get_hi(&pool).await;
         pooled.release();
@@ -90,7 +90,7 @@ async fn a_released_connection_is_reused() {
 #[tokio::test]
 async fn a_connection_not_released_is_not_reused() {
     let (addr, accepted) = server().await;
-    let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+    let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr), None));
     for _ in 0..3 {
         let pooled = get_hi(&pool).await;
         drop(pooled);
@@ -105,7 +105,7 @@ async fn a_connection_the_upstream_closed_is_replaced() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     answer_hi(listener, true);
-    let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+    let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr), None));
     for _ in 0..3 {
         let pooled = get_hi(&pool).await;
         pooled.release();
@@ -119,7 +119,7 @@ fn refusing_pool() -> (Arc<EndpointPool>, SocketAddr) {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     (
-        Arc::new(EndpointPool::new(EndpointAddr::Socket(addr))),
+        Arc::new(EndpointPool::new(EndpointAddr::Socket(addr), None)),
         addr,
     )
 }
@@ -142,7 +142,7 @@ async fn a_refused_connection_is_classified() {
 #[tokio::test]
 async fn an_expired_idle_connection_is_not_used() {
     let (addr, accepted) = server().await;
-    let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+    let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr), None));
     let (response, pooled) = pool
         .send(
             get(),
@@ -243,7 +243,7 @@ async fn a_connection_still_sending_an_upload_is_not_waited_for() {
             });
         }
     });
-    let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr)));
+    let pool = Arc::new(EndpointPool::new(EndpointAddr::Socket(addr), None));
     let upload: Arc<[Bytes]> = Arc::from(vec![Bytes::from(vec![b'x'; 32 << 20])]);
     let post = Request::builder()
         .method("POST")

@@ -22,8 +22,8 @@ const X_ENVOY_RATELIMITED: HeaderName = HeaderName::from_static("x-envoy-ratelim
 /// Whether `policy` can retry this request after it went out (on an answer or a reset), so
 /// the request must be kept to send again; a policy that retries only connections that
 /// could not be made sends the unsent request as it is. Conditions that cannot fire for this
-/// request cost it nothing: `refused-stream` is an HTTP/2 stream refusal, and the lab speaks
-/// HTTP/1.1 to upstreams; the gRPC conditions read `grpc-status` in a trailers-only answer,
+/// request cost it nothing: `refused-stream` is an HTTP/2 stream refusal, which the lab
+/// does not tell apart from another reset (docs/SEMANTICS.md); the gRPC conditions read `grpc-status` in a trailers-only answer,
 /// which only a gRPC request (`grpc()`, asked only when it matters) gets. Istio's default policy names both, so without
 /// this every request would keep a copy of its head and body for a retry that cannot come.
 pub(super) fn retries_after_sending(policy: &RetryPolicy, grpc: impl FnOnce() -> bool) -> bool {
@@ -95,7 +95,10 @@ pub(super) fn retry_on_failure(
     let on = policy.on;
     match kind {
         UpstreamErrorKind::Overflow | UpstreamErrorKind::NoEndpoint => false,
-        UpstreamErrorKind::Refused | UpstreamErrorKind::ConnectTimeout | UpstreamErrorKind::Dns
+        UpstreamErrorKind::Refused
+        | UpstreamErrorKind::ConnectTimeout
+        | UpstreamErrorKind::Dns
+        | UpstreamErrorKind::Tls
             if on.contains(RetryOn::CONNECT_FAILURE) =>
         {
             true

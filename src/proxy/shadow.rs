@@ -21,7 +21,7 @@ use crate::routing::MirrorPolicy;
 use super::Shared;
 use super::body::{BodyCapture, ChunkBody, RequestBodyCopy, ResponseHead, UpstreamBody};
 use super::error::classify;
-use super::finalize::{add_sidecar_headers, shadow_host};
+use super::finalize::shadow_host;
 use super::join::{ExchangeRecord, Half, PrimaryOutcome, skipped};
 use super::pool::{EndpointPool, SendOptions};
 
@@ -32,6 +32,9 @@ pub(super) struct PendingExchange {
     pub path_and_query: PathAndQuery,
     /// Which mirrors drew a copy.
     pub sampled: Vec<bool>,
+    /// The finalised request headers, the sidecar's own included, as the primary got them
+    /// before its endpoint's Host: each copy starts from them.
+    pub headers: HeaderMap,
     /// The route's timeout: each shadow's too (`None`: the lab's safety bound).
     pub timeout: Option<Duration>,
     pub body: oneshot::Receiver<RequestBodyCopy>,
@@ -65,6 +68,8 @@ struct ShadowCall {
     /// breakers), and its connect timeout.
     cluster: Option<Arc<crate::routing::Upstream>>,
     connect_timeout: Duration,
+    /// Sent as HTTP/2.
+    http2: bool,
     /// Held until the shadow has answered (or failed): bounds shadows in flight.
     permit: OwnedSemaphorePermit,
 }
@@ -112,6 +117,7 @@ impl Shared {
             mut record,
             path_and_query,
             sampled,
+            headers,
             timeout,
             body,
             primary,
@@ -126,7 +132,15 @@ impl Shared {
         // A dropped sender means the body was abandoned before it was read at all.
         let body = body.await.unwrap_or_default();
         record.request.body = body.captured(self.settings.capture_body_cap);
-        let legs = self.shadow_legs(&record, &mirrors, sampled, &body, &path_and_query, timeout);
+        let copy = ShadowCopy {
+            method: &record.request.method,
+            version: record.request.version,
+            headers,
+            path_and_query: &path_and_query,
+            // Empty when the body cannot be mirrored; no copy is sent then (below).
+            chunks: body.for_shadows().unwrap_or_default(),
+        };
+        let legs = self.shadow_legs(&mirrors, sampled, &body, copy, timeout);
 
         let primary = async {
             primary
@@ -160,21 +174,16 @@ impl Shared {
     /// One leg per mirror policy: the copy to send, or why none is sent.
     fn shadow_legs(
         &self,
-        record: &ExchangeRecord,
         mirrors: &[MirrorPolicy],
         sampled: Vec<bool>,
         body: &RequestBodyCopy,
-        path_and_query: &PathAndQuery,
+        mut copy: ShadowCopy<'_>,
         timeout: ShadowTimeout,
     ) -> Vec<ShadowLeg> {
-        let shadow_body = body.for_shadows();
-        // The finalised headers: the route's operations and rewrites, as the primary got.
-        let headers = match &record.forwarded {
-            Some(forwarded) => &forwarded.headers,
-            None => &record.request.headers,
-        };
+        // The last copy to send takes the headers; the ones before it clone them.
+        let last = sampled.iter().rposition(|sampled| *sampled);
         let mut legs = Vec::with_capacity(mirrors.len());
-        for (policy, sampled) in mirrors.iter().zip(sampled) {
+        for (index, (policy, sampled)) in mirrors.iter().zip(sampled).enumerate() {
             let target: Arc<str> = Arc::from(policy.upstream.label.as_str());
             let skip = |reason| ShadowLeg::Done(skipped(Arc::clone(&target), reason));
             let leg = if !sampled {
@@ -184,20 +193,16 @@ impl Shared {
             } else if body.is_over_limit() {
                 skip(SkipReason::BodyTooLarge)
             } else {
-                match (
-                    Arc::clone(&self.shadow_slots).try_acquire_owned(),
-                    &shadow_body,
-                ) {
-                    (Ok(permit), Some(chunks)) => {
-                        let copy = ShadowCopy {
-                            method: &record.request.method,
-                            headers,
-                            path_and_query,
-                            chunks,
+                match Arc::clone(&self.shadow_slots).try_acquire_owned() {
+                    Ok(permit) => {
+                        let headers = if Some(index) == last {
+                            std::mem::take(&mut copy.headers)
+                        } else {
+                            copy.headers.clone()
                         };
-                        self.prepare_shadow(policy, &copy, permit, target, timeout)
+                        self.prepare_shadow(policy, &copy, headers, permit, target, timeout)
                     }
-                    _ => skip(SkipReason::NoSlot),
+                    Err(_) => skip(SkipReason::NoSlot),
                 }
             };
             if let ShadowLeg::Done(ShadowRecord {
@@ -260,6 +265,7 @@ impl Shared {
         &self,
         policy: &MirrorPolicy,
         copy: &ShadowCopy<'_>,
+        mut headers: HeaderMap,
         permit: OwnedSemaphorePermit,
         target: Arc<str>,
         timeout: ShadowTimeout,
@@ -281,14 +287,12 @@ impl Shared {
                 })),
             });
         };
-        let mut headers = copy.headers.clone();
-        add_sidecar_headers(&mut headers);
         self.settings.mirror_headers.apply(&mut headers);
         policy.headers.apply(&mut headers);
         if self.settings.shadow_host_suffix {
             shadow_host(&mut headers);
         }
-        let upstream = self.upstream_target(&endpoint);
+        let upstream = self.upstream_target(&endpoint, &policy.upstream);
         upstream.ensure_host(&mut headers);
         ShadowLeg::Running {
             target,
@@ -297,12 +301,13 @@ impl Shared {
                 method: copy.method.clone(),
                 uri: upstream.uri(copy.path_and_query),
                 headers,
-                chunks: Arc::clone(copy.chunks),
+                chunks: Arc::clone(&copy.chunks),
                 pool: Arc::clone(upstream.pool()),
                 timeout,
                 cluster: (policy.upstream.policy.limits != Default::default())
                     .then(|| Arc::clone(&policy.upstream)),
                 connect_timeout: policy.upstream.policy.connect_timeout,
+                http2: policy.upstream.policy.protocol.speaks_http2(copy.version),
                 permit,
             },
         }
@@ -320,6 +325,7 @@ impl Shared {
                 };
                 let opts = SendOptions {
                     cluster: call.cluster.as_ref(),
+                    http2: call.http2,
                     ..SendOptions::plain(call.connect_timeout, true)
                 };
                 self.shadow_exchange(&call.pool, request, call.timeout, &opts)
@@ -365,11 +371,14 @@ impl Shared {
                 sent_at,
                 ttfb,
                 version: parts.version,
+                trailers: None,
             });
             while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
                 let frame = frame.map_err(|e| classify(&e))?;
                 if let Some(data) = frame.data_ref() {
                     capture.record(data);
+                } else if let (Some(trailers), Some(head)) = (frame.trailers_ref(), head.as_mut()) {
+                    head.trailers = Some(owned_headers(trailers));
                 }
             }
             connection.release();
@@ -403,9 +412,13 @@ impl Shared {
 /// What every shadow of a request is copied from.
 struct ShadowCopy<'a> {
     method: &'a http::Method,
-    headers: &'a HeaderMap,
+    /// The protocol the client spoke.
+    version: http::Version,
+    /// Finalised, with the sidecar's own headers.
+    headers: HeaderMap,
     path_and_query: &'a PathAndQuery,
-    chunks: &'a Arc<[Bytes]>,
+    /// The body for the copies (complete and within the buffer limit, else none is sent).
+    chunks: Arc<[Bytes]>,
 }
 
 /// One shadow request, ready for the wire.

@@ -25,8 +25,13 @@ pub(super) struct UpstreamTarget {
 }
 
 impl UpstreamTarget {
-    /// Renders `endpoint`, with a pool for each of `workers` threads.
-    pub(super) fn new(endpoint: &EndpointAddr, workers: usize) -> Self {
+    /// Renders `endpoint`, with a pool for each of `workers` threads, whose connections
+    /// originate `tls` when it is set.
+    pub(super) fn new(
+        endpoint: &EndpointAddr,
+        workers: usize,
+        tls: Option<&Arc<crate::routing::tls::UpstreamTls>>,
+    ) -> Self {
         let text: Arc<str> = Arc::from(endpoint.to_string());
         let invalid = text
             .parse::<Authority>()
@@ -36,7 +41,7 @@ impl UpstreamTarget {
             invalid,
             text,
             pools: (0..workers.max(1))
-                .map(|_| Arc::new(EndpointPool::new(endpoint.clone())))
+                .map(|_| Arc::new(EndpointPool::new(endpoint.clone(), tls.cloned())))
                 .collect(),
         }
     }

@@ -13,6 +13,7 @@ pub mod matchers;
 pub mod policy;
 pub mod retry;
 pub mod table;
+pub mod tls;
 pub mod workload;
 
 pub use crate::config::matcher::{MatchField, MatcherError, StringMatcher};

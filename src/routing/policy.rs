@@ -3,12 +3,18 @@
 //! limits, outlier detection) with Istio's precedence between host, subset and port
 //! (`cluster_builder.go` `applyDestinationRule`, `util.go` `MergeSubsetTrafficPolicy`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::hosts::fqdn;
+use crate::config::model::Opaque;
 use crate::config::model::{
     ConnectionPoolSettings, ConsistentHash, LoadBalancerSettings, OutlierDetection, TrafficPolicy,
 };
+use crate::config::protocol::{PortProtocol, UpstreamProtocol};
+use crate::config::tls::ClientTls;
+
+use super::tls::UpstreamTls;
 use crate::config::{ConfigSet, DurationError, parse_duration};
 
 /// A policy field the lab cannot use; the checker reports these first.
@@ -27,6 +33,9 @@ pub enum PolicyError {
         /// Why.
         error: DurationError,
     },
+    /// TLS origination that cannot be set up (a certificate file missing or malformed).
+    #[error("{0}")]
+    Tls(String),
 }
 
 pub(super) fn duration(field: &'static str, text: &str) -> Result<Duration, PolicyError> {
@@ -140,6 +149,10 @@ pub struct ClusterPolicy {
     pub outlier: Option<OutlierConfig>,
     /// Below this share of available endpoints (percent), every endpoint is used (panic).
     pub panic_threshold: u32,
+    /// HTTP/1.1, HTTP/2 or the client's protocol, from the port and the connection pool.
+    pub protocol: UpstreamProtocol,
+    /// TLS origination (`tls.mode` SIMPLE or MUTUAL), if any.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 impl Default for ClusterPolicy {
@@ -152,8 +165,20 @@ impl Default for ClusterPolicy {
             idle_timeout: Duration::from_secs(3600),
             outlier: None,
             panic_threshold: 50,
+            protocol: UpstreamProtocol::Http1,
+            tls: None,
         }
     }
+}
+
+/// The protocol of the ServiceEntry port the cluster is for; a host no ServiceEntry defines
+/// (the lab sends to it as an address) is sniffed, as Istio's passthrough would be.
+fn port_protocol(set: &ConfigSet, host_fqdn: &str, port: Option<u32>) -> PortProtocol {
+    set.service_entry_for(host_fqdn)
+        .and_then(|(_, se)| se.spec.ports.iter().find(|p| Some(p.number) == port))
+        .map_or(PortProtocol::Unsupported, |p| {
+            PortProtocol::parse(p.protocol.as_deref())
+        })
 }
 
 /// The three blocks of a traffic policy that make a cluster, after port resolution.
@@ -162,6 +187,7 @@ struct Blocks<'a> {
     load_balancer: Option<&'a LoadBalancerSettings>,
     connection_pool: Option<&'a ConnectionPoolSettings>,
     outlier_detection: Option<&'a OutlierDetection>,
+    tls: Option<&'a Opaque>,
 }
 
 /// `GetPortLevelTrafficPolicy`: a port entry replaces the whole policy for that port.
@@ -178,6 +204,7 @@ fn for_port(policy: &TrafficPolicy, port: Option<u32>) -> (Blocks<'_>, bool) {
                 load_balancer: e.load_balancer.as_ref(),
                 connection_pool: e.connection_pool.as_ref(),
                 outlier_detection: e.outlier_detection.as_ref(),
+                tls: e.tls.as_ref(),
             },
             true,
         ),
@@ -186,6 +213,7 @@ fn for_port(policy: &TrafficPolicy, port: Option<u32>) -> (Blocks<'_>, bool) {
                 load_balancer: policy.load_balancer.as_ref(),
                 connection_pool: policy.connection_pool.as_ref(),
                 outlier_detection: policy.outlier_detection.as_ref(),
+                tls: policy.tls.as_ref(),
             },
             false,
         ),
@@ -221,6 +249,7 @@ impl ClusterPolicy {
                 blocks.load_balancer = own.load_balancer.or(blocks.load_balancer);
                 blocks.connection_pool = own.connection_pool.or(blocks.connection_pool);
                 blocks.outlier_detection = own.outlier_detection.or(blocks.outlier_detection);
+                blocks.tls = own.tls.or(blocks.tls);
             }
         }
         let mut policy = Self::default();
@@ -235,6 +264,20 @@ impl ClusterPolicy {
         }
         if let Some(od) = blocks.outlier_detection {
             policy.apply_outlier_detection(od)?;
+        }
+        let http = blocks.connection_pool.and_then(|cp| cp.http.as_ref());
+        policy.protocol = UpstreamProtocol::for_cluster(
+            port_protocol(set, host_fqdn, port),
+            http.and_then(|h| h.h2_upgrade_policy.as_deref()),
+            http.and_then(|h| h.use_client_protocol) == Some(true),
+        );
+        if let Some(tls) = blocks.tls {
+            // The SNI of an HTTP/2 cluster offers h2; a cluster that follows the client's
+            // protocol offers HTTP/1.1 (the lab opens TLS before it knows the request).
+            let http2 = policy.protocol == UpstreamProtocol::Http2;
+            policy.tls = super::tls::build(&ClientTls::from_opaque(tls), host_fqdn, http2)
+                .map_err(PolicyError::Tls)?
+                .map(Arc::new);
         }
         Ok(policy)
     }

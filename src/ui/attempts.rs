@@ -142,6 +142,7 @@ mod tests {
             target: Arc::from("reviews/v1"),
             endpoint: "127.0.0.1:9081".to_owned(),
             outcome: UpstreamOutcome::Response(CapturedResponse {
+                trailers: None,
                 status: http::StatusCode::OK,
                 headers: http::HeaderMap::new(),
                 body: CapturedBody::default(),

@@ -57,6 +57,7 @@ pub fn response_with(
     ms: u64,
 ) -> CapturedResponse {
     CapturedResponse {
+        trailers: None,
         status: http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK),
         headers: headers(hdrs),
         body,
@@ -119,6 +120,7 @@ pub fn exchange(
     shadows: Vec<ShadowRecord>,
 ) -> Exchange {
     Exchange {
+        tunnel: None,
         id,
         request_id: format!("req-{id}"),
         started_at: at(second),

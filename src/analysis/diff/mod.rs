@@ -7,6 +7,9 @@
 //! only as far as both bodies go, and the diff says so.
 
 mod decode;
+mod grpc;
+
+pub use grpc::grpc_messages;
 mod headers;
 mod json;
 mod text;
@@ -463,8 +466,14 @@ impl<'a> PreparedResponse<'a> {
     fn json(&self) -> Option<&Value> {
         self.json
             .get_or_init(|| {
-                if self.decoded.cut || !looks_like_json(&self.response.headers, &self.decoded.bytes)
-                {
+                if self.decoded.cut {
+                    return None;
+                }
+                let headers = &self.response.headers;
+                if let Some(messages) = grpc::grpc_messages(headers, &self.decoded.bytes) {
+                    return Some(messages);
+                }
+                if !looks_like_json(headers, &self.decoded.bytes) {
                     return None;
                 }
                 serde_json::from_slice(&self.decoded.bytes).ok()
@@ -502,12 +511,23 @@ pub(crate) fn diff_prepared(
         ignored: rules.ignores(&FieldPath::Status),
     });
     let body = diff_bodies(p, s, rules, detail);
-    let headers = diff_headers(
+    let mut headers = diff_headers(
         &primary.headers,
         &shadow.headers,
         rules,
         !body_bytes_equal(&body),
     );
+    if primary.trailers.is_some() || shadow.trailers.is_some() {
+        // Trailers (gRPC's status and message) are compared as header fields: a gRPC
+        // answer's outcome is there, not in its 200.
+        let none = http::HeaderMap::new();
+        headers.extend(diff_headers(
+            primary.trailers.as_ref().unwrap_or(&none),
+            shadow.trailers.as_ref().unwrap_or(&none),
+            rules,
+            false,
+        ));
+    }
     ResponseDiff {
         status,
         headers,

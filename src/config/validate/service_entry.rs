@@ -6,24 +6,9 @@ use super::super::hosts::{is_ip_address, is_ip_or_cidr, validate_fqdn};
 use super::super::lines::push_key;
 use super::super::model::{ServiceEntry, ServicePort, WorkloadEntry};
 use super::super::names::{is_dns1123_label, validate_export_to};
+use super::super::protocol::{KNOWN_PROTOCOLS, PortProtocol};
 use super::super::{Resource, codes};
 use super::Checker;
-
-/// Protocols Istio knows (`protocol.Parse`, case-insensitive).
-const PROTOCOLS: [&str; 12] = [
-    "tcp",
-    "udp",
-    "grpc",
-    "grpc-web",
-    "http",
-    "http_proxy",
-    "http2",
-    "https",
-    "tls",
-    "mongo",
-    "redis",
-    "mysql",
-];
 
 /// ServiceEntry resolutions.
 const RESOLUTIONS: [&str; 5] = ["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"];
@@ -32,12 +17,9 @@ fn protocol(p: &ServicePort) -> String {
     p.protocol.as_deref().unwrap_or("").to_ascii_lowercase()
 }
 
-fn is_http(p: &str) -> bool {
-    matches!(p, "http" | "http2" | "http_proxy" | "grpc" | "grpc-web")
-}
-
-fn is_tls(p: &str) -> bool {
-    matches!(p, "https" | "tls")
+fn is_http_or_tls(p: &str) -> bool {
+    let parsed = PortProtocol::parse(Some(p));
+    parsed.is_http() || parsed == PortProtocol::Tls
 }
 
 impl Checker<'_> {
@@ -91,7 +73,7 @@ impl Checker<'_> {
         self.resolution_rules(r, se, resolution);
         let untold = spec.ports.iter().enumerate().find(|(_, p)| {
             let p = protocol(p);
-            !is_http(&p) && !is_tls(&p)
+            !is_http_or_tls(&p)
         });
         if resolution != "NONE"
             && spec.hosts.len() > 1
@@ -201,7 +183,7 @@ impl Checker<'_> {
                 );
             }
             let proto = protocol(p);
-            if !proto.is_empty() && !PROTOCOLS.contains(&proto.as_str()) {
+            if !proto.is_empty() && !KNOWN_PROTOCOLS.contains(&proto.as_str()) {
                 self.error(
                     codes::INVALID_SERVICE_ENTRY,
                     r,

@@ -133,13 +133,13 @@ impl Lines {
 
 fn body_lines(response: &CapturedResponse) -> Lines {
     let bytes = decoded(&response.body, &response.headers);
-    let mut lines = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(value) => {
+    let mut lines = match structured(&response.headers, &bytes) {
+        Some(value) => {
             let mut out = Vec::new();
             pretty(&value, "", 0, None, false, &mut out);
             Lines { lines: out }
         }
-        Err(_) => Lines {
+        None => Lines {
             lines: plain_text(&bytes)
                 .lines()
                 .map(|l| (l.to_owned(), None))
@@ -276,12 +276,19 @@ fn cut_note(body: &CapturedBody) -> Option<String> {
     })
 }
 
-/// A body as text: decoded when compressed, pretty-printed when JSON, cut when huge.
+/// A body as a JSON value: its gRPC messages decoded by field number (as the diff reads
+/// them), or the JSON document it is.
+fn structured(headers: &http::HeaderMap, bytes: &[u8]) -> Option<serde_json::Value> {
+    crate::analysis::diff::grpc_messages(headers, bytes)
+        .or_else(|| serde_json::from_slice(bytes).ok())
+}
+
+/// A body as text: decoded when compressed, pretty-printed when JSON or gRPC, cut when huge.
 pub fn body_text(body: &CapturedBody, headers: &http::HeaderMap) -> String {
     let bytes = decoded(body, headers);
-    let mut text = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_else(|_| plain_text(&bytes)),
-        Err(_) => plain_text(&bytes),
+    let mut text = match structured(headers, &bytes) {
+        Some(v) => serde_json::to_string_pretty(&v).unwrap_or_else(|_| plain_text(&bytes)),
+        None => plain_text(&bytes),
     };
     if let Some(note) = cut_note(body) {
         text.push('\n');
@@ -318,6 +325,7 @@ mod tests {
     #[test]
     fn lines_of_an_ignored_field_are_not_marked() {
         let body = |text: &str| CapturedResponse {
+            trailers: None,
             status: http::StatusCode::OK,
             headers: http::HeaderMap::new(),
             body: CapturedBody {

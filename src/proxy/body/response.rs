@@ -70,12 +70,15 @@ pub(crate) struct ResponseHead {
     pub ttfb: Duration,
     /// The HTTP version the upstream answered in.
     pub version: http::Version,
+    /// The trailers, once the body has ended with them.
+    pub trailers: Option<http::HeaderMap>,
 }
 
 impl ResponseHead {
     /// The captured response once the body is done.
     pub(crate) fn into_response(self, body: CapturedBody) -> CapturedResponse {
         CapturedResponse {
+            trailers: self.trailers,
             status: self.status,
             headers: self.headers,
             body,
@@ -305,6 +308,10 @@ impl Body for CaptureBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.capture.record(data);
+                } else if let (Some(trailers), Some(head)) =
+                    (frame.trailers_ref(), this.head.as_mut())
+                {
+                    head.trailers = Some(crate::capture::owned_headers(trailers));
                 }
                 if this.inner_ended() {
                     this.finish(None);

@@ -20,6 +20,7 @@ use crate::capture::Exchange;
 use crate::export::har::{HarEntry, HarOptions, har_entry};
 use crate::export::report::RunInfo;
 
+mod names;
 mod record;
 
 use record::Credentials;

@@ -9,10 +9,11 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
+use super::names::{error_kind_in, flags_in, skip_in, version_in};
 use crate::capture::{
     Attempt, AttemptOutcome, CapturedBody, CapturedRequest, CapturedResponse, Exchange,
-    ForwardedRequest, PrimaryRecord, ResponseFlags, ShadowOutcome, ShadowRecord, SkipReason,
-    UpstreamErrorKind, UpstreamFailure, UpstreamOutcome,
+    ForwardedRequest, PrimaryRecord, ShadowOutcome, ShadowRecord, Tunnel, UpstreamFailure,
+    UpstreamOutcome,
 };
 use crate::export::har::{REDACTED, is_credential_header};
 use crate::routing::{ActionKind, RouteOrigin, RouteTrace};
@@ -67,6 +68,8 @@ pub(crate) struct ResponseRecord {
     ttfb_ns: u64,
     total_ns: u64,
     version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trailers: Option<Vec<HeaderRecord>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +165,18 @@ pub(crate) struct ExchangeRecord {
     forwarded: Option<ForwardedRecord>,
     shadows: Vec<ShadowRecordR>,
     flags: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tunnel: Option<TunnelRecord>,
+}
+
+/// A connection passed through after the request (an upgrade, a CONNECT tunnel).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TunnelRecord {
+    protocol: String,
+    duration_ns: u64,
+    bytes_up: u64,
+    bytes_down: u64,
+    error: Option<String>,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -232,6 +247,7 @@ fn response_out(r: &CapturedResponse, c: Credentials) -> ResponseRecord {
         ttfb_ns: nanos(r.ttfb),
         total_ns: nanos(r.total),
         version: format!("{:?}", r.version),
+        trailers: r.trailers.as_ref().map(|t| headers_out(t, c)),
     }
 }
 
@@ -330,6 +346,13 @@ impl ExchangeRecord {
                 })
                 .collect(),
             flags: e.flags.to_string(),
+            tunnel: e.tunnel.as_ref().map(|t| TunnelRecord {
+                protocol: t.protocol.clone(),
+                duration_ns: nanos(t.duration),
+                bytes_up: t.bytes_up,
+                bytes_down: t.bytes_down,
+                error: t.error.clone(),
+            }),
         }
     }
 
@@ -390,19 +413,17 @@ impl ExchangeRecord {
                 })
                 .collect::<Result<_, _>>()?,
             flags: flags_in(&self.flags)?,
+            tunnel: self.tunnel.map(|t| {
+                Box::new(Tunnel {
+                    protocol: t.protocol,
+                    duration: Duration::from_nanos(t.duration_ns),
+                    bytes_up: t.bytes_up,
+                    bytes_down: t.bytes_down,
+                    error: t.error,
+                })
+            }),
         })
     }
-}
-
-fn version_in(text: &str) -> Result<http::Version, String> {
-    Ok(match text {
-        "HTTP/0.9" => http::Version::HTTP_09,
-        "HTTP/1.0" => http::Version::HTTP_10,
-        "HTTP/1.1" => http::Version::HTTP_11,
-        "HTTP/2.0" => http::Version::HTTP_2,
-        "HTTP/3.0" => http::Version::HTTP_3,
-        other => return Err(format!("{other:?} is not an HTTP version")),
-    })
 }
 
 fn headers_in(records: Vec<HeaderRecord>) -> Result<http::HeaderMap, String> {
@@ -449,63 +470,7 @@ fn response_in(r: ResponseRecord) -> Result<CapturedResponse, String> {
         ttfb: Duration::from_nanos(r.ttfb_ns),
         total: Duration::from_nanos(r.total_ns),
         version: version_in(&r.version)?,
-    })
-}
-
-const ERROR_KINDS: [UpstreamErrorKind; 9] = [
-    UpstreamErrorKind::Refused,
-    UpstreamErrorKind::Reset,
-    UpstreamErrorKind::Timeout,
-    UpstreamErrorKind::Protocol,
-    UpstreamErrorKind::Dns,
-    UpstreamErrorKind::ConnectTimeout,
-    UpstreamErrorKind::NoEndpoint,
-    UpstreamErrorKind::Overflow,
-    UpstreamErrorKind::Other,
-];
-
-fn error_kind_in(text: &str) -> Result<UpstreamErrorKind, String> {
-    ERROR_KINDS
-        .into_iter()
-        .find(|k| k.as_str() == text)
-        .ok_or_else(|| format!("{text:?} is not an upstream error kind"))
-}
-
-fn skip_in(text: &str) -> Result<SkipReason, String> {
-    [
-        SkipReason::NotSampled,
-        SkipReason::BodyTooLarge,
-        SkipReason::NoSlot,
-        SkipReason::RequestIncomplete,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == text)
-    .ok_or_else(|| format!("{text:?} is not a mirror skip reason"))
-}
-
-fn flags_in(text: &str) -> Result<ResponseFlags, String> {
-    const FLAGS: [ResponseFlags; 10] = [
-        ResponseFlags::UF,
-        ResponseFlags::UC,
-        ResponseFlags::UT,
-        ResponseFlags::UH,
-        ResponseFlags::UPE,
-        ResponseFlags::UO,
-        ResponseFlags::NR,
-        ResponseFlags::FI,
-        ResponseFlags::DI,
-        ResponseFlags::URX,
-    ];
-    if text == "-" || text.is_empty() {
-        return Ok(ResponseFlags::NONE);
-    }
-    text.split(',').try_fold(ResponseFlags::NONE, |acc, name| {
-        FLAGS
-            .into_iter()
-            .zip(ResponseFlags::all_names())
-            .find(|(_, n)| *n == name)
-            .map(|(f, _)| acc.union(f))
-            .ok_or_else(|| format!("{name:?} is not one of Envoy's response flags"))
+        trailers: r.trailers.map(headers_in).transpose()?,
     })
 }
 

@@ -152,7 +152,9 @@ impl RecordedHeaders {
             }
             return Ok(());
         }
-        if NOT_SENT_AGAIN.contains(&header.as_str()) {
+        // `TE: trailers` is end to end in effect: gRPC servers require it (RFC 9113 §8.2.2).
+        let te_trailers = header == http::header::TE && value.eq_ignore_ascii_case(b"trailers");
+        if NOT_SENT_AGAIN.contains(&header.as_str()) && !te_trailers {
             return Ok(());
         }
         // A value the export already redacted cannot be sent for the original one.

@@ -159,7 +159,28 @@ fn request_ui(ui: &mut egui::Ui, e: &Exchange, comparison: &Comparison) {
                 ui.add(egui::Label::new(body).wrap());
             }
         });
+    if let Some(tunnel) = &e.tunnel {
+        tunnel_ui(ui, tunnel);
+    }
     super::pipeline::pipeline_ui(ui, e);
+}
+
+/// A passed-through connection: what it was, how long it lasted, the bytes each way.
+fn tunnel_ui(ui: &mut egui::Ui, tunnel: &crate::capture::Tunnel) {
+    let kind = if tunnel.protocol == "CONNECT" {
+        "CONNECT tunnel".to_owned()
+    } else {
+        format!("{} upgrade", tunnel.protocol)
+    };
+    ui.label(format!(
+        "{kind}: open {:.1} s, {} B from the client, {} B from the upstream; not mirrored",
+        tunnel.duration.as_secs_f64(),
+        tunnel.bytes_up,
+        tunnel.bytes_down
+    ));
+    if let Some(error) = &tunnel.error {
+        ui.colored_label(ui.visuals().error_fg_color, format!("ended: {error}"));
+    }
 }
 
 /// Header names that differ for real (not ignored).
@@ -407,8 +428,19 @@ fn diff_lines_ui(
 fn response_head_ui(ui: &mut egui::Ui, outcome: &UpstreamOutcome, changed: &[String]) {
     match outcome {
         UpstreamOutcome::Response(r) => {
-            ui.label(format!("{} in {:.1} ms", r.status, ms(r.total)));
+            let version = match r.version {
+                http::Version::HTTP_2 => " over HTTP/2",
+                _ => "",
+            };
+            ui.label(format!("{} in {:.1} ms{version}", r.status, ms(r.total)));
+            if let Some(code) = r.grpc_status().filter(|code| *code != 0) {
+                ui.colored_label(ui.visuals().error_fg_color, format!("gRPC status {code}"));
+            }
             headers_ui(ui, &r.headers, changed);
+            if let Some(trailers) = &r.trailers {
+                ui.weak("trailers");
+                headers_ui(ui, trailers, changed);
+            }
         }
         UpstreamOutcome::Failed(f) => {
             ui.colored_label(

@@ -16,6 +16,7 @@ fn exchange(method: http::Method, uri: &str, status: u16, body: &[u8]) -> Exchan
     );
     headers.insert("user-agent", http::HeaderValue::from_static("it's me"));
     Exchange {
+        tunnel: None,
         id: 7,
         request_id: "r-7".to_owned(),
         started_at: std::time::SystemTime::now(),
@@ -37,6 +38,7 @@ fn exchange(method: http::Method, uri: &str, status: u16, body: &[u8]) -> Exchan
             endpoint: "127.0.0.1:9081".to_owned(),
             attempts: Vec::new(),
             outcome: UpstreamOutcome::Response(CapturedResponse {
+                trailers: None,
                 status: http::StatusCode::from_u16(status).unwrap(),
                 headers: http::HeaderMap::new(),
                 body: CapturedBody::default(),

@@ -1,0 +1,187 @@
+//! gRPC bodies as JSON, so the field diff compares their messages: the length-prefixed
+//! frames of the gRPC wire format (PROTOCOL-HTTP2.md: a compressed flag, a 4-byte
+//! big-endian length, the message) split into messages, each decoded without a schema by
+//! field number and wire type (protobuf encoding: varint, 64-bit, length-delimited,
+//! 32-bit). Field numbers become keys (`"1"`, `"2"`); a field seen more than once becomes
+//! an array; a length-delimited field is a nested message when it parses as one and is
+//! not printable text, else text, else hex. One message is an object; a stream of them an
+//! array.
+
+use serde_json::{Map, Value};
+
+/// The messages of a gRPC body as JSON; `None` when the body is not gRPC, is compressed
+/// (`grpc-encoding`: no decoder here), or does not parse.
+pub fn grpc_messages(headers: &http::HeaderMap, bytes: &[u8]) -> Option<Value> {
+    let grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            ct == "application/grpc"
+                || ct.starts_with("application/grpc+proto")
+                || ct.starts_with("application/grpc;")
+        });
+    if !grpc {
+        return None;
+    }
+    let mut messages = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (&compressed, after) = rest.split_first()?;
+        if compressed != 0 || after.len() < 4 {
+            return None;
+        }
+        let (len, after) = after.split_at(4);
+        let len = u32::from_be_bytes(len.try_into().ok()?) as usize;
+        if after.len() < len {
+            return None;
+        }
+        let (message, after) = after.split_at(len);
+        messages.push(Value::Object(decode_message(message, 0)?));
+        rest = after;
+    }
+    match messages.len() {
+        0 => None,
+        1 => messages.pop(),
+        _ => Some(Value::Array(messages)),
+    }
+}
+
+/// Nesting deeper than this is read as bytes: a guard against crafted input.
+const MAX_DEPTH: usize = 32;
+
+/// One message, field by field; `None` when the bytes are not a message.
+fn decode_message(mut bytes: &[u8], depth: usize) -> Option<Map<String, Value>> {
+    let mut fields = Map::new();
+    while !bytes.is_empty() {
+        let tag = varint(&mut bytes)?;
+        let (number, wire) = (tag >> 3, tag & 7);
+        if number == 0 {
+            return None;
+        }
+        let value = match wire {
+            0 => Value::from(varint(&mut bytes)?),
+            1 => Value::from(u64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?)),
+            2 => {
+                let len = usize::try_from(varint(&mut bytes)?).ok()?;
+                length_delimited(take(&mut bytes, len)?, depth)
+            }
+            5 => Value::from(u32::from_le_bytes(take(&mut bytes, 4)?.try_into().ok()?)),
+            // Groups (3, 4) are deprecated; 6 and 7 are not wire types.
+            _ => return None,
+        };
+        let key = number.to_string();
+        match fields.get_mut(&key) {
+            None => {
+                fields.insert(key, value);
+            }
+            // A decoded value is never an array: an array here is a repeated field's.
+            Some(Value::Array(repeated)) => repeated.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, value]);
+            }
+        }
+    }
+    Some(fields)
+}
+
+fn length_delimited(bytes: &[u8], depth: usize) -> Value {
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && text
+            .chars()
+            .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Value::String(text.to_owned());
+    }
+    if depth < MAX_DEPTH
+        && let Some(message) = decode_message(bytes, depth + 1)
+    {
+        return Value::Object(message);
+    }
+    Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if bytes.len() < n {
+        return None;
+    }
+    let (taken, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Some(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grpc_headers() -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        headers
+    }
+
+    fn framed(message: &[u8]) -> Vec<u8> {
+        let mut body = vec![0];
+        body.extend_from_slice(&u32::try_from(message.len()).expect("small").to_be_bytes());
+        body.extend_from_slice(message);
+        body
+    }
+
+    #[test]
+    fn a_message_decodes_by_field_number_and_wire_type() {
+        // {1: 150, 2: "hi", 3: {1: 1}, 4: [7, 8], 5: fixed32 1}
+        let message = b"\x08\x96\x01\x12\x02hi\x1a\x02\x08\x01\x20\x07\x20\x08\x2d\x01\x00\x00\x00";
+        let json = grpc_messages(&grpc_headers(), &framed(message)).expect("decoded");
+        assert_eq!(
+            json,
+            serde_json::json!({"1": 150, "2": "hi", "3": {"1": 1}, "4": [7, 8], "5": 1})
+        );
+    }
+
+    #[test]
+    fn a_stream_is_an_array_and_what_is_not_grpc_is_not_decoded() {
+        let mut body = framed(b"\x08\x01");
+        body.extend(framed(b"\x08\x02"));
+        let json = grpc_messages(&grpc_headers(), &body).expect("decoded");
+        assert_eq!(json, serde_json::json!([{"1": 1}, {"1": 2}]));
+        assert_eq!(
+            grpc_messages(&http::HeaderMap::new(), &body),
+            None,
+            "no gRPC type"
+        );
+        let mut compressed = framed(b"\x08\x01");
+        compressed[0] = 1;
+        assert_eq!(
+            grpc_messages(&grpc_headers(), &compressed),
+            None,
+            "compressed"
+        );
+        assert_eq!(
+            grpc_messages(&grpc_headers(), b"\x00\x00\x00\x00\x09\x08"),
+            None,
+            "cut"
+        );
+        assert_eq!(
+            grpc_messages(&grpc_headers(), &framed(b"\x0f")),
+            None,
+            "wire type 7"
+        );
+    }
+}
