@@ -185,3 +185,132 @@ async fn a_saved_session_reopens_to_the_same_report_and_replays() {
         (&Value::from("12"), &Value::from("12"))
     );
 }
+
+/// An exchange with every part a session must keep: a route trace with steps, attempts,
+/// a failed and a skipped shadow, trailers, a tunnel, binary bodies, flags.
+fn full_exchange() -> mirrorlab::capture::Exchange {
+    use mirrorlab::capture::*;
+    use std::sync::Arc;
+    let headers = |pairs: &[(&str, &[u8])]| {
+        let mut map = http::HeaderMap::new();
+        for (n, v) in pairs {
+            map.append(
+                http::header::HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                http::HeaderValue::from_bytes(v).expect("value"),
+            );
+        }
+        map
+    };
+    let response = CapturedResponse {
+        status: http::StatusCode::OK,
+        headers: headers(&[
+            ("content-type", b"application/grpc"),
+            ("x-bin", b"\xff\xfe"),
+        ]),
+        body: CapturedBody {
+            bytes: bytes::Bytes::from_static(b"\x00\x00\x00\x00\x02\x08\x01"),
+            total_len: 7,
+            truncated: false,
+        },
+        ttfb: Duration::from_nanos(1_234_567),
+        total: Duration::from_nanos(2_345_678),
+        version: http::Version::HTTP_2,
+        trailers: Some(headers(&[("grpc-status", b"0")])),
+    };
+    Exchange {
+        id: 42,
+        request_id: "req-42".to_owned(),
+        started_at: std::time::UNIX_EPOCH + Duration::from_nanos(1_733_000_000_123_456_789),
+        trace: Some(mirrorlab::routing::RouteTrace {
+            virtual_service: "default/reviews-vs".to_owned(),
+            route_index: 2,
+            route_name: Some("grpc".to_owned()),
+            match_index: Some(1),
+            match_summary: "uri prefix /reviews.Reviews/".to_owned(),
+            steps: vec!["request header x-env set to lab".to_owned()],
+            ..Default::default()
+        }),
+        request: CapturedRequest {
+            method: http::Method::POST,
+            uri: "/reviews.Reviews/Get".to_owned(),
+            authority: "reviews".to_owned(),
+            version: http::Version::HTTP_2,
+            headers: headers(&[("te", b"trailers"), ("authorization", b"Bearer kept")]),
+            body: CapturedBody {
+                bytes: bytes::Bytes::from_static(b"\x00\x00\x00\x00\x00"),
+                total_len: 5,
+                truncated: false,
+            },
+        },
+        primary: Some(PrimaryRecord {
+            target: Arc::from("reviews/v1"),
+            endpoint: "127.0.0.1:9081".to_owned(),
+            outcome: UpstreamOutcome::Response(response.clone()),
+            attempts: vec![
+                Attempt {
+                    endpoint: "127.0.0.1:9084".to_owned(),
+                    outcome: AttemptOutcome::Failed(UpstreamErrorKind::Tls),
+                    started: Duration::ZERO,
+                    took: Duration::from_micros(300),
+                    ejected: true,
+                    skipped_ejected: 0,
+                },
+                Attempt {
+                    endpoint: "127.0.0.1:9081".to_owned(),
+                    outcome: AttemptOutcome::Status(http::StatusCode::OK),
+                    started: Duration::from_micros(400),
+                    took: Duration::from_micros(900),
+                    ejected: false,
+                    skipped_ejected: 1,
+                },
+            ],
+        }),
+        forwarded: Some(Arc::new(ForwardedRequest {
+            uri: "/reviews.Reviews/Get".to_owned(),
+            authority: "reviews:9080".to_owned(),
+            headers: headers(&[("x-env", b"lab")]),
+        })),
+        shadows: vec![
+            ShadowRecord {
+                target: Arc::from("reviews-v2/v2"),
+                endpoint: Some("127.0.0.1:9082".to_owned()),
+                outcome: ShadowOutcome::Sent(UpstreamOutcome::Failed(UpstreamFailure {
+                    kind: UpstreamErrorKind::Reset,
+                    detail: "reset mid-body".to_owned(),
+                    elapsed: Duration::from_millis(3),
+                    partial: Some(response),
+                })),
+            },
+            ShadowRecord {
+                target: Arc::from("reviews/v3"),
+                endpoint: None,
+                outcome: ShadowOutcome::Skipped(SkipReason::NotSampled),
+            },
+        ],
+        flags: ResponseFlags::DI.union(ResponseFlags::URX),
+        tunnel: Some(Box::new(Tunnel {
+            protocol: "websocket".to_owned(),
+            duration: Duration::from_millis(1500),
+            bytes_up: 10,
+            bytes_down: 20,
+            error: Some("closed by the upstream".to_owned()),
+        })),
+    }
+}
+
+#[test]
+fn a_session_keeps_every_part_of_an_exchange() {
+    use mirrorlab::replay::session::{SessionMeta, write_session_file};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("full.session.har");
+    let exchange = full_exchange();
+    let run = mirrorlab::export::RunInfo::ending_now(exchange.started_at);
+    let settings = mirrorlab::analysis::AnalysisSettings::default();
+    // Kept credentials: the comparison below is then of every byte.
+    let meta = SessionMeta::new(Vec::new(), &run, &settings, true);
+    write_session_file(&path, &meta, std::slice::from_ref(&exchange), None).expect("written");
+    let back = read_session(&path).expect("reads back");
+    assert_eq!(back.meta, meta);
+    assert_eq!(back.exchanges.len(), 1);
+    assert_eq!(format!("{:?}", back.exchanges[0]), format!("{exchange:?}"));
+}
