@@ -28,6 +28,7 @@ struct Seen {
     authority: Option<String>,
     headers: HeaderMap,
     body: Bytes,
+    trailers: Option<HeaderMap>,
 }
 
 /// A server that speaks HTTP/1.1 and h2c (prior knowledge) on one port, and answers every
@@ -100,16 +101,19 @@ async fn answer(
     let version = request.version();
     let authority = request.uri().authority().map(ToString::to_string);
     let (parts, incoming) = request.into_parts();
-    let received = incoming
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (received, trailers) = match incoming.collect().await {
+        Ok(collected) => {
+            let trailers = collected.trailers().cloned();
+            (collected.to_bytes(), trailers)
+        }
+        Err(_) => (Bytes::new(), None),
+    };
     record.lock().expect("seen").push(Seen {
         version,
         authority,
         headers: parts.headers,
         body: received,
+        trailers,
     });
     let mut frames = vec![Ok(Frame::data(Bytes::from_static(body.as_bytes())))];
     if let Some(status) = grpc_status {
@@ -277,6 +281,11 @@ async fn a_grpc_call_goes_out_as_http2_with_its_trailers_to_the_client_and_the_c
     }
     let exchanges = common::wait_for_exchanges(lab.captures(), 1, WAIT).await;
     let exchange = &exchanges[0];
+    let steps = &exchange.trace.as_ref().expect("trace").steps;
+    assert!(
+        steps.iter().any(|s| s.contains("HTTP/2 (h2c)")),
+        "the trace says how the upstream is spoken to: {steps:?}"
+    );
     let primary = primary_answer(exchange);
     assert_eq!(primary.version, Version::HTTP_2);
     let primary_trailers = primary
@@ -378,5 +387,50 @@ async fn use_client_protocol_and_a_sniffed_port_speak_what_the_client_spoke() {
             [Version::HTTP_11, Version::HTTP_2],
             "{protocol} {policy}"
         );
+    }
+}
+
+#[tokio::test]
+async fn request_trailers_reach_the_primary_and_the_shadow() {
+    // router.cc maybeDoShadowing: the shadow's request carries the downstream trailers.
+    let v1 = Server::start("\x00\x00\x00\x00\x00", Some("0")).await;
+    let v2 = Server::start("\x00\x00\x00\x00\x00", Some("0")).await;
+    let lab = common::start_lab(&config(v1.addr, v2.addr, ", protocol: GRPC", ""), Some(1));
+    let stream = tokio::net::TcpStream::connect(lab.local_addr())
+        .await
+        .expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, AnswerBody>(TokioIo::new(stream))
+        .await
+        .expect("h2c handshake");
+    tokio::spawn(connection);
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-stream-checksum", HeaderValue::from_static("c0ffee"));
+    let frames = vec![
+        Ok(Frame::data(Bytes::from_static(GRPC_REQUEST))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let request = Request::post("http://reviews:9080/reviews.Reviews/Upload")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .expect("request");
+    let response = tokio::time::timeout(WAIT, sender.send_request(request))
+        .await
+        .expect("in time")
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    for (server, name) in [(&v1, "primary"), (&v2, "shadow")] {
+        let seen = server.wait_for(1).await;
+        assert_eq!(seen.len(), 1, "the {name} got the call");
+        let trailers = seen[0]
+            .trailers
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no trailers"));
+        assert_eq!(
+            trailers["x-stream-checksum"], "c0ffee",
+            "the {name}'s trailers"
+        );
+        assert_eq!(seen[0].body.as_ref(), GRPC_REQUEST);
     }
 }

@@ -4,6 +4,7 @@
 //! ServiceEntries name, each behaving as its `version` label says; `TrafficGenerator`
 //! sends a realistic mix of requests through the proxy.
 
+pub mod grpc;
 mod reviews;
 mod traffic;
 
@@ -115,6 +116,29 @@ pub fn endpoints_from_config(config: &ConfigSet) -> Vec<DemoEndpoint> {
         }
     }
     endpoints
+}
+
+/// Whether the demo traffic for `host` (the config's first VirtualService host when
+/// `None`) should be gRPC calls: its ServiceEntry port's protocol is `GRPC`.
+pub fn speaks_grpc(config: &ConfigSet, host: Option<&str>) -> bool {
+    let host = host.map(str::to_owned).or_else(|| {
+        config
+            .virtual_services()
+            .find_map(|(_, vs)| vs.spec.hosts.first().cloned())
+    });
+    let Some(host) = host else {
+        return false;
+    };
+    let name = host.split(':').next().unwrap_or_default();
+    config
+        .service_entry_for(&crate::config::hosts::fqdn(name, "default"))
+        .is_some_and(|(_, se)| {
+            se.spec.ports.iter().any(|p| {
+                p.protocol
+                    .as_deref()
+                    .is_some_and(|proto| proto.eq_ignore_ascii_case("grpc"))
+            })
+        })
 }
 
 /// One demo endpoint to start.
@@ -259,10 +283,17 @@ pub async fn run(handle: tokio::runtime::Handle, options: DemoOptions) -> Result
                 options.proxy,
                 host.as_deref().unwrap_or("the proxy's default host")
             );
+            let grpc = speaks_grpc(&config, host.as_deref());
+            if grpc {
+                println!(
+                    "the service speaks gRPC: sending {} calls",
+                    grpc::GET_REVIEWS
+                );
+            }
             Some(TrafficGenerator::start(
                 &handle,
                 cancel.clone(),
-                TrafficSettings::new(options.proxy, host, rps),
+                TrafficSettings::new(options.proxy, host, rps).with_grpc(grpc),
             )?)
         }
         None => None,

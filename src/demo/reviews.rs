@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -18,6 +18,8 @@ use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use super::grpc::GrpcBody;
 
 /// How a demo endpoint behaves, from its `version` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,25 @@ impl ReviewsVersion {
             ReviewsVersion::V1 => "v1",
             ReviewsVersion::V2 => "v2",
             ReviewsVersion::V3 => "v3",
+        }
+    }
+
+    /// The colour of its stars.
+    pub(super) fn star_color(self) -> &'static str {
+        match self {
+            ReviewsVersion::V3 => "red",
+            _ => "black",
+        }
+    }
+
+    /// The two reviews' stars for `product`: v2's new rating algorithm rounds differently
+    /// for every fifth product.
+    pub(super) fn stars(self, product: u32) -> [u32; 2] {
+        let stars = [5 - product % 2, 4 - product % 3];
+        if self == ReviewsVersion::V2 && product.is_multiple_of(5) {
+            [stars[0].saturating_sub(1).max(1), stars[1] + 1]
+        } else {
+            stars
         }
     }
 }
@@ -105,14 +126,40 @@ pub(super) async fn serve(
     }
 }
 
+/// A demo answer: JSON over HTTP, or a gRPC message with its trailers.
+type DemoBody = Either<Full<Bytes>, GrpcBody>;
+
 impl ReviewsEndpoint {
-    async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(&self, request: Request<Incoming>) -> Response<DemoBody> {
+        let grpc = super::grpc::is_grpc(request.headers());
         let n = self.answered.fetch_add(1, Ordering::Relaxed) + 1;
-        // Real services jitter; a few milliseconds keeps latency charts honest.
+        if grpc {
+            let (parts, body) = request.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            tokio::time::sleep(self.delay()).await;
+            let fail = self.version == ReviewsVersion::V2 && n.is_multiple_of(V2_FAILURE_EVERY);
+            let answer =
+                super::grpc::answer(self.version, &self.podname, parts.uri.path(), &body, fail);
+            return answer.map(Either::Right);
+        }
+        self.answer_http(request, n).await.map(Either::Left)
+    }
+
+    /// Real services jitter; a few milliseconds keeps latency charts honest.
+    fn delay(&self) -> Duration {
         let mut delay = Duration::from_micros(fastrand::u64(1_000..6_000));
         if self.version == ReviewsVersion::V2 {
             delay += V2_EXTRA_DELAY;
         }
+        delay
+    }
+
+    async fn answer_http(&self, request: Request<Incoming>, n: u64) -> Response<Full<Bytes>> {
+        let delay = self.delay();
         let (parts, body) = request.into_parts();
         let body = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -171,15 +218,8 @@ impl ReviewsEndpoint {
 
     /// The reviews of one product, as this version renders them.
     fn reviews(&self, product: u32) -> Value {
-        let color = match self.version {
-            ReviewsVersion::V3 => "red",
-            _ => "black",
-        };
-        let mut stars = [5 - product % 2, 4 - product % 3];
-        // v2's new rating algorithm rounds differently for every fifth product.
-        if self.version == ReviewsVersion::V2 && product.is_multiple_of(5) {
-            stars = [stars[0].saturating_sub(1).max(1), stars[1] + 1];
-        }
+        let color = self.version.star_color();
+        let stars = self.version.stars(product);
         let served_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());

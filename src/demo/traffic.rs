@@ -24,6 +24,8 @@ pub struct TrafficSettings {
     pub rps: f64,
     /// Most requests waiting for an answer at once; past that a tick is skipped.
     pub max_in_flight: usize,
+    /// Send gRPC calls (`reviews.Reviews/GetReviews` over h2c) instead of the HTTP mix.
+    pub grpc: bool,
 }
 
 impl TrafficSettings {
@@ -34,7 +36,14 @@ impl TrafficSettings {
             host,
             rps,
             max_in_flight: 256,
+            grpc: false,
         }
+    }
+
+    /// The same, sending gRPC calls when `grpc` is true.
+    pub fn with_grpc(mut self, grpc: bool) -> Self {
+        self.grpc = grpc;
+        self
     }
 }
 
@@ -80,13 +89,18 @@ impl TrafficGenerator {
         if !(settings.rps.is_finite() && settings.rps > 0.0) {
             return Err(DemoError::Rate(settings.rps));
         }
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             // The generator talks to the proxy directly; an HTTP_PROXY in the environment
             // must not reroute it.
             .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(DemoError::Client)?;
+            .timeout(Duration::from_secs(30));
+        // gRPC is HTTP/2; to the lab's plaintext port that is h2c with prior knowledge.
+        let builder = if settings.grpc {
+            builder.http2_prior_knowledge()
+        } else {
+            builder
+        };
+        let client = builder.build().map_err(DemoError::Client)?;
         let counters = Arc::new(Counters::default());
         let cancel = cancel.child_token();
         let task = handle.spawn(run(client, settings, Arc::clone(&counters), cancel.clone()));
@@ -129,7 +143,17 @@ struct Shot {
     method: reqwest::Method,
     path: String,
     user_agent: &'static str,
-    body: Option<String>,
+    body: Option<bytes::Bytes>,
+}
+
+/// A unary `GetReviews` call for one of the products.
+fn grpc_shot(rng: &mut fastrand::Rng) -> Shot {
+    Shot {
+        method: reqwest::Method::POST,
+        path: super::grpc::GET_REVIEWS.to_owned(),
+        user_agent: "grpc-rust/bookinfo-productpage",
+        body: Some(super::grpc::request(rng.u32(1..=12))),
+    }
 }
 
 /// The mix: mostly product page reads, some from a test client (the header-match
@@ -160,11 +184,11 @@ fn next_shot(rng: &mut fastrand::Rng) -> Shot {
             reqwest::Method::POST,
             format!("/reviews/{product}"),
             "bookinfo-productpage/1.20",
-            Some(format!(
+            Some(bytes::Bytes::from(format!(
                 r#"{{"reviewer":"Reader{}","text":"Read it twice, still laughing.","stars":{}}}"#,
                 rng.u32(1..1000),
                 rng.u32(1..=5)
-            )),
+            ))),
         ),
     };
     Shot {
@@ -195,7 +219,11 @@ async fn run(
             counters.skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let shot = next_shot(&mut rng);
+        let shot = if settings.grpc {
+            grpc_shot(&mut rng)
+        } else {
+            next_shot(&mut rng)
+        };
         let mut request = client
             .request(shot.method, format!("{base}{}", shot.path))
             .header(reqwest::header::USER_AGENT, shot.user_agent);
@@ -203,9 +231,17 @@ async fn run(
             request = request.header(reqwest::header::HOST, host.as_str());
         }
         if let Some(body) = shot.body {
+            let content_type = if settings.grpc {
+                "application/grpc"
+            } else {
+                "application/json"
+            };
             request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body);
+        }
+        if settings.grpc {
+            request = request.header(reqwest::header::TE, "trailers");
         }
         counters.sent.fetch_add(1, Ordering::Relaxed);
         let counters = Arc::clone(&counters);

@@ -61,7 +61,7 @@ struct ShadowCall {
     method: http::Method,
     uri: Result<Uri, String>,
     headers: HeaderMap,
-    chunks: Arc<[Bytes]>,
+    body: ChunkBody,
     pool: Arc<EndpointPool>,
     timeout: ShadowTimeout,
     /// The mirror's destination, when its DestinationRule limits it (its own circuit
@@ -139,6 +139,7 @@ impl Shared {
             path_and_query: &path_and_query,
             // Empty when the body cannot be mirrored; no copy is sent then (below).
             chunks: body.for_shadows().unwrap_or_default(),
+            trailers: body.trailers().cloned(),
         };
         let legs = self.shadow_legs(&mirrors, sampled, &body, copy, timeout);
 
@@ -301,7 +302,7 @@ impl Shared {
                 method: copy.method.clone(),
                 uri: upstream.uri(copy.path_and_query),
                 headers,
-                chunks: Arc::clone(&copy.chunks),
+                body: ChunkBody::new(Arc::clone(&copy.chunks)).with_trailers(copy.trailers.clone()),
                 pool: Arc::clone(upstream.pool()),
                 timeout,
                 cluster: (policy.upstream.policy.limits != Default::default())
@@ -321,7 +322,7 @@ impl Shared {
                     method: call.method,
                     uri,
                     headers: call.headers,
-                    chunks: call.chunks,
+                    body: call.body,
                 };
                 let opts = SendOptions {
                     cluster: call.cluster.as_ref(),
@@ -350,7 +351,7 @@ impl Shared {
         timeout: ShadowTimeout,
         opts: &SendOptions<'_>,
     ) -> UpstreamOutcome {
-        let mut request = Request::new(UpstreamBody::Chunks(ChunkBody::new(copy.chunks)));
+        let mut request = Request::new(UpstreamBody::Chunks(copy.body));
         *request.method_mut() = copy.method;
         *request.uri_mut() = copy.uri;
         *request.headers_mut() = copy.headers;
@@ -419,6 +420,8 @@ struct ShadowCopy<'a> {
     path_and_query: &'a PathAndQuery,
     /// The body for the copies (complete and within the buffer limit, else none is sent).
     chunks: Arc<[Bytes]>,
+    /// The request's trailers, which router.cc copies to each shadow too.
+    trailers: Option<HeaderMap>,
 }
 
 /// One shadow request, ready for the wire.
@@ -426,5 +429,5 @@ struct ShadowRequest {
     method: http::Method,
     uri: Uri,
     headers: HeaderMap,
-    chunks: Arc<[Bytes]>,
+    body: ChunkBody,
 }

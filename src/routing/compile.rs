@@ -215,20 +215,22 @@ fn compile_destinations(
             })?),
             None => None,
         };
-        let trace: Vec<String> = request
+        let upstream = resolver
+            .upstream(&d.destination, scope.namespace)
+            .map_err(|e| {
+                scope.error(
+                    format!("{base}.route[{k}].destination"),
+                    policy_message(&d.destination, &e),
+                )
+            })?;
+        let mut trace: Vec<String> = request
             .iter()
             .flat_map(|ops| ops.describe("request"))
             .chain(response.iter().flat_map(|ops| ops.describe("response")))
             .collect();
+        trace.extend(connection_steps(&upstream));
         out.push(WeightedUpstream {
-            upstream: resolver
-                .upstream(&d.destination, scope.namespace)
-                .map_err(|e| {
-                    scope.error(
-                        format!("{base}.route[{k}].destination"),
-                        policy_message(&d.destination, &e),
-                    )
-                })?,
+            upstream,
             weight: d.weight.unwrap_or(if lone { 100 } else { 0 }),
             request_headers: request.into_iter().filter(|o| !o.is_empty()).collect(),
             response_headers: response.into_iter().filter(|o| !o.is_empty()).collect(),
@@ -276,6 +278,20 @@ fn compile_mirrors(
         });
     }
     Ok(mirrors)
+}
+
+/// What the route trace says of how the sidecar talks to `upstream`, when it is not plain
+/// HTTP/1.1: the protocol Istio picked, the TLS it originates.
+fn connection_steps(upstream: &Upstream) -> Vec<String> {
+    let mut steps = Vec::new();
+    let protocol = upstream.policy.protocol;
+    if protocol != crate::config::protocol::UpstreamProtocol::Http1 {
+        steps.push(format!("{}: {}", upstream.label, protocol.describe()));
+    }
+    if let Some(tls) = &upstream.policy.tls {
+        steps.push(format!("{}: {}", upstream.label, tls.describe));
+    }
+    steps
 }
 
 /// The message for a DestinationRule policy the lab cannot use (the checker reports it at

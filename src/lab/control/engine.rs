@@ -407,10 +407,11 @@ impl Engine {
         let Some(addr) = self.lab.as_ref().map(|r| r.lab.local_addr()) else {
             return;
         };
+        let grpc = crate::demo::speaks_grpc(config, host.as_deref());
         match TrafficGenerator::start(
             &self.parts.runtime,
             self.parts.cancel.child_token(),
-            TrafficSettings::new(addr, host, rps),
+            TrafficSettings::new(addr, host, rps).with_grpc(grpc),
         ) {
             Ok(generator) => {
                 self.traffic = Some(generator);

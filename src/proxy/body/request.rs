@@ -28,6 +28,8 @@ pub(crate) struct RequestBodyCopy {
     over_limit: bool,
     /// The body arrived in full.
     complete: bool,
+    /// The trailers that ended it (a gRPC client stream's, say), if any.
+    trailers: Option<http::HeaderMap>,
 }
 
 impl RequestBodyCopy {
@@ -42,6 +44,18 @@ impl RequestBodyCopy {
     /// The whole body, when it arrived in full and within the limit: what shadows get.
     pub(crate) fn for_shadows(&self) -> Option<Arc<[Bytes]>> {
         (self.complete && !self.over_limit).then(|| self.chunks.iter().cloned().collect())
+    }
+
+    /// The request's trailers: router.cc copies them to every shadow.
+    pub(crate) fn trailers(&self) -> Option<&http::HeaderMap> {
+        self.trailers.as_ref()
+    }
+
+    /// Keeps a frame's trailers.
+    fn record_trailers(&mut self, frame: &Frame<Bytes>) {
+        if let Some(trailers) = frame.trailers_ref() {
+            self.trailers = Some(trailers.clone());
+        }
     }
 
     /// True when the body arrived in full.
@@ -186,6 +200,8 @@ async fn drain_request(
                 Ok(frame) => {
                     if let Some(data) = frame.data_ref() {
                         copy.record(data, limit, cap);
+                    } else {
+                        copy.record_trailers(&frame);
                     }
                 }
                 Err(_) => return false,
@@ -219,6 +235,8 @@ impl Body for TeeBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.copy.record(data, this.limit, this.cap);
+                } else {
+                    this.copy.record_trailers(&frame);
                 }
                 if this.inner_ended() {
                     this.finish(true);
@@ -281,6 +299,8 @@ pub(crate) struct ChunkBody {
     chunks: Arc<[Bytes]>,
     next: usize,
     remaining: u64,
+    /// Sent after the last chunk, when the client's request ended with them.
+    trailers: Option<http::HeaderMap>,
 }
 
 impl ChunkBody {
@@ -291,7 +311,14 @@ impl ChunkBody {
             chunks,
             next: 0,
             remaining,
+            trailers: None,
         }
+    }
+
+    /// The same chunks, then `trailers`.
+    pub(crate) fn with_trailers(mut self, trailers: Option<http::HeaderMap>) -> Self {
+        self.trailers = trailers;
+        self
     }
 }
 
@@ -311,11 +338,11 @@ impl Body for ChunkBody {
                 return Poll::Ready(Some(Ok(Frame::data(chunk.clone()))));
             }
         }
-        Poll::Ready(None)
+        Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        self.remaining == 0 && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -176,10 +176,14 @@ pub fn route_label(e: &Exchange) -> String {
     }
 }
 
-/// `200 12.3 ms`, `refused 1.0 ms`, or `skipped: not_sampled`.
+/// `200 12.3 ms`, `200 grpc 13 40.1 ms` (a gRPC error in a 200), `refused 1.0 ms`, or
+/// `skipped: not_sampled`.
 fn outcome_text(outcome: &UpstreamOutcome) -> String {
     match outcome {
-        UpstreamOutcome::Response(r) => format!("{} {:.1} ms", r.status.as_u16(), ms(r.total)),
+        UpstreamOutcome::Response(r) => match r.grpc_status().filter(|code| *code != 0) {
+            Some(code) => format!("{} grpc {code} {:.1} ms", r.status.as_u16(), ms(r.total)),
+            None => format!("{} {:.1} ms", r.status.as_u16(), ms(r.total)),
+        },
         UpstreamOutcome::Failed(f) => format!("{} {:.1} ms", f.kind.as_str(), ms(f.elapsed)),
     }
 }
