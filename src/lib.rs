@@ -1,7 +1,7 @@
 //! mirrorlab: a desktop lab for Istio-style traffic mirroring.
 //!
 //! Layers, each using only those listed after it:
-//! `ui` → `lab` → `demo`, `export` → `analysis` → `proxy` → `capture` → `routing` → `config`.
+//! `ui` → `lab` → `replay` → `demo`, `export` → `analysis` → `proxy` → `capture` → `routing` → `config`.
 #![deny(unsafe_code)]
 
 pub mod analysis;
@@ -11,5 +11,6 @@ pub mod demo;
 pub mod export;
 pub mod lab;
 pub mod proxy;
+pub mod replay;
 pub mod routing;
 pub mod ui;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod replay_cli;
+
 /// mimalloc: about a tenth fewer instructions per proxied request than glibc malloc, and
 /// a fifth more requests a second (docs/PERFORMANCE.md).
 #[global_allocator]
@@ -75,6 +77,13 @@ enum Command {
         /// Also write the captured exchanges as HAR 1.2 here at exit (credentials redacted).
         #[arg(long, value_name = "FILE")]
         har: Option<PathBuf>,
+        /// Also save the session here at exit: the captures, the config and the analysis
+        /// settings (reopen it in the app, `mirrorlab report` it, or replay it).
+        #[arg(long, value_name = "FILE")]
+        session: Option<PathBuf>,
+        /// Keep credential values (Authorization, Cookie, API keys) in the HAR and session.
+        #[arg(long)]
+        keep_credentials: bool,
         /// Seed for the mirror percentage draws, to repeat a run exactly.
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
@@ -118,6 +127,13 @@ enum Command {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Replay recorded traffic (HAR, GoReplay `.gor`, a session) through a lab running
+    /// CONFIG: progress on stderr, the JSON report at the end.
+    Replay(replay_cli::ReplayArgs),
+    /// Write the JSON report of a saved session, with no proxy running.
+    Report(replay_cli::ReportArgs),
+    /// Print what changed between two reports: per route and field, side by side.
+    Compare(replay_cli::CompareArgs),
     /// Start demo upstream services at the addresses CONFIG's ServiceEntries name.
     Demo {
         /// Istio YAML whose ServiceEntries say where to listen (default: the built-in sample).
@@ -209,6 +225,8 @@ fn main() -> ExitCode {
             duration,
             report,
             har,
+            session,
+            keep_credentials,
             seed,
             shadow_host_suffix,
             workers,
@@ -255,11 +273,17 @@ fn main() -> ExitCode {
                     gateway,
                 },
                 mirror_headers,
+                session,
+                keep_credentials,
+                announce_listen: true,
             };
             report_failure(on_runtime(|handle| async move {
                 Ok(mirrorlab::lab::headless::run(handle, options).await?)
             }))
         }
+        Some(Command::Replay(args)) => replay_cli::replay(args),
+        Some(Command::Report(args)) => replay_cli::report(args),
+        Some(Command::Compare(args)) => replay_cli::compare(args),
         Some(Command::Demo {
             config,
             traffic,

@@ -67,6 +67,8 @@ const PER_REQUEST_HEADERS: &[&str] = &[
     "x-forwarded-proto",
     "date",
     "content-length",
+    // `mirrorlab replay` numbers its requests: a loop's rounds repeat the same request.
+    crate::capture::REPLAY_HEADER,
 ];
 
 /// Identity of a request for repeat detection: a hash of what makes two requests the same.

@@ -422,6 +422,19 @@ pub fn owned_headers(headers: &http::HeaderMap) -> http::HeaderMap {
     copy
 }
 
+/// The request header `mirrorlab replay` sets on every request it sends (its value: the
+/// request's position in the traffic file). The proxy forwards it like any other header,
+/// so upstreams can tell replayed traffic too; the capture keeps it, which is how an
+/// exchange is known to be replayed.
+pub const REPLAY_HEADER: &str = "x-mirrorlab-replay";
+
+impl Exchange {
+    /// The request came from `mirrorlab replay` (or the app's Replay…), not a live client.
+    pub fn replayed(&self) -> bool {
+        self.request.headers.contains_key(REPLAY_HEADER)
+    }
+}
+
 /// Rough per-record overhead (structs, `Arc`s, vectors) used when bounding the store in bytes.
 const RECORD_OVERHEAD: usize = 512;
 

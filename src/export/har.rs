@@ -77,7 +77,9 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn is_redacted(name: &str) -> bool {
+/// Whether a header carries credentials ([`REDACTED_HEADERS`]): the one rule the HAR
+/// export, sessions and replayed traffic all strip by.
+pub fn is_credential_header(name: &str) -> bool {
     REDACTED_HEADERS
         .iter()
         .any(|h| h.eq_ignore_ascii_case(name))
@@ -87,7 +89,7 @@ fn pairs(map: &http::HeaderMap, options: &HarOptions) -> Vec<HarPair> {
     map.iter()
         .map(|(k, v)| HarPair {
             name: k.as_str().to_owned(),
-            value: if options.redact && is_redacted(k.as_str()) {
+            value: if options.redact && is_credential_header(k.as_str()) {
                 REDACTED.to_owned()
             } else {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()
@@ -297,7 +299,12 @@ fn har_request(e: &Exchange, options: &HarOptions) -> HarRequest {
     }
 }
 
-fn har_entry(e: &Exchange, options: &HarOptions, analysis: Option<&AnalysisSnapshot>) -> HarEntry {
+/// One exchange as a HAR entry (a session writes them one at a time).
+pub fn har_entry(
+    e: &Exchange,
+    options: &HarOptions,
+    analysis: Option<&AnalysisSnapshot>,
+) -> HarEntry {
     let (response, time, t, error) = match e.primary.as_ref().map(|p| &p.outcome) {
         Some(UpstreamOutcome::Response(r)) => {
             (har_response(r, options), millis(r.total), timings(r), None)

@@ -12,6 +12,7 @@ use crate::analysis::AnalysisSettings;
 use crate::capture::Exchange;
 use crate::export::har::{HarOptions, write_har_file};
 use crate::export::report::{Report, RunInfo};
+use crate::replay::session::{SessionConfig, SessionMeta, write_session_file};
 use crate::routing::Workload;
 
 use super::{CompiledConfig, Lab, LabError, LabSettings};
@@ -48,6 +49,23 @@ pub struct RunOptions {
     pub workload: Workload,
     /// Header edits for every mirrored copy, before each route's annotations.
     pub mirror_headers: crate::routing::MirrorHeaders,
+    /// Where to save the session (captures, config, analysis settings), if at all.
+    pub session: Option<PathBuf>,
+    /// Keep credential values in the HAR and the session (default: redacted).
+    pub keep_credentials: bool,
+    /// Print `listening on ADDR` on stdout (scripts wait for it); off when stdout is the
+    /// report's alone (`mirrorlab replay`), and the address is logged instead.
+    pub announce_listen: bool,
+}
+
+/// A lab started for a headless command, and what its report and session need.
+pub(super) struct Running {
+    /// The lab.
+    pub lab: Lab,
+    /// Where its proxy listens.
+    pub listen: SocketAddr,
+    started_at: SystemTime,
+    configs: Vec<SessionConfig>,
 }
 
 /// A file's identity for change detection: modification time and length.
@@ -62,6 +80,35 @@ pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<
     // The file's identity before it is read: an edit saved while the lab starts (before the
     // watch loop) is then seen as a change, not taken for the file that was loaded.
     let mut seen = fingerprint(&options.config);
+    let running = start(&handle, &options)?;
+    let stop = wait_for_stop(options.duration);
+    tokio::pin!(stop);
+    let mut summary = tokio::time::interval(SUMMARY_EVERY);
+    summary.tick().await;
+    let mut watch = tokio::time::interval(WATCH_EVERY);
+    let reason = loop {
+        tokio::select! {
+            reason = &mut stop => break reason?,
+            _ = summary.tick() => tracing::info!("{}", running.lab.counters()),
+            _ = watch.tick() => {
+                let now = fingerprint(&options.config);
+                if now != seen {
+                    seen = now;
+                    reload(&running.lab, &options.config, &options.workload);
+                }
+            }
+        }
+    };
+    tracing::info!("stopping ({reason}); waiting for requests and shadows in flight");
+    finish(running, &options).await
+}
+
+/// Loads the config and starts the lab; prints `listening on ADDR` on stdout.
+pub(super) fn start(
+    handle: &tokio::runtime::Handle,
+    options: &RunOptions,
+) -> Result<Running, LabError> {
+    let text = std::fs::read_to_string(&options.config).unwrap_or_default();
     let loaded = CompiledConfig::load_for(&options.config, &options.workload)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
@@ -84,9 +131,9 @@ pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<
         .clone()
         .or_else(|| loaded.table.default_host().map(str::to_owned));
     let started_at = SystemTime::now();
-    let lab = Lab::start(&handle, CancellationToken::new(), settings, loaded.table)?;
+    let lab = Lab::start(handle, CancellationToken::new(), settings, loaded.table)?;
     let listen = lab.local_addr();
-    {
+    if options.announce_listen {
         // Scripts wait for this line; it must reach them before any request does.
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening on {listen}");
@@ -98,54 +145,64 @@ pub async fn run(handle: tokio::runtime::Handle, options: RunOptions) -> Result<
         hosts = %hosts,
         default_host = default_host.as_deref().unwrap_or("(none: address a host)"),
         seed = lab.seed(),
+        listen = %listen,
         "serving"
     );
+    Ok(Running {
+        lab,
+        listen,
+        started_at,
+        configs: vec![SessionConfig {
+            path: options.config.display().to_string(),
+            text,
+        }],
+    })
+}
 
-    let stop = wait_for_stop(options.duration);
-    tokio::pin!(stop);
-    let mut summary = tokio::time::interval(SUMMARY_EVERY);
-    summary.tick().await;
-    let mut watch = tokio::time::interval(WATCH_EVERY);
-    let reason = loop {
-        tokio::select! {
-            reason = &mut stop => break reason?,
-            _ = summary.tick() => tracing::info!("{}", lab.counters()),
-            _ = watch.tick() => {
-                let now = fingerprint(&options.config);
-                if now != seen {
-                    seen = now;
-                    reload(&lab, &options.config, &options.workload);
-                }
-            }
-        }
-    };
-    tracing::info!("stopping ({reason}); waiting for requests and shadows in flight");
+/// Waits for requests and shadows in flight (bounded), then writes the report, and the
+/// HAR and the session if asked.
+pub(super) async fn finish(running: Running, options: &RunOptions) -> Result<(), LabError> {
+    let Running {
+        lab,
+        listen,
+        started_at,
+        configs,
+    } = running;
     let counters = lab.counters();
     let captures = lab.captures_handle();
     let snapshot = lab.shutdown(settings_drain()).await;
     tracing::info!("{counters}");
-    let report = Report::build(
-        &snapshot,
-        &RunInfo {
-            config: vec![options.config.clone()],
-            listen: Some(listen.to_string()),
-            started_at,
-            ended_at: SystemTime::now(),
-            seed: options.seed,
-        },
-    );
+    let run = RunInfo {
+        config: vec![options.config.clone()],
+        listen: Some(listen.to_string()),
+        started_at,
+        ended_at: SystemTime::now(),
+        seed: options.seed,
+    };
+    let report = Report::build(&snapshot, &run);
+    let har_options = HarOptions {
+        redact: !options.keep_credentials,
+        ..HarOptions::default()
+    };
+    // The ring buffer keeps the most recent exchanges; the HAR and the session hold what
+    // it kept.
+    let kept = || captures.store().recent(usize::MAX);
     if let Some(path) = &options.har {
-        // The ring buffer keeps the most recent exchanges; the HAR holds what it kept.
-        let exchanges: Vec<_> = captures
-            .store()
-            .recent(usize::MAX)
-            .iter()
-            .map(|e| Exchange::clone(e))
-            .collect();
-        write_har_file(path, &exchanges, &HarOptions::default(), Some(&snapshot))?;
+        let exchanges: Vec<_> = kept().iter().map(|e| Exchange::clone(e)).collect();
+        write_har_file(path, &exchanges, &har_options, Some(&snapshot))?;
         tracing::info!(path = %path.display(), exchanges = exchanges.len(), "HAR written");
     }
-    match &options.report {
+    if let Some(path) = &options.session {
+        let meta = SessionMeta::new(configs, &run, &snapshot.settings, options.keep_credentials);
+        let written = write_session_file(path, &meta, &kept(), Some(&snapshot))?;
+        tracing::info!(path = %path.display(), exchanges = written, "session written");
+    }
+    write_report(&report, options.report.as_deref())
+}
+
+/// Writes the report to `path`, or prints it on stdout.
+pub(super) fn write_report(report: &Report, path: Option<&Path>) -> Result<(), LabError> {
+    match path {
         Some(path) => {
             report.write_to(path)?;
             tracing::info!(path = %path.display(), "report written");
@@ -195,7 +252,7 @@ fn reload(lab: &Lab, path: &Path, workload: &Workload) {
 }
 
 /// Resolves with why the run ends: the duration elapsed, SIGINT, or SIGTERM.
-async fn wait_for_stop(duration: Option<Duration>) -> Result<&'static str, LabError> {
+pub(super) async fn wait_for_stop(duration: Option<Duration>) -> Result<&'static str, LabError> {
     let elapsed = async {
         match duration {
             Some(duration) => tokio::time::sleep(duration).await,

@@ -6,6 +6,7 @@
 
 pub mod control;
 pub mod headless;
+pub mod replay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -272,6 +273,12 @@ pub enum LabError {
     /// The HAR file could not be written.
     #[error(transparent)]
     Har(#[from] crate::export::har::HarError),
+    /// The session file could not be written.
+    #[error(transparent)]
+    Session(#[from] crate::replay::session::SessionError),
+    /// A traffic or session file cannot be used.
+    #[error(transparent)]
+    Traffic(#[from] crate::replay::TrafficError),
     /// A signal handler could not be installed.
     #[error("cannot listen for {signal}: {source}")]
     Signal {

@@ -92,6 +92,14 @@ pub enum DialogPurpose {
     SaveAs,
     /// Pick where to write the captured traffic as HAR.
     ExportHar,
+    /// Pick a saved session to open.
+    OpenSession,
+    /// Pick session A (`true`) or B to compare.
+    CompareSession(bool),
+    /// Pick where to save the traffic as a session.
+    SaveSession,
+    /// Pick a traffic file to replay.
+    ReplayTraffic,
 }
 
 /// How the app asks for file paths.
@@ -169,7 +177,17 @@ impl FileDialog {
             .name("file-dialog".to_owned())
             .spawn(move || {
                 let mut d = match purpose {
-                    DialogPurpose::ExportHar => rfd::FileDialog::new().add_filter("HAR", &["har"]),
+                    DialogPurpose::ExportHar | DialogPurpose::SaveSession => {
+                        rfd::FileDialog::new().add_filter("HAR", &["har"])
+                    }
+                    DialogPurpose::OpenSession | DialogPurpose::CompareSession(_) => {
+                        rfd::FileDialog::new()
+                            .add_filter("mirrorlab session (HAR)", &["har", "json"])
+                            .add_filter("All files", &["*"])
+                    }
+                    DialogPurpose::ReplayTraffic => rfd::FileDialog::new()
+                        .add_filter("Traffic (HAR, GoReplay)", &["har", "gor", "json"])
+                        .add_filter("All files", &["*"]),
                     DialogPurpose::Open | DialogPurpose::SaveAs => rfd::FileDialog::new()
                         .add_filter("Istio YAML", &["yaml", "yml"])
                         .add_filter("All files", &["*"]),
@@ -178,8 +196,13 @@ impl FileDialog {
                     d = d.set_directory(dir);
                 }
                 let picked = match purpose {
-                    DialogPurpose::Open => d.pick_file(),
-                    DialogPurpose::SaveAs | DialogPurpose::ExportHar => {
+                    DialogPurpose::Open
+                    | DialogPurpose::OpenSession
+                    | DialogPurpose::CompareSession(_)
+                    | DialogPurpose::ReplayTraffic => d.pick_file(),
+                    DialogPurpose::SaveAs
+                    | DialogPurpose::ExportHar
+                    | DialogPurpose::SaveSession => {
                         if let Some(name) = start_name {
                             d = d.set_file_name(name);
                         }
@@ -251,6 +274,11 @@ impl FileDialog {
             DialogPurpose::Open => ("File to open", "Open"),
             DialogPurpose::SaveAs => ("Save as", "Save"),
             DialogPurpose::ExportHar => ("Export HAR to", "Export"),
+            DialogPurpose::OpenSession => ("Session to open", "Open"),
+            DialogPurpose::CompareSession(true) => ("Session A", "Choose"),
+            DialogPurpose::CompareSession(false) => ("Session B", "Choose"),
+            DialogPurpose::SaveSession => ("Save the session to", "Save"),
+            DialogPurpose::ReplayTraffic => ("Traffic file to replay", "Choose"),
         };
         ui.horizontal(|ui| {
             let label = ui.label(title);

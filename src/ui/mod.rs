@@ -4,6 +4,7 @@
 
 mod app;
 mod attempts;
+pub mod compare_sessions;
 pub mod dashboard;
 pub mod diffs;
 mod document;
@@ -13,6 +14,7 @@ pub mod form;
 pub mod help;
 pub mod httproute;
 mod policy_form;
+pub mod replay;
 pub mod routes;
 pub mod screenshot;
 mod send;

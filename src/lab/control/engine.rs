@@ -2,61 +2,33 @@
 //! runs the app's commands one after another, and publishes the view the app reads.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::feed::Feed;
-use super::{LabCommand, LabEvent, LabView, RunRequest, StartFailure, Wake, compare, oneoff};
-use crate::analysis::{AnalysisSettings, IgnoreRules};
+use super::meter::{Demand, RateMeter};
+use super::{
+    LabCommand, LabEvent, LabView, RunRequest, StartFailure, Wake, compare, oneoff, recorded,
+};
+use crate::analysis::{AnalysisSettings, AnalysisSnapshot, IgnoreRules};
 use crate::demo::{DemoServices, TrafficGenerator, TrafficSettings};
 use crate::lab::{CompiledConfig, Lab, LabError, LabSettings};
 use crate::proxy::ProxyError;
+use crate::replay::ReplayHandle;
 
 /// How long Stop lets requests in flight finish.
 const STOP_DRAIN: Duration = Duration::from_millis(500);
 /// How often the view is refreshed while the proxy runs (the app repaints at most this
 /// often for it): 20 Hz.
 const VIEW_EVERY: Duration = Duration::from_millis(50);
-/// How long after the app's last look the engine keeps refreshing the analysis for it.
-const LOOKED_LATELY: Duration = Duration::from_secs(1);
 /// Capacity of the capture subscription the feed's forwarding task empties.
 const SUBSCRIPTION: usize = 16_384;
-
-/// When the app last read the view, so the analysis is refreshed only while it looks.
-#[derive(Debug)]
-pub(super) struct Demand {
-    epoch: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Default for Demand {
-    fn default() -> Self {
-        Self {
-            epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Demand {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    pub(super) fn note(&self) {
-        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
-    }
-
-    fn recent(&self) -> bool {
-        let last = self.last_ms.load(Ordering::Relaxed);
-        self.now_ms().saturating_sub(last) <= LOOKED_LATELY.as_millis() as u64
-    }
-}
 
 /// What the engine task is built from.
 pub(super) struct EngineParts {
@@ -77,6 +49,9 @@ pub(super) struct Engine {
     demo: Option<DemoServices>,
     traffic: Option<TrafficGenerator>,
     rate: RateMeter,
+    replay: Option<ReplayHandle>,
+    /// The session shown while no proxy runs, and its analysis.
+    session: Option<(PathBuf, Arc<AnalysisSnapshot>)>,
 }
 
 /// A running lab and the settings it was started with.
@@ -117,6 +92,8 @@ impl Engine {
             demo: None,
             traffic: None,
             rate: RateMeter::default(),
+            replay: None,
+            session: None,
         }
     }
 
@@ -204,6 +181,27 @@ impl Engine {
                 shadow_index,
             } => self.compare(exchange, shadow_index),
             LabCommand::ExportHar { path, exchanges } => self.export(path, exchanges).await,
+            LabCommand::OpenSession(path) => self.open_session(&path).await,
+            LabCommand::CompareSessions { a, b } => {
+                let rows = recorded::compare_sessions(&self.parts.runtime, a, b).await;
+                self.emit(LabEvent::SessionsCompared(rows));
+            }
+            LabCommand::SaveSession(save) => {
+                let view = self.parts.view.load_full();
+                let path = save.path.clone();
+                let result = recorded::save_session(
+                    &self.parts.runtime,
+                    *save,
+                    Arc::clone(&view.analysis),
+                    view.listening,
+                )
+                .await;
+                self.emit(LabEvent::SessionSaved { path, result });
+            }
+            LabCommand::StartReplay(start) => self.start_replay(*start).await,
+            LabCommand::PauseReplay => self.replay.iter().for_each(ReplayHandle::pause),
+            LabCommand::ResumeReplay => self.replay.iter().for_each(ReplayHandle::resume),
+            LabCommand::StopReplay => self.replay.iter().for_each(ReplayHandle::stop),
         }
     }
 
@@ -224,7 +222,10 @@ impl Engine {
                     analysis,
                 )
             }
-            None => (None, None, LabView::idle().analysis),
+            None => match &self.session {
+                Some((_, analysis)) => (None, None, Arc::clone(analysis)),
+                None => (None, None, LabView::idle().analysis),
+            },
         };
         let requests_per_second = match &counters {
             Some(c) => self.rate.update(c.requests),
@@ -238,8 +239,11 @@ impl Engine {
             requests_per_second,
             analysis,
             feed_dropped: self.parts.feed.dropped(),
+            replay: self.replay.as_ref().map(ReplayHandle::progress),
+            session: self.session.as_ref().map(|(p, _)| p.clone()),
         };
         let changed = always
+            || view.replay != old.replay
             || view.listening != old.listening
             || view.counters != old.counters
             || !Arc::ptr_eq(&view.analysis, &old.analysis)
@@ -347,6 +351,7 @@ impl Engine {
         )
         .map_err(|e| start_failure(&e, listen))?;
         self.parts.feed.clear();
+        self.session = None;
         let forwarder = self.parts.runtime.spawn(forward(
             lab.subscribe(SUBSCRIPTION),
             Arc::clone(&self.parts.feed),
@@ -364,6 +369,9 @@ impl Engine {
 
     async fn stop(&mut self) {
         self.traffic = None;
+        if let Some(replay) = &self.replay {
+            replay.stop();
+        }
         if let Some(running) = self.lab.take() {
             let _ = running.lab.shutdown(STOP_DRAIN).await;
             // The forwarder ends when the proxy's hub drops its sender; what it still
@@ -466,6 +474,60 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Stops the proxy and shows the session instead (its exchanges go with the event, so
+    /// the app's table starts afresh with exactly them).
+    async fn open_session(&mut self, path: &std::path::Path) {
+        match recorded::open_session(&self.parts.runtime, path).await {
+            Ok(opened) => {
+                self.stop().await;
+                self.replay = None;
+                self.parts.feed.clear();
+                self.session = Some((opened.path.clone(), Arc::clone(&opened.analysis)));
+                self.emit(LabEvent::SessionOpened(Ok(Box::new(opened))));
+            }
+            Err(e) => self.emit(LabEvent::SessionOpened(Err(e))),
+        }
+    }
+
+    /// Reads the whole file first (a bad one is refused with nothing sent), starts the
+    /// proxy if it is not running, then replays through it.
+    async fn start_replay(&mut self, start: recorded::ReplayStart) {
+        if self.replay.as_ref().is_some_and(|r| !r.progress().finished) {
+            return self.emit(LabEvent::ReplayFailed(
+                "A replay is under way; stop it first.".to_owned(),
+            ));
+        }
+        let traffic =
+            match recorded::load_replay(&self.parts.runtime, &start.path, start.source).await {
+                Ok(traffic) => traffic,
+                Err(e) => return self.emit(LabEvent::ReplayFailed(e)),
+            };
+        if self.lab.is_none() {
+            self.start(&start.run).await;
+        }
+        let Some(addr) = self.lab.as_ref().map(|r| r.lab.local_addr()) else {
+            return self.emit(LabEvent::ReplayFailed(
+                "The proxy is not running, so nothing was replayed.".to_owned(),
+            ));
+        };
+        let (requests, credentials_stripped) =
+            (traffic.requests.len(), traffic.credentials_stripped);
+        let handle = ReplayHandle::start(
+            &self.parts.runtime,
+            addr,
+            recorded::requests(traffic),
+            start.options,
+        );
+        self.replay = Some(handle);
+        self.emit(LabEvent::ReplayStarted {
+            path: start.path,
+            requests,
+            credentials_stripped,
+        });
+    }
+}
+
 /// The app's rules for every route, on top of the headers every diff leaves out.
 fn global_rules(own: &IgnoreRules) -> IgnoreRules {
     let mut all = IgnoreRules::with_default_headers();
@@ -518,28 +580,5 @@ async fn forward(
     while exchanges.recv_many(&mut batch, 1024).await > 0 {
         feed.push(batch.drain(..));
         wake();
-    }
-}
-
-/// Measures requests per second from a growing counter.
-#[derive(Debug, Default)]
-struct RateMeter {
-    last: Option<(Instant, u64)>,
-    rate: f64,
-}
-
-impl RateMeter {
-    fn update(&mut self, count: u64) -> f64 {
-        let now = Instant::now();
-        match self.last {
-            Some((t, c)) if now.duration_since(t) >= Duration::from_millis(500) => {
-                let dt = now.duration_since(t).as_secs_f64();
-                self.rate = count.saturating_sub(c) as f64 / dt;
-                self.last = Some((now, count));
-            }
-            Some(_) => {}
-            None => self.last = Some((now, count)),
-        }
-        self.rate
     }
 }

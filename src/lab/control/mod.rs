@@ -8,7 +8,9 @@
 pub mod compare;
 mod engine;
 mod feed;
+mod meter;
 pub mod oneoff;
+mod recorded;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +30,7 @@ use crate::routing::{MirrorHeaders, Workload};
 pub use compare::{BodyLine, Comparison, LineSide};
 pub use feed::FeedBounds;
 pub use oneoff::{OneRequest, SendOutcome};
+pub use recorded::{OpenedSession, ReplayStart, SaveSession};
 
 /// How the engine asks the UI for a frame; the app passes one that calls
 /// `request_repaint_after` with its frame time, so the engine never repaints faster.
@@ -105,6 +108,25 @@ pub enum LabCommand {
         /// Which shadow.
         shadow_index: usize,
     },
+    /// Save these exchanges, the config and the analysis settings as a session.
+    SaveSession(Box<SaveSession>),
+    /// Set two sessions' reports side by side.
+    CompareSessions {
+        /// The first session.
+        a: PathBuf,
+        /// The one compared with it.
+        b: PathBuf,
+    },
+    /// Stop the proxy and show this saved session instead: its exchanges and its analysis.
+    OpenSession(PathBuf),
+    /// Replay a traffic file through the proxy, starting it if it is not running.
+    StartReplay(Box<ReplayStart>),
+    /// Hold the replay's next requests back.
+    PauseReplay,
+    /// Go on with the replay.
+    ResumeReplay,
+    /// Send nothing more of the replay.
+    StopReplay,
     /// Write these exchanges as HAR 1.2 to `path`.
     ExportHar {
         /// The file.
@@ -192,6 +214,28 @@ pub enum LabEvent {
     Sent(SendOutcome),
     /// A comparison for the detail view.
     Compared(Box<Comparison>),
+    /// A session was opened (its exchanges, for the Traffic table), or not.
+    SessionOpened(Result<Box<OpenedSession>, String>),
+    /// A session was saved (exchanges written), or not.
+    SessionSaved {
+        /// The file.
+        path: PathBuf,
+        /// Exchanges written, or why nothing was.
+        result: Result<usize, String>,
+    },
+    /// Two sessions compared (the rows `mirrorlab compare` prints), or why not.
+    SessionsCompared(Result<Vec<crate::replay::compare::CompareRow>, String>),
+    /// A replay started: this many requests from this file.
+    ReplayStarted {
+        /// The file.
+        path: PathBuf,
+        /// Requests to send per round.
+        requests: usize,
+        /// Credential headers stripped.
+        credentials_stripped: usize,
+    },
+    /// A replay did not start; nothing was sent.
+    ReplayFailed(String),
     /// A HAR file was written, or not.
     Exported {
         /// The file.
@@ -219,6 +263,10 @@ pub struct LabView {
     /// Exchanges the app's feed dropped because the app did not take them in time (its
     /// window hidden, say); never counted as dropped captures.
     pub feed_dropped: u64,
+    /// The replay under way (or the last one, finished), if any.
+    pub replay: Option<crate::replay::ReplayProgress>,
+    /// The session shown while no proxy runs.
+    pub session: Option<PathBuf>,
 }
 
 impl LabView {
@@ -231,6 +279,8 @@ impl LabView {
             requests_per_second: 0.0,
             analysis: Arc::new(Analyzer::new(AnalysisSettings::default()).snapshot()),
             feed_dropped: 0,
+            replay: None,
+            session: None,
         }
     }
 }
@@ -245,7 +295,7 @@ pub struct LabControl {
     sent: AtomicU64,
     done: Arc<AtomicU64>,
     /// Milliseconds since the handle's start of the app's last look at the view.
-    looked: Arc<engine::Demand>,
+    looked: Arc<meter::Demand>,
     cancel: CancellationToken,
 }
 
@@ -276,7 +326,7 @@ impl LabControl {
         let view = Arc::new(ArcSwap::from_pointee(LabView::idle()));
         let feed = Arc::new(feed::Feed::new(bounds));
         let done = Arc::new(AtomicU64::new(0));
-        let looked = Arc::new(engine::Demand::default());
+        let looked = Arc::new(meter::Demand::default());
         let cancel = CancellationToken::new();
         let engine = engine::Engine::new(engine::EngineParts {
             runtime: runtime.clone(),

@@ -38,6 +38,35 @@ impl MirrorlabApp {
                 }
                 ui.separator();
                 if ui
+                    .button("Open session…")
+                    .on_hover_text("A session saved by `mirrorlab run --session` or `replay --session`: Dashboard, Traffic and Diffs on it, no proxy running")
+                    .clicked()
+                {
+                    self.commands.push(Command::OpenSessionDialog);
+                }
+                if ui
+                    .add_enabled(!self.traffic.is_empty(), egui::Button::new("Save session…"))
+                    .on_hover_text("The exchanges the Traffic filter shows, the config and the analysis settings, to open again later")
+                    .clicked()
+                {
+                    self.commands.push(Command::SaveSessionDialog);
+                }
+                if ui
+                    .button("Compare sessions…")
+                    .on_hover_text("Two sessions' reports side by side, per route and field")
+                    .clicked()
+                {
+                    self.commands.push(Command::ShowCompare);
+                }
+                if ui
+                    .button("Replay…")
+                    .on_hover_text("Send a HAR, GoReplay or session file's requests through the proxy")
+                    .clicked()
+                {
+                    self.commands.push(Command::ShowReplay);
+                }
+                ui.separator();
+                if ui
                     .add_enabled(
                         !self.traffic.is_empty(),
                         egui::Button::new("Export traffic as HAR..."),

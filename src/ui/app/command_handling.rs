@@ -58,6 +58,27 @@ pub enum Command {
     ExportHarDialog,
     /// Write the traffic table's exchanges (those the filter shows) as HAR here.
     ExportHar(PathBuf),
+    /// Ask which session to open.
+    OpenSessionDialog,
+    /// Stop the proxy and show this saved session.
+    OpenSession(PathBuf),
+    /// Ask where to save the traffic table's exchanges as a session.
+    SaveSessionDialog,
+    /// Save the traffic table's exchanges (those the filter shows), the config and the
+    /// analysis settings as a session here.
+    SaveSession(PathBuf),
+    /// Show the Replay… window.
+    ShowReplay,
+    /// Show the Compare sessions… window.
+    ShowCompare,
+    /// Session A (`true`) or B of the Compare sessions… window.
+    SetCompareSession(bool, PathBuf),
+    /// What the Compare sessions… window asks for.
+    CompareSessions(crate::ui::compare_sessions::CompareAction),
+    /// The Replay… window's file.
+    SetReplayFile(PathBuf),
+    /// What the Replay… window asks for.
+    Replay(crate::ui::replay::ReplayAction),
     /// Put the keyboard focus in the Traffic filter (Ctrl+F).
     FocusTrafficFilter,
     /// Ignore a field in diffs: write it into the VirtualService's annotation.
@@ -107,6 +128,15 @@ impl MirrorlabApp {
                     .unwrap_or_else(|| PathBuf::from("mirrorlab.har")),
             ),
             DialogPurpose::Open | DialogPurpose::SaveAs => self.doc.path().map(Path::to_path_buf),
+            DialogPurpose::SaveSession => Some(
+                self.doc
+                    .path()
+                    .map(|p| p.with_extension("session.har"))
+                    .unwrap_or_else(|| PathBuf::from("mirrorlab.session.har")),
+            ),
+            DialogPurpose::OpenSession
+            | DialogPurpose::CompareSession(_)
+            | DialogPurpose::ReplayTraffic => None,
         };
         self.dialog = Some(FileDialog::open(
             purpose,
@@ -184,6 +214,61 @@ impl MirrorlabApp {
                 self.traffic.reveal_selected();
                 self.state.tab = Tab::Traffic;
             }
+            Command::OpenSessionDialog => self.open_dialog(DialogPurpose::OpenSession, ctx),
+            Command::OpenSession(path) => {
+                self.info(format!("Opening the session {}…", path.display()));
+                self.lab.send(LabCommand::OpenSession(path));
+            }
+            Command::SaveSessionDialog => self.open_dialog(DialogPurpose::SaveSession, ctx),
+            Command::SaveSession(path) => {
+                let config = crate::replay::session::SessionConfig {
+                    path: self
+                        .doc
+                        .path()
+                        .map_or_else(|| self.doc.display_name(), |p| p.display().to_string()),
+                    text: self.doc.yaml().to_owned(),
+                };
+                self.lab.send(LabCommand::SaveSession(Box::new(
+                    crate::lab::control::SaveSession {
+                        path,
+                        exchanges: self.traffic.shown_exchanges(),
+                        config: vec![config],
+                    },
+                )));
+            }
+            Command::ShowReplay => self.replay_window = true,
+            Command::ShowCompare => self.compare_window = true,
+            Command::SetCompareSession(a, path) => {
+                let slot = if a {
+                    &mut self.compare_form.a
+                } else {
+                    &mut self.compare_form.b
+                };
+                *slot = path.display().to_string();
+            }
+            Command::CompareSessions(action) => {
+                use crate::ui::compare_sessions::CompareAction;
+                match action {
+                    CompareAction::BrowseA => {
+                        self.open_dialog(DialogPurpose::CompareSession(true), ctx)
+                    }
+                    CompareAction::BrowseB => {
+                        self.open_dialog(DialogPurpose::CompareSession(false), ctx)
+                    }
+                    CompareAction::Compare => {
+                        self.compare_form.waiting = true;
+                        self.lab.send(LabCommand::CompareSessions {
+                            a: PathBuf::from(self.compare_form.a.trim()),
+                            b: PathBuf::from(self.compare_form.b.trim()),
+                        });
+                    }
+                }
+            }
+            Command::SetReplayFile(path) => {
+                self.replay_form.path = path.display().to_string();
+                self.replay_window = true;
+            }
+            Command::Replay(action) => self.replay_action(action, ctx),
             Command::FocusTrafficFilter => {
                 self.state.tab = Tab::Traffic;
                 self.traffic.focus_filter();
@@ -286,6 +371,40 @@ impl MirrorlabApp {
             host: self.doc.hosts().into_iter().next(),
             rps: DEMO_RPS,
         });
+    }
+
+    fn replay_action(&mut self, action: crate::ui::replay::ReplayAction, ctx: &egui::Context) {
+        use crate::ui::replay::ReplayAction;
+        match action {
+            ReplayAction::Browse => self.open_dialog(DialogPurpose::ReplayTraffic, ctx),
+            ReplayAction::Start => {
+                let (options, source) = match self.replay_form.options() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        self.replay_form.error = Some(e);
+                        return;
+                    }
+                };
+                let Some(run) = self.run_request(RunPurpose::Needed) else {
+                    self.replay_form.error =
+                        Some("Open a config first: the replay goes through its routes.".to_owned());
+                    return;
+                };
+                self.replay_form.error = None;
+                self.traffic.paused = false;
+                self.lab.send(LabCommand::StartReplay(Box::new(
+                    crate::lab::control::ReplayStart {
+                        path: PathBuf::from(self.replay_form.path.trim()),
+                        options,
+                        source,
+                        run: Box::new(run),
+                    },
+                )));
+            }
+            ReplayAction::Pause => self.lab.send(LabCommand::PauseReplay),
+            ReplayAction::Resume => self.lab.send(LabCommand::ResumeReplay),
+            ReplayAction::Stop => self.lab.send(LabCommand::StopReplay),
+        }
     }
 
     fn send_request(&mut self) {

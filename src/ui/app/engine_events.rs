@@ -73,6 +73,49 @@ impl MirrorlabApp {
                 self.last_send = Some(outcome);
             }
             LabEvent::Compared(comparison) => self.traffic.set_comparison(*comparison),
+            LabEvent::SessionOpened(Ok(opened)) => {
+                self.traffic.clear();
+                self.traffic
+                    .push(opened.exchanges.clone(), Some(&opened.analysis));
+                self.state.tab = Tab::Dashboard;
+                self.info(format!(
+                    "Opened the session {} ({} exchange{}, config {}). No proxy runs: Dashboard, Traffic and Diffs show the session.",
+                    opened.path.display(),
+                    opened.exchanges.len(),
+                    plural(opened.exchanges.len()),
+                    if opened.config.is_empty() { "unknown".to_owned() } else { opened.config.join(", ") }
+                ));
+            }
+            LabEvent::SessionOpened(Err(e)) => self.error(format!("Session not opened: {e}")),
+            LabEvent::SessionsCompared(rows) => {
+                self.compare_form.waiting = false;
+                self.compare_form.result = Some(rows);
+            }
+            LabEvent::SessionSaved { path, result } => match result {
+                Ok(n) => self.info(format!(
+                    "Saved the session {} ({n} exchange{}, credentials redacted): File > Open session… or `mirrorlab report` it.",
+                    path.display(),
+                    plural(n)
+                )),
+                Err(e) => self.error(format!("Session not saved: {e}")),
+            },
+            LabEvent::ReplayStarted {
+                path,
+                requests,
+                credentials_stripped,
+            } => {
+                self.replay_form.error = None;
+                self.state.tab = Tab::Traffic;
+                self.info(format!(
+                    "Replaying {requests} request{} from {} ({credentials_stripped} credential header(s) stripped); replayed exchanges are marked in Traffic.",
+                    plural(requests),
+                    path.display()
+                ));
+            }
+            LabEvent::ReplayFailed(e) => {
+                self.error(format!("Not replayed: {e}"));
+                self.replay_form.error = Some(e);
+            }
             LabEvent::Exported { path, result } => match result {
                 Ok(n) => self.info(format!(
                     "Wrote {n} exchanges to {} (Authorization and cookies redacted)",

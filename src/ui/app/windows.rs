@@ -28,6 +28,10 @@ impl MirrorlabApp {
                     DialogPurpose::Open => Command::Open(path),
                     DialogPurpose::SaveAs => Command::SaveTo(path),
                     DialogPurpose::ExportHar => Command::ExportHar(path),
+                    DialogPurpose::OpenSession => Command::OpenSession(path),
+                    DialogPurpose::CompareSession(a) => Command::SetCompareSession(a, path),
+                    DialogPurpose::SaveSession => Command::SaveSession(path),
+                    DialogPurpose::ReplayTraffic => Command::SetReplayFile(path),
                 });
             }
         }
@@ -120,6 +124,34 @@ impl MirrorlabApp {
                 self.commands.push(Command::Apply);
             }
             self.settings_window = open;
+        }
+        if self.compare_window {
+            let mut open = true;
+            let mut action = None;
+            egui::Window::new("Compare sessions")
+                .open(&mut open)
+                .default_pos([300.0, 90.0])
+                .resizable(true)
+                .show(ctx, |ui| action = self.compare_form.ui(ui));
+            if let Some(action) = action {
+                self.commands.push(Command::CompareSessions(action));
+            }
+            self.compare_window = open;
+        }
+        if self.replay_window {
+            let mut open = true;
+            let mut action = None;
+            egui::Window::new("Replay traffic")
+                .open(&mut open)
+                .default_pos([420.0, 90.0])
+                .resizable(false)
+                .show(ctx, |ui| {
+                    action = self.replay_form.ui(ui, self.view.replay.as_ref());
+                });
+            if let Some(action) = action {
+                self.commands.push(Command::Replay(action));
+            }
+            self.replay_window = open;
         }
     }
 }

@@ -154,8 +154,19 @@ impl TrafficView<'_> {
                     row.set_selected(self.panel.selected == Some(e.id));
                     let time: chrono::DateTime<chrono::Local> = e.started_at.into();
                     row.col(|ui| {
-                        ui.label(time.format("%H:%M:%S%.3f").to_string())
-                            .on_hover_text(format!("Exchange #{}", e.id));
+                        let at = time.format("%H:%M:%S%.3f").to_string();
+                        match e.request.headers.get(crate::capture::REPLAY_HEADER) {
+                            Some(from) => {
+                                ui.label(format!("{at} replay")).on_hover_text(format!(
+                                    "Exchange #{}, replayed: request {} of the traffic file",
+                                    e.id,
+                                    String::from_utf8_lossy(from.as_bytes())
+                                ));
+                            }
+                            None => {
+                                ui.label(at).on_hover_text(format!("Exchange #{}", e.id));
+                            }
+                        }
                     });
                     row.col(|ui| {
                         ui.label(e.request.method.as_str());
