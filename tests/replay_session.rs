@@ -215,7 +215,7 @@ fn full_exchange() -> mirrorlab::capture::Exchange {
         ttfb: Duration::from_nanos(1_234_567),
         total: Duration::from_nanos(2_345_678),
         version: http::Version::HTTP_2,
-        trailers: Some(headers(&[("grpc-status", b"0")])),
+        trailers: Some(Box::new(headers(&[("grpc-status", b"0")]))),
     };
     Exchange {
         id: 42,

@@ -57,8 +57,9 @@ pub struct CapturedResponse {
     /// The HTTP version the upstream answered in (HTTP/1.1 or HTTP/2, as the cluster's
     /// protocol says; an HTTP/1.0 server answers in 1.0).
     pub version: http::Version,
-    /// The trailers that ended the body (gRPC's `grpc-status` and `grpc-message`), if any.
-    pub trailers: Option<http::HeaderMap>,
+    /// The trailers that ended the body (gRPC's `grpc-status` and `grpc-message`), if any;
+    /// boxed, as most answers have none and a response is moved several times.
+    pub trailers: Option<Box<http::HeaderMap>>,
 }
 
 /// Why an upstream exchange failed.
@@ -448,7 +449,7 @@ fn headers_bytes(headers: &http::HeaderMap) -> usize {
 impl CapturedResponse {
     fn approx_bytes(&self) -> usize {
         headers_bytes(&self.headers)
-            + self.trailers.as_ref().map_or(0, headers_bytes)
+            + self.trailers.as_deref().map_or(0, headers_bytes)
             + self.body.bytes.len()
     }
 

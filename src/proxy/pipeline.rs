@@ -32,7 +32,8 @@ impl Shared {
         self.counters.request();
         let arrival = Arrival::new(id, request, client);
         if arrival.parts.method == http::Method::CONNECT {
-            return self.connect_tunnel(arrival).await;
+            // Boxed, as the upgrade below: the common request's future stays small.
+            return Box::pin(self.connect_tunnel(arrival)).await;
         }
         let routed = match self.route(&arrival) {
             Ok(routed) => routed,

@@ -379,7 +379,7 @@ impl Shared {
                 if let Some(data) = frame.data_ref() {
                     capture.record(data);
                 } else if let (Some(trailers), Some(head)) = (frame.trailers_ref(), head.as_mut()) {
-                    head.trailers = Some(owned_headers(trailers));
+                    head.trailers = Some(Box::new(owned_headers(trailers)));
                 }
             }
             connection.release();

@@ -479,8 +479,8 @@ pub(crate) fn diff_prepared(
         // answer's outcome is there, not in its 200.
         let none = http::HeaderMap::new();
         headers.extend(diff_headers(
-            primary.trailers.as_ref().unwrap_or(&none),
-            shadow.trailers.as_ref().unwrap_or(&none),
+            primary.trailers.as_deref().unwrap_or(&none),
+            shadow.trailers.as_deref().unwrap_or(&none),
             rules,
             false,
         ));

@@ -71,7 +71,7 @@ pub(crate) struct ResponseHead {
     /// The HTTP version the upstream answered in.
     pub version: http::Version,
     /// The trailers, once the body has ended with them.
-    pub trailers: Option<http::HeaderMap>,
+    pub trailers: Option<Box<http::HeaderMap>>,
 }
 
 impl ResponseHead {
@@ -311,7 +311,7 @@ impl Body for CaptureBody {
                 } else if let (Some(trailers), Some(head)) =
                     (frame.trailers_ref(), this.head.as_mut())
                 {
-                    head.trailers = Some(crate::capture::owned_headers(trailers));
+                    head.trailers = Some(Box::new(crate::capture::owned_headers(trailers)));
                 }
                 if this.inner_ended() {
                     this.finish(None);

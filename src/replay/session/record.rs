@@ -470,7 +470,7 @@ fn response_in(r: ResponseRecord) -> Result<CapturedResponse, String> {
         ttfb: Duration::from_nanos(r.ttfb_ns),
         total: Duration::from_nanos(r.total_ns),
         version: version_in(&r.version)?,
-        trailers: r.trailers.map(headers_in).transpose()?,
+        trailers: r.trailers.map(headers_in).transpose()?.map(Box::new),
     })
 }
 
