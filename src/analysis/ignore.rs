@@ -160,7 +160,14 @@ pub struct IgnoreRules {
     pub status: bool,
     /// Whole-body differences of non-JSON bodies are ignored.
     pub body: bool,
+    /// How gRPC messages are read: the service's descriptors, from the VirtualService's
+    /// [`GRPC_DESCRIPTORS_ANNOTATION`]; without them messages decode by field number.
+    pub grpc: Option<prost_reflect::DescriptorPool>,
 }
+
+/// The VirtualService annotation naming a `FileDescriptorSet` file (what `protoc
+/// --descriptor_set_out` or `buf build -o` writes), relative to the config file.
+pub const GRPC_DESCRIPTORS_ANNOTATION: &str = "mirrorlab.dev/grpc-descriptors";
 
 impl IgnoreRules {
     /// No rules at all.
@@ -233,6 +240,9 @@ impl IgnoreRules {
         }
         self.status |= other.status;
         self.body |= other.body;
+        if other.grpc.is_some() {
+            self.grpc.clone_from(&other.grpc);
+        }
     }
 
     /// True when a difference at `path` is to be ignored.

@@ -26,8 +26,8 @@ use crate::routing::ActionKind;
 
 pub use endpoint::endpoint_template;
 pub use ignore::{
-    DEFAULT_IGNORED_HEADERS, DIFF_IGNORE_ANNOTATION, FieldPath, IgnoreRuleError, IgnoreRules,
-    JsonPathPattern,
+    DEFAULT_IGNORED_HEADERS, DIFF_IGNORE_ANNOTATION, FieldPath, GRPC_DESCRIPTORS_ANNOTATION,
+    IgnoreRuleError, IgnoreRules, JsonPathPattern,
 };
 pub use noise::DiffAggregateRow;
 pub use stats::{

@@ -95,7 +95,9 @@ impl RouteAccumulator {
         }
         let primary_response = self.record_primary(exchange, cx.second);
         let endpoint = self.endpoint_of(exchange);
-        let prepared_primary = primary_response.map(|r| PreparedResponse::new(r, "primary"));
+        let path = Some(exchange.request.uri.as_str());
+        let prepared_primary =
+            primary_response.map(|r| PreparedResponse::new(r, "primary").for_method(path));
         let mut shadows = Vec::with_capacity(exchange.shadows.len());
         for record in &exchange.shadows {
             let baseline = exchange
@@ -240,7 +242,7 @@ impl RouteAccumulator {
         side.delta.record(r.total, prepared.response().total);
         let d = diff::diff_prepared(
             prepared,
-            &PreparedResponse::new(r, "shadow"),
+            &PreparedResponse::new(r, "shadow").for_method(prepared.method()),
             cx.rules,
             diff::Detail::Paths,
         );

@@ -186,6 +186,92 @@ fn reply(version: ReviewsVersion, podname: &str, product: u32) -> Message {
     reply
 }
 
+/// sample-configs/reviews.proto as a `FileDescriptorSet`, the bytes of
+/// sample-configs/reviews.pb (what `protoc --descriptor_set_out` would write for it): the
+/// gRPC demo's VirtualService names that file, so its diffs show fields by name.
+pub fn descriptor_set() -> Vec<u8> {
+    use prost_reflect::prost::Message as _;
+    use prost_reflect::prost_types::field_descriptor_proto::{Label, Type};
+    use prost_reflect::prost_types::{
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
+        MethodDescriptorProto, ServiceDescriptorProto,
+    };
+    let field = |name: &str, number: i32, kind: Type, type_name: Option<&str>, repeated: bool| {
+        FieldDescriptorProto {
+            name: Some(name.to_owned()),
+            number: Some(number),
+            label: Some(if repeated {
+                Label::Repeated
+            } else {
+                Label::Optional
+            } as i32),
+            r#type: Some(kind as i32),
+            type_name: type_name.map(str::to_owned),
+            json_name: None,
+            ..FieldDescriptorProto::default()
+        }
+    };
+    let message = |name: &str, fields: Vec<FieldDescriptorProto>| DescriptorProto {
+        name: Some(name.to_owned()),
+        field: fields,
+        ..DescriptorProto::default()
+    };
+    let file = FileDescriptorProto {
+        name: Some("reviews.proto".to_owned()),
+        package: Some("reviews".to_owned()),
+        syntax: Some("proto3".to_owned()),
+        message_type: vec![
+            message(
+                "ReviewsRequest",
+                vec![field("product_id", 1, Type::Uint32, None, false)],
+            ),
+            message(
+                "Rating",
+                vec![
+                    field("stars", 1, Type::Uint32, None, false),
+                    field("color", 2, Type::String, None, false),
+                ],
+            ),
+            message(
+                "Review",
+                vec![
+                    field("reviewer", 1, Type::String, None, false),
+                    field("text", 2, Type::String, None, false),
+                    field("rating", 3, Type::Message, Some(".reviews.Rating"), false),
+                ],
+            ),
+            message(
+                "Summary",
+                vec![
+                    field("count", 1, Type::Uint32, None, false),
+                    field("average_stars", 2, Type::String, None, false),
+                ],
+            ),
+            message(
+                "ReviewsReply",
+                vec![
+                    field("id", 1, Type::String, None, false),
+                    field("podname", 2, Type::String, None, false),
+                    field("reviews", 3, Type::Message, Some(".reviews.Review"), true),
+                    field("summary", 4, Type::Message, Some(".reviews.Summary"), false),
+                ],
+            ),
+        ],
+        service: vec![ServiceDescriptorProto {
+            name: Some("Reviews".to_owned()),
+            method: vec![MethodDescriptorProto {
+                name: Some("GetReviews".to_owned()),
+                input_type: Some(".reviews.ReviewsRequest".to_owned()),
+                output_type: Some(".reviews.ReviewsReply".to_owned()),
+                ..MethodDescriptorProto::default()
+            }],
+            ..ServiceDescriptorProto::default()
+        }],
+        ..FileDescriptorProto::default()
+    };
+    FileDescriptorSet { file: vec![file] }.encode_to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

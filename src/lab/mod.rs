@@ -4,6 +4,7 @@
 //! [`Lab::start`] binds the proxy and starts the analysis task on the caller's runtime;
 //! the lab never creates a runtime of its own.
 
+mod annotations;
 pub mod control;
 pub mod headless;
 pub mod replay;
@@ -20,9 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::analysis::{
-    AnalysisSettings, AnalysisSnapshot, Analyzer, DIFF_IGNORE_ANNOTATION, IgnoreRules,
-};
+use crate::analysis::{AnalysisSettings, AnalysisSnapshot, Analyzer, IgnoreRules};
 use crate::capture::{CaptureHub, CaptureStore, Exchange, StoreBounds};
 use crate::config::{ConfigSet, Severity};
 use crate::proxy::{CounterSnapshot, Proxy, ProxyError, ProxySettings, Routes};
@@ -61,8 +60,9 @@ pub struct CompiledConfig {
     pub virtual_services: usize,
     /// Warnings, each as the checker prints it.
     pub warnings: Vec<String>,
-    /// `mirrorlab.dev/diff-ignore` annotations that do not parse (also among the warnings):
-    /// their rules are not in force, and the app says so.
+    /// `mirrorlab.dev/diff-ignore` annotations that do not parse and
+    /// `mirrorlab.dev/grpc-descriptors` files that do not load (also among the warnings):
+    /// they are not in force, and the app says so.
     pub ignore_errors: Vec<String>,
 }
 
@@ -96,40 +96,10 @@ impl CompiledConfig {
             .map_err(|errors| refused(errors.iter().map(ToString::to_string).collect()))?;
         let mut warnings: Vec<String> = set.diagnostics().iter().map(ToString::to_string).collect();
         warnings.extend(table.notes().into_iter().map(|n| format!("{file}: {n}")));
-        let mut ignore = Vec::new();
-        let mut ignore_errors = Vec::new();
-        let mut virtual_services = 0;
-        // HTTPRoutes and GRPCRoutes carry the annotation too: the trace names them as it
-        // names VirtualServices (`namespace/name`).
-        let route_objects = set.gateway_api().filter(|(_, o)| {
-            matches!(
-                o,
-                crate::config::gateway::GatewayApiObject::HttpRoute(_)
-                    | crate::config::gateway::GatewayApiObject::GrpcRoute(_)
-            )
-        });
-        let annotated = set
-            .virtual_services()
-            .map(|(r, vs)| (r, &vs.metadata))
-            .chain(route_objects.map(|(r, o)| (r, o.metadata())));
-        for (resource, metadata) in annotated {
-            virtual_services += 1;
-            let Some(text) = metadata.annotations.get(DIFF_IGNORE_ANNOTATION) else {
-                continue;
-            };
-            let name = resource.object.qualified_name();
-            match IgnoreRules::parse(text) {
-                Ok(rules) => ignore.push((name, rules)),
-                Err(err) => {
-                    let line = resource.source.line;
-                    let problem = format!(
-                        "{file}:{line}: {name}: annotation {DIFF_IGNORE_ANNOTATION} ignored: {err}"
-                    );
-                    warnings.push(problem.clone());
-                    ignore_errors.push(problem);
-                }
-            }
-        }
+        let annotated = annotations::read(set, file);
+        warnings.extend(annotated.problems.iter().cloned());
+        let (ignore, ignore_errors, virtual_services) =
+            (annotated.rules, annotated.problems, annotated.route_objects);
         Ok(CompiledConfig {
             table,
             ignore,

@@ -5,13 +5,45 @@
 //! 32-bit). Field numbers become keys (`"1"`, `"2"`); a field seen more than once becomes
 //! an array; a length-delimited field is a nested message when it parses as one and is
 //! not printable text, else text, else hex. One message is an object; a stream of them an
-//! array.
+//! array. With the service's descriptors (a `FileDescriptorSet`), messages are read by
+//! their types instead, fields by name (prost-reflect).
 
 use serde_json::{Map, Value};
 
 /// The messages of a gRPC body as JSON; `None` when the body is not gRPC, is compressed
 /// (`grpc-encoding`: no decoder here), or does not parse.
 pub fn grpc_messages(headers: &http::HeaderMap, bytes: &[u8]) -> Option<Value> {
+    grpc_messages_with(headers, bytes, None)
+}
+
+/// Which message of a method a body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageSide {
+    /// The method's input (a request body).
+    Request,
+    /// The method's output (an answer's body).
+    Response,
+}
+
+/// A method's messages as the service's descriptors define them.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcSchema<'a> {
+    /// The descriptors (the VirtualService's `mirrorlab.dev/grpc-descriptors`).
+    pub pool: &'a prost_reflect::DescriptorPool,
+    /// The request path, `/package.Service/Method`.
+    pub path: &'a str,
+    /// Which of its messages.
+    pub side: MessageSide,
+}
+
+/// [`grpc_messages`], each message read with `schema` when the method is in it (fields
+/// by name, as proto3's JSON mapping writes them, defaults included so a field set back to
+/// its default is a change), else by field number.
+pub fn grpc_messages_with(
+    headers: &http::HeaderMap,
+    bytes: &[u8],
+    schema: Option<GrpcSchema<'_>>,
+) -> Option<Value> {
     let grpc = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -24,6 +56,7 @@ pub fn grpc_messages(headers: &http::HeaderMap, bytes: &[u8]) -> Option<Value> {
     if !grpc {
         return None;
     }
+    let descriptor = schema.and_then(message_descriptor);
     let mut messages = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -37,7 +70,11 @@ pub fn grpc_messages(headers: &http::HeaderMap, bytes: &[u8]) -> Option<Value> {
             return None;
         }
         let (message, after) = after.split_at(len);
-        messages.push(Value::Object(decode_message(message, 0)?));
+        let typed = descriptor.as_ref().and_then(|d| typed_message(d, message));
+        messages.push(match typed {
+            Some(value) => value,
+            None => Value::Object(decode_message(message, 0)?),
+        });
         rest = after;
     }
     match messages.len() {
@@ -45,6 +82,31 @@ pub fn grpc_messages(headers: &http::HeaderMap, bytes: &[u8]) -> Option<Value> {
         1 => messages.pop(),
         _ => Some(Value::Array(messages)),
     }
+}
+
+/// The input or output message of the method `schema.path` names.
+fn message_descriptor(schema: GrpcSchema<'_>) -> Option<prost_reflect::MessageDescriptor> {
+    let (service, method) = schema.path.strip_prefix('/')?.split_once('/')?;
+    let method = schema
+        .pool
+        .get_service_by_name(service)?
+        .methods()
+        .find(|m| m.name() == method)?;
+    Some(match schema.side {
+        MessageSide::Request => method.input(),
+        MessageSide::Response => method.output(),
+    })
+}
+
+/// One message read with its descriptor; `None` when it does not decode as that message.
+fn typed_message(descriptor: &prost_reflect::MessageDescriptor, bytes: &[u8]) -> Option<Value> {
+    let message = prost_reflect::DynamicMessage::decode(descriptor.clone(), bytes).ok()?;
+    let options = prost_reflect::SerializeOptions::new()
+        .use_proto_field_name(true)
+        .skip_default_fields(false);
+    message
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .ok()
 }
 
 /// Nesting deeper than this is read as bytes: a guard against crafted input.

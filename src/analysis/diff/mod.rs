@@ -9,7 +9,7 @@
 mod decode;
 mod grpc;
 
-pub use grpc::grpc_messages;
+pub use grpc::{GrpcSchema, MessageSide, grpc_messages, grpc_messages_with};
 mod headers;
 mod json;
 mod prepared;
@@ -427,7 +427,13 @@ pub fn diff_exchange(
             });
         }
     };
-    Ok(diff_responses(primary, shadow, rules))
+    let path = Some(exchange.request.uri.as_str());
+    Ok(diff_prepared(
+        &PreparedResponse::new(primary, "primary").for_method(path),
+        &PreparedResponse::new(shadow, "shadow").for_method(path),
+        rules,
+        Detail::Full,
+    ))
 }
 
 /// Diffs two captured responses in full detail.
@@ -534,7 +540,9 @@ fn diff_bodies(
         return body;
     }
     // A cut JSON document does not parse, so cut bodies go to the text or binary comparison.
-    if !truncated && let (Some(pj), Some(sj)) = (p.json(), s.json()) {
+    if !truncated
+        && let (Some(pj), Some(sj)) = (p.json(rules.grpc.as_ref()), s.json(rules.grpc.as_ref()))
+    {
         let mut differences = Vec::new();
         let mut pointer = String::new();
         let mut field = String::new();

@@ -14,6 +14,9 @@ pub(crate) struct PreparedResponse<'a> {
     pub(super) decoded: Decoded<'a>,
     /// The body parsed as JSON, on first need; `None` inside when it is not JSON.
     json: std::cell::OnceCell<Option<Value>>,
+    /// The request path (`/package.Service/Method` for gRPC), when known: with the
+    /// service's descriptors it says which message the body holds.
+    method: Option<&'a str>,
 }
 
 impl<'a> PreparedResponse<'a> {
@@ -23,7 +26,19 @@ impl<'a> PreparedResponse<'a> {
             decoded: decode(&response.body, &response.headers, side),
             response,
             json: std::cell::OnceCell::new(),
+            method: None,
         }
+    }
+
+    /// The same response, answering a request to `path`.
+    pub(crate) fn for_method(mut self, path: Option<&'a str>) -> Self {
+        self.method = path;
+        self
+    }
+
+    /// The request path it answers, if known.
+    pub(crate) fn method(&self) -> Option<&'a str> {
+        self.method
     }
 
     /// The captured response.
@@ -32,14 +47,20 @@ impl<'a> PreparedResponse<'a> {
     }
 
     /// The body as JSON, when it is a whole JSON document.
-    pub(super) fn json(&self) -> Option<&Value> {
+    pub(super) fn json(&self, pool: Option<&prost_reflect::DescriptorPool>) -> Option<&Value> {
         self.json
             .get_or_init(|| {
                 if self.decoded.cut {
                     return None;
                 }
                 let headers = &self.response.headers;
-                if let Some(messages) = grpc::grpc_messages(headers, &self.decoded.bytes) {
+                let schema = pool.zip(self.method).map(|(pool, path)| grpc::GrpcSchema {
+                    pool,
+                    path,
+                    side: grpc::MessageSide::Response,
+                });
+                let bytes = &self.decoded.bytes;
+                if let Some(messages) = grpc::grpc_messages_with(headers, bytes, schema) {
                     return Some(messages);
                 }
                 if !looks_like_json(headers, &self.decoded.bytes) {

@@ -82,11 +82,19 @@ pub fn compare(
             .map(|(field, _)| field.to_string())
             .collect()
     });
+    let schema = |side| {
+        rules.grpc.as_ref().map(|pool| diff::GrpcSchema {
+            pool,
+            path: exchange.request.uri.as_str(),
+            side,
+        })
+    };
+    let answer = schema(diff::MessageSide::Response);
     let primary = exchange
         .primary
         .as_ref()
         .and_then(|p| response_of(&p.outcome))
-        .map(body_lines)
+        .map(|r| body_lines(r, answer))
         .unwrap_or_default();
     let shadow = exchange
         .shadows
@@ -95,7 +103,7 @@ pub fn compare(
             ShadowOutcome::Sent(o) => response_of(o),
             ShadowOutcome::Skipped(_) => None,
         })
-        .map(body_lines)
+        .map(|r| body_lines(r, answer))
         .unwrap_or_default();
     let lines = side_by_side(&primary, &shadow, &rules);
     Comparison {
@@ -104,7 +112,11 @@ pub fn compare(
         diff,
         headline,
         noise,
-        request_body: body_text(&exchange.request.body, &exchange.request.headers),
+        request_body: typed_body_text(
+            &exchange.request.body,
+            &exchange.request.headers,
+            schema(diff::MessageSide::Request),
+        ),
         primary_body: primary.text(),
         shadow_body: shadow.text(),
         lines,
@@ -131,9 +143,9 @@ impl Lines {
     }
 }
 
-fn body_lines(response: &CapturedResponse) -> Lines {
+fn body_lines(response: &CapturedResponse, schema: Option<diff::GrpcSchema<'_>>) -> Lines {
     let bytes = decoded(&response.body, &response.headers);
-    let mut lines = match structured(&response.headers, &bytes) {
+    let mut lines = match structured(&response.headers, &bytes, schema) {
         Some(value) => {
             let mut out = Vec::new();
             pretty(&value, "", 0, None, false, &mut out);
@@ -278,15 +290,27 @@ fn cut_note(body: &CapturedBody) -> Option<String> {
 
 /// A body as a JSON value: its gRPC messages decoded by field number (as the diff reads
 /// them), or the JSON document it is.
-fn structured(headers: &http::HeaderMap, bytes: &[u8]) -> Option<serde_json::Value> {
-    crate::analysis::diff::grpc_messages(headers, bytes)
-        .or_else(|| serde_json::from_slice(bytes).ok())
+fn structured(
+    headers: &http::HeaderMap,
+    bytes: &[u8],
+    schema: Option<diff::GrpcSchema<'_>>,
+) -> Option<serde_json::Value> {
+    diff::grpc_messages_with(headers, bytes, schema).or_else(|| serde_json::from_slice(bytes).ok())
 }
 
 /// A body as text: decoded when compressed, pretty-printed when JSON or gRPC, cut when huge.
 pub fn body_text(body: &CapturedBody, headers: &http::HeaderMap) -> String {
+    typed_body_text(body, headers, None)
+}
+
+/// [`body_text`], gRPC messages read with `schema` when given.
+fn typed_body_text(
+    body: &CapturedBody,
+    headers: &http::HeaderMap,
+    schema: Option<diff::GrpcSchema<'_>>,
+) -> String {
     let bytes = decoded(body, headers);
-    let mut text = match structured(headers, &bytes) {
+    let mut text = match structured(headers, &bytes, schema) {
         Some(v) => serde_json::to_string_pretty(&v).unwrap_or_else(|_| plain_text(&bytes)),
         None => plain_text(&bytes),
     };
@@ -337,8 +361,8 @@ mod tests {
             total: std::time::Duration::ZERO,
             version: http::Version::HTTP_11,
         };
-        let primary = body_lines(&body(r#"{"id":1,"served_at":"10:00","stars":4}"#));
-        let shadow = body_lines(&body(r#"{"id":1,"served_at":"10:01","stars":5}"#));
+        let primary = body_lines(&body(r#"{"id":1,"served_at":"10:00","stars":4}"#), None);
+        let shadow = body_lines(&body(r#"{"id":1,"served_at":"10:01","stars":5}"#), None);
         let rules = IgnoreRules::parse("/served_at").unwrap();
         let lines = side_by_side(&primary, &shadow, &rules);
         let marked: Vec<&str> = lines

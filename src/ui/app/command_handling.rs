@@ -331,7 +331,11 @@ impl MirrorlabApp {
         });
         Some(RunRequest {
             config: self.doc.config().clone(),
-            file: self.doc.display_name(),
+            // The path, where there is one: the config's annotations name files beside it.
+            file: self
+                .doc
+                .path()
+                .map_or_else(|| self.doc.display_name(), |p| p.display().to_string()),
             listen: self.state.listen_addr.clone(),
             allow_remote: self.state.allow_remote,
             default_host: Some(self.state.default_host.trim().to_owned()).filter(|h| !h.is_empty()),
