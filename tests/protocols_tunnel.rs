@@ -244,3 +244,37 @@ async fn connect_tunnels_to_its_target_and_a_refused_target_is_a_503() {
     let head = read_head(&mut client).await.expect("an answer");
     assert!(head.starts_with("HTTP/1.1 503"), "{head}");
 }
+
+#[tokio::test]
+async fn an_h2c_upgrade_is_served_as_an_ordinary_request_and_mirrored() {
+    // Istio enables `websocket` upgrades only; Envoy's HTTP/1 codec drops `Upgrade: h2c`
+    // and serves the request as any other, so it is finalised and mirrored.
+    let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let (v1, v2) = (
+        RawServer::start(answer).await,
+        RawServer::start(answer).await,
+    );
+    let lab = common::start_lab(&config(v1.addr, v2.addr), Some(1));
+    let mut client = TcpStream::connect(lab.local_addr()).await.expect("connect");
+    let request = "GET /reviews/1 HTTP/1.1\r\nHost: reviews:9080\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+    client.write_all(request.as_bytes()).await.expect("write");
+    let head = read_head(&mut client).await.expect("an answer");
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "served, not upgraded: {head}"
+    );
+    let exchanges = common::wait_for_exchanges(lab.captures(), 1, WAIT).await;
+    assert!(exchanges[0].tunnel.is_none());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while v2.heads().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let shadow = v2.heads();
+    assert_eq!(shadow.len(), 1, "the shadow got its copy");
+    let primary = v1.heads()[0].to_ascii_lowercase();
+    assert!(
+        !primary.contains("upgrade"),
+        "the upgrade is not forwarded: {primary}"
+    );
+    assert!(!primary.contains("http2-settings"), "{primary}");
+}

@@ -16,9 +16,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use super::body::UpstreamBody;
 use super::error::classify;
 use super::pool::{
-    ConnectionSlot, EndpointPool, Pooled, RequestSlot, SendError, SendFailure, SendOptions,
-    release_connection, spawn_connection, within_per_try,
+    EndpointPool, Pooled, RequestSlot, SendError, SendFailure, SendOptions, release_connection,
+    spawn_connection, within_per_try,
 };
+use crate::routing::balancer::Breakers;
 
 impl EndpointPool {
     /// Sends `request` as a stream on the endpoint's HTTP/2 connection, opening it first if
@@ -62,37 +63,41 @@ impl EndpointPool {
         opts: &SendOptions<'_>,
         now: Instant,
     ) -> Result<SendRequest<UpstreamBody>, SendFailure> {
-        loop {
-            if let Some(sender) = self.h2.lock().as_ref().filter(|s| !s.is_closed()) {
-                return Ok(sender.clone());
+        if let Some(sender) = self.h2.lock().as_ref().filter(|s| !s.is_closed()) {
+            return Ok(sender.clone());
+        }
+        // No connection to share: one is opened now, counted against `maxConnections`
+        // when there is room, and opened anyway when there is none. Envoy's pool, too,
+        // creates a connection for streams that have none (and a waiting request would
+        // wait for good: the shared connection is never handed back).
+        let counted = opts.cluster.and_then(|cluster| {
+            let limits = cluster.policy.limits;
+            let breakers = &cluster.state.breakers;
+            (limits.max_connections != u32::MAX
+                && Breakers::try_take(&breakers.connections, limits.max_connections))
+            .then(|| Arc::clone(cluster))
+        });
+        let stream = self.open_stream(opts, now, counted.as_ref()).await?;
+        let io = match super::tls::secure(stream, self.tls.as_ref(), opts.connect_timeout).await {
+            Ok(io) => io,
+            Err(failure) => {
+                release_connection(counted.as_ref());
+                return Err(failure);
             }
-            let counted = match self.connection_slot(opts.cluster).await? {
-                ConnectionSlot::Open(counted) => counted,
-                ConnectionSlot::Wait => continue,
-            };
-            let stream = self.open_stream(opts, now, counted.as_ref()).await?;
-            let io = match super::tls::secure(stream, self.tls.as_ref(), opts.connect_timeout).await
-            {
-                Ok(io) => io,
-                Err(failure) => {
-                    release_connection(counted.as_ref());
-                    return Err(failure);
-                }
-            };
-            let handshake = http2::Builder::new(TokioExecutor::new())
-                .handshake(TokioIo::new(io))
-                .await;
-            return match handshake {
-                Ok((sender, connection)) => {
-                    spawn_connection(connection, counted);
-                    *self.h2.lock() = Some(sender.clone());
-                    Ok(sender)
-                }
-                Err(err) => {
-                    release_connection(counted.as_ref());
-                    Err(classify(&err))
-                }
-            };
+        };
+        let handshake = http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(io))
+            .await;
+        match handshake {
+            Ok((sender, connection)) => {
+                spawn_connection(connection, counted);
+                *self.h2.lock() = Some(sender.clone());
+                Ok(sender)
+            }
+            Err(err) => {
+                release_connection(counted.as_ref());
+                Err(classify(&err))
+            }
         }
     }
 }

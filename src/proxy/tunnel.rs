@@ -43,13 +43,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Without a route timeout, how long an upgrade request waits for the upstream's answer.
 const UPGRADE_ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The `Upgrade` value of an HTTP/1.1 upgrade request (`Connection` lists `upgrade`), as
-/// Envoy's `Utility::isUpgrade` tells one.
+/// The `Upgrade` value of a WebSocket upgrade request (`Connection` lists `upgrade`), as
+/// Envoy's `Utility::isUpgrade` tells one. Istio turns on `websocket` only: an `h2c`
+/// upgrade is dropped by Envoy's HTTP/1 codec and the request served as any other, and so
+/// is any other upgrade here (Envoy would refuse it, 403 `upgrade_failed`; docs/SEMANTICS.md).
 pub(super) fn upgrade_protocol(parts: &Parts) -> Option<HeaderValue> {
     if parts.version != http::Version::HTTP_11 {
         return None;
     }
-    let upgrade = parts.headers.get(UPGRADE)?;
+    let upgrade = parts
+        .headers
+        .get(UPGRADE)
+        .filter(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))?;
     let listed = parts.headers.get_all(CONNECTION).iter().any(|value| {
         value.to_str().is_ok_and(|v| {
             v.split(',')
@@ -248,8 +253,13 @@ impl Shared {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             // Not upgraded: an ordinary answer (a refusal, most often: small), read whole.
             let (mut parts, body) = response.into_parts();
-            let limit = self.settings.capture_body_cap;
-            let body = match http_body_util::Limited::new(body, limit).collect().await {
+            // Up to the buffer limit, within the time an upgrade's answer gets.
+            let limit = self.settings.mirror_body_limit;
+            let read = http_body_util::Limited::new(body, limit).collect();
+            let collected = tokio::time::timeout(UPGRADE_ANSWER_TIMEOUT, read)
+                .await
+                .unwrap_or_else(|_| Err("the answer's body did not arrive in time".into()));
+            let body = match collected {
                 Ok(collected) => collected.to_bytes(),
                 Err(err) => {
                     let detail = format!("the answer to the upgrade: {err}");
@@ -338,6 +348,15 @@ impl Shared {
         self: Arc<Self>,
         mut arrival: Arrival,
     ) -> Response<ProxyBody> {
+        // Only for this machine: with remote clients allowed, CONNECT would make the lab an
+        // open relay to anything it can reach.
+        if !arrival.client.is_some_and(|c| c.ip().is_loopback()) {
+            let mut reply = Response::new(ProxyBody::text(Bytes::from_static(
+                b"CONNECT is served to clients on this machine only\n",
+            )));
+            *reply.status_mut() = StatusCode::FORBIDDEN;
+            return reply;
+        }
         let target = arrival
             .parts
             .uri
