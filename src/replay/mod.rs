@@ -82,11 +82,14 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    /// Keeps the requests `filter` lets through and maps their hosts; offsets stay the
-    /// original ones, so the pace between the kept requests is unchanged.
+    /// Keeps the requests `filter` lets through and maps their hosts; the pace between the
+    /// kept requests is the original one, and the first of them goes at once (not after
+    /// the time the recording spent on requests the filter left out).
     pub fn select(mut self, filter: &RequestFilter, hosts: &HostMap) -> Self {
         self.requests.retain(|r| filter.accepts(r));
+        let first = self.requests.first().map_or(Duration::ZERO, |r| r.offset);
         for request in &mut self.requests {
+            request.offset = request.offset.saturating_sub(first);
             if let Some(new) = hosts.map(&request.authority) {
                 request.authority = new;
             }

@@ -17,6 +17,14 @@ impl Default for Pace {
     }
 }
 
+/// Slowest and fastest `--speed` factors: past them a time would overflow, or the pace
+/// would be `max` in all but name.
+const MIN_FACTOR: f64 = 0.001;
+const MAX_FACTOR: f64 = 1_000_000.0;
+
+/// The latest a request can be due (a year): `Instant` arithmetic stays in range.
+const MAX_DUE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl Pace {
     /// Parses `--speed`: a positive factor or `max`.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -26,18 +34,22 @@ impl Pace {
         }
         let factor = text.trim_end_matches(['x', 'X']);
         match factor.parse::<f64>() {
-            Ok(f) if f.is_finite() && f > 0.0 => Ok(Pace::Times(f)),
+            Ok(f) if (MIN_FACTOR..=MAX_FACTOR).contains(&f) => Ok(Pace::Times(f)),
             _ => Err(format!(
-                "speed {text:?} is neither a positive factor (1 = the original pace, 10 = ten times faster) nor `max`"
+                "speed {text:?} is neither a factor from {MIN_FACTOR} to {MAX_FACTOR} (1 = the original pace, 10 = ten times faster) nor `max`"
             )),
         }
     }
 
     /// When a request recorded at `offset` is due, from the start of the replay; `None`
-    /// at max speed.
+    /// at max speed. Saturates rather than overflow (a slow factor on a long recording).
     pub fn due(self, offset: Duration) -> Option<Duration> {
         match self {
-            Pace::Times(f) => Some(offset.div_f64(f)),
+            Pace::Times(f) => Some(
+                Duration::try_from_secs_f64(offset.as_secs_f64() / f)
+                    .unwrap_or(MAX_DUE)
+                    .min(MAX_DUE),
+            ),
             Pace::Max => None,
         }
     }
@@ -69,5 +81,18 @@ mod tests {
             Some(Duration::from_millis(500))
         );
         assert_eq!(Pace::Max.due(Duration::from_secs(5)), None);
+    }
+
+    #[test]
+    fn a_factor_out_of_range_is_refused_and_due_times_saturate() {
+        assert!(Pace::parse("1e-20").is_err(), "would overflow a Duration");
+        assert!(Pace::parse("1e9").is_err());
+        assert_eq!(Pace::parse("0.001"), Ok(Pace::Times(0.001)));
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(
+            Pace::Times(0.001).due(day),
+            Some(MAX_DUE),
+            "1,000 days: capped"
+        );
     }
 }

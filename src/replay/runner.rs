@@ -300,11 +300,12 @@ async fn send(
             .request(out)
             .await
             .map_err(|e| format!("request {} to the lab at {proxy}: {e}", request.index))?;
-        response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("request {}: the answer broke off: {e}", request.index))?;
+        // Read to the end frame by frame and let go of each: the lab captures the answer,
+        // the replaying client does not need to keep it (a big download would be held whole).
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.map_err(|e| format!("request {}: the answer broke off: {e}", request.index))?;
+        }
         Ok(())
     };
     tokio::time::timeout(timeout, exchange)

@@ -196,7 +196,10 @@ fn request_of(
         // GoReplay records the body as it came; anything past Content-Length is not its.
         rest[..length.unwrap_or(rest.len()).min(rest.len())].to_vec()
     };
-    let (authority, target) = match raw_target.split_once("://") {
+    // Absolute-form only when the target does not start with `/` (origin-form) or `*`: an
+    // origin-form query may hold a URL (`/login?next=http://app/home`).
+    let absolute = !raw_target.starts_with('/') && !raw_target.starts_with('*');
+    let (authority, target) = match raw_target.split_once("://").filter(|_| absolute) {
         Some((_, rest)) => {
             let (a, t) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
             (

@@ -289,19 +289,40 @@ impl<'de> Deserialize<'de> for MethodIn {
     }
 }
 
-/// `request.url` as authority and origin-form target, checked where it is read.
+/// `request.url` as authority and origin-form target, checked where it is read. A URL of
+/// another scheme (`ws://`, `wss://`, `chrome-extension://`: DevTools saves WebSockets and
+/// extension requests beside the page's) is kept as `other_scheme`, skipped and counted.
 #[derive(Debug)]
 struct UrlIn {
     authority: String,
     target: String,
+    other_scheme: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for UrlIn {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
+        if let Some((scheme, _)) = text.split_once("://")
+            && !scheme.eq_ignore_ascii_case("http")
+            && !scheme.eq_ignore_ascii_case("https")
+            && !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
+            return Ok(UrlIn {
+                authority: String::new(),
+                target: String::new(),
+                other_scheme: Some(scheme.to_ascii_lowercase()),
+            });
+        }
         let (authority, target) =
             split_url(&text).map_err(|m| de::Error::custom(format!("request.url: {m}")))?;
-        Ok(UrlIn { authority, target })
+        Ok(UrlIn {
+            authority,
+            target,
+            other_scheme: None,
+        })
     }
 }
 
@@ -372,7 +393,13 @@ pub(crate) fn read<R: Read>(
 ) -> Result<Traffic, TrafficError> {
     let mut parts = Vec::new();
     let mut stripped = 0;
+    let mut not_requests = 0;
     let stream = for_each_entry::<_, SessionMeta, EntryIn, _>(reader, path, |_, index, entry| {
+        if entry.request.url.other_scheme.is_some() {
+            // Not an HTTP request (a WebSocket, an extension's): nothing to replay.
+            not_requests += 1;
+            return Ok(());
+        }
         let (p, s) = entry_parts(index, entry, options)?;
         stripped += s;
         parts.push(p);
@@ -387,6 +414,6 @@ pub(crate) fn read<R: Read>(
         },
         requests: with_offsets(parts),
         credentials_stripped: stripped,
-        not_requests: 0,
+        not_requests,
     })
 }
