@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 
 /// The messages of a gRPC body as JSON; `None` when the body is not gRPC, is compressed
-/// (`grpc-encoding`: no decoder here), or does not parse.
+/// with a codec other than gzip or deflate, or does not parse.
 pub fn grpc_messages(headers: &http::HeaderMap, bytes: &[u8]) -> Option<Value> {
     grpc_messages_with(headers, bytes, None)
 }
@@ -57,11 +57,12 @@ pub fn grpc_messages_with(
         return None;
     }
     let descriptor = schema.and_then(message_descriptor);
+    let encoding = headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
     let mut messages = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
         let (&compressed, after) = rest.split_first()?;
-        if compressed != 0 || after.len() < 4 {
+        if compressed > 1 || after.len() < 4 {
             return None;
         }
         let (len, after) = after.split_at(4);
@@ -70,6 +71,13 @@ pub fn grpc_messages_with(
             return None;
         }
         let (message, after) = after.split_at(len);
+        let inflated;
+        let message = if compressed == 1 {
+            inflated = inflate(encoding?, message)?;
+            inflated.as_slice()
+        } else {
+            message
+        };
         let typed = descriptor.as_ref().and_then(|d| typed_message(d, message));
         messages.push(match typed {
             Some(value) => value,
@@ -108,6 +116,26 @@ fn typed_message(descriptor: &prost_reflect::MessageDescriptor, bytes: &[u8]) ->
         .serialize_with_options(serde_json::value::Serializer, &options)
         .ok()
 }
+
+/// A compressed message (its frame's flag set) as the `grpc-encoding` the answer names:
+/// `gzip` or `deflate` (zlib), the codecs gRPC defines; at most [`MAX_INFLATED`] bytes.
+fn inflate(encoding: &str, message: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    let read = match encoding.trim().to_ascii_lowercase().as_str() {
+        "gzip" => flate2::read::GzDecoder::new(message)
+            .take(MAX_INFLATED + 1)
+            .read_to_end(&mut out),
+        "deflate" => flate2::read::ZlibDecoder::new(message)
+            .take(MAX_INFLATED + 1)
+            .read_to_end(&mut out),
+        _ => return None,
+    };
+    (read.is_ok() && out.len() as u64 <= MAX_INFLATED).then_some(out)
+}
+
+/// The most a compressed message may inflate to: a bound against decompression bombs.
+const MAX_INFLATED: u64 = 4 << 20;
 
 /// Nesting deeper than this is read as bytes: a guard against crafted input.
 const MAX_DEPTH: usize = 32;
@@ -214,6 +242,27 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"1": 150, "2": "hi", "3": {"1": 1}, "4": [7, 8], "5": 1})
+        );
+    }
+
+    #[test]
+    fn a_gzip_compressed_message_is_inflated_as_grpc_encoding_says() {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"\x08\x96\x01").expect("gzip");
+        let mut body = framed(&gz.finish().expect("gzip"));
+        body[0] = 1;
+        let mut headers = grpc_headers();
+        headers.insert("grpc-encoding", http::HeaderValue::from_static("gzip"));
+        assert_eq!(
+            grpc_messages(&headers, &body),
+            Some(serde_json::json!({"1": 150}))
+        );
+        headers.insert("grpc-encoding", http::HeaderValue::from_static("snappy"));
+        assert_eq!(
+            grpc_messages(&headers, &body),
+            None,
+            "a codec gRPC does not define"
         );
     }
 
