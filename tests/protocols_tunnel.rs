@@ -278,3 +278,46 @@ async fn an_h2c_upgrade_is_served_as_an_ordinary_request_and_mirrored() {
     );
     assert!(!primary.contains("http2-settings"), "{primary}");
 }
+
+/// An upstream that upgrades, echoes the first `n` bytes, then resets the connection.
+async fn resetting_websocket(n: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_head(&mut stream).await.is_none() {
+                    return;
+                }
+                let _ = stream.write_all(SWITCHING.as_bytes()).await;
+                let mut echo = vec![0u8; n];
+                if stream.read_exact(&mut echo).await.is_ok() {
+                    let _ = stream.write_all(&echo).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                // SO_LINGER 0: the close is a reset, as a crashed WebSocket server's is.
+                let _ = stream.set_zero_linger();
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_tunnel_that_ends_in_a_reset_still_counts_its_bytes() {
+    let v1 = resetting_websocket(5).await;
+    let v2 = RawServer::start(SWITCHING).await;
+    let lab = common::start_lab(&config(v1, v2.addr), Some(1));
+    let mut client = TcpStream::connect(lab.local_addr()).await.expect("connect");
+    client
+        .write_all(UPGRADE_REQUEST.as_bytes())
+        .await
+        .expect("write");
+    let head = read_head(&mut client).await.expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(round_trip(&mut client, b"hello").await, b"hello");
+    let exchanges = common::wait_for_exchanges(lab.captures(), 1, WAIT).await;
+    let tunnel = exchanges[0].tunnel.as_ref().expect("a tunnel");
+    assert_eq!((tunnel.bytes_up, tunnel.bytes_down), (5, 5), "{tunnel:?}");
+    assert!(tunnel.error.is_some(), "it ended in a reset: {tunnel:?}");
+}

@@ -472,14 +472,68 @@ where
         );
     };
     let (client, upstream) = tokio::join!(client, upstream);
-    let (client, mut upstream) = match (client, upstream) {
+    let (client, upstream) = match (client, upstream) {
         (Ok(client), Ok(upstream)) => (client, upstream),
         (Err(err), _) => return tunnel(0, 0, Some(format!("client: {err}"))),
         (_, Err(err)) => return tunnel(0, 0, Some(format!("upstream: {err}"))),
     };
-    let mut client = TokioIo::new(client);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => tunnel(up, down, None),
-        Err(err) => tunnel(0, 0, Some(err.to_string())),
+    // Bytes are counted as they are read, so a tunnel that ends in a reset (as WebSockets
+    // often do) still says how much went through.
+    let mut client = Counted::new(TokioIo::new(client));
+    let mut upstream = Counted::new(upstream);
+    let error = tokio::io::copy_bidirectional(&mut client, &mut upstream)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    tunnel(client.read, upstream.read, error)
+}
+
+/// A connection whose reads are counted.
+struct Counted<T> {
+    inner: T,
+    read: u64,
+}
+
+impl<T> Counted<T> {
+    fn new(inner: T) -> Self {
+        Self { inner, read: 0 }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.read += (buf.filled().len() - before) as u64;
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
