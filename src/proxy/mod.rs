@@ -137,12 +137,16 @@ struct Shared {
     in_flight: AtomicU64,
     /// Endpoints already rendered as URI authorities: formatting and parsing one per
     /// upstream request cost more than the rest of building it.
-    /// Rendered endpoints by address and TLS setup (0: plaintext).
-    targets: RwLock<HashMap<(EndpointAddr, u64), target::UpstreamTarget>>,
+    /// Rendered endpoints by address, one per TLS setup (id 0: plaintext); looked up by a
+    /// borrowed address, so the request path clones no key.
+    targets: RwLock<HashMap<EndpointAddr, Vec<(u64, target::UpstreamTarget)>>>,
 }
 
 /// Most endpoints kept rendered; reloads that keep adding new ones start the cache afresh.
 const MAX_CACHED_TARGETS: usize = 4096;
+
+/// Most TLS setups (and plaintext) kept rendered for one endpoint.
+const MAX_SETUPS_PER_ENDPOINT: usize = 8;
 
 impl Shared {
     /// `endpoint` of `upstream` rendered for an upstream request (cached): its pools are
@@ -153,22 +157,28 @@ impl Shared {
         upstream: &crate::routing::Upstream,
     ) -> target::UpstreamTarget {
         let tls = upstream.policy.tls.as_ref();
-        let key = (endpoint.clone(), tls.map_or(0, |t| t.id));
+        let id = tls.map_or(0, |t| t.id);
         // Plain data behind the locks: a panic elsewhere leaves nothing half-written.
         if let Some(target) = self
             .targets
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
+            .get(endpoint)
+            .and_then(|setups| setups.iter().find(|(i, _)| *i == id))
         {
-            return target.clone();
+            return target.1.clone();
         }
         let target = target::UpstreamTarget::new(endpoint, self.workers, tls);
         let mut targets = self.targets.write().unwrap_or_else(PoisonError::into_inner);
         if targets.len() >= MAX_CACHED_TARGETS {
             targets.clear();
         }
-        targets.insert(key, target.clone());
+        let setups = targets.entry(endpoint.clone()).or_default();
+        // Every apply builds TLS setups afresh: the ones of configs gone are let go.
+        if setups.len() >= MAX_SETUPS_PER_ENDPOINT {
+            setups.clear();
+        }
+        setups.push((id, target.clone()));
         target
     }
 }
