@@ -9,28 +9,12 @@ use std::time::Duration;
 
 use mirrorlab::capture::{ShadowOutcome, UpstreamOutcome};
 use mirrorlab::config::ConfigSet;
-use mirrorlab::demo::{DemoServices, ReviewsVersion, TrafficGenerator, TrafficSettings};
-
-const SAMPLE: &str = include_str!("../sample-configs/reviews-grpc.yaml");
+use mirrorlab::demo::{TrafficGenerator, TrafficSettings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grpc_demo_mirrors_calls_and_the_diff_finds_what_v2_changed() {
     let handle = tokio::runtime::Handle::current();
-    let on_port_zero = SAMPLE
-        .replace("grpc: 9091", "grpc: 0")
-        .replace("grpc: 9092", "grpc: 0");
-    let services =
-        DemoServices::start(&handle, &ConfigSet::load_str("grpc", &on_port_zero)).expect("demo");
-    let mut yaml = SAMPLE.to_owned();
-    for (fixed, version) in [(9091, ReviewsVersion::V1), (9092, ReviewsVersion::V2)] {
-        let port = services
-            .endpoints()
-            .iter()
-            .find(|e| e.version == version)
-            .map(|e| e.addr.port())
-            .expect("endpoint started");
-        yaml = yaml.replace(&format!("grpc: {fixed}"), &format!("grpc: {port}"));
-    }
+    let (services, yaml) = common::start_grpc_demo(&handle);
     let config = ConfigSet::load_str("grpc", &yaml);
     assert!(
         mirrorlab::demo::speaks_grpc(&config, Some("reviews")),

@@ -8,8 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mirrorlab::config::ConfigSet;
-use mirrorlab::demo::{DemoServices, ReviewsVersion, TrafficGenerator, TrafficSettings};
+use mirrorlab::demo::{TrafficGenerator, TrafficSettings};
 use mirrorlab::lab::{CompiledConfig, Lab, LabSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -60,21 +59,7 @@ fn a_descriptor_file_that_does_not_load_is_a_warning_at_its_annotation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_diffs_name_the_fields_v2_changed() {
     let handle = tokio::runtime::Handle::current();
-    let on_port_zero = SAMPLE
-        .replace("grpc: 9091", "grpc: 0")
-        .replace("grpc: 9092", "grpc: 0");
-    let services =
-        DemoServices::start(&handle, &ConfigSet::load_str("grpc", &on_port_zero)).expect("demo");
-    let mut yaml = SAMPLE.to_owned();
-    for (fixed, version) in [(9091, ReviewsVersion::V1), (9092, ReviewsVersion::V2)] {
-        let port = services
-            .endpoints()
-            .iter()
-            .find(|e| e.version == version)
-            .map(|e| e.addr.port())
-            .expect("endpoint started");
-        yaml = yaml.replace(&format!("grpc: {fixed}"), &format!("grpc: {port}"));
-    }
+    let (services, yaml) = common::start_grpc_demo(&handle);
     // The sample's relative path resolves against the config file's directory.
     let file = sample_pb()
         .with_file_name("reviews-grpc.yaml")

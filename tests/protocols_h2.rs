@@ -133,51 +133,16 @@ async fn answer(
     response
 }
 
-/// `reviews` (v1) and `reviews-v2` on a port with `protocol` (`, protocol: GRPC` or none), every request to v1 mirrored to v2, with
-/// `http_policy` as the DestinationRules' `connectionPool.http`.
+/// `reviews` (v1) and `reviews-v2` on a port named `grpc` with `protocol` (`, protocol:
+/// GRPC`, or none), every request to v1 mirrored to v2, with `http_policy` as the
+/// DestinationRules' `connectionPool.http`.
 fn config(v1: SocketAddr, v2: SocketAddr, protocol: &str, http_policy: &str) -> String {
     let policy = if http_policy.is_empty() {
         String::new()
     } else {
         format!("  trafficPolicy:\n    connectionPool:\n      http: {http_policy}\n")
     };
-    let service = |name: &str, port: u16, version: &str| {
-        format!(
-            "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 9080, name: grpc{protocol}}}]
-  endpoints:
-  - {{address: 127.0.0.1, ports: {{grpc: {port}}}, labels: {{version: {version}}}}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: {name}}}
-spec:
-  host: {name}
-{policy}  subsets:
-  - {{name: {version}, labels: {{version: {version}}}}}
----
-"
-        )
-    };
-    format!(
-        "{}{}apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews}}
-spec:
-  hosts: [reviews]
-  http:
-  - route: [{{destination: {{host: reviews, subset: v1}}}}]
-    mirror: {{host: reviews-v2, subset: v2}}
-",
-        service("reviews", v1.port(), "v1"),
-        service("reviews-v2", v2.port(), "v2"),
-    )
+    common::mirrored_pair_yaml(v1, v2, "grpc", protocol, &policy)
 }
 
 /// A unary gRPC call's request message: a length-prefixed frame.

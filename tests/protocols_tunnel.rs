@@ -96,43 +96,7 @@ async fn round_trip(stream: &mut TcpStream, data: &[u8]) -> Vec<u8> {
 }
 
 fn config(v1: SocketAddr, v2: SocketAddr) -> String {
-    let service = |name: &str, port: u16, version: &str| {
-        format!(
-            "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {name}}}
-spec:
-  hosts: [{name}]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 9080, name: http, protocol: HTTP}}]
-  endpoints:
-  - {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{version: {version}}}}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: {name}}}
-spec:
-  host: {name}
-  subsets:
-  - {{name: {version}, labels: {{version: {version}}}}}
----
-"
-        )
-    };
-    format!(
-        "{}{}apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews}}
-spec:
-  hosts: [reviews]
-  http:
-  - route: [{{destination: {{host: reviews, subset: v1}}}}]
-    mirror: {{host: reviews-v2, subset: v2}}
-",
-        service("reviews", v1.port(), "v1"),
-        service("reviews-v2", v2.port(), "v2"),
-    )
+    common::mirrored_pair_yaml(v1, v2, "http", ", protocol: HTTP", "")
 }
 
 const UPGRADE_REQUEST: &str = "GET /chat HTTP/1.1\r\nHost: reviews:9080\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";

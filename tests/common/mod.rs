@@ -686,3 +686,87 @@ where
         _stdout: stdout,
     }
 }
+
+/// `reviews` (subset v1 on `v1`) and `reviews-v2` (subset v2 on `v2`): each a ServiceEntry
+/// with port 9080 named `port` and `port_extra` after the name (`, protocol: GRPC`, or
+/// nothing for a sniffed port), and a DestinationRule with `policy` (lines under `spec:`,
+/// e.g. a `trafficPolicy`), every request to v1 mirrored to v2.
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes common uses it"
+)]
+pub fn mirrored_pair_yaml(
+    v1: SocketAddr,
+    v2: SocketAddr,
+    port: &str,
+    port_extra: &str,
+    policy: &str,
+) -> String {
+    let service = |name: &str, number: u16, version: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 9080, name: {port}{port_extra}}}]
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{{port}: {number}}}, labels: {{version: {version}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {name}}}
+spec:
+  host: {name}
+{policy}  subsets:
+  - {{name: {version}, labels: {{version: {version}}}}}
+---
+"
+        )
+    };
+    format!(
+        "{}{}apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{{destination: {{host: reviews, subset: v1}}}}]
+    mirror: {{host: reviews-v2, subset: v2}}
+",
+        service("reviews", v1.port(), "v1"),
+        service("reviews-v2", v2.port(), "v2"),
+    )
+}
+
+/// The gRPC demo of sample-configs/reviews-grpc.yaml on ephemeral ports: its services, and
+/// the sample's YAML pointed at where they listen.
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes common uses it"
+)]
+pub fn start_grpc_demo(handle: &tokio::runtime::Handle) -> (mirrorlab::demo::DemoServices, String) {
+    use mirrorlab::demo::ReviewsVersion;
+    let sample = include_str!("../../sample-configs/reviews-grpc.yaml");
+    let on_port_zero = sample
+        .replace("grpc: 9091", "grpc: 0")
+        .replace("grpc: 9092", "grpc: 0");
+    let services = mirrorlab::demo::DemoServices::start(
+        handle,
+        &mirrorlab::config::ConfigSet::load_str("grpc", &on_port_zero),
+    )
+    .expect("the gRPC demo starts");
+    let mut yaml = sample.to_owned();
+    for (fixed, version) in [(9091, ReviewsVersion::V1), (9092, ReviewsVersion::V2)] {
+        let port = services
+            .endpoints()
+            .iter()
+            .find(|e| e.version == version)
+            .map(|e| e.addr.port())
+            .expect("endpoint started");
+        yaml = yaml.replace(&format!("grpc: {fixed}"), &format!("grpc: {port}"));
+    }
+    (services, yaml)
+}
