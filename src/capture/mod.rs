@@ -456,11 +456,13 @@ impl CapturedResponse {
     /// The gRPC status: `grpc-status` in the trailers, or in the headers of a trailers-only
     /// answer; `None` for an answer that is not gRPC.
     pub fn grpc_status(&self) -> Option<u32> {
+        // A constant name: a `&str` key would be parsed into a name on every call.
+        const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
         let field = self
             .trailers
             .as_ref()
-            .and_then(|t| t.get("grpc-status"))
-            .or_else(|| self.headers.get("grpc-status"))?;
+            .and_then(|t| t.get(&GRPC_STATUS))
+            .or_else(|| self.headers.get(&GRPC_STATUS))?;
         field.to_str().ok()?.trim().parse().ok()
     }
 

@@ -34,7 +34,7 @@ fn strip(headers: &mut HeaderMap, keep_te_trailers: bool) {
     // (cheap comparisons) finds which are there, so only those are hashed and removed.
     let mut present = [false; 6];
     for name in headers.keys() {
-        if let Some(i) = ALWAYS_HOP_BY_HOP.iter().position(|fixed| fixed == name) {
+        if let Some(i) = hop_index(name) {
             present[i] = true;
         }
     }
@@ -63,6 +63,24 @@ fn strip(headers: &mut HeaderMap, keep_te_trailers: bool) {
     if te_trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// The position of `name` in [`ALWAYS_HOP_BY_HOP`]: the length first, which rules out
+/// nearly every name without comparing it.
+fn hop_index(name: &HeaderName) -> Option<usize> {
+    let text = name.as_str();
+    let candidates: &[usize] = match text.len() {
+        2 => &[3],
+        7 => &[5],
+        10 => &[0, 2],
+        16 => &[1],
+        17 => &[4],
+        _ => return None,
+    };
+    candidates
+        .iter()
+        .copied()
+        .find(|&i| ALWAYS_HOP_BY_HOP[i].as_str() == text)
 }
 
 /// Whether a `TE` field lists `trailers` (a token, maybe with parameters).
@@ -98,6 +116,18 @@ mod tests {
         headers.insert(TE, HeaderValue::from_static("trailers"));
         strip_hop_by_hop(&mut headers);
         assert!(!headers.contains_key(TE), "a response keeps no TE");
+    }
+
+    #[test]
+    fn every_fixed_name_is_found_by_its_length_and_no_other_name_is() {
+        for (i, name) in ALWAYS_HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_index(name), Some(i), "{name}");
+        }
+        for other in ["content-length", "host", "server", "x-envoy-te", "tE"] {
+            let name = HeaderName::from_bytes(other.as_bytes()).unwrap();
+            let expected = (other.eq_ignore_ascii_case("te")).then_some(3);
+            assert_eq!(hop_index(&name), expected, "{other}");
+        }
     }
 
     #[test]

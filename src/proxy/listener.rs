@@ -56,6 +56,25 @@ pub(super) fn default_workers() -> usize {
         .clamp(1, MAX_DEFAULT_WORKERS)
 }
 
+/// How often [`keep_timer_wheel_set`] wakes: well within the header-read timeout, so its
+/// timer is always the runtime's next.
+fn wheel_tick(header_read_timeout: Duration) -> Duration {
+    (header_read_timeout / 2).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Keeps one timer always set on a worker's runtime. When a runtime parks with no timer
+/// set, the next timer registered wakes its driver with a write to its eventfd (tokio's
+/// `time::Driver::reregister` unparks whenever the new deadline is before the wheel's next
+/// wake, and there is none). hyper registers a header-read timer for every request head it
+/// waits for, so under load that was a system call for nearly every other request (perf:
+/// `Sleep::poll` → `reregister` → `mio::Waker::wake`). With this timer set, and due before
+/// any header-read timer, those registrations leave the driver alone.
+async fn keep_timer_wheel_set(period: Duration) {
+    loop {
+        tokio::time::sleep(period).await;
+    }
+}
+
 /// The proxy's worker threads.
 pub(super) struct Workers {
     /// Where the accept loop sends each worker its connections.
@@ -110,7 +129,11 @@ impl Workers {
                     };
                     WORKER.with(|worker| worker.set(index));
                     runtime.block_on(async move {
-                        serve(streams, shared, cancel).await;
+                        let period = wheel_tick(shared.settings.header_read_timeout);
+                        tokio::select! {
+                            () = serve(streams, shared, cancel) => {}
+                            () = keep_timer_wheel_set(period) => {}
+                        }
                         serving_here.fetch_sub(1, Ordering::SeqCst);
                         release.cancelled().await;
                     });
