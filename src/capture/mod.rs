@@ -70,6 +70,12 @@ pub enum UpstreamErrorKind {
     Refused,
     /// The connection was reset or closed before a full response.
     Reset,
+    /// An HTTP/2 upstream reset the request's stream (RST_STREAM), with a reason other
+    /// than REFUSED_STREAM: Envoy's `RemoteReset`.
+    RemoteReset,
+    /// An HTTP/2 upstream refused the request's stream (RST_STREAM with REFUSED_STREAM: it
+    /// did not process the request): Envoy's `RemoteRefusedStreamReset`.
+    RefusedStream,
     /// No (complete) answer within the timeout.
     Timeout,
     /// The upstream answered with something that is not valid HTTP.
@@ -96,6 +102,8 @@ impl UpstreamErrorKind {
         match self {
             UpstreamErrorKind::Refused => "refused",
             UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::RemoteReset => "remote_reset",
+            UpstreamErrorKind::RefusedStream => "refused_stream",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol => "protocol",
             UpstreamErrorKind::Dns => "dns",
@@ -114,6 +122,8 @@ impl UpstreamErrorKind {
             | UpstreamErrorKind::ConnectTimeout
             | UpstreamErrorKind::Tls => ResponseFlags::UF,
             UpstreamErrorKind::Reset => ResponseFlags::UC,
+            // router.cc `streamResetReasonToResponseFlag`: both remote resets are UR.
+            UpstreamErrorKind::RemoteReset | UpstreamErrorKind::RefusedStream => ResponseFlags::UR,
             UpstreamErrorKind::Timeout => ResponseFlags::UT,
             UpstreamErrorKind::Protocol => ResponseFlags::UPE,
             // A DNS name that resolves to nothing is a cluster without hosts to Envoy.
@@ -152,10 +162,13 @@ impl ResponseFlags {
     pub const DI: Self = Self(1 << 8);
     /// Upstream retry limit exceeded.
     pub const URX: Self = Self(1 << 9);
+    /// Upstream remote reset (an HTTP/2 stream the upstream reset or refused).
+    pub const UR: Self = Self(1 << 10);
 
-    const NAMES: [(Self, &'static str); 10] = [
+    const NAMES: [(Self, &'static str); 11] = [
         (Self::UF, "UF"),
         (Self::UC, "UC"),
+        (Self::UR, "UR"),
         (Self::UT, "UT"),
         (Self::UH, "UH"),
         (Self::UPE, "UPE"),
@@ -184,6 +197,14 @@ impl ResponseFlags {
     /// Every flag's short name, in Envoy's order (the Traffic filter's choices).
     pub fn all_names() -> impl Iterator<Item = &'static str> {
         Self::NAMES.iter().map(|(_, n)| *n)
+    }
+
+    /// The flag named `name` (`UF`), if there is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(f, _)| *f)
     }
 
     /// The short names of the flags set, in Envoy's order.

@@ -124,6 +124,11 @@ impl ProxyError {
                     reset_body("connection termination", *retried)
                 }
                 UpstreamErrorKind::Protocol => reset_body("protocol error", *retried),
+                // `resetReasonToString` of RemoteReset and RemoteRefusedStreamReset.
+                UpstreamErrorKind::RemoteReset => reset_body("remote reset", *retried),
+                UpstreamErrorKind::RefusedStream => {
+                    reset_body("remote refused stream reset", *retried)
+                }
                 UpstreamErrorKind::Timeout => "upstream request timeout".to_owned(),
                 UpstreamErrorKind::Dns | UpstreamErrorKind::NoEndpoint => {
                     "no healthy upstream".to_owned()
@@ -179,6 +184,18 @@ fn kind_of(e: &(dyn StdError + 'static)) -> Option<UpstreamErrorKind> {
             ErrorKind::TimedOut => Some(UpstreamErrorKind::Timeout),
             _ => None,
         };
+    }
+    if let Some(h2_err) = e.downcast_ref::<h2::Error>() {
+        // A stream the upstream reset; a GOAWAY or a broken connection is classified by
+        // what lies beneath (the I/O error, or hyper's).
+        if h2_err.is_reset() && h2_err.is_remote() {
+            return Some(if h2_err.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                UpstreamErrorKind::RefusedStream
+            } else {
+                UpstreamErrorKind::RemoteReset
+            });
+        }
+        return None;
     }
     if let Some(hyper_err) = e.downcast_ref::<hyper::Error>() {
         if hyper_err.is_incomplete_message() || hyper_err.is_canceled() {

@@ -157,8 +157,9 @@ impl Shared {
         let Some(first) = first else {
             return Prepared::Answered(self.no_healthy_upstream(record, destination, &edits));
         };
+        let http2 = upstream.policy.protocol.speaks_http2(parts.version);
         let replays = (forward.retry.as_ref()).is_some_and(|p| {
-            super::retry::retries_after_sending(p, || super::fault::is_grpc(&parts.headers))
+            super::retry::retries_after_sending(p, http2, || super::fault::is_grpc(&parts.headers))
         });
         let send = PrimarySend {
             forward,

@@ -22,11 +22,16 @@ const X_ENVOY_RATELIMITED: HeaderName = HeaderName::from_static("x-envoy-ratelim
 /// Whether `policy` can retry this request after it went out (on an answer or a reset), so
 /// the request must be kept to send again; a policy that retries only connections that
 /// could not be made sends the unsent request as it is. Conditions that cannot fire for this
-/// request cost it nothing: `refused-stream` is an HTTP/2 stream refusal, which the lab
-/// does not tell apart from another reset (docs/SEMANTICS.md); the gRPC conditions read `grpc-status` in a trailers-only answer,
-/// which only a gRPC request (`grpc()`, asked only when it matters) gets. Istio's default policy names both, so without
-/// this every request would keep a copy of its head and body for a retry that cannot come.
-pub(super) fn retries_after_sending(policy: &RetryPolicy, grpc: impl FnOnce() -> bool) -> bool {
+/// request cost it nothing: `refused-stream` is an HTTP/2 stream refusal, which only a
+/// request sent as HTTP/2 (`http2`) can get; the gRPC conditions read `grpc-status` in a
+/// trailers-only answer, which only a gRPC request (`grpc()`, asked only when it matters)
+/// gets. Istio's default policy names both, so without this every request would keep a
+/// copy of its head and body for a retry that cannot come.
+pub(super) fn retries_after_sending(
+    policy: &RetryPolicy,
+    http2: bool,
+    grpc: impl FnOnce() -> bool,
+) -> bool {
     let http = [
         RetryOn::FIVE_XX,
         RetryOn::GATEWAY_ERROR,
@@ -43,6 +48,7 @@ pub(super) fn retries_after_sending(policy: &RetryPolicy, grpc: impl FnOnce() ->
     ];
     policy.num_retries > 0
         && (http.iter().any(|c| policy.on.contains(*c))
+            || (http2 && policy.on.contains(RetryOn::REFUSED_STREAM))
             || (grpc_only.iter().any(|c| policy.on.contains(*c)) && grpc())
             || (policy.on.contains(RetryOn::RETRIABLE_STATUS_CODES)
                 && !policy.status_codes.is_empty()))
@@ -103,6 +109,8 @@ pub(super) fn retry_on_failure(
         {
             true
         }
+        // `wouldRetryFromReset`: refused-stream retries a RemoteRefusedStreamReset only.
+        UpstreamErrorKind::RefusedStream if on.contains(RetryOn::REFUSED_STREAM) => true,
         _ => {
             on.contains(RetryOn::RESET)
                 || on.contains(RetryOn::FIVE_XX)

@@ -14,9 +14,11 @@ pub(super) fn version_in(text: &str) -> Result<http::Version, String> {
     })
 }
 
-const ERROR_KINDS: [UpstreamErrorKind; 10] = [
+const ERROR_KINDS: [UpstreamErrorKind; 12] = [
     UpstreamErrorKind::Refused,
     UpstreamErrorKind::Reset,
+    UpstreamErrorKind::RemoteReset,
+    UpstreamErrorKind::RefusedStream,
     UpstreamErrorKind::Timeout,
     UpstreamErrorKind::Protocol,
     UpstreamErrorKind::Dns,
@@ -47,27 +49,12 @@ pub(super) fn skip_in(text: &str) -> Result<SkipReason, String> {
 }
 
 pub(super) fn flags_in(text: &str) -> Result<ResponseFlags, String> {
-    const FLAGS: [ResponseFlags; 10] = [
-        ResponseFlags::UF,
-        ResponseFlags::UC,
-        ResponseFlags::UT,
-        ResponseFlags::UH,
-        ResponseFlags::UPE,
-        ResponseFlags::UO,
-        ResponseFlags::NR,
-        ResponseFlags::FI,
-        ResponseFlags::DI,
-        ResponseFlags::URX,
-    ];
     if text == "-" || text.is_empty() {
         return Ok(ResponseFlags::NONE);
     }
     text.split(',').try_fold(ResponseFlags::NONE, |acc, name| {
-        FLAGS
-            .into_iter()
-            .zip(ResponseFlags::all_names())
-            .find(|(_, n)| *n == name)
-            .map(|(f, _)| acc.union(f))
+        ResponseFlags::from_name(name)
+            .map(|f| acc.union(f))
             .ok_or_else(|| format!("{name:?} is not one of Envoy's response flags"))
     })
 }
