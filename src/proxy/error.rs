@@ -246,6 +246,18 @@ mod tests {
                 "reset reason: connection termination",
             ),
             (
+                UpstreamErrorKind::RefusedStream,
+                503,
+                "UR",
+                "reset reason: remote refused stream reset",
+            ),
+            (
+                UpstreamErrorKind::RemoteReset,
+                503,
+                "UR",
+                "reset reason: remote reset",
+            ),
+            (
                 UpstreamErrorKind::Protocol,
                 502,
                 "UPE",

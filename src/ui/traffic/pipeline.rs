@@ -58,6 +58,7 @@ fn flag_meaning(flag: &str) -> &'static str {
     match flag {
         "UF" => "upstream connection failure",
         "UC" => "upstream connection closed before the response head",
+        "UR" => "upstream reset the stream (HTTP/2 RST_STREAM)",
         "UT" => "upstream request timeout",
         "UH" => "no healthy upstream",
         "UPE" => "upstream protocol error",
