@@ -86,6 +86,8 @@ pub struct MirrorlabApp {
     ignore_errors: Vec<String>,
     send_window: bool,
     settings_window: bool,
+    /// Whether the gRPC descriptors file typed in the settings loads.
+    descriptors_check: crate::ui::send::DescriptorsCheck,
     replay_window: bool,
     replay_form: crate::ui::replay::ReplayForm,
     compare_window: bool,
@@ -163,6 +165,7 @@ impl MirrorlabApp {
             ignore_errors: Vec::new(),
             send_window: false,
             settings_window: false,
+            descriptors_check: crate::ui::send::DescriptorsCheck::default(),
             replay_window: false,
             replay_form: crate::ui::replay::ReplayForm::default(),
             compare_window: false,
