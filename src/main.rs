@@ -113,6 +113,15 @@ enum Command {
         /// removals.
         #[arg(long, value_name = "NAME: VALUE")]
         mirror_set_header: Vec<String>,
+        /// A FileDescriptorSet (`protoc --descriptor_set_out`, `buf build -o`) that reads the
+        /// gRPC messages of every route whose VirtualService has no
+        /// `mirrorlab.dev/grpc-descriptors` annotation (the annotation wins).
+        #[arg(long, value_name = "FILE")]
+        grpc_descriptors: Option<PathBuf>,
+        /// Do not ask a gRPC call's primary for its descriptors by server reflection (the
+        /// lab's own call to the endpoint) when no annotation or setting gives them.
+        #[arg(long)]
+        no_grpc_reflection: bool,
     },
     /// Write a file's VirtualServices as HTTPRoutes, or its HTTPRoutes and GRPCRoutes as
     /// VirtualServices (every other resource kept); print on stderr exactly what the other
@@ -235,6 +244,8 @@ fn main() -> ExitCode {
             gateway,
             mirror_remove_headers,
             mirror_set_header,
+            grpc_descriptors,
+            no_grpc_reflection,
         }) => {
             init_logging();
             let mirror_headers = match mirrorlab::routing::MirrorHeaders::lab_wide(
@@ -276,6 +287,8 @@ fn main() -> ExitCode {
                 session,
                 keep_credentials,
                 announce_listen: true,
+                grpc_descriptors,
+                grpc_reflection: !no_grpc_reflection,
             };
             report_failure(on_runtime(|handle| async move {
                 Ok(mirrorlab::lab::headless::run(handle, options).await?)

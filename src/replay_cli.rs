@@ -64,6 +64,13 @@ pub struct ReplayArgs {
     /// Also save the session here (reopen it in the app, or `mirrorlab report` it).
     #[arg(long, value_name = "FILE")]
     session: Option<PathBuf>,
+    /// A FileDescriptorSet for the gRPC messages of routes without a
+    /// `mirrorlab.dev/grpc-descriptors` annotation (as `mirrorlab run --grpc-descriptors`).
+    #[arg(long, value_name = "FILE")]
+    grpc_descriptors: Option<PathBuf>,
+    /// Do not ask gRPC primaries for descriptors by server reflection.
+    #[arg(long)]
+    no_grpc_reflection: bool,
 }
 
 /// `mirrorlab report SESSION`.
@@ -74,6 +81,10 @@ pub struct ReportArgs {
     /// Write the JSON report here (default: stdout).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// A FileDescriptorSet for the gRPC messages of routes without an annotation's (a
+    /// session does not keep descriptors, its annotations' included).
+    #[arg(long, value_name = "FILE")]
+    grpc_descriptors: Option<PathBuf>,
 }
 
 /// `mirrorlab compare A.json B.json`.
@@ -126,6 +137,8 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             session: args.session,
             keep_credentials: args.keep_credentials,
             announce_listen: false,
+            grpc_descriptors: args.grpc_descriptors,
+            grpc_reflection: !args.no_grpc_reflection,
         },
         source: mirrorlab::replay::SourceOptions {
             keep_credentials: args.keep_credentials,
@@ -151,7 +164,16 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
 
 /// Runs `mirrorlab report SESSION`.
 pub fn report(args: ReportArgs) -> ExitCode {
-    match mirrorlab::lab::replay::report_session(&args.session, args.report.as_deref()) {
+    // A descriptors file that does not load is logged and the report is written without it.
+    if args.grpc_descriptors.is_some() {
+        super::init_logging();
+    }
+    let report = mirrorlab::lab::replay::report_session(
+        &args.session,
+        args.report.as_deref(),
+        args.grpc_descriptors.as_deref(),
+    );
+    match report {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mirrorlab report: {e}");

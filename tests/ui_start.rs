@@ -420,3 +420,26 @@ fn the_lab_wide_mirror_settings_edit_every_copy_after_apply() {
         Some("Bearer real")
     );
 }
+
+#[test]
+fn the_grpc_descriptors_setting_says_at_its_field_whether_the_file_loads() {
+    // Lab > Settings > gRPC descriptors: a file that does not load is an error at the
+    // field that names the file and why (and there is nothing to apply); the sample's
+    // reviews.pb loads and the field names the service it defines.
+    let rt = runtime();
+    let mut h = app(&rt, None);
+    h.run_ok();
+    h.get_by_label("Lab").click();
+    h.run_ok();
+    h.get_by_label("Settings...").click();
+    h.run_ok();
+    ui_common::type_into(&mut h, "gRPC descriptors", "/no/such/reviews.pb");
+    h.get_by_label_contains("cannot read /no/such/reviews.pb");
+    assert!(h.query_by_label("Apply gRPC descriptors now").is_none());
+
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-configs/reviews.pb");
+    h.state_mut().state.grpc_descriptors = sample.display().to_string();
+    h.run_ok();
+    h.get_by_label_contains("defines reviews.Reviews");
+    h.get_by_label("Apply gRPC descriptors now");
+}

@@ -161,8 +161,9 @@ pub struct IgnoreRules {
     /// Whole-body differences of non-JSON bodies are ignored.
     pub body: bool,
     /// How gRPC messages are read: the service's descriptors, from the VirtualService's
-    /// [`GRPC_DESCRIPTORS_ANNOTATION`]; without them messages decode by field number.
-    pub grpc: Option<prost_reflect::DescriptorPool>,
+    /// [`GRPC_DESCRIPTORS_ANNOTATION`] (or, for every route without one, the lab setting);
+    /// without them, server reflection, else messages decode by field number.
+    pub grpc: Option<super::descriptors::GrpcDescriptors>,
 }
 
 /// The VirtualService annotation naming a `FileDescriptorSet` file (what `protoc

@@ -4,6 +4,7 @@
 //! [`Exchange`](crate::capture::Exchange) with [`Analyzer::ingest`], and publishes
 //! [`Analyzer::snapshot`] for the app (up to 30 times a second) and the headless report.
 
+pub mod descriptors;
 pub mod diff;
 mod endpoint;
 mod ignore;
@@ -43,6 +44,7 @@ pub use verdict::{
     NoiseThresholds, VOLATILE_SHARE, Verdict, VerdictEvidence, Volatility, wilson_lower_bound,
 };
 
+use descriptors::{GrpcDescriptors, ReflectionTable};
 use route::{IngestContext, RouteAccumulator};
 use stats::SideAccumulator;
 use volatile::PrimaryAnswers;
@@ -61,6 +63,12 @@ pub struct AnalysisSettings {
     pub max_exchange_summaries: usize,
     /// How many sample exchange ids to keep per field path.
     pub samples_per_field: usize,
+    /// The lab setting's gRPC descriptors, for every route whose VirtualService names
+    /// none of its own (its annotation wins).
+    pub grpc_descriptors: Option<GrpcDescriptors>,
+    /// Descriptors learnt by gRPC server reflection, for calls with none of the above;
+    /// `None`: reflection is off (sessions, tests).
+    pub reflection: Option<Arc<ReflectionTable>>,
 }
 
 impl Default for AnalysisSettings {
@@ -71,6 +79,8 @@ impl Default for AnalysisSettings {
             thresholds: NoiseThresholds::default(),
             max_exchange_summaries: 100_000,
             samples_per_field: 5,
+            grpc_descriptors: None,
+            reflection: None,
         }
     }
 }
@@ -91,13 +101,33 @@ impl AnalysisSettings {
         Ok(())
     }
 
-    /// The rules that apply to exchanges of `virtual_service`: the global ones plus its own.
+    /// The rules that apply to exchanges of `virtual_service`: the global ones plus its own,
+    /// and the setting's gRPC descriptors when its annotation names none.
     pub fn rules_for(&self, virtual_service: Option<&str>) -> IgnoreRules {
         let mut rules = self.ignore.clone();
         if let Some(own) = virtual_service.and_then(|vs| self.virtual_service_rules.get(vs)) {
             rules.extend(own);
         }
+        if rules.grpc.is_none() {
+            rules.grpc.clone_from(&self.grpc_descriptors);
+        }
         rules
+    }
+
+    /// The descriptors server reflection found for `exchange`'s service at its primary's
+    /// endpoint; the first call for a pair asks for them (off the request path) and finds
+    /// none yet.
+    fn reflected(&self, exchange: &Exchange) -> Option<prost_reflect::DescriptorPool> {
+        let table = self.reflection.as_ref()?;
+        let (endpoint, service, target) = descriptors::reflection_key(exchange)?;
+        table.pool_or_ask(endpoint, service, target)
+    }
+
+    /// How `exchange`'s gRPC messages are read now (`None`: not a gRPC call), for the
+    /// Traffic detail; asks nothing.
+    pub fn grpc_decode(&self, exchange: &Exchange) -> Option<descriptors::GrpcDecode> {
+        let rules = self.rules_for(exchange.trace.as_ref().map(|t| t.virtual_service.as_str()));
+        descriptors::grpc_decode(exchange, rules.grpc.as_ref(), self.reflection.as_deref())
     }
 }
 
@@ -239,6 +269,27 @@ impl AnalysisSnapshot {
         self.settings.rules_for(virtual_service)
     }
 
+    /// How `exchange`'s gRPC messages are read now: by name with descriptors from an
+    /// annotation, the setting or server reflection, or schema-less (`None`: not gRPC).
+    pub fn grpc_decode(&self, exchange: &Exchange) -> Option<descriptors::GrpcDecode> {
+        self.settings.grpc_decode(exchange)
+    }
+
+    /// The descriptors to read `exchange`'s messages with now: its rules' (annotation,
+    /// setting), else what server reflection found so far. Asks nothing.
+    pub fn grpc_descriptors(&self, exchange: &Exchange) -> Option<GrpcDescriptors> {
+        let rules = self.rules_for(exchange.trace.as_ref().map(|t| t.virtual_service.as_str()));
+        if rules.grpc.is_some() {
+            return rules.grpc;
+        }
+        let table = self.settings.reflection.as_ref()?;
+        let (endpoint, service, _) = descriptors::reflection_key(exchange)?;
+        match table.state(endpoint, service)? {
+            descriptors::ReflectionState::Ready(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// Statistics of one route, by label.
     pub fn route(&self, label: &str) -> Option<&RouteSnapshot> {
         self.routes.iter().find(|r| r.label == label)
@@ -319,6 +370,12 @@ impl Analyzer {
         self.rules_changed();
     }
 
+    /// Replaces the lab setting's gRPC descriptors (`None`: no setting).
+    pub fn set_grpc_descriptors(&mut self, descriptors: Option<GrpcDescriptors>) {
+        Arc::make_mut(&mut self.settings).grpc_descriptors = descriptors;
+        self.rules_changed();
+    }
+
     /// Replaces the noise thresholds; verdicts are recomputed at the next snapshot.
     pub fn set_thresholds(&mut self, thresholds: NoiseThresholds) {
         Arc::make_mut(&mut self.settings).thresholds = thresholds;
@@ -387,11 +444,18 @@ impl Analyzer {
             .resolved_rules
             .get(&trace.virtual_service)
             .unwrap_or(&self.settings.ignore);
+        // The annotation's or the setting's descriptors, else server reflection's.
+        let reflected = match rules.grpc {
+            Some(_) => None,
+            None => self.settings.reflected(exchange),
+        };
+        let descriptors = rules.grpc.as_ref().map(|g| &g.pool).or(reflected.as_ref());
         let Some(route) = self.routes.get_mut(idx) else {
             return; // idx was just looked up or pushed
         };
         let mut cx = IngestContext {
             rules,
+            descriptors,
             samples: self.settings.samples_per_field,
             next_slot: &mut self.next_slot,
             answers: &mut self.answers,

@@ -24,6 +24,8 @@ const MAX_ENDPOINTS_PER_ROUTE: usize = 1000;
 pub(crate) struct IngestContext<'a> {
     /// The ignore rules of the exchange's VirtualService.
     pub rules: &'a IgnoreRules,
+    /// The descriptors to read its gRPC messages with, if any.
+    pub descriptors: Option<&'a prost_reflect::DescriptorPool>,
     /// Sample exchange ids kept per field.
     pub samples: usize,
     /// The next free slot of the verdict table.
@@ -96,8 +98,11 @@ impl RouteAccumulator {
         let primary_response = self.record_primary(exchange, cx.second);
         let endpoint = self.endpoint_of(exchange);
         let path = Some(exchange.request.uri.as_str());
-        let prepared_primary =
-            primary_response.map(|r| PreparedResponse::new(r, "primary").for_method(path));
+        let prepared_primary = primary_response.map(|r| {
+            PreparedResponse::new(r, "primary")
+                .for_method(path)
+                .with_descriptors(cx.descriptors)
+        });
         let mut shadows = Vec::with_capacity(exchange.shadows.len());
         for record in &exchange.shadows {
             let baseline = exchange
@@ -242,7 +247,9 @@ impl RouteAccumulator {
         side.delta.record(r.total, prepared.response().total);
         let d = diff::diff_prepared(
             prepared,
-            &PreparedResponse::new(r, "shadow").for_method(prepared.method()),
+            &PreparedResponse::new(r, "shadow")
+                .for_method(prepared.method())
+                .with_descriptors(prepared.descriptors()),
             cx.rules,
             diff::Detail::Paths,
         );

@@ -264,7 +264,11 @@ impl PrimaryAnswers {
         if let Some(last) = self.take(&key)
             && last.answer.status == response.status
         {
-            let before = PreparedResponse::new(&last.answer, "earlier primary");
+            // Read as the new answer is (the same method, the same descriptors), or a
+            // message by name would differ from itself by number.
+            let before = PreparedResponse::new(&last.answer, "earlier primary")
+                .for_method(answer.method())
+                .with_descriptors(answer.descriptors());
             let d = diff::diff_prepared(&before, answer, rules, diff::Detail::Paths);
             counts.record(&d.field_changes());
         }

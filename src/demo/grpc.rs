@@ -191,10 +191,19 @@ fn reply(version: ReviewsVersion, podname: &str, product: u32) -> Message {
 /// gRPC demo's VirtualService names that file, so its diffs show fields by name.
 pub fn descriptor_set() -> Vec<u8> {
     use prost_reflect::prost::Message as _;
+    prost_reflect::prost_types::FileDescriptorSet {
+        file: vec![reviews_file()],
+    }
+    .encode_to_vec()
+}
+
+/// sample-configs/reviews.proto as a `FileDescriptorProto`: the set's one file, and what
+/// v1's server reflection answers with.
+pub(super) fn reviews_file() -> prost_reflect::prost_types::FileDescriptorProto {
     use prost_reflect::prost_types::field_descriptor_proto::{Label, Type};
     use prost_reflect::prost_types::{
-        DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
-        MethodDescriptorProto, ServiceDescriptorProto,
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto, MethodDescriptorProto,
+        ServiceDescriptorProto,
     };
     let field = |name: &str, number: i32, kind: Type, type_name: Option<&str>, repeated: bool| {
         FieldDescriptorProto {
@@ -216,7 +225,7 @@ pub fn descriptor_set() -> Vec<u8> {
         field: fields,
         ..DescriptorProto::default()
     };
-    let file = FileDescriptorProto {
+    FileDescriptorProto {
         name: Some("reviews.proto".to_owned()),
         package: Some("reviews".to_owned()),
         syntax: Some("proto3".to_owned()),
@@ -268,8 +277,7 @@ pub fn descriptor_set() -> Vec<u8> {
             ..ServiceDescriptorProto::default()
         }],
         ..FileDescriptorProto::default()
-    };
-    FileDescriptorSet { file: vec![file] }.encode_to_vec()
+    }
 }
 
 #[cfg(test)]

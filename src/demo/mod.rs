@@ -5,6 +5,7 @@
 //! sends a realistic mix of requests through the proxy.
 
 pub mod grpc;
+mod reflection;
 mod reviews;
 mod traffic;
 

@@ -132,7 +132,6 @@ type DemoBody = Either<Full<Bytes>, GrpcBody>;
 impl ReviewsEndpoint {
     async fn answer(&self, request: Request<Incoming>) -> Response<DemoBody> {
         let grpc = super::grpc::is_grpc(request.headers());
-        let n = self.answered.fetch_add(1, Ordering::Relaxed) + 1;
         if grpc {
             let (parts, body) = request.into_parts();
             let body = body
@@ -140,12 +139,18 @@ impl ReviewsEndpoint {
                 .await
                 .map(|c| c.to_bytes())
                 .unwrap_or_default();
+            // Reflection is the lab's own call, not traffic: not counted, not delayed.
+            if let Some(answer) = super::reflection::answer(self.version, parts.uri.path(), &body) {
+                return answer.map(Either::Right);
+            }
+            let n = self.answered.fetch_add(1, Ordering::Relaxed) + 1;
             tokio::time::sleep(self.delay()).await;
             let fail = self.version == ReviewsVersion::V2 && n.is_multiple_of(V2_FAILURE_EVERY);
             let answer =
                 super::grpc::answer(self.version, &self.podname, parts.uri.path(), &body, fail);
             return answer.map(Either::Right);
         }
+        let n = self.answered.fetch_add(1, Ordering::Relaxed) + 1;
         self.answer_http(request, n).await.map(Either::Left)
     }
 

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::analysis::descriptors::{DescriptorOrigin, GrpcDescriptors};
 use crate::analysis::{DIFF_IGNORE_ANNOTATION, GRPC_DESCRIPTORS_ANNOTATION, IgnoreRules};
 use crate::config::ConfigSet;
 use crate::config::gateway::GatewayApiObject;
@@ -56,8 +57,12 @@ pub(super) fn read(set: &ConfigSet, file: &str) -> Annotated {
             None => None,
         };
         if let Some(path) = descriptors_path(metadata) {
-            match load_descriptors(&relative_to(file, path)) {
-                Ok(pool) => rules.get_or_insert_with(IgnoreRules::none).grpc = Some(pool),
+            let path = relative_to(file, path);
+            let origin = DescriptorOrigin::Annotation {
+                file: path.display().to_string(),
+            };
+            match GrpcDescriptors::load(&path, origin) {
+                Ok(loaded) => rules.get_or_insert_with(IgnoreRules::none).grpc = Some(loaded),
                 Err(err) => problem(GRPC_DESCRIPTORS_ANNOTATION, err),
             }
         }
@@ -86,15 +91,4 @@ fn relative_to(file: &str, path: &str) -> PathBuf {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join(path),
         _ => path.to_path_buf(),
     }
-}
-
-/// A `FileDescriptorSet` file, as the descriptors of the services it describes.
-pub fn load_descriptors(path: &Path) -> Result<prost_reflect::DescriptorPool, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    prost_reflect::DescriptorPool::decode(bytes.as_slice()).map_err(|e| {
-        format!(
-            "{} is not a FileDescriptorSet (protoc --descriptor_set_out, buf build -o): {e}",
-            path.display()
-        )
-    })
 }

@@ -56,6 +56,12 @@ pub struct RunOptions {
     /// Print `listening on ADDR` on stdout (scripts wait for it); off when stdout is the
     /// report's alone (`mirrorlab replay`), and the address is logged instead.
     pub announce_listen: bool,
+    /// A `FileDescriptorSet` for the gRPC messages of every route whose VirtualService has
+    /// no `mirrorlab.dev/grpc-descriptors` of its own (`--grpc-descriptors`).
+    pub grpc_descriptors: Option<PathBuf>,
+    /// Ask a gRPC call's primary for its descriptors by server reflection when no
+    /// annotation or setting gives them (`--no-grpc-reflection` turns it off).
+    pub grpc_reflection: bool,
 }
 
 /// A lab started for a headless command, and what its report and session need.
@@ -113,7 +119,11 @@ pub(super) fn start(
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let analysis = loaded.analysis_settings(AnalysisSettings::default());
+    let mut analysis = loaded.analysis_settings(AnalysisSettings::default());
+    analysis.grpc_descriptors = options
+        .grpc_descriptors
+        .as_deref()
+        .and_then(grpc_descriptors_setting);
     let settings = LabSettings {
         listen: options.listen,
         allow_remote: options.allow_remote,
@@ -123,6 +133,7 @@ pub(super) fn start(
         mirror_headers: options.mirror_headers.clone(),
         workers: options.workers,
         analysis,
+        grpc_reflection: options.grpc_reflection,
         ..LabSettings::default()
     };
     let hosts = loaded.table.hosts().join(", ");
@@ -157,6 +168,29 @@ pub(super) fn start(
             text,
         }],
     })
+}
+
+/// The `--grpc-descriptors` file's descriptors; a file that does not load is logged (which
+/// file, why) and the lab runs without it: it never stops the proxy.
+pub(super) fn grpc_descriptors_setting(
+    path: &Path,
+) -> Option<crate::analysis::descriptors::GrpcDescriptors> {
+    match crate::analysis::descriptors::GrpcDescriptors::setting(path) {
+        Ok(loaded) => {
+            tracing::info!(
+                file = %path.display(),
+                services = %loaded.services().join(", "),
+                "gRPC descriptors for every route without a mirrorlab.dev/grpc-descriptors annotation"
+            );
+            Some(loaded)
+        }
+        Err(err) => {
+            tracing::warn!(
+                "--grpc-descriptors: {err}; gRPC messages without an annotation go by server reflection or by field number"
+            );
+            None
+        }
+    }
 }
 
 /// Waits for requests and shadows in flight (bounded), then writes the report, and the

@@ -7,7 +7,10 @@
 mod annotations;
 pub mod control;
 pub mod headless;
+mod reflection;
 pub mod replay;
+
+pub use reflection::{MAX_FILE_REQUESTS, REFLECTION_RETRY, REFLECTION_TIMEOUT};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::analysis::descriptors::ReflectionTable;
 use crate::analysis::{AnalysisSettings, AnalysisSnapshot, Analyzer, IgnoreRules};
 use crate::capture::{CaptureHub, CaptureStore, Exchange, StoreBounds};
 use crate::config::{ConfigSet, Severity};
@@ -45,6 +49,10 @@ impl Routes for RouteTable {
 
     fn service_port(&self, host: &str) -> u16 {
         RouteTable::service_port(self, host)
+    }
+
+    fn upstreams(&self) -> Vec<Arc<crate::routing::Upstream>> {
+        RouteTable::upstreams(self)
     }
 }
 
@@ -171,8 +179,12 @@ pub struct LabSettings {
     pub store: StoreBounds,
     /// Capacity of the channel from the proxy to the analysis task.
     pub analysis_queue: usize,
-    /// What the analysis starts with (ignore rules, noise thresholds).
+    /// What the analysis starts with (ignore rules, noise thresholds, the gRPC
+    /// descriptors setting).
     pub analysis: AnalysisSettings,
+    /// Ask a gRPC call's primary endpoint for its descriptors by server reflection when
+    /// neither an annotation nor the setting gives them (on by default).
+    pub grpc_reflection: bool,
 }
 
 impl Default for LabSettings {
@@ -193,6 +205,7 @@ impl Default for LabSettings {
             store: StoreBounds::default(),
             analysis_queue: 16_384,
             analysis: AnalysisSettings::default(),
+            grpc_reflection: true,
         }
     }
 }
@@ -285,6 +298,8 @@ pub struct Lab {
     snapshot_demand: Arc<SnapshotDemand>,
     analysis_stop: CancellationToken,
     analysis_task: Option<JoinHandle<()>>,
+    /// The TLS of the routes' endpoints, for the reflection task's own connections.
+    endpoint_tls: Arc<ArcSwap<reflection::EndpointTls>>,
 }
 
 impl std::fmt::Debug for Lab {
@@ -318,6 +333,21 @@ impl Lab {
         let hub = Arc::new(CaptureHub::new(settings.store));
         let exchanges = hub.subscribe(settings.analysis_queue);
         let cancel = cancel.child_token();
+        let endpoint_tls = Arc::new(ArcSwap::from_pointee(reflection::EndpointTls::of(
+            &routes.upstreams(),
+        )));
+        let analysis_stop = CancellationToken::new();
+        let mut analysis = settings.analysis.clone();
+        if settings.grpc_reflection && analysis.reflection.is_none() {
+            let (table, queue) = ReflectionTable::new(REFLECTION_RETRY);
+            analysis.reflection = Some(Arc::clone(&table));
+            handle.spawn(reflection::serve(
+                queue,
+                table,
+                Arc::clone(&endpoint_tls),
+                analysis_stop.clone(),
+            ));
+        }
         let proxy = Proxy::start(
             handle,
             cancel.clone(),
@@ -325,10 +355,9 @@ impl Lab {
             Box::new(routes),
             hub,
         )?;
-        let analyzer = Analyzer::new(settings.analysis);
+        let analyzer = Analyzer::new(analysis);
         let snapshot = Arc::new(ArcSwap::from_pointee(analyzer.snapshot()));
         let analyzer = Arc::new(Mutex::new(analyzer));
-        let analysis_stop = CancellationToken::new();
         let snapshot_demand = Arc::new(SnapshotDemand::new());
         let analysis_task = handle.spawn(analyze(
             exchanges,
@@ -345,6 +374,7 @@ impl Lab {
             snapshot_demand,
             analysis_stop,
             analysis_task: Some(analysis_task),
+            endpoint_tls,
         })
     }
 
@@ -360,6 +390,8 @@ impl Lab {
 
     /// Swaps in a new route table atomically; requests in flight finish on the old one.
     pub fn apply(&self, routes: impl Routes) {
+        self.endpoint_tls
+            .store(Arc::new(reflection::EndpointTls::of(&routes.upstreams())));
         self.proxy.apply(Box::new(routes));
     }
 

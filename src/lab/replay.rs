@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::export::report::Report;
-use crate::replay::sources::session::analyze_session;
+use crate::replay::sources::session::analyze_session_with;
 use crate::replay::{
     HostMap, ReplayHandle, ReplayOptions, ReplayProgress, ReplayRequest, RequestFilter,
     SourceOptions, TrafficError, load_traffic,
@@ -127,8 +127,14 @@ fn draw(bar: &indicatif::ProgressBar, p: &ReplayProgress) {
 }
 
 /// `mirrorlab report SESSION`: the session's report, rebuilt from its exchanges with the
-/// analysis settings it was saved with.
-pub fn report_session(session: &Path, out: Option<&Path>) -> Result<(), LabError> {
-    let (_, run, snapshot) = analyze_session(session)?;
+/// analysis settings it was saved with, and `grpc_descriptors` (`--grpc-descriptors`: a
+/// session does not keep descriptors) for routes without an annotation's.
+pub fn report_session(
+    session: &Path,
+    out: Option<&Path>,
+    grpc_descriptors: Option<&Path>,
+) -> Result<(), LabError> {
+    let descriptors = grpc_descriptors.and_then(headless::grpc_descriptors_setting);
+    let (_, run, snapshot) = analyze_session_with(session, descriptors)?;
     headless::write_report(&Report::build(&snapshot, &run), out)
 }

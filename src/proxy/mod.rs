@@ -63,6 +63,11 @@ pub trait Routes: Send + Sync + 'static {
         let _ = host;
         80
     }
+    /// Every upstream the table sends to, for the lab's own calls to their endpoints
+    /// (gRPC server reflection speaks TLS where their DestinationRule originates it).
+    fn upstreams(&self) -> Vec<std::sync::Arc<crate::routing::Upstream>> {
+        Vec::new()
+    }
 }
 
 /// How the proxy behaves; the defaults are Envoy's and Istio's.

@@ -100,6 +100,8 @@ pub enum DialogPurpose {
     SaveSession,
     /// Pick a traffic file to replay.
     ReplayTraffic,
+    /// Pick the gRPC descriptors setting's `FileDescriptorSet`.
+    GrpcDescriptors,
 }
 
 /// How the app asks for file paths.
@@ -188,6 +190,9 @@ impl FileDialog {
                     DialogPurpose::ReplayTraffic => rfd::FileDialog::new()
                         .add_filter("Traffic (HAR, GoReplay)", &["har", "gor", "json"])
                         .add_filter("All files", &["*"]),
+                    DialogPurpose::GrpcDescriptors => rfd::FileDialog::new()
+                        .add_filter("FileDescriptorSet", &["pb", "protoset", "desc", "bin"])
+                        .add_filter("All files", &["*"]),
                     DialogPurpose::Open | DialogPurpose::SaveAs => rfd::FileDialog::new()
                         .add_filter("Istio YAML", &["yaml", "yml"])
                         .add_filter("All files", &["*"]),
@@ -199,7 +204,8 @@ impl FileDialog {
                     DialogPurpose::Open
                     | DialogPurpose::OpenSession
                     | DialogPurpose::CompareSession(_)
-                    | DialogPurpose::ReplayTraffic => d.pick_file(),
+                    | DialogPurpose::ReplayTraffic
+                    | DialogPurpose::GrpcDescriptors => d.pick_file(),
                     DialogPurpose::SaveAs
                     | DialogPurpose::ExportHar
                     | DialogPurpose::SaveSession => {
@@ -279,6 +285,7 @@ impl FileDialog {
             DialogPurpose::CompareSession(false) => ("Session B", "Choose"),
             DialogPurpose::SaveSession => ("Save the session to", "Save"),
             DialogPurpose::ReplayTraffic => ("Traffic file to replay", "Choose"),
+            DialogPurpose::GrpcDescriptors => ("gRPC descriptors (FileDescriptorSet)", "Choose"),
         };
         ui.horizontal(|ui| {
             let label = ui.label(title);

@@ -90,11 +90,47 @@ pub struct SettingsRequest {
     pub apply_ignore_rules: bool,
     /// Recompile the routes for the client workload and swap them into the proxy.
     pub apply_workload: bool,
+    /// Pick the gRPC descriptors file with a file dialog.
+    pub browse_grpc_descriptors: bool,
+    /// Use the gRPC descriptors setting in the running lab.
+    pub apply_grpc_descriptors: bool,
+}
+
+/// Whether the gRPC descriptors file typed in the settings loads: checked when the path
+/// changes, not every frame.
+#[derive(Debug, Default)]
+pub struct DescriptorsCheck {
+    /// The path the result is of.
+    checked: Option<String>,
+    /// The services it defines, or why it does not load; `None` for an empty path.
+    result: Option<Result<String, String>>,
+}
+
+impl DescriptorsCheck {
+    /// The check of `path`, loading the file when the path is not the one last checked.
+    pub fn of(&mut self, path: &str) -> Option<&Result<String, String>> {
+        let path = path.trim();
+        if self.checked.as_deref() != Some(path) {
+            self.result = (!path.is_empty()).then(|| {
+                crate::analysis::descriptors::GrpcDescriptors::setting(std::path::Path::new(path))
+                    .map(|d| match d.services().as_slice() {
+                        [] => "loads, but defines no service".to_owned(),
+                        services => format!("defines {}", services.join(", ")),
+                    })
+            });
+            self.checked = Some(path.to_owned());
+        }
+        self.result.as_ref()
+    }
 }
 
 /// The settings window: proxy address, default host, the client workload, the lab-wide
-/// mirror settings (Host suffix, header edits), diff ignore rules.
-pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> SettingsRequest {
+/// mirror settings (Host suffix, header edits), diff ignore rules, gRPC descriptors.
+pub fn settings_ui(
+    ui: &mut egui::Ui,
+    state: &mut State,
+    descriptors: &mut DescriptorsCheck,
+) -> SettingsRequest {
     let mut request = SettingsRequest::default();
     egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
         let l = ui.label("Listen address");
@@ -201,6 +237,7 @@ pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> SettingsRequest {
             "For every route, on top of each VirtualService's annotation; used at the next Start",
         );
         ui.end_row();
+        grpc_descriptors_row(ui, state, descriptors, &mut request);
     });
     let mirror = crate::routing::MirrorHeaders::lab_wide(
         &state.mirror_remove_headers,
@@ -240,4 +277,45 @@ pub fn settings_ui(ui: &mut egui::Ui, state: &mut State) -> SettingsRequest {
         }
     }
     request
+}
+
+/// The gRPC descriptors field: the file's path, Browse, and at the field whether it loads.
+fn grpc_descriptors_row(
+    ui: &mut egui::Ui,
+    state: &mut State,
+    descriptors: &mut DescriptorsCheck,
+    request: &mut SettingsRequest,
+) {
+    let l = ui.label("gRPC descriptors");
+    ui.vertical(|ui| {
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut state.grpc_descriptors)
+                    .hint_text("reviews.pb (empty: annotations and server reflection)")
+                    .desired_width(260.0),
+            )
+            .labelled_by(l.id)
+            .on_hover_text(
+                "A FileDescriptorSet (protoc --descriptor_set_out, buf build -o) that reads the \
+                 gRPC messages of every route whose VirtualService has no \
+                 mirrorlab.dev/grpc-descriptors annotation (the annotation wins); without one, \
+                 the lab asks the primary by server reflection",
+            );
+            request.browse_grpc_descriptors = ui.button("Browse...").clicked();
+        });
+        match descriptors.of(&state.grpc_descriptors) {
+            Some(Ok(services)) => {
+                ui.weak(services.clone());
+                request.apply_grpc_descriptors = ui
+                    .button("Apply gRPC descriptors now")
+                    .on_hover_text("Use this file in the running analysis")
+                    .clicked();
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e.clone());
+            }
+            None => {}
+        }
+    });
+    ui.end_row();
 }

@@ -578,7 +578,9 @@ pub fn route_table(yaml: &str) -> mirrorlab::routing::RouteTable {
     })
 }
 
-/// A lab on an ephemeral port serving `yaml`.
+/// A lab on an ephemeral port serving `yaml`, without gRPC server reflection: the lab's
+/// own reflection calls would reach the servers of these tests beside the traffic they
+/// count (tests/grpc_reflection.rs tests reflection with it on).
 pub fn start_lab(yaml: &str, seed: Option<u64>) -> mirrorlab::lab::Lab {
     mirrorlab::lab::Lab::start(
         &tokio::runtime::Handle::current(),
@@ -586,6 +588,7 @@ pub fn start_lab(yaml: &str, seed: Option<u64>) -> mirrorlab::lab::Lab {
         mirrorlab::lab::LabSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             seed,
+            grpc_reflection: false,
             ..mirrorlab::lab::LabSettings::default()
         },
         route_table(yaml),

@@ -28,7 +28,7 @@ pub enum MessageSide {
 /// A method's messages as the service's descriptors define them.
 #[derive(Debug, Clone, Copy)]
 pub struct GrpcSchema<'a> {
-    /// The descriptors (the VirtualService's `mirrorlab.dev/grpc-descriptors`).
+    /// The descriptors (an annotation's, the lab setting's or server reflection's).
     pub pool: &'a prost_reflect::DescriptorPool,
     /// The request path, `/package.Service/Method`.
     pub path: &'a str,
@@ -44,16 +44,7 @@ pub fn grpc_messages_with(
     bytes: &[u8],
     schema: Option<GrpcSchema<'_>>,
 ) -> Option<Value> {
-    let grpc = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let ct = ct.to_ascii_lowercase();
-            ct == "application/grpc"
-                || ct.starts_with("application/grpc+proto")
-                || ct.starts_with("application/grpc;")
-        });
-    if !grpc {
+    if !crate::analysis::descriptors::is_grpc(headers) {
         return None;
     }
     let descriptor = schema.and_then(message_descriptor);

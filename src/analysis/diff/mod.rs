@@ -428,9 +428,15 @@ pub fn diff_exchange(
         }
     };
     let path = Some(exchange.request.uri.as_str());
+    let descriptors = rules.grpc.as_ref().map(|g| &g.pool);
+    let prepared = |response, side| {
+        PreparedResponse::new(response, side)
+            .for_method(path)
+            .with_descriptors(descriptors)
+    };
     Ok(diff_prepared(
-        &PreparedResponse::new(primary, "primary").for_method(path),
-        &PreparedResponse::new(shadow, "shadow").for_method(path),
+        &prepared(primary, "primary"),
+        &prepared(shadow, "shadow"),
         rules,
         Detail::Full,
     ))
@@ -540,9 +546,7 @@ fn diff_bodies(
         return body;
     }
     // A cut JSON document does not parse, so cut bodies go to the text or binary comparison.
-    if !truncated
-        && let (Some(pj), Some(sj)) = (p.json(rules.grpc.as_ref()), s.json(rules.grpc.as_ref()))
-    {
+    if !truncated && let (Some(pj), Some(sj)) = (p.json(), s.json()) {
         let mut differences = Vec::new();
         let mut pointer = String::new();
         let mut field = String::new();

@@ -17,6 +17,8 @@ pub(crate) struct PreparedResponse<'a> {
     /// The request path (`/package.Service/Method` for gRPC), when known: with the
     /// service's descriptors it says which message the body holds.
     method: Option<&'a str>,
+    /// The service's descriptors, when there are any: messages are read by name.
+    descriptors: Option<&'a prost_reflect::DescriptorPool>,
 }
 
 impl<'a> PreparedResponse<'a> {
@@ -27,6 +29,7 @@ impl<'a> PreparedResponse<'a> {
             response,
             json: std::cell::OnceCell::new(),
             method: None,
+            descriptors: None,
         }
     }
 
@@ -34,6 +37,20 @@ impl<'a> PreparedResponse<'a> {
     pub(crate) fn for_method(mut self, path: Option<&'a str>) -> Self {
         self.method = path;
         self
+    }
+
+    /// The same response, its gRPC messages read with `descriptors` when given.
+    pub(crate) fn with_descriptors(
+        mut self,
+        descriptors: Option<&'a prost_reflect::DescriptorPool>,
+    ) -> Self {
+        self.descriptors = descriptors;
+        self
+    }
+
+    /// The descriptors its gRPC messages are read with, if any.
+    pub(crate) fn descriptors(&self) -> Option<&'a prost_reflect::DescriptorPool> {
+        self.descriptors
     }
 
     /// The request path it answers, if known.
@@ -47,18 +64,21 @@ impl<'a> PreparedResponse<'a> {
     }
 
     /// The body as JSON, when it is a whole JSON document.
-    pub(super) fn json(&self, pool: Option<&prost_reflect::DescriptorPool>) -> Option<&Value> {
+    pub(super) fn json(&self) -> Option<&Value> {
         self.json
             .get_or_init(|| {
                 if self.decoded.cut {
                     return None;
                 }
                 let headers = &self.response.headers;
-                let schema = pool.zip(self.method).map(|(pool, path)| grpc::GrpcSchema {
-                    pool,
-                    path,
-                    side: grpc::MessageSide::Response,
-                });
+                let schema =
+                    self.descriptors
+                        .zip(self.method)
+                        .map(|(pool, path)| grpc::GrpcSchema {
+                            pool,
+                            path,
+                            side: grpc::MessageSide::Response,
+                        });
                 let bytes = &self.decoded.bytes;
                 if let Some(messages) = grpc::grpc_messages_with(headers, bytes, schema) {
                     return Some(messages);

@@ -7,6 +7,7 @@
 use std::io::Read as _;
 use std::sync::Arc;
 
+use crate::analysis::descriptors::GrpcDecode;
 use crate::analysis::diff::{self, ResponseDiff};
 use crate::analysis::{AnalysisSnapshot, FieldClass, FieldPath, IgnoreRules};
 use crate::capture::{CapturedBody, CapturedResponse, Exchange, ShadowOutcome, UpstreamOutcome};
@@ -57,6 +58,9 @@ pub struct Comparison {
     pub shadow_body: String,
     /// Both bodies, line by line.
     pub lines: Vec<BodyLine>,
+    /// For a gRPC call, how its messages were read: by name (and whose descriptors) or
+    /// schema-less, and why.
+    pub grpc_decode: Option<GrpcDecode>,
 }
 
 /// Compares the exchange's primary with shadow `shadow_index` as the analysis would.
@@ -65,7 +69,11 @@ pub fn compare(
     shadow_index: usize,
     snapshot: &AnalysisSnapshot,
 ) -> Comparison {
-    let rules = snapshot.rules_for(exchange.trace.as_ref().map(|t| t.virtual_service.as_str()));
+    let mut rules = snapshot.rules_for(exchange.trace.as_ref().map(|t| t.virtual_service.as_str()));
+    // What server reflection found since the exchange was analysed counts here too: the
+    // detail shows the messages as they read now.
+    rules.grpc = snapshot.grpc_descriptors(exchange);
+    let grpc_decode = snapshot.grpc_decode(exchange);
     let diff = if exchange.shadows.is_empty() {
         Err("The route has no mirror, so there is nothing to compare.".to_owned())
     } else {
@@ -83,8 +91,8 @@ pub fn compare(
             .collect()
     });
     let schema = |side| {
-        rules.grpc.as_ref().map(|pool| diff::GrpcSchema {
-            pool,
+        rules.grpc.as_ref().map(|g| diff::GrpcSchema {
+            pool: &g.pool,
             path: exchange.request.uri.as_str(),
             side,
         })
@@ -120,6 +128,7 @@ pub fn compare(
         primary_body: primary.text(),
         shadow_body: shadow.text(),
         lines,
+        grpc_decode,
     }
 }
 

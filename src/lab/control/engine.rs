@@ -16,6 +16,7 @@ use super::meter::{Demand, RateMeter};
 use super::{
     LabCommand, LabEvent, LabView, RunRequest, StartFailure, Wake, compare, oneoff, recorded,
 };
+use crate::analysis::descriptors::GrpcDescriptors;
 use crate::analysis::{AnalysisSettings, AnalysisSnapshot, IgnoreRules};
 use crate::demo::{DemoServices, TrafficGenerator, TrafficSettings};
 use crate::lab::{CompiledConfig, Lab, LabError, LabSettings};
@@ -268,8 +269,10 @@ impl Engine {
         };
         self.stop().await;
         let warnings = compiled.warnings.clone();
-        let ignore_errors = compiled.ignore_errors.clone();
-        match self.launch(run, compiled) {
+        let mut ignore_errors = compiled.ignore_errors.clone();
+        let (descriptors, problem) = descriptors_setting(run);
+        ignore_errors.extend(problem);
+        match self.launch(run, compiled, descriptors) {
             Ok(addr) => self.emit(LabEvent::Running {
                 addr,
                 started: true,
@@ -305,9 +308,14 @@ impl Engine {
         };
         let Some(running) = &self.lab else { return };
         let warnings = compiled.warnings.clone();
-        let ignore_errors = compiled.ignore_errors.clone();
+        let mut ignore_errors = compiled.ignore_errors.clone();
+        let (descriptors, problem) = descriptors_setting(run);
+        ignore_errors.extend(problem);
         let global = global_rules(&run.ignore);
-        running.lab.with_analyzer(|a| a.set_ignore_rules(global));
+        running.lab.with_analyzer(|a| {
+            a.set_ignore_rules(global);
+            a.set_grpc_descriptors(descriptors);
+        });
         running.lab.apply_config(compiled);
         self.emit(LabEvent::Running {
             addr: running.lab.local_addr(),
@@ -323,6 +331,7 @@ impl Engine {
         &mut self,
         run: &RunRequest,
         compiled: CompiledConfig,
+        grpc_descriptors: Option<GrpcDescriptors>,
     ) -> Result<SocketAddr, StartFailure> {
         let listen: SocketAddr = run
             .listen
@@ -331,6 +340,7 @@ impl Engine {
             .map_err(|_| StartFailure::ListenAddress(run.listen.clone()))?;
         let mut analysis = AnalysisSettings {
             ignore: global_rules(&run.ignore),
+            grpc_descriptors,
             ..AnalysisSettings::default()
         };
         analysis = compiled.analysis_settings(analysis);
@@ -533,6 +543,19 @@ fn global_rules(own: &IgnoreRules) -> IgnoreRules {
     let mut all = IgnoreRules::with_default_headers();
     all.extend(own);
     all
+}
+
+/// The setting's descriptors, or why its file does not load (the lab runs without them).
+fn descriptors_setting(run: &RunRequest) -> (Option<GrpcDescriptors>, Option<String>) {
+    match run
+        .grpc_descriptors
+        .as_deref()
+        .map(GrpcDescriptors::setting)
+    {
+        None => (None, None),
+        Some(Ok(loaded)) => (Some(loaded), None),
+        Some(Err(problem)) => (None, Some(problem)),
+    }
 }
 
 fn compile(run: &RunRequest) -> Result<CompiledConfig, StartFailure> {

@@ -57,6 +57,9 @@ pub struct RunRequest {
     pub mirror_headers: MirrorHeaders,
     /// Diff ignore rules for every route (on top of each VirtualService's annotation).
     pub ignore: IgnoreRules,
+    /// A `FileDescriptorSet` for the gRPC messages of every route without a
+    /// `mirrorlab.dev/grpc-descriptors` annotation of its own.
+    pub grpc_descriptors: Option<PathBuf>,
     /// Echoed in [`LabEvent::Running`], so the app knows which revision of its document
     /// the proxy runs.
     pub tag: u64,
@@ -183,7 +186,8 @@ pub enum LabEvent {
         tag: u64,
         /// Warnings of the compiled config.
         warnings: Vec<String>,
-        /// Diff ignore annotations that do not parse (their rules are not in force).
+        /// Diff ignore annotations that do not parse and descriptor files (annotations' or
+        /// the setting's) that do not load: not in force.
         ignore_errors: Vec<String>,
     },
     /// The proxy did not start, or kept its routes (`running`).

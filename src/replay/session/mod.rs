@@ -114,6 +114,9 @@ impl SessionAnalysis {
             },
             max_exchange_summaries: self.max_exchange_summaries,
             samples_per_field: self.samples_per_field,
+            // Descriptors are not saved with a session: `mirrorlab report --grpc-descriptors`
+            // names them again.
+            ..AnalysisSettings::default()
         })
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::analysis::descriptors::GrpcDescriptors;
 use crate::analysis::{AnalysisSnapshot, Analyzer};
 use crate::capture::Exchange;
 use crate::export::report::RunInfo;
@@ -82,6 +83,21 @@ pub fn read_session(path: &Path) -> Result<Session, TrafficError> {
 pub fn analyze_session(
     path: &Path,
 ) -> Result<(SessionMeta, RunInfo, AnalysisSnapshot), TrafficError> {
+    analyze_session_with(path, None)
+}
+
+/// [`analyze_session`], gRPC messages of routes without an annotation's descriptors read
+/// with `grpc_descriptors` (the lab setting; a session does not keep descriptors).
+pub fn analyze_session_with(
+    path: &Path,
+    grpc_descriptors: Option<GrpcDescriptors>,
+) -> Result<(SessionMeta, RunInfo, AnalysisSnapshot), TrafficError> {
+    let settings = |meta: &SessionMeta| {
+        meta.analysis.settings().map(|mut s| {
+            s.grpc_descriptors.clone_from(&grpc_descriptors);
+            s
+        })
+    };
     let mut analyzer: Option<Analyzer> = None;
     let parse = |message: String| TrafficError::Parse {
         path: path.to_owned(),
@@ -93,9 +109,7 @@ pub fn analyze_session(
         let analyzer = match &mut analyzer {
             Some(a) => a,
             None => analyzer.insert(Analyzer::new(
-                meta.analysis
-                    .settings()
-                    .map_err(|m| format!("log._mirrorlabSession.analysis: {m}"))?,
+                settings(meta).map_err(|m| format!("log._mirrorlabSession.analysis: {m}"))?,
             )),
         };
         analyzer.ingest(&e);
@@ -104,9 +118,7 @@ pub fn analyze_session(
     let analyzer = match analyzer {
         Some(a) => a,
         None => Analyzer::new(
-            meta.analysis
-                .settings()
-                .map_err(|m| parse(format!("log._mirrorlabSession.analysis: {m}")))?,
+            settings(&meta).map_err(|m| parse(format!("log._mirrorlabSession.analysis: {m}")))?,
         ),
     };
     let run = meta

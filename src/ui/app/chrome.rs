@@ -288,7 +288,9 @@ impl MirrorlabApp {
         for problem in &self.ignore_errors {
             ui.colored_label(
                 ui.visuals().warn_fg_color,
-                format!("Not in force: {problem}. Fix the annotation, then Apply."),
+                format!(
+                    "Not in force: {problem}. Fix the annotation (or Lab > Settings), then Apply."
+                ),
             );
         }
         if let Some(notice) = self.notice.clone() {

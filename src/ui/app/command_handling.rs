@@ -77,6 +77,10 @@ pub enum Command {
     CompareSessions(crate::ui::compare_sessions::CompareAction),
     /// The Replay… window's file.
     SetReplayFile(PathBuf),
+    /// Ask for the gRPC descriptors setting's file.
+    BrowseGrpcDescriptors,
+    /// The gRPC descriptors setting's file (picked in the dialog).
+    SetGrpcDescriptors(PathBuf),
     /// What the Replay… window asks for.
     Replay(crate::ui::replay::ReplayAction),
     /// Put the keyboard focus in the Traffic filter (Ctrl+F).
@@ -134,6 +138,10 @@ impl MirrorlabApp {
                     .map(|p| p.with_extension("session.har"))
                     .unwrap_or_else(|| PathBuf::from("mirrorlab.session.har")),
             ),
+            DialogPurpose::GrpcDescriptors => {
+                Some(PathBuf::from(self.state.grpc_descriptors.trim()))
+                    .filter(|p| !p.as_os_str().is_empty())
+            }
             DialogPurpose::OpenSession
             | DialogPurpose::CompareSession(_)
             | DialogPurpose::ReplayTraffic => None,
@@ -264,6 +272,13 @@ impl MirrorlabApp {
                     }
                 }
             }
+            Command::BrowseGrpcDescriptors => {
+                self.open_dialog(DialogPurpose::GrpcDescriptors, ctx);
+            }
+            Command::SetGrpcDescriptors(path) => {
+                self.state.grpc_descriptors = path.display().to_string();
+                self.settings_window = true;
+            }
             Command::SetReplayFile(path) => {
                 self.replay_form.path = path.display().to_string();
                 self.replay_window = true;
@@ -343,6 +358,8 @@ impl MirrorlabApp {
             shadow_host_suffix: self.state.shadow_host_suffix,
             mirror_headers,
             ignore,
+            grpc_descriptors: Some(PathBuf::from(self.state.grpc_descriptors.trim()))
+                .filter(|p| !p.as_os_str().is_empty()),
             tag,
         })
     }

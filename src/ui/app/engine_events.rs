@@ -170,13 +170,13 @@ impl MirrorlabApp {
         self.ignore_errors = ignore_errors;
         match self.ignore_errors.first() {
             Some(first) => self.error(format!(
-                "{text} But {} diff-ignore annotation{} did not parse and {} not in force: {first}",
+                "{text} But {} lab-only annotation{} or setting{} not in force: {first}",
                 self.ignore_errors.len(),
                 plural(self.ignore_errors.len()),
                 if self.ignore_errors.len() == 1 {
-                    "is"
+                    " is"
                 } else {
-                    "are"
+                    "s are"
                 }
             )),
             None => self.info(text),

@@ -82,10 +82,13 @@ pub struct MirrorlabApp {
     busy: bool,
     runs: VecDeque<PendingRun>,
     next_tag: u64,
-    /// `mirrorlab.dev/diff-ignore` annotations of the running config that do not parse.
+    /// `mirrorlab.dev/diff-ignore` annotations of the running config that do not parse,
+    /// descriptor files (annotations', the setting's) that do not load.
     ignore_errors: Vec<String>,
     send_window: bool,
     settings_window: bool,
+    /// Whether the gRPC descriptors file typed in the settings loads.
+    descriptors_check: crate::ui::send::DescriptorsCheck,
     replay_window: bool,
     replay_form: crate::ui::replay::ReplayForm,
     compare_window: bool,
@@ -163,6 +166,7 @@ impl MirrorlabApp {
             ignore_errors: Vec::new(),
             send_window: false,
             settings_window: false,
+            descriptors_check: crate::ui::send::DescriptorsCheck::default(),
             replay_window: false,
             replay_form: crate::ui::replay::ReplayForm::default(),
             compare_window: false,
@@ -203,7 +207,8 @@ impl MirrorlabApp {
         self.proxy_problem.as_ref()
     }
 
-    /// Diff ignore annotations of the running config that do not parse (not in force).
+    /// Lab-only annotations of the running config that do not parse or load, and a gRPC
+    /// descriptors setting that does not load (not in force).
     pub fn ignore_errors(&self) -> &[String] {
         &self.ignore_errors
     }

@@ -140,6 +140,9 @@ pub struct State {
     pub mirror_remove_headers: String,
     /// Headers set on every mirrored copy, `name: value` per line.
     pub mirror_set_headers: String,
+    /// A `FileDescriptorSet` for the gRPC messages of every route without a
+    /// `mirrorlab.dev/grpc-descriptors` annotation (empty: none).
+    pub grpc_descriptors: String,
 }
 
 impl Default for State {
@@ -166,6 +169,7 @@ impl Default for State {
             shadow_host_suffix: false,
             mirror_remove_headers: String::new(),
             mirror_set_headers: String::new(),
+            grpc_descriptors: String::new(),
         }
     }
 }

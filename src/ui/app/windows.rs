@@ -32,6 +32,7 @@ impl MirrorlabApp {
                     DialogPurpose::CompareSession(a) => Command::SetCompareSession(a, path),
                     DialogPurpose::SaveSession => Command::SaveSession(path),
                     DialogPurpose::ReplayTraffic => Command::SetReplayFile(path),
+                    DialogPurpose::GrpcDescriptors => Command::SetGrpcDescriptors(path),
                 });
             }
         }
@@ -116,12 +117,19 @@ impl MirrorlabApp {
                 .open(&mut open)
                 .default_pos([420.0, 90.0])
                 .resizable(true)
-                .show(ctx, |ui| request = send::settings_ui(ui, &mut self.state));
+                .show(ctx, |ui| {
+                    request = send::settings_ui(ui, &mut self.state, &mut self.descriptors_check);
+                });
             if request.apply_ignore_rules {
                 self.commands.push(Command::ApplyIgnoreRules);
             }
-            if request.apply_workload {
+            // The descriptors setting goes to the running lab with the next Apply, as the
+            // client workload does.
+            if request.apply_workload || request.apply_grpc_descriptors {
                 self.commands.push(Command::Apply);
+            }
+            if request.browse_grpc_descriptors {
+                self.commands.push(Command::BrowseGrpcDescriptors);
             }
             self.settings_window = open;
         }

@@ -3,6 +3,7 @@
 //! (diff and body lines) comes from the engine; until it arrives the detail says so. F7
 //! and Shift+F7 walk through the differing body lines.
 
+use crate::analysis::descriptors::GrpcDecode;
 use crate::analysis::diff::{BodyComparison, ResponseDiff};
 use crate::capture::{Exchange, ShadowOutcome, UpstreamOutcome};
 use crate::lab::control::{BodyLine, Comparison, LineSide};
@@ -36,6 +37,11 @@ impl TrafficView<'_> {
             });
             return;
         };
+        if let Some((at, _)) = self.panel.reflection_recheck {
+            // A frame when the comparison is due again, traffic or not.
+            let wait = at.saturating_duration_since(std::time::Instant::now());
+            ui.ctx().request_repaint_after(wait);
+        }
         let hunks = hunk_starts(&comparison.lines);
         self.difference_keys(ui, &hunks);
         let current = self.panel.difference_at.and_then(|i| hunks.get(i).copied());
@@ -267,6 +273,14 @@ fn body_lines_ui(ui: &mut egui::Ui, lines: &[BodyLine], mine: LineSide, whole: &
 }
 
 fn diff_summary_ui(ui: &mut egui::Ui, c: &Comparison) {
+    // Which decode the messages got: by name (whose descriptors) or by field number.
+    if let Some(decode) = &c.grpc_decode {
+        let text = decode.to_string();
+        match decode {
+            GrpcDecode::Typed(_) => ui.label(text),
+            GrpcDecode::SchemaLess(_) => ui.weak(text),
+        };
+    }
     let verdicts = c.headline.as_ref().map(|headline| DetailVerdicts {
         headline: headline.clone(),
         noise: c.noise.clone(),

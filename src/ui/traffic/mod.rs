@@ -232,6 +232,9 @@ pub struct TrafficPanel {
     comparison: Option<Arc<Comparison>>,
     /// The `(exchange, shadow)` last asked of the engine.
     asked: Option<(u64, usize)>,
+    /// A comparison that waits for gRPC server reflection is asked again at this time, so
+    /// the messages show by name once the descriptors are in; and how many more times.
+    reflection_recheck: Option<(Instant, u8)>,
     /// Put the keyboard focus in the filter on the next frame (Ctrl+F).
     focus_filter: bool,
     /// The difference of the detail view the keyboard is at (F7 moves it).
@@ -267,6 +270,7 @@ impl TrafficPanel {
             scroll_to_selected: None,
             comparison: None,
             asked: None,
+            reflection_recheck: None,
             focus_filter: false,
             difference_at: None,
             scroll_to_difference: false,
@@ -387,18 +391,32 @@ impl TrafficPanel {
     pub fn wanted_comparison(&mut self) -> Option<(Arc<Exchange>, usize)> {
         let id = self.selected?;
         let want = (id, self.shadow_index);
-        if self.asked == Some(want) {
+        let same = self.asked == Some(want);
+        let again = same
+            && self
+                .reflection_recheck
+                .is_some_and(|(at, _)| Instant::now() >= at);
+        if same && !again {
             return None;
         }
         let exchange = Arc::clone(self.find(id)?);
+        if !same {
+            self.difference_at = None;
+            self.reflection_recheck = None;
+        }
         self.asked = Some(want);
-        self.difference_at = None;
         Some((exchange, self.shadow_index))
     }
 
     /// Takes the engine's comparison, if it is still of the selection.
     pub fn set_comparison(&mut self, comparison: Comparison) {
         if Some((comparison.exchange_id, comparison.shadow_index)) == self.asked {
+            let pending = comparison.grpc_decode.as_ref().is_some_and(|d| d.pending());
+            let left = self
+                .reflection_recheck
+                .map_or(REFLECTION_RECHECKS, |(_, left)| left);
+            self.reflection_recheck =
+                (pending && left > 0).then(|| (Instant::now() + REFLECTION_RECHECK, left - 1));
             self.comparison = Some(Arc::new(comparison));
         }
     }
@@ -446,6 +464,11 @@ impl TrafficPanel {
         self.rows.rows.get(seq.checked_sub(self.evicted)?)
     }
 }
+
+/// How soon a comparison waiting for server reflection is asked again, and at most how
+/// many times (reflection gives up after 2 s; a pair not asked yet waits for traffic).
+const REFLECTION_RECHECK: Duration = Duration::from_millis(500);
+const REFLECTION_RECHECKS: u8 = 10;
 
 /// True when the analysis found that a candidate's response to exchange `id` differs from
 /// the primary's in a real difference (status or fields, after ignore rules; noise alone
