@@ -27,11 +27,20 @@ const X_ENVOY_EXPECTED_TIMEOUT: HeaderName =
 /// What every forwarded request gets, whatever its route: returns its `x-request-id`.
 pub(super) fn prepare(headers: &mut HeaderMap, authority: Option<&http::uri::Authority>) -> String {
     strip_request_hop_by_hop(headers);
+    // One pass over the names (cheap comparisons of standard names) instead of a lookup
+    // for each.
+    let (mut expect, mut host) = (false, false);
+    for name in headers.keys() {
+        expect |= name == EXPECT;
+        host |= name == HOST;
+    }
     // The proxy answers `Expect: 100-continue` itself (hyper does, when the body is read),
     // as Envoy does by default; the upstream gets the body without waiting.
-    headers.remove(EXPECT);
+    if expect {
+        headers.remove(EXPECT);
+    }
     let request_id = ensure_request_id(headers);
-    if !headers.contains_key(HOST) {
+    if !host {
         // HTTP/2 clients send `:authority` instead of Host; HTTP/1.1 upstreams need Host.
         if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
             headers.insert(HOST, value);
@@ -129,7 +138,11 @@ fn timeout_ms(timeout: Duration) -> HeaderValue {
 
 /// Keeps the client's `x-request-id`, or adds a fresh one, and returns it.
 fn ensure_request_id(headers: &mut HeaderMap) -> String {
-    if let Some(id) = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+    // One lookup of the name, for the client's id and for the place of a new one.
+    let entry = headers.entry(X_REQUEST_ID);
+    if let http::header::Entry::Occupied(kept) = &entry
+        && let Ok(id) = kept.get().to_str()
+    {
         return id.to_owned();
     }
     // A v4 UUID from the thread's fast generator, as Envoy draws its request ids from a
@@ -138,7 +151,14 @@ fn ensure_request_id(headers: &mut HeaderMap) -> String {
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let id: &str = uuid.hyphenated().encode_lower(&mut text);
     if let Ok(value) = HeaderValue::from_str(id) {
-        headers.insert(X_REQUEST_ID, value);
+        match entry {
+            http::header::Entry::Occupied(mut kept) => {
+                kept.insert(value);
+            }
+            http::header::Entry::Vacant(place) => {
+                place.insert(value);
+            }
+        }
     }
     id.to_owned()
 }
@@ -183,6 +203,13 @@ mod tests {
         let mut headers = HeaderMap::new();
         let id = ensure_request_id(&mut headers);
         assert_eq!(id.len(), 36);
+        assert_eq!(headers[X_REQUEST_ID], id.as_str());
+        // An id that is not text is replaced, not kept beside a fresh one.
+        let mut headers = HeaderMap::new();
+        headers.insert(X_REQUEST_ID, HeaderValue::from_bytes(b"\xff").unwrap());
+        let id = ensure_request_id(&mut headers);
+        assert_eq!(id.len(), 36);
+        assert_eq!(headers.get_all(X_REQUEST_ID).iter().count(), 1);
         assert_eq!(headers[X_REQUEST_ID], id.as_str());
     }
 
