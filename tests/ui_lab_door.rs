@@ -187,7 +187,9 @@ fn a_removed_annotation_takes_its_rules_along_and_a_bad_one_says_so() {
     h.get_by_label_contains("Not in force:");
     let notice = h.state().notice().cloned().unwrap();
     assert!(
-        notice.is_error && notice.text.contains("did not parse"),
+        notice.is_error
+            && notice.text.contains("not in force")
+            && notice.text.contains("mirrorlab.dev/diff-ignore"),
         "{}",
         notice.text
     );
