@@ -238,38 +238,48 @@ impl ExchangeJoin {
     }
 
     fn put<T: Half>(&self, value: T) {
-        let complete = {
+        let exchange = {
             // Only whole values are stored: a panic elsewhere leaves nothing torn.
             let mut state = self.state.lock();
             value.store(&mut state);
+            // The exchange is made where its parts lie: taken out of the state together
+            // (as a tuple of options) they were copied twice more for every request.
             if state.body.is_some() && state.primary.is_some() {
-                state
-                    .record
-                    .take()
-                    .zip(state.body.take())
-                    .zip(state.primary.take())
+                self.finish(state.record.take(), state.body.take(), state.primary.take())
             } else {
                 None
             }
         };
-        if let Some(((mut record, body), primary)) = complete {
-            let shared = &self.shared;
-            record.request.body = body.captured(shared.settings.capture_body_cap);
-            let shadows = record
-                .mirrors
-                .iter()
-                .enumerate()
-                .map(|(i, policy)| {
-                    let reason = if self.no_slot && self.sampled.get(i).copied().unwrap_or(false) {
-                        SkipReason::NoSlot
-                    } else {
-                        SkipReason::NotSampled
-                    };
-                    shared.counters.skipped(reason);
-                    skipped(Arc::from(policy.upstream.label.as_str()), reason)
-                })
-                .collect();
-            shared.publish(record.finish(primary, shadows));
+        if let Some(exchange) = exchange {
+            self.shared.publish(exchange);
         }
+    }
+
+    /// The exchange once both halves are in: the body captured, one skipped record per
+    /// mirror.
+    fn finish(
+        &self,
+        record: Option<ExchangeRecord>,
+        body: Option<RequestBodyCopy>,
+        primary: Option<PrimaryOutcome>,
+    ) -> Option<Exchange> {
+        let (mut record, body, primary) = (record?, body?, primary?);
+        let shared = &self.shared;
+        record.request.body = body.captured(shared.settings.capture_body_cap);
+        let shadows = record
+            .mirrors
+            .iter()
+            .enumerate()
+            .map(|(i, policy)| {
+                let reason = if self.no_slot && self.sampled.get(i).copied().unwrap_or(false) {
+                    SkipReason::NoSlot
+                } else {
+                    SkipReason::NotSampled
+                };
+                shared.counters.skipped(reason);
+                skipped(Arc::from(policy.upstream.label.as_str()), reason)
+            })
+            .collect();
+        Some(record.finish(primary, shadows))
     }
 }

@@ -334,9 +334,12 @@ impl EndpointPool {
                         Ok(Ok(()))
                     );
                 if ready {
-                    let sent =
-                        within_per_try(opts.per_try_timeout, sender.try_send_request(request))
-                            .await;
+                    let sent = match opts.per_try_timeout {
+                        // Awaited where it is: through `within_per_try` the send's future,
+                        // the request in it, is moved once more for every request.
+                        None => Ok(sender.try_send_request(request).await),
+                        limit => within_per_try(limit, sender.try_send_request(request)).await,
+                    };
                     match sent {
                         Ok(Ok(response)) => {
                             return Ok((response, self.pooled(sender, used + 1, slot)));
