@@ -320,9 +320,9 @@ impl Shared {
             if send.replays_body() {
                 let (tx, rx) = oneshot::channel();
                 replay = Some(rx);
-                UpstreamBody::Tee(tee.with_replay(tx))
+                UpstreamBody::Tee(Box::new(tee.with_replay(tx)))
             } else {
-                UpstreamBody::Tee(tee)
+                UpstreamBody::Tee(Box::new(tee))
             }
         };
         let uri = match first.target.uri(&send.finalized_path) {

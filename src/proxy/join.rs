@@ -238,32 +238,23 @@ impl ExchangeJoin {
     }
 
     fn put<T: Half>(&self, value: T) {
-        let exchange = {
-            // Only whole values are stored: a panic elsewhere leaves nothing torn.
-            let mut state = self.state.lock();
-            value.store(&mut state);
-            // The exchange is made where its parts lie: taken out of the state together
-            // (as a tuple of options) they were copied twice more for every request.
-            if state.body.is_some() && state.primary.is_some() {
-                self.finish(state.record.take(), state.body.take(), state.primary.take())
-            } else {
-                None
-            }
-        };
-        if let Some(exchange) = exchange {
-            self.shared.publish(exchange);
+        // Only whole values are stored: a panic elsewhere leaves nothing torn.
+        let mut state = self.state.lock();
+        value.store(&mut state);
+        if state.body.is_some() && state.primary.is_some() {
+            self.publish(&mut state);
         }
     }
 
-    /// The exchange once both halves are in: the body captured, one skipped record per
-    /// mirror.
-    fn finish(
-        &self,
-        record: Option<ExchangeRecord>,
-        body: Option<RequestBodyCopy>,
-        primary: Option<PrimaryOutcome>,
-    ) -> Option<Exchange> {
-        let (mut record, body, primary) = (record?, body?, primary?);
+    /// Publishes the exchange once both halves are in: the body captured, one skipped
+    /// record per mirror. Made and published where its parts lie: taken out of the state
+    /// and handed back, they were copied several more times for every request.
+    fn publish(&self, state: &mut JoinState) {
+        let (Some(mut record), Some(body), Some(primary)) =
+            (state.record.take(), state.body.take(), state.primary.take())
+        else {
+            return;
+        };
         let shared = &self.shared;
         record.request.body = body.captured(shared.settings.capture_body_cap);
         let shadows = record
@@ -280,6 +271,6 @@ impl ExchangeJoin {
                 skipped(Arc::from(policy.upstream.label.as_str()), reason)
             })
             .collect();
-        Some(record.finish(primary, shadows))
+        shared.publish(record.finish(primary, shadows));
     }
 }

@@ -355,8 +355,9 @@ impl Body for ChunkBody {
 pub(crate) enum UpstreamBody {
     /// No body.
     Empty,
-    /// The client's body, streamed through.
-    Tee(TeeBody),
+    /// The client's body, streamed through. Boxed: the request is moved many times on its
+    /// way out (into hyper's send and its queue), and most requests have no body.
+    Tee(Box<TeeBody>),
     /// A buffered copy (shadows).
     Chunks(ChunkBody),
 }
@@ -371,7 +372,7 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             UpstreamBody::Empty => Poll::Ready(None),
-            UpstreamBody::Tee(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Tee(body) => Pin::new(body.as_mut()).poll_frame(cx),
             UpstreamBody::Chunks(body) => Pin::new(body).poll_frame(cx),
         }
     }

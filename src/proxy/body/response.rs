@@ -382,13 +382,10 @@ impl Drop for CaptureBody {
 pub struct ProxyBody(ProxyBodyKind);
 
 #[derive(Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "nearly every response is the streamed one; boxing it would cost an allocation each"
-)]
 enum ProxyBodyKind {
-    /// The primary's body, streamed.
-    Upstream(CaptureBody),
+    /// The primary's body, streamed. Boxed: the response is moved several times through
+    /// hyper's dispatch, and an allocation costs less than those copies of its state.
+    Upstream(Box<CaptureBody>),
     /// A body the proxy wrote itself (404, 502, ...).
     Local(Option<Bytes>),
 }
@@ -401,7 +398,7 @@ impl ProxyBody {
 
     /// The primary's body, streamed through the capture.
     pub(crate) fn upstream(body: CaptureBody) -> Self {
-        ProxyBody(ProxyBodyKind::Upstream(body))
+        ProxyBody(ProxyBodyKind::Upstream(Box::new(body)))
     }
 }
 
@@ -414,7 +411,7 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.get_mut().0 {
-            ProxyBodyKind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBodyKind::Upstream(body) => Pin::new(body.as_mut()).poll_frame(cx),
             ProxyBodyKind::Local(text) => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
         }
     }
