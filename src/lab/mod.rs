@@ -354,7 +354,11 @@ impl Lab {
             settings.proxy_settings(),
             Box::new(routes),
             hub,
-        )?;
+        )
+        .inspect_err(|_| {
+            // A proxy that did not start (the port is taken): the reflection task ends too.
+            analysis_stop.cancel();
+        })?;
         let analyzer = Analyzer::new(analysis);
         let snapshot = Arc::new(ArcSwap::from_pointee(analyzer.snapshot()));
         let analyzer = Arc::new(Mutex::new(analyzer));

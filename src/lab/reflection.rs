@@ -92,8 +92,13 @@ pub(super) async fn serve(
             Some(_) = calls.join_next(), if !calls.is_empty() => continue,
         };
         let Some(request) = request else { break };
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            break;
+        // Within the stop: with every call slot taken, one may take its whole timeout.
+        let slot = tokio::select! {
+            () = stop.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
         };
         let table = Arc::clone(&table);
         let tls = tls.load().get(&request.target, &request.endpoint);

@@ -64,10 +64,28 @@ impl fmt::Display for DescriptorOrigin {
     }
 }
 
+/// Largest descriptor set file read (a whole service mesh's protos are a few MiB).
+const MAX_DESCRIPTOR_FILE: u64 = 64 << 20;
+
 impl GrpcDescriptors {
     /// A `FileDescriptorSet` file (what `protoc --descriptor_set_out` or `buf build -o`
     /// writes); the error names the file and says why it does not load.
     pub fn load(path: &Path, origin: DescriptorOrigin) -> Result<GrpcDescriptors, String> {
+        // Checked first: the app checks the path as it is typed, and a FIFO, a device or a
+        // huge file must not hang it or fill its memory.
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if !meta.is_file() {
+            return Err(format!("{} is not a regular file", path.display()));
+        }
+        if meta.len() > MAX_DESCRIPTOR_FILE {
+            return Err(format!(
+                "{} is {} MiB; a descriptor set of more than {} MiB is not read",
+                path.display(),
+                meta.len() >> 20,
+                MAX_DESCRIPTOR_FILE >> 20
+            ));
+        }
         let bytes =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let pool = prost_reflect::DescriptorPool::decode(bytes.as_slice()).map_err(|e| {
@@ -211,6 +229,15 @@ pub fn grpc_decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_regular_file_is_read() {
+        // The app checks the path as it is typed: a directory (or a FIFO, a device) is
+        // refused before anything is read.
+        let dir = std::env::temp_dir();
+        let err = GrpcDescriptors::setting(&dir).expect_err("a directory is not a descriptor set");
+        assert!(err.contains("is not a regular file"), "{err}");
+    }
 
     #[test]
     fn the_service_is_the_first_segment_of_a_grpc_path() {

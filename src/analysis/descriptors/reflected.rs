@@ -46,8 +46,13 @@ enum Entry {
 const QUEUE: usize = 64;
 
 /// Most (endpoint, service) pairs remembered: a client inventing service names cannot
-/// grow the table without bound (past it, new pairs are not asked).
+/// grow the table without bound. When it is full, failures are forgotten to make room;
+/// past that, new pairs are not asked.
 const MAX_ENTRIES: usize = 4096;
+
+/// Most services asked of one endpoint: a client inventing service names must not cost
+/// the primary a reflection call for each (failures are forgotten first, as above).
+const MAX_SERVICES_PER_ENDPOINT: usize = 64;
 
 /// Descriptors learnt by server reflection, shared by the analysis (which asks and reads)
 /// and the lab's reflection task (which answers).
@@ -65,6 +70,28 @@ impl std::fmt::Debug for ReflectionTable {
             .field("retry_after", &self.retry_after)
             .finish_non_exhaustive()
     }
+}
+
+/// Room for one more pair at `endpoint`: failures are forgotten when the table, or the
+/// endpoint's share of it, is full. False when there is still no room.
+fn make_room(entries: &mut HashMap<String, HashMap<String, Entry>>, endpoint: &str) -> bool {
+    let failed = |e: &Entry| matches!(e, Entry::Failed { .. });
+    if entries.get(endpoint).map_or(0, HashMap::len) >= MAX_SERVICES_PER_ENDPOINT
+        && let Some(services) = entries.get_mut(endpoint)
+    {
+        services.retain(|_, e| !failed(e));
+        if services.len() >= MAX_SERVICES_PER_ENDPOINT {
+            return false;
+        }
+    }
+    if entries.values().map(HashMap::len).sum::<usize>() >= MAX_ENTRIES {
+        for services in entries.values_mut() {
+            services.retain(|_, e| !failed(e));
+        }
+        entries.retain(|_, services| !services.is_empty());
+        return entries.values().map(HashMap::len).sum::<usize>() < MAX_ENTRIES;
+    }
+    true
 }
 
 impl ReflectionTable {
@@ -100,14 +127,17 @@ impl ReflectionTable {
                 Some(Entry::Ready(d)) => return Some(d.pool.clone()),
                 Some(Entry::Pending) => return None,
                 Some(Entry::Failed { at, .. }) if at.elapsed() < self.retry_after => return None,
-                Some(Entry::Failed { .. }) => {}
-                None if entries.values().map(HashMap::len).sum::<usize>() >= MAX_ENTRIES => {
-                    return None;
-                }
-                None => {}
+                Some(Entry::Failed { .. }) | None => {}
             }
         }
         let mut entries = self.entries.write();
+        if !entries
+            .get(endpoint)
+            .is_some_and(|s| s.contains_key(service))
+            && !make_room(&mut entries, endpoint)
+        {
+            return None;
+        }
         let services = entries.entry(endpoint.to_owned()).or_default();
         // Another caller may have asked between the two locks.
         match services.get(service) {
@@ -121,9 +151,16 @@ impl ReflectionTable {
             service: service.to_owned(),
             target: target.to_owned(),
         };
-        if self.requests.try_send(request).is_ok() {
-            services.insert(service.to_owned(), Entry::Pending);
-        }
+        let entry = match self.requests.try_send(request) {
+            Ok(()) => Entry::Pending,
+            // Remembered as a failure, so the pair is asked again after `retry_after`
+            // instead of by every call until the queue drains.
+            Err(_) => Entry::Failed {
+                why: "not asked: the lab's reflection queue was full".to_owned(),
+                at: Instant::now(),
+            },
+        };
+        services.insert(service.to_owned(), entry);
         None
     }
 
@@ -168,6 +205,61 @@ impl ReflectionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invented_services_are_bounded_per_endpoint_and_failures_make_room() {
+        let (table, mut queue) = ReflectionTable::new(Duration::from_secs(60));
+        let endpoint = "127.0.0.1:1";
+        for i in 0..MAX_SERVICES_PER_ENDPOINT + 10 {
+            table.pool_or_ask(endpoint, &format!("made.Up{i}"), "a/v1");
+        }
+        // The queue holds 64: every pair past it is remembered as a failure, not retried
+        // by each call.
+        let mut asked = Vec::new();
+        while let Ok(request) = queue.try_recv() {
+            asked.push(request);
+        }
+        assert_eq!(asked.len(), QUEUE.min(MAX_SERVICES_PER_ENDPOINT));
+        assert!(
+            table.entries.read()[endpoint].len() <= MAX_SERVICES_PER_ENDPOINT,
+            "one endpoint's share is bounded"
+        );
+        // The primary answers UNIMPLEMENTED for each: failures, which make room for a
+        // real service asked later.
+        for request in &asked {
+            table.answer(request, Err("UNIMPLEMENTED".to_owned()));
+        }
+        assert!(
+            table
+                .pool_or_ask(endpoint, "reviews.Reviews", "a/v1")
+                .is_none()
+        );
+        let real = queue.try_recv().expect("a real service is still asked");
+        assert_eq!(real.service, "reviews.Reviews");
+    }
+
+    #[test]
+    fn a_pair_the_full_queue_turned_away_says_so_and_is_asked_later() {
+        let (table, mut queue) = ReflectionTable::new(Duration::from_millis(30));
+        for i in 0..QUEUE {
+            table.pool_or_ask(&format!("127.0.0.1:{}", i + 1), "a.S", "a/v1");
+        }
+        table.pool_or_ask("127.0.0.1:9999", "a.S", "a/v1");
+        match table.state("127.0.0.1:9999", "a.S") {
+            Some(ReflectionState::Failed(why)) => assert!(why.contains("queue was full"), "{why}"),
+            other => panic!("turned away, and the state says so: {other:?}"),
+        }
+        while queue.try_recv().is_ok() {}
+        std::thread::sleep(Duration::from_millis(40));
+        table.pool_or_ask("127.0.0.1:9999", "a.S", "a/v1");
+        assert_eq!(
+            queue
+                .try_recv()
+                .expect("asked once the interval passed")
+                .endpoint,
+            "127.0.0.1:9999"
+        );
+    }
 
     #[test]
     fn a_pair_is_asked_once_and_a_failure_only_after_the_retry_interval() {
