@@ -129,7 +129,7 @@ impl<'r> Attempts<'r> {
             slot: RetrySlot::new(upstream),
             template,
             replay: ReplayState::from(replay),
-            http2: upstream.policy.protocol.speaks_http2(send.client_version),
+            http2: send.http2,
         }
     }
 

@@ -172,7 +172,7 @@ impl Shared {
             },
             rng,
             hash,
-            client_version: parts.version,
+            http2,
         };
         self.start_primary(parts, body, record, sampled, send, first)
     }
@@ -436,8 +436,8 @@ pub(super) struct PrimarySend<'a> {
     pub(super) hash: Option<u64>,
     /// A retry may send the request again after it went out (`retries_after_sending`).
     pub(super) replays: bool,
-    /// The protocol the client spoke (for a cluster that uses the client's).
-    pub(super) client_version: http::Version,
+    /// Every attempt goes out as HTTP/2 (the cluster's protocol, or the client's).
+    pub(super) http2: bool,
 }
 
 impl PrimarySend<'_> {
