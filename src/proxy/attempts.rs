@@ -186,105 +186,199 @@ impl Shared {
     /// Sends the request to the primary, retrying as the route's policy says, and answers
     /// the client. What it holds across its waits is kept small: this future is moved whole
     /// for every request.
-    pub(super) async fn send_primary(self: Arc<Self>, job: PrimaryJob<'_>) -> Response<ProxyBody> {
-        let PrimaryJob {
-            mut request,
-            mut send,
-            first,
-            primary_done,
-            mut body_read_wait,
-            mut body_ended,
-            mirror_waits_for_body,
-            template,
-            replay,
-        } = job;
-        let destination = send.destination;
-        let upstream = &destination.upstream;
-        let mut clock = RouteClock {
-            limit: send.forward.timeout,
-            started: body_ended.then(Instant::now),
-        };
-        let mut a = Attempts::new(&send, first, template, replay);
-        loop {
-            let started = Instant::now();
-            let _active = upstream.state.start(a.index);
-            let opts = a.send_options();
-            let pool = Arc::clone(a.target.pool());
-            let mut sent = std::pin::pin!(pool.send(request, &opts, started));
-            let result = within_route_clock(
-                &mut clock,
-                &mut body_read_wait,
-                &mut body_ended,
-                sent.as_mut(),
-            )
-            .await;
-            let now = Instant::now();
-            match result {
-                Ok((response, pooled)) => {
-                    let status = response.status();
-                    let ejected =
-                        upstream
-                            .state
-                            .report(a.index, AttemptResult::Status(status.as_u16()), now);
-                    let outcome = AttemptOutcome::Status(status);
-                    // An answer is retried only with the request kept to send again.
-                    let wants_retry = send.replays()
-                        && a.policy.is_some_and(|p| {
-                            retry_on_answer(p, status.as_u16(), response.headers())
-                        });
-                    if wants_retry
-                        && let Some(again) = self
-                            .retry_request(&mut a, None, outcome, started, ejected)
-                            .await
-                    {
-                        drop((response, pooled));
-                        if let Err(err) = self.advance(&mut a, &mut send, &clock).await {
-                            return self.fail(err, primary_done, &send, a.log, &a.target);
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps its arguments twice in its future (see the body)"
+    )]
+    pub(super) fn send_primary(
+        self: Arc<Self>,
+        mut job: PrimaryJob<'_>,
+    ) -> impl std::future::Future<Output = Response<ProxyBody>> + '_ {
+        // Not an `async fn`: that moves its arguments into locals, so the job would take
+        // its room in the future twice. The block uses the job's fields where they are.
+        async move {
+            let destination = job.send.destination;
+            let upstream = &destination.upstream;
+            let mut clock = RouteClock {
+                limit: job.send.forward.timeout,
+                started: job.body_ended.then(Instant::now),
+            };
+            let mut a = Attempts::new(&job.send, job.first, job.template, job.replay);
+            loop {
+                let started = Instant::now();
+                let _active = upstream.state.start(a.index);
+                let result = {
+                    // Scoped: the send's future is this future's largest part, and its room
+                    // is not kept across the retry's waits below.
+                    let opts = a.send_options();
+                    let pool = Arc::clone(a.target.pool());
+                    let mut sent = std::pin::pin!(pool.send(job.request, &opts, started));
+                    within_route_clock(
+                        &mut clock,
+                        &mut job.body_read_wait,
+                        &mut job.body_ended,
+                        sent.as_mut(),
+                    )
+                    .await
+                };
+                let now = Instant::now();
+                // The retries' waits are boxed: a request that is not retried does not carry
+                // their room in this future, which is moved whole for every request.
+                let settled = match result {
+                    Ok((response, pooled)) => {
+                        let status = response.status();
+                        let ejected = upstream.state.report(
+                            a.index,
+                            AttemptResult::Status(status.as_u16()),
+                            now,
+                        );
+                        let outcome = AttemptOutcome::Status(status);
+                        // An answer is retried only with the request kept to send again.
+                        let wants_retry = job.send.replays()
+                            && a.policy.is_some_and(|p| {
+                                retry_on_answer(p, status.as_u16(), response.headers())
+                            });
+                        let ended = Ended {
+                            outcome,
+                            started,
+                            ejected,
+                        };
+                        if !wants_retry {
+                            a.record_last(outcome, started, ejected);
+                            return self.answer(
+                                response,
+                                pooled,
+                                &job.send,
+                                job.primary_done,
+                                a.log,
+                                &a.target,
+                                &clock,
+                                started,
+                            );
                         }
-                        request = again;
-                        continue;
-                    }
-                    a.record_last(outcome, started, ejected);
-                    return self.answer(
-                        response,
-                        pooled,
-                        &send,
-                        primary_done,
-                        a.log,
-                        &a.target,
-                        &clock,
-                        started,
-                    );
-                }
-                Err(SendError {
-                    failure: (kind, detail),
-                    mut unsent,
-                }) => {
-                    let (err, ejected, wants_retry) = a.failed(kind, detail, unsent.is_some(), now);
-                    let outcome = AttemptOutcome::Failed(kind);
-                    if wants_retry
-                        && let Some(again) = self
-                            .retry_request(&mut a, unsent.take(), outcome, started, ejected)
+                        let answered = (response, pooled);
+                        Box::pin(self.retry_answer(&mut a, &mut job.send, &clock, answered, ended))
                             .await
-                    {
-                        if let Err(err) = self.advance(&mut a, &mut send, &clock).await {
-                            return self.fail(err, primary_done, &send, a.log, &a.target);
-                        }
-                        request = again;
-                        continue;
                     }
-                    a.record_last(outcome, started, ejected);
-                    let err = if a.retries > 0 { err.retried() } else { err };
-                    // An unsent request still holds the client's body: dropped, the body is
-                    // read to its end for the shadows.
-                    drop(unsent);
-                    if mirror_waits_for_body && !body_ended {
-                        self.finish_reading_body(&mut body_read_wait).await;
+                    Err(SendError {
+                        failure: (kind, detail),
+                        unsent,
+                    }) => {
+                        let (err, ejected, wants_retry) =
+                            a.failed(kind, detail, unsent.is_some(), now);
+                        let failed = Failed {
+                            err,
+                            unsent,
+                            wants_retry,
+                            ended: Ended {
+                                outcome: AttemptOutcome::Failed(kind),
+                                started,
+                                ejected,
+                            },
+                        };
+                        // A shadow waits for the body the primary never read.
+                        let body_read = (job.mirror_waits_for_body && !job.body_ended)
+                            .then_some(&mut job.body_read_wait);
+                        Box::pin(self.retry_failure(
+                            &mut a,
+                            &mut job.send,
+                            &clock,
+                            failed,
+                            body_read,
+                        ))
+                        .await
                     }
-                    return self.fail(err, primary_done, &send, a.log, &a.target);
+                };
+                match settled {
+                    Settled::Again(again) => job.request = again,
+                    Settled::Answer((response, pooled)) => {
+                        return self.answer(
+                            response,
+                            pooled,
+                            &job.send,
+                            job.primary_done,
+                            a.log,
+                            &a.target,
+                            &clock,
+                            started,
+                        );
+                    }
+                    Settled::Fail(err) => {
+                        return self.fail(err, job.primary_done, &job.send, a.log, &a.target);
+                    }
                 }
             }
         }
+    }
+
+    /// An answer the policy retries: the request to send again, once the back-off is over
+    /// and the next endpoint picked; else the answer stands (the count, a breaker or the
+    /// kept body said no).
+    async fn retry_answer(
+        &self,
+        a: &mut Attempts<'_>,
+        send: &mut PrimarySend<'_>,
+        clock: &RouteClock,
+        answered: (Response<hyper::body::Incoming>, Pooled),
+        ended: Ended,
+    ) -> Settled {
+        let Ended {
+            outcome,
+            started,
+            ejected,
+        } = ended;
+        let Some(again) = self.retry_request(a, None, outcome, started, ejected).await else {
+            a.record_last(outcome, started, ejected);
+            return Settled::Answer(answered);
+        };
+        drop(answered);
+        match self.advance(a, send, clock).await {
+            Ok(()) => Settled::Again(again),
+            Err(err) => Settled::Fail(err),
+        }
+    }
+
+    /// An attempt that got no answer: the request to send again when the policy retries
+    /// it, else the error to answer with (after the body is read for the shadows, when
+    /// `body_read` says they wait for it).
+    async fn retry_failure(
+        &self,
+        a: &mut Attempts<'_>,
+        send: &mut PrimarySend<'_>,
+        clock: &RouteClock,
+        failed: Failed,
+        body_read: Option<&mut oneshot::Receiver<()>>,
+    ) -> Settled {
+        let Failed {
+            err,
+            mut unsent,
+            wants_retry,
+            ended:
+                Ended {
+                    outcome,
+                    started,
+                    ejected,
+                },
+        } = failed;
+        if wants_retry
+            && let Some(again) = self
+                .retry_request(a, unsent.take(), outcome, started, ejected)
+                .await
+        {
+            return match self.advance(a, send, clock).await {
+                Ok(()) => Settled::Again(again),
+                Err(err) => Settled::Fail(err),
+            };
+        }
+        a.record_last(outcome, started, ejected);
+        let err = if a.retries > 0 { err.retried() } else { err };
+        // An unsent request still holds the client's body: dropped, the body is read to its
+        // end for the shadows.
+        drop(unsent);
+        if let Some(body_read) = body_read {
+            self.finish_reading_body(body_read).await;
+        }
+        Settled::Fail(err)
     }
 
     /// The primary never read the body; answering now would make hyper close the
@@ -464,6 +558,33 @@ impl Shared {
 }
 
 type Sent = Result<(Response<hyper::body::Incoming>, Pooled), SendError>;
+
+/// How an attempt ended, for its log entry.
+#[derive(Clone, Copy)]
+struct Ended {
+    outcome: AttemptOutcome,
+    started: Instant,
+    ejected: bool,
+}
+
+/// An attempt that got no answer, as the retry decision sees it.
+struct Failed {
+    err: ProxyError,
+    /// The request, when it never went out (a connection that could not be made).
+    unsent: Option<Request<UpstreamBody>>,
+    wants_retry: bool,
+    ended: Ended,
+}
+
+/// What follows an attempt the policy may retry.
+enum Settled {
+    /// Send this request to the next attempt's endpoint.
+    Again(Request<UpstreamBody>),
+    /// The attempt's answer stands.
+    Answer((Response<hyper::body::Incoming>, Pooled)),
+    /// Answer the client with this error.
+    Fail(ProxyError),
+}
 
 /// Waits for an attempt's response head within the route timeout, which starts once the
 /// client's request is complete (Envoy arms its timer in `onRequestComplete`), so a slow

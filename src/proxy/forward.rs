@@ -231,15 +231,19 @@ impl Shared {
         let (body_done, body_copy) = oneshot::channel();
         let (primary_done, primary_outcome) = oneshot::channel();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(Arc::clone(self).finish_exchange(PendingExchange {
-            record,
-            path_and_query: send.finalized_path.clone(),
-            sampled,
-            headers: finalized_headers.clone(),
-            timeout: send.forward.timeout,
-            body: body_copy,
-            primary: primary_outcome,
-        }));
+        // Boxed: tokio moves a task's future by value several times as it spawns it, and
+        // writes its whole stage again when it finishes; a box makes each of those a pointer.
+        tokio::spawn(Box::pin(Arc::clone(self).finish_exchange(
+            PendingExchange {
+                record,
+                path_and_query: send.finalized_path.clone(),
+                sampled,
+                headers: finalized_headers.clone(),
+                timeout: send.forward.timeout,
+                body: body_copy,
+                primary: primary_outcome,
+            },
+        )));
         (
             Deliver::channel(body_done),
             Deliver::channel(primary_done),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use futures_util::future::Either;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
@@ -13,13 +14,36 @@ use crate::routing::action::RequestUrl;
 use crate::routing::{ActionKind, RouteAction};
 
 use super::Shared;
-use super::arrival::Arrival;
+use super::arrival::{Arrival, Routed};
 use super::body::ProxyBody;
 use super::cors::{self, CorsDecision};
 use super::error::ProxyError;
 use super::fault;
-use super::forward::{Filtered, Prepared};
+use super::forward::{Filtered, Prepared, PrimaryJob};
 use super::local::LocalReply;
+
+/// Where the router stage leaves a request.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per request and taken apart at once; boxing the job would add an allocation"
+)]
+enum RouterOutcome<'r> {
+    /// Answered already (a local answer, or an error before any upstream).
+    Answer(Response<ProxyBody>),
+    /// Ready for its primary.
+    Send(PrimaryJob<'r>),
+    /// An upgrade (WebSocket and the like), tunnelled to the primary.
+    Upgrade(Box<Upgrade<'r>>),
+}
+
+/// An upgrade request, as the router hands it to the tunnel.
+struct Upgrade<'r> {
+    arrival: Arrival,
+    routed: Routed,
+    filtered: Filtered,
+    forward: &'r crate::routing::action::Forward,
+    protocol: http::HeaderValue,
+}
 
 impl Shared {
     /// Handles one client request; never fails (errors become the answers Envoy gives).
@@ -28,27 +52,64 @@ impl Shared {
         request: Request<Incoming>,
         client: Option<std::net::SocketAddr>,
     ) -> Response<ProxyBody> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        self.counters.request();
-        let arrival = Arrival::new(id, request, client);
-        if arrival.parts.method == http::Method::CONNECT {
-            // Boxed, as the upgrade below: the common request's future stays small.
-            return Box::pin(self.connect_tunnel(arrival)).await;
-        }
-        let routed = match self.route(&arrival) {
-            Ok(routed) => routed,
-            Err(no_route) => return self.answer_no_route(arrival, &ProxyError::NoRoute(no_route)),
+        let route: Arc<crate::routing::Route>;
+        // The request's stages before its primary, in a block: what they hold is gone by
+        // the wait for the primary, so this future, moved whole for every request, does
+        // not keep their room. Their rare waits (a tunnel, a fault) are boxed, and awaited
+        // after the block too.
+        let next = {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+            self.counters.request();
+            let arrival = Arrival::new(id, request, client);
+            if arrival.parts.method == http::Method::CONNECT {
+                Either::Right(boxed(Arc::clone(&self).connect_tunnel(arrival)))
+            } else {
+                let routed = match self.route(&arrival) {
+                    Ok(routed) => routed,
+                    Err(no_route) => {
+                        return self.answer_no_route(arrival, &ProxyError::NoRoute(no_route));
+                    }
+                };
+                route = Arc::clone(&routed.resolution.route);
+                // One generator per request, seeded from the run seed and the request's
+                // sequence number, so a seed repeats the same draws whatever the
+                // interleaving of requests.
+                let rng = fastrand::Rng::with_seed(splitmix64(self.seed ^ splitmix64(id)));
+                if route.fault.is_some() {
+                    Either::Right(boxed(Arc::clone(&self).faulted(arrival, routed, rng)))
+                } else {
+                    let stages = Stages {
+                        rng,
+                        flags: ResponseFlags::NONE,
+                        steps: Vec::new(),
+                    };
+                    match self.router(arrival, routed, stages, &route) {
+                        RouterOutcome::Send(job) => {
+                            Either::Left(Arc::clone(&self).send_primary(job))
+                        }
+                        RouterOutcome::Answer(answer) => return answer,
+                        RouterOutcome::Upgrade(up) => {
+                            Either::Right(boxed(Arc::clone(&self).tunnel(*up)))
+                        }
+                    }
+                }
+            }
         };
+        next.await
+    }
+
+    /// The fault filter's stage, then the rest of the request's way (a route with a fault
+    /// is rare, and this future is boxed).
+    async fn faulted(
+        self: Arc<Self>,
+        arrival: Arrival,
+        routed: Routed,
+        mut rng: fastrand::Rng,
+    ) -> Response<ProxyBody> {
         let route = Arc::clone(&routed.resolution.route);
-        // One generator per request, seeded from the run seed and the request's sequence
-        // number, so a seed repeats the same draws whatever the interleaving of requests.
-        let mut rng = fastrand::Rng::with_seed(splitmix64(self.seed ^ splitmix64(id)));
         let mut flags = ResponseFlags::NONE;
         let mut steps = Vec::new();
-
         if let Some(fault) = &route.fault {
-            // Not a borrow of the request across the delay: this future is moved whole for
-            // every request, and a borrowed local keeps its room in it for good.
             let grpc = fault::is_grpc(&arrival.parts.headers);
             let outcome = fault::run(fault, grpc, || rng.f64()).await;
             if let Some(delay) = outcome.delayed {
@@ -71,7 +132,28 @@ impl Shared {
                 );
             }
         }
+        let stages = Stages { rng, flags, steps };
+        match self.router(arrival, routed, stages, &route) {
+            RouterOutcome::Send(job) => Arc::clone(&self).send_primary(job).await,
+            RouterOutcome::Answer(answer) => answer,
+            RouterOutcome::Upgrade(up) => Box::pin(Arc::clone(&self).tunnel(*up)).await,
+        }
+    }
 
+    /// The CORS filter, then the router: a local answer, an upgrade, or the finalised
+    /// request ready for its primary.
+    fn router<'r>(
+        self: &Arc<Self>,
+        arrival: Arrival,
+        routed: Routed,
+        stages: Stages,
+        route: &'r crate::routing::Route,
+    ) -> RouterOutcome<'r> {
+        let Stages {
+            rng,
+            flags,
+            mut steps,
+        } = stages;
         let cors = match &route.cors {
             Some(policy) => {
                 match cors::decide(policy, &arrival.parts.method, &arrival.parts.headers) {
@@ -79,14 +161,14 @@ impl Shared {
                     CorsDecision::Respond(headers) => Some(headers),
                     CorsDecision::Preflight(reply) => {
                         steps.push("CORS: preflight answered".to_owned());
-                        return self.answer_locally(
+                        return RouterOutcome::Answer(self.answer_locally(
                             arrival,
                             routed,
                             ActionKind::CorsPreflight,
                             reply,
                             flags,
                             steps,
-                        );
+                        ));
                     }
                 }
             }
@@ -108,15 +190,17 @@ impl Shared {
                     cors,
                 };
                 if let Some(protocol) = super::tunnel::upgrade_protocol(&arrival.parts) {
-                    // Boxed: the common request's future does not carry the upgrade's.
-                    return Box::pin(
-                        Arc::clone(&self).upgrade(arrival, routed, filtered, forward, protocol),
-                    )
-                    .await;
+                    return RouterOutcome::Upgrade(Box::new(Upgrade {
+                        arrival,
+                        routed,
+                        filtered,
+                        forward,
+                        protocol,
+                    }));
                 }
                 return match self.prepare_forward(arrival, routed, filtered, forward) {
-                    Prepared::Send(job) => Arc::clone(&self).send_primary(job).await,
-                    Prepared::Answered(answer) => answer,
+                    Prepared::Send(job) => RouterOutcome::Send(job),
+                    Prepared::Answered(answer) => RouterOutcome::Answer(answer),
                 };
             }
             RouteAction::Redirect(redirect) => (
@@ -131,8 +215,29 @@ impl Shared {
         if let Some(cors) = &cors {
             cors.apply(&mut reply.headers);
         }
-        self.answer_locally(arrival, routed, action, reply, flags, steps)
+        RouterOutcome::Answer(self.answer_locally(arrival, routed, action, reply, flags, steps))
     }
+
+    /// An upgrade, tunnelled to the primary.
+    async fn tunnel(self: Arc<Self>, up: Upgrade<'_>) -> Response<ProxyBody> {
+        self.upgrade(up.arrival, up.routed, up.filtered, up.forward, up.protocol)
+            .await
+    }
+}
+
+/// What the stages before the router leave for it: the request's draws, its flags and
+/// the trace's steps.
+struct Stages {
+    rng: fastrand::Rng,
+    flags: ResponseFlags,
+    steps: Vec<String>,
+}
+
+/// A rare path's future, boxed so that the common request's does not carry it.
+fn boxed<'a>(
+    future: impl std::future::Future<Output = Response<ProxyBody>> + Send + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<ProxyBody>> + Send + 'a>> {
+    Box::pin(future)
 }
 
 /// SplitMix64: spreads consecutive request numbers into unrelated seeds.

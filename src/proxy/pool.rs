@@ -210,18 +210,24 @@ impl RequestSlot {
 }
 
 /// The send of a request on a connection, within the per-try timeout if there is one.
-pub(super) async fn within_per_try<T>(
+/// Not an `async fn`, which would hold the send's future twice (as its argument and as
+/// the local it is moved into).
+pub(super) fn within_per_try<F: std::future::Future>(
     limit: Option<Duration>,
-    send: impl std::future::Future<Output = T>,
-) -> Result<T, SendFailure> {
+    send: F,
+) -> impl std::future::Future<Output = Result<F::Output, SendFailure>> {
+    use futures_util::FutureExt as _;
+    use futures_util::future::Either;
     match limit {
-        None => Ok(send.await),
-        Some(limit) => tokio::time::timeout(limit, send).await.map_err(|_| {
-            (
-                UpstreamErrorKind::Timeout,
-                format!("no response within the per-try timeout of {limit:?}"),
-            )
-        }),
+        None => Either::Left(send.map(Ok)),
+        Some(limit) => Either::Right(tokio::time::timeout(limit, send).map(move |sent| {
+            sent.map_err(|_| {
+                (
+                    UpstreamErrorKind::Timeout,
+                    format!("no response within the per-try timeout of {limit:?}"),
+                )
+            })
+        })),
     }
 }
 
@@ -300,85 +306,98 @@ impl EndpointPool {
     /// With a destination that has limits, its circuit breakers are counted as Envoy's
     /// connection pool counts them: active requests (`http2MaxRequests`), connections
     /// (`maxConnections`), requests waiting for one (`http1MaxPendingRequests`).
-    pub(super) async fn send(
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps its arguments twice in its future (see the body)"
+    )]
+    pub(super) fn send(
         self: &Arc<Self>,
         mut request: Request<UpstreamBody>,
         opts: &SendOptions<'_>,
         now: Instant,
-    ) -> Result<(Response<Incoming>, Pooled), SendError> {
-        if opts.http2 {
-            // Boxed: the HTTP/1.1 send, the common one, keeps its smaller future.
-            return Box::pin(self.send_h2(request, opts, now)).await;
-        }
-        let (slot, idle_timeout) = match opts.cluster {
-            Some(cluster) => match RequestSlot::take(cluster) {
-                Ok(slot) => (Some(slot), cluster.policy.idle_timeout.min(IDLE_TIMEOUT)),
-                Err(failure) => {
-                    return Err(SendError {
-                        failure,
-                        unsent: Some(request),
-                    });
-                }
-            },
-            None => (None, IDLE_TIMEOUT),
-        };
-        loop {
-            if let Some((mut sender, used)) = self.checkout(now, idle_timeout) {
-                // Waiting for a connection that is finishing is far cheaper than opening one,
-                // and keeps the pool at the concurrency the upstream actually sees; but only
-                // briefly: one whose upstream answered before reading a long upload is still
-                // sending it, and is given back rather than waited for.
-                let ready = sender.is_ready()
-                    || matches!(
-                        tokio::time::timeout(FINISHING_WAIT, sender.ready()).await,
-                        Ok(Ok(()))
-                    );
-                if ready {
-                    let sent = match opts.per_try_timeout {
-                        // Awaited where it is: through `within_per_try` the send's future,
-                        // the request in it, is moved once more for every request.
-                        None => Ok(sender.try_send_request(request).await),
-                        limit => within_per_try(limit, sender.try_send_request(request)).await,
-                    };
-                    match sent {
-                        Ok(Ok(response)) => {
-                            return Ok((response, self.pooled(sender, used + 1, slot)));
-                        }
-                        Ok(Err(mut err)) => match err.take_message() {
-                            // Not sent: the connection was closing. A fresh one gets it.
-                            Some(unsent) => request = unsent,
-                            None => return Err(classify(err.error()).into()),
-                        },
-                        Err(timeout) => return Err(timeout.into()),
-                    }
-                } else {
-                    self.give_back(sender, used);
-                }
+    ) -> impl std::future::Future<Output = Result<(Response<Incoming>, Pooled), SendError>> {
+        // Not an `async fn`, which would hold the request twice (as its argument and as the
+        // local it is moved into): this future is part of every primary's and shadow's.
+        async move {
+            if opts.http2 {
+                // Boxed: the HTTP/1.1 send, the common one, keeps its smaller future.
+                return Box::pin(self.send_h2(request, opts, now)).await;
             }
-            let slot_for_connection = match self.connection_slot(opts.cluster).await {
-                Ok(ConnectionSlot::Wait) => continue,
-                Ok(ConnectionSlot::Open(counted)) => counted,
-                Err(failure) => {
-                    return Err(SendError {
-                        failure,
-                        unsent: Some(request),
-                    });
+            let (slot, idle_timeout) = match opts.cluster {
+                Some(cluster) => match RequestSlot::take(cluster) {
+                    Ok(slot) => (Some(slot), cluster.policy.idle_timeout.min(IDLE_TIMEOUT)),
+                    Err(failure) => {
+                        return Err(SendError {
+                            failure,
+                            unsent: Some(request),
+                        });
+                    }
+                },
+                None => (None, IDLE_TIMEOUT),
+            };
+            loop {
+                if let Some((mut sender, used)) = self.checkout(now, idle_timeout) {
+                    // Waiting for a connection that is finishing is far cheaper than opening one,
+                    // and keeps the pool at the concurrency the upstream actually sees; but only
+                    // briefly: one whose upstream answered before reading a long upload is still
+                    // sending it, and is given back rather than waited for.
+                    let ready = sender.is_ready()
+                        || matches!(
+                            tokio::time::timeout(FINISHING_WAIT, sender.ready()).await,
+                            Ok(Ok(()))
+                        );
+                    if ready {
+                        let sent = match opts.per_try_timeout {
+                            // Awaited where it is: through `within_per_try` the send's future,
+                            // the request in it, is moved once more for every request.
+                            None => Ok(sender.try_send_request(request).await),
+                            limit => within_per_try(limit, sender.try_send_request(request)).await,
+                        };
+                        match sent {
+                            Ok(Ok(response)) => {
+                                return Ok((response, self.pooled(sender, used + 1, slot)));
+                            }
+                            Ok(Err(mut err)) => match err.take_message() {
+                                // Not sent: the connection was closing. A fresh one gets it.
+                                Some(unsent) => request = unsent,
+                                None => return Err(classify(err.error()).into()),
+                            },
+                            Err(timeout) => return Err(timeout.into()),
+                        }
+                    } else {
+                        self.give_back(sender, used);
+                    }
                 }
-            };
-            let mut sender = match self.open_connection(opts, now, slot_for_connection).await {
-                Ok(sender) => sender,
-                Err(failure) => {
-                    return Err(SendError {
-                        failure,
-                        unsent: Some(request),
-                    });
-                }
-            };
-            return match within_per_try(opts.per_try_timeout, sender.send_request(request)).await {
-                Ok(Ok(response)) => Ok((response, self.pooled(sender, 1, slot))),
-                Ok(Err(err)) => Err(classify(&err).into()),
-                Err(timeout) => Err(timeout.into()),
-            };
+                let slot_for_connection = match self.connection_slot(opts.cluster).await {
+                    Ok(ConnectionSlot::Wait) => continue,
+                    Ok(ConnectionSlot::Open(counted)) => counted,
+                    Err(failure) => {
+                        return Err(SendError {
+                            failure,
+                            unsent: Some(request),
+                        });
+                    }
+                };
+                // Boxed: opening a connection (TCP, TLS, the handshake) is rare next to
+                // sending on one, and its future is the largest part of this one.
+                let mut sender =
+                    match Box::pin(self.open_connection(opts, now, slot_for_connection)).await {
+                        Ok(sender) => sender,
+                        Err(failure) => {
+                            return Err(SendError {
+                                failure,
+                                unsent: Some(request),
+                            });
+                        }
+                    };
+                return match within_per_try(opts.per_try_timeout, sender.send_request(request))
+                    .await
+                {
+                    Ok(Ok(response)) => Ok((response, self.pooled(sender, 1, slot))),
+                    Ok(Err(err)) => Err(classify(&err).into()),
+                    Err(timeout) => Err(timeout.into()),
+                };
+            }
         }
     }
 

@@ -112,64 +112,67 @@ enum LegRecord {
 impl Shared {
     /// Waits for the request body, sends the shadows, waits for the primary and every
     /// shadow, then publishes the exchange.
-    pub(super) async fn finish_exchange(self: Arc<Self>, pending: PendingExchange) {
-        let PendingExchange {
-            mut record,
-            path_and_query,
-            sampled,
-            headers,
-            timeout,
-            body,
-            primary,
-        } = pending;
-        let started_at = record.started_at;
-        let mirrors = Arc::clone(&record.mirrors);
-        let timeout = ShadowTimeout {
-            limit: timeout.unwrap_or(self.settings.shadow_timeout),
-            from_route: timeout.is_some(),
-        };
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps its arguments twice in its future (see the body)"
+    )]
+    pub(super) fn finish_exchange(
+        self: Arc<Self>,
+        mut pending: PendingExchange,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // Not an `async fn`: that moves its arguments into locals, so the exchange would
+        // take its room in the task twice. The block uses its fields where they are.
+        async move {
+            let started_at = pending.record.started_at;
+            let mirrors = Arc::clone(&pending.record.mirrors);
+            let timeout = ShadowTimeout {
+                limit: pending.timeout.unwrap_or(self.settings.shadow_timeout),
+                from_route: pending.timeout.is_some(),
+            };
 
-        // A dropped sender means the body was abandoned before it was read at all.
-        let body = body.await.unwrap_or_default();
-        record.request.body = body.captured(self.settings.capture_body_cap);
-        let copy = ShadowCopy {
-            method: &record.request.method,
-            version: record.request.version,
-            headers,
-            path_and_query: &path_and_query,
-            // Empty when the body cannot be mirrored; no copy is sent then (below).
-            chunks: body.for_shadows().unwrap_or_default(),
-            trailers: body.trailers().cloned(),
-        };
-        let legs = self.shadow_legs(&mirrors, sampled, &body, copy, timeout);
+            // A dropped sender means the body was abandoned before it was read at all.
+            let body = (&mut pending.body).await.unwrap_or_default();
+            pending.record.request.body = body.captured(self.settings.capture_body_cap);
+            let copy = ShadowCopy {
+                method: &pending.record.request.method,
+                version: pending.record.request.version,
+                headers: std::mem::take(&mut pending.headers),
+                path_and_query: &pending.path_and_query,
+                // Empty when the body cannot be mirrored; no copy is sent then (below).
+                chunks: body.for_shadows().unwrap_or_default(),
+                trailers: body.trailers().cloned(),
+            };
+            let sampled = std::mem::take(&mut pending.sampled);
+            let legs = self.shadow_legs(&mirrors, sampled, &body, copy, timeout);
 
-        let primary = async {
-            primary
-                .await
-                .unwrap_or_else(|_| PrimaryOutcome::missing(started_at))
-        };
-        // The copies go out now, concurrently with the wait for the primary; each has its
-        // own timeout, so none can hold the exchange longer than that.
-        let mut calls = Vec::new();
-        let mut records = Vec::with_capacity(legs.len());
-        for leg in legs {
-            match leg {
-                ShadowLeg::Done(record) => records.push(LegRecord::Done(record)),
-                ShadowLeg::Running {
-                    target,
-                    endpoint,
-                    call,
-                } => {
-                    calls.push(self.run_shadow(call));
-                    records.push(LegRecord::Awaited { target, endpoint });
+            let primary = async {
+                (&mut pending.primary)
+                    .await
+                    .unwrap_or_else(|_| PrimaryOutcome::missing(started_at))
+            };
+            // The copies go out now, concurrently with the wait for the primary; each has
+            // its own timeout, so none can hold the exchange longer than that.
+            let mut calls = Vec::new();
+            let mut records = Vec::with_capacity(legs.len());
+            for leg in legs {
+                match leg {
+                    ShadowLeg::Done(record) => records.push(LegRecord::Done(record)),
+                    ShadowLeg::Running {
+                        target,
+                        endpoint,
+                        call,
+                    } => {
+                        calls.push(self.run_shadow(call));
+                        records.push(LegRecord::Awaited { target, endpoint });
+                    }
                 }
             }
-        }
-        let (primary_outcome, outcomes) =
-            tokio::join!(primary, futures_util::future::join_all(calls));
+            let (primary_outcome, outcomes) =
+                tokio::join!(primary, futures_util::future::join_all(calls));
 
-        let shadows = self.shadow_records(records, outcomes, started_at);
-        self.publish(record.finish(primary_outcome, shadows));
+            let shadows = self.shadow_records(records, outcomes, started_at);
+            self.publish(pending.record.finish(primary_outcome, shadows));
+        }
     }
 
     /// One leg per mirror policy: the copy to send, or why none is sent.
