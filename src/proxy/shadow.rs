@@ -318,97 +318,118 @@ impl Shared {
     }
 
     /// Sends one prepared shadow copy; its slot is freed when it is done.
-    async fn run_shadow(&self, call: ShadowCall) -> UpstreamOutcome {
-        let outcome = match call.uri {
-            Ok(uri) => {
-                let request = ShadowRequest {
-                    method: call.method,
-                    uri,
-                    headers: call.headers,
-                    body: call.body,
-                };
-                let opts = SendOptions {
-                    cluster: call.cluster.as_ref(),
-                    http2: call.http2,
-                    ..SendOptions::plain(call.connect_timeout, true)
-                };
-                self.shadow_exchange(&call.pool, request, call.timeout, &opts)
-                    .await
-            }
-            Err(detail) => UpstreamOutcome::Failed(UpstreamFailure {
-                kind: UpstreamErrorKind::Other,
-                detail,
-                elapsed: Duration::ZERO,
-                partial: None,
-            }),
-        };
-        drop(call.permit);
-        outcome
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps its arguments twice in its future (see the body)"
+    )]
+    fn run_shadow(
+        &self,
+        call: ShadowCall,
+    ) -> impl std::future::Future<Output = UpstreamOutcome> + Send + '_ {
+        // Not an `async fn`, which would keep the call twice: this future lives in the
+        // exchange task of every mirrored request. The call's fields are used in place.
+        async move {
+            let outcome = match call.uri {
+                Ok(uri) => {
+                    // Built in a block: the request is moved into the send, and a local
+                    // borrowed to fill it would keep its room across the wait.
+                    let request = {
+                        let mut request = Request::new(UpstreamBody::Chunks(call.body));
+                        *request.method_mut() = call.method;
+                        *request.uri_mut() = uri;
+                        *request.headers_mut() = call.headers;
+                        request
+                    };
+                    let opts = SendOptions {
+                        cluster: call.cluster.as_ref(),
+                        http2: call.http2,
+                        ..SendOptions::plain(call.connect_timeout, true)
+                    };
+                    self.shadow_exchange(&call.pool, request, call.timeout, &opts)
+                        .await
+                }
+                Err(detail) => UpstreamOutcome::Failed(UpstreamFailure {
+                    kind: UpstreamErrorKind::Other,
+                    detail,
+                    elapsed: Duration::ZERO,
+                    partial: None,
+                }),
+            };
+            drop(call.permit);
+            outcome
+        }
     }
 
     /// Sends a shadow copy and reads its whole answer, within the shadow's timeout.
-    async fn shadow_exchange(
-        &self,
-        pool: &Arc<EndpointPool>,
-        copy: ShadowRequest,
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps its arguments twice in its future (see the body)"
+    )]
+    fn shadow_exchange<'a>(
+        &'a self,
+        pool: &'a Arc<EndpointPool>,
+        request: Request<UpstreamBody>,
         timeout: ShadowTimeout,
-        opts: &SendOptions<'_>,
-    ) -> UpstreamOutcome {
-        let mut request = Request::new(UpstreamBody::Chunks(copy.body));
-        *request.method_mut() = copy.method;
-        *request.uri_mut() = copy.uri;
-        *request.headers_mut() = copy.headers;
-        let cap = self.settings.capture_body_cap;
-        let sent_at = Instant::now();
-        let mut head = None;
-        let mut capture = BodyCapture::new(cap);
-        let exchange = async {
-            let (response, connection) = pool
-                .send(request, opts, sent_at)
-                .await
-                .map_err(|e| e.failure)?;
-            let ttfb = sent_at.elapsed();
-            let (parts, mut body) = response.into_parts();
-            head = Some(ResponseHead {
-                status: parts.status,
-                headers: owned_headers(&parts.headers),
-                sent_at,
-                ttfb,
-                version: parts.version,
-                trailers: None,
-            });
-            while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
-                let frame = frame.map_err(|e| classify(&e))?;
-                if let Some(data) = frame.data_ref() {
-                    capture.record(data);
-                } else if let (Some(trailers), Some(head)) = (frame.trailers_ref(), head.as_mut()) {
-                    head.trailers = Some(Box::new(owned_headers(trailers)));
+        opts: &'a SendOptions<'_>,
+    ) -> impl std::future::Future<Output = UpstreamOutcome> + Send + 'a {
+        // Not an `async fn`, which would keep the request twice.
+        async move {
+            let cap = self.settings.capture_body_cap;
+            let sent_at = Instant::now();
+            let mut head = None;
+            let mut capture = BodyCapture::new(cap);
+            let exchange = async {
+                let (response, connection) = pool
+                    .send(request, opts, sent_at)
+                    .await
+                    .map_err(|e| e.failure)?;
+                let ttfb = sent_at.elapsed();
+                let (parts, mut body) = response.into_parts();
+                head = Some(ResponseHead {
+                    status: parts.status,
+                    headers: owned_headers(&parts.headers),
+                    sent_at,
+                    ttfb,
+                    version: parts.version,
+                    trailers: None,
+                });
+                while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+                    let frame = frame.map_err(|e| classify(&e))?;
+                    if let Some(data) = frame.data_ref() {
+                        capture.record(data);
+                    } else if let (Some(trailers), Some(head)) =
+                        (frame.trailers_ref(), head.as_mut())
+                    {
+                        head.trailers = Some(Box::new(owned_headers(trailers)));
+                    }
                 }
+                connection.release();
+                Ok::<(), (UpstreamErrorKind, String)>(())
+            };
+            let result = match tokio::time::timeout(timeout.limit, exchange).await {
+                Ok(result) => result,
+                Err(_) => Err((UpstreamErrorKind::Timeout, timeout.detail())),
+            };
+            match (result, head) {
+                (Ok(()), Some(head)) => {
+                    UpstreamOutcome::Response(head.into_response(capture.take()))
+                }
+                (Err((kind, detail)), Some(head)) => {
+                    UpstreamOutcome::Failed(head.into_failure(kind, detail, capture.take()))
+                }
+                (Err((kind, detail)), None) => UpstreamOutcome::Failed(UpstreamFailure {
+                    kind,
+                    detail,
+                    elapsed: sent_at.elapsed(),
+                    partial: None,
+                }),
+                (Ok(()), None) => UpstreamOutcome::Failed(UpstreamFailure {
+                    kind: UpstreamErrorKind::Other,
+                    detail: "the shadow finished without a response head".to_owned(),
+                    elapsed: sent_at.elapsed(),
+                    partial: None,
+                }),
             }
-            connection.release();
-            Ok::<(), (UpstreamErrorKind, String)>(())
-        };
-        let result = match tokio::time::timeout(timeout.limit, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err((UpstreamErrorKind::Timeout, timeout.detail())),
-        };
-        match (result, head) {
-            (Ok(()), Some(head)) => UpstreamOutcome::Response(head.into_response(capture.take())),
-            (Err((kind, detail)), Some(head)) => {
-                UpstreamOutcome::Failed(head.into_failure(kind, detail, capture.take()))
-            }
-            (Err((kind, detail)), None) => UpstreamOutcome::Failed(UpstreamFailure {
-                kind,
-                detail,
-                elapsed: sent_at.elapsed(),
-                partial: None,
-            }),
-            (Ok(()), None) => UpstreamOutcome::Failed(UpstreamFailure {
-                kind: UpstreamErrorKind::Other,
-                detail: "the shadow finished without a response head".to_owned(),
-                elapsed: sent_at.elapsed(),
-                partial: None,
-            }),
         }
     }
 }
@@ -425,12 +446,4 @@ struct ShadowCopy<'a> {
     chunks: Arc<[Bytes]>,
     /// The request's trailers, which router.cc copies to each shadow too.
     trailers: Option<HeaderMap>,
-}
-
-/// One shadow request, ready for the wire.
-struct ShadowRequest {
-    method: http::Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: ChunkBody,
 }
