@@ -51,6 +51,14 @@ impl Routes for RouteTable {
         RouteTable::service_port(self, host)
     }
 
+    fn resolve_at(
+        &self,
+        head: RequestHead<'_>,
+        port: Option<u16>,
+    ) -> Result<(Resolution, u16), NoRoute> {
+        RouteTable::resolve_at(self, head, port)
+    }
+
     fn upstreams(&self) -> Vec<Arc<crate::routing::Upstream>> {
         RouteTable::upstreams(self)
     }

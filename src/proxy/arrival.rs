@@ -102,20 +102,18 @@ impl Shared {
         };
         // A request to the lab itself, or one whose Host names no port, addresses the
         // service's own port.
-        let port = match arrival.port {
-            Some(p) if !own => p,
-            _ => routes.service_port(host),
-        };
+        let port = arrival.port.filter(|_| !own);
         let authority = if own { host } else { arrival.authority() };
-        let resolution = routes.resolve(&RequestHead {
+        let head = RequestHead {
             method: arrival.parts.method.as_str(),
             scheme: "http",
             host,
             authority,
             path_and_query: arrival.path_and_query.as_str(),
             headers: &arrival.parts.headers,
-            port,
-        })?;
+            port: 0,
+        };
+        let (resolution, port) = routes.resolve_at(head, port)?;
         Ok(Routed { resolution, port })
     }
 

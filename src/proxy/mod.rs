@@ -63,6 +63,17 @@ pub trait Routes: Send + Sync + 'static {
         let _ = host;
         80
     }
+    /// [`Routes::resolve`] at `port`, or at the host's service port when the request names
+    /// none; returns the port it used.
+    fn resolve_at(
+        &self,
+        head: RequestHead<'_>,
+        port: Option<u16>,
+    ) -> Result<(Resolution, u16), NoRoute> {
+        let port = port.unwrap_or_else(|| self.service_port(head.host));
+        self.resolve(&RequestHead { port, ..head })
+            .map(|r| (r, port))
+    }
     /// Every upstream the table sends to, for the lab's own calls to their endpoints
     /// (gRPC server reflection speaks TLS where their DestinationRule originates it).
     fn upstreams(&self) -> Vec<std::sync::Arc<crate::routing::Upstream>> {

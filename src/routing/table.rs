@@ -204,8 +204,31 @@ impl RouteTable {
     /// Which route a request takes, and what it does. Deterministic: weighted picks, mirror
     /// and fault draws are the caller's.
     pub fn resolve(&self, req: &RequestHead<'_>) -> Result<Resolution, NoRoute> {
+        self.resolve_entry(self.find(req.host), req)
+    }
+
+    /// [`Self::resolve`] for a request whose port is `port`, or its host's service port
+    /// when it names none; returns the port too. One host lookup serves both.
+    pub fn resolve_at(
+        &self,
+        req: RequestHead<'_>,
+        port: Option<u16>,
+    ) -> Result<(Resolution, u16), NoRoute> {
+        let entry = self.find(req.host);
+        let req = RequestHead {
+            port: port.unwrap_or(entry.port),
+            ..req
+        };
+        self.resolve_entry(entry, &req).map(|r| (r, req.port))
+    }
+
+    fn resolve_entry(
+        &self,
+        entry: HostEntry,
+        req: &RequestHead<'_>,
+    ) -> Result<Resolution, NoRoute> {
         let host = req.host;
-        let vs = match self.find(host).hit {
+        let vs = match entry.hit {
             HostHit::Service(i) => &self.services[i],
             HostHit::Default(i) => return Ok(self.default_resolution(&self.defaults[i], req.port)),
             HostHit::Unknown => {
