@@ -47,10 +47,6 @@ impl Routes for RouteTable {
         RouteTable::hosts(self).to_vec()
     }
 
-    fn service_port(&self, host: &str) -> u16 {
-        RouteTable::service_port(self, host)
-    }
-
     fn resolve_at(
         &self,
         head: RequestHead<'_>,

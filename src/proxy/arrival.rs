@@ -111,6 +111,7 @@ impl Shared {
             authority,
             path_and_query: arrival.path_and_query.as_str(),
             headers: &arrival.parts.headers,
+            // Filled in by `resolve_at`, from `port` or the host's service port.
             port: 0,
         };
         let (resolution, port) = routes.resolve_at(head, port)?;

@@ -58,19 +58,14 @@ pub trait Routes: Send + Sync + 'static {
     fn default_host(&self) -> Option<&str>;
     /// Every host the table serves, for the 404 body.
     fn hosts(&self) -> Vec<String>;
-    /// The port a request that names none addresses on `host` (its service's port).
-    fn service_port(&self, host: &str) -> u16 {
-        let _ = host;
-        80
-    }
     /// [`Routes::resolve`] at `port`, or at the host's service port when the request names
-    /// none; returns the port it used.
+    /// none (80 unless the table knows better); returns the port it used.
     fn resolve_at(
         &self,
         head: RequestHead<'_>,
         port: Option<u16>,
     ) -> Result<(Resolution, u16), NoRoute> {
-        let port = port.unwrap_or_else(|| self.service_port(head.host));
+        let port = port.unwrap_or(80);
         self.resolve(&RequestHead { port, ..head })
             .map(|r| (r, port))
     }

@@ -21,6 +21,7 @@ use super::error::ProxyError;
 use super::fault;
 use super::forward::{Filtered, Prepared, PrimaryJob};
 use super::local::LocalReply;
+use super::tunnel::Upgrade;
 
 /// Where the router stage leaves a request.
 #[allow(
@@ -34,15 +35,6 @@ enum RouterOutcome<'r> {
     Send(PrimaryJob<'r>),
     /// An upgrade (WebSocket and the like), tunnelled to the primary.
     Upgrade(Box<Upgrade<'r>>),
-}
-
-/// An upgrade request, as the router hands it to the tunnel.
-struct Upgrade<'r> {
-    arrival: Arrival,
-    routed: Routed,
-    filtered: Filtered,
-    forward: &'r crate::routing::action::Forward,
-    protocol: http::HeaderValue,
 }
 
 impl Shared {
@@ -89,7 +81,7 @@ impl Shared {
                         }
                         RouterOutcome::Answer(answer) => return answer,
                         RouterOutcome::Upgrade(up) => {
-                            Either::Right(boxed(Arc::clone(&self).tunnel(*up)))
+                            Either::Right(boxed(Arc::clone(&self).upgrade(*up)))
                         }
                     }
                 }
@@ -136,7 +128,7 @@ impl Shared {
         match self.router(arrival, routed, stages, &route) {
             RouterOutcome::Send(job) => Arc::clone(&self).send_primary(job).await,
             RouterOutcome::Answer(answer) => answer,
-            RouterOutcome::Upgrade(up) => Box::pin(Arc::clone(&self).tunnel(*up)).await,
+            RouterOutcome::Upgrade(up) => Box::pin(Arc::clone(&self).upgrade(*up)).await,
         }
     }
 
@@ -216,12 +208,6 @@ impl Shared {
             cors.apply(&mut reply.headers);
         }
         RouterOutcome::Answer(self.answer_locally(arrival, routed, action, reply, flags, steps))
-    }
-
-    /// An upgrade, tunnelled to the primary.
-    async fn tunnel(self: Arc<Self>, up: Upgrade<'_>) -> Response<ProxyBody> {
-        self.upgrade(up.arrival, up.routed, up.filtered, up.forward, up.protocol)
-            .await
     }
 }
 

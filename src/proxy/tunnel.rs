@@ -64,6 +64,15 @@ pub(super) fn upgrade_protocol(parts: &Parts) -> Option<HeaderValue> {
     listed.then(|| upgrade.clone())
 }
 
+/// An upgrade request, as the router hands it to the tunnel.
+pub(super) struct Upgrade<'r> {
+    pub arrival: Arrival,
+    pub routed: Routed,
+    pub filtered: Filtered,
+    pub forward: &'r Forward,
+    pub protocol: HeaderValue,
+}
+
 /// The upstream side of an upgrade: where it went, what it upgrades to, when it was sent.
 struct Leg<'a> {
     label: &'a str,
@@ -124,14 +133,14 @@ impl Client {
 impl Shared {
     /// Forwards an upgrade request to the route's primary and, on its `101`, joins the two
     /// connections. Any other answer goes to the client as it came.
-    pub(super) async fn upgrade(
-        self: Arc<Self>,
-        mut arrival: Arrival,
-        routed: Routed,
-        filtered: Filtered,
-        forward: &Forward,
-        protocol: HeaderValue,
-    ) -> Response<ProxyBody> {
+    pub(super) async fn upgrade(self: Arc<Self>, up: Upgrade<'_>) -> Response<ProxyBody> {
+        let Upgrade {
+            mut arrival,
+            routed,
+            filtered,
+            forward,
+            protocol,
+        } = up;
         let mut rng = filtered.rng;
         let authority = arrival.parts.uri.authority().cloned();
         let request_id = finalize::prepare(&mut arrival.parts.headers, authority.as_ref());
