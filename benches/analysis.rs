@@ -100,7 +100,7 @@ fn exchanges(n: u64, with_baseline: bool) -> Vec<Exchange> {
             let id = i % 500;
             let mut shadows = vec![ShadowRecord {
                 target: Arc::from("reviews/v2"),
-                endpoint: Some("127.0.0.1:9082".to_owned()),
+                endpoint: Some("127.0.0.1:9082".into()),
                 outcome: ShadowOutcome::Sent(UpstreamOutcome::Response(resp(
                     review_json(id, 1, rng.u64(..)),
                     rng.u64(5..40),
@@ -109,7 +109,7 @@ fn exchanges(n: u64, with_baseline: bool) -> Vec<Exchange> {
             if with_baseline {
                 shadows.push(ShadowRecord {
                     target: Arc::from("reviews/v1"),
-                    endpoint: Some("127.0.0.1:9081".to_owned()),
+                    endpoint: Some("127.0.0.1:9081".into()),
                     outcome: ShadowOutcome::Sent(UpstreamOutcome::Response(resp(
                         review_json(id, 0, rng.u64(..)),
                         rng.u64(5..40),
@@ -122,11 +122,11 @@ fn exchanges(n: u64, with_baseline: bool) -> Vec<Exchange> {
                 request_id: format!("{i:032x}"),
                 started_at: UNIX_EPOCH + Duration::from_micros(1_767_225_600_000_000 + i * 200),
                 trace: Some(RouteTrace {
-                    virtual_service: "default/reviews".to_owned(),
+                    virtual_service: "default/reviews".into(),
                     route_index: 0,
                     route_name: None,
                     match_index: None,
-                    match_summary: String::new(),
+                    match_summary: "".into(),
                     ..Default::default()
                 }),
                 request: CapturedRequest {
@@ -139,7 +139,7 @@ fn exchanges(n: u64, with_baseline: bool) -> Vec<Exchange> {
                 },
                 primary: Some(PrimaryRecord {
                     target: Arc::from("reviews/v1"),
-                    endpoint: "127.0.0.1:9081".to_owned(),
+                    endpoint: "127.0.0.1:9081".into(),
                     attempts: Vec::new(),
                     outcome: UpstreamOutcome::Response(resp(
                         review_json(id, 0, rng.u64(..)),

@@ -310,7 +310,7 @@ fn interleaved_routes_are_counted_apart() {
     let mut a = Analyzer::new(AnalysisSettings::default());
     let named = |name: &str| {
         let mut t = trace("default/reviews", 0);
-        t.route_name = Some(name.to_owned());
+        t.route_name = Some(name.into());
         t
     };
     let traces = [

@@ -100,7 +100,7 @@ async fn a_request_mirror_copies_every_request_to_the_shadow_and_the_trace_names
     assert_eq!(shadow[0].headers["x-request-id"], "abc");
     let exchanges = common::wait_for_exchanges(proxy.hub().store(), 1, WAIT).await;
     let trace = exchanges[0].trace.as_ref().expect("routed");
-    assert_eq!(trace.virtual_service, "default/reviews");
+    assert_eq!(&*trace.virtual_service, "default/reviews");
     assert_eq!(trace.route_name.as_deref(), Some("mirrored"));
     assert_eq!((trace.route_index, trace.match_index), (0, Some(0)));
     assert_eq!(

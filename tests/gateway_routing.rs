@@ -174,7 +174,7 @@ fn a_rule_without_matches_matches_every_request() {
     let t = table(&route("reviews", "", &only("v1")));
     assert_eq!(goes_to(&t, &req("reviews", "/anything")), "reviews-v1");
     let r = req("reviews", "/").resolve(&t).expect("routed");
-    assert_eq!(r.trace.match_summary, "path prefix /");
+    assert_eq!(&*r.trace.match_summary, "path prefix /");
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn ties_across_routes_go_to_the_oldest_then_the_first_by_namespace_and_name() {
         "reviews-v1",
         "alpha before zeta"
     );
-    assert_eq!(r.trace.virtual_service, "default/alpha");
+    assert_eq!(&*r.trace.virtual_service, "default/alpha");
 }
 
 #[test]
@@ -284,12 +284,12 @@ fn the_trace_names_the_route_its_rule_and_its_match() {
         .header("x-env", "lab")
         .resolve(&t)
         .expect("routed");
-    assert_eq!(r.trace.virtual_service, "default/reviews");
+    assert_eq!(&*r.trace.virtual_service, "default/reviews");
     assert_eq!(r.trace.route_index, 0);
     assert_eq!(r.trace.route_name.as_deref(), Some("api"));
     assert_eq!(r.trace.match_index, Some(1));
     assert_eq!(
-        r.trace.match_summary,
+        &*r.trace.match_summary,
         "path prefix /api and header x-env = lab"
     );
     assert_eq!(
@@ -526,7 +526,7 @@ spec:
         .resolve(&t)
         .expect("routed");
     assert_eq!(
-        r.trace.match_summary,
+        &*r.trace.match_summary,
         "service = helloworld.Greeter and method = SayHello"
     );
     assert_eq!(

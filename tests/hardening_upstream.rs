@@ -311,7 +311,7 @@ async fn a_primary_answering_garbage_gives_502_upe_and_the_capture_names_the_end
     let exchanges = proxy.hub().store().recent(1);
     let exchange = exchanges.last().expect("captured");
     let record = exchange.primary.as_ref().expect("routed");
-    assert_eq!(record.endpoint, primary.addr.to_string());
+    assert_eq!(&*record.endpoint, primary.addr.to_string());
     assert_eq!(record.target.as_ref(), "reviews/primary");
     assert_eq!(exchange.flags.to_string(), "UPE");
     nothing_in_flight(proxy).await;

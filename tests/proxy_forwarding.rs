@@ -85,7 +85,7 @@ async fn primary_answer_streams_back_with_hop_by_hop_fields_removed() {
         }
         other => panic!("primary failed: {other:?}"),
     }
-    assert_eq!(primary_record.endpoint, primary.addr.to_string());
+    assert_eq!(&*primary_record.endpoint, primary.addr.to_string());
     cancel.cancel();
     proxy.stopped().await;
 }
@@ -146,7 +146,7 @@ async fn upstream_failures_are_answered_as_envoy_does_503_uf_503_uc_504_ut() {
         let primary = exchanges[0].primary.as_ref().expect("primary");
         assert_eq!(primary.target.as_ref(), "reviews/primary");
         assert_eq!(
-            primary.endpoint,
+            &*primary.endpoint,
             addr.to_string(),
             "the capture names the endpoint"
         );

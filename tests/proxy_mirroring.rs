@@ -105,7 +105,11 @@ spec:
     let exchanges = all_exchanges(&lab, 3).await;
     let routes: Vec<Option<String>> = exchanges
         .iter()
-        .map(|e| e.trace.as_ref().and_then(|t| t.route_name.clone()))
+        .map(|e| {
+            e.trace
+                .as_ref()
+                .and_then(|t| t.route_name.as_deref().map(str::to_owned))
+        })
         .collect();
     assert_eq!(
         routes,

@@ -222,11 +222,11 @@ fn full_exchange() -> mirrorlab::capture::Exchange {
         request_id: "req-42".to_owned(),
         started_at: std::time::UNIX_EPOCH + Duration::from_nanos(1_733_000_000_123_456_789),
         trace: Some(mirrorlab::routing::RouteTrace {
-            virtual_service: "default/reviews-vs".to_owned(),
+            virtual_service: "default/reviews-vs".into(),
             route_index: 2,
-            route_name: Some("grpc".to_owned()),
+            route_name: Some("grpc".into()),
             match_index: Some(1),
-            match_summary: "uri prefix /reviews.Reviews/".to_owned(),
+            match_summary: "uri prefix /reviews.Reviews/".into(),
             steps: vec!["request header x-env set to lab".to_owned()],
             ..Default::default()
         }),
@@ -244,11 +244,11 @@ fn full_exchange() -> mirrorlab::capture::Exchange {
         },
         primary: Some(PrimaryRecord {
             target: Arc::from("reviews/v1"),
-            endpoint: "127.0.0.1:9081".to_owned(),
+            endpoint: "127.0.0.1:9081".into(),
             outcome: UpstreamOutcome::Response(response.clone()),
             attempts: vec![
                 Attempt {
-                    endpoint: "127.0.0.1:9084".to_owned(),
+                    endpoint: "127.0.0.1:9084".into(),
                     outcome: AttemptOutcome::Failed(UpstreamErrorKind::Tls),
                     started: Duration::ZERO,
                     took: Duration::from_micros(300),
@@ -256,7 +256,7 @@ fn full_exchange() -> mirrorlab::capture::Exchange {
                     skipped_ejected: 0,
                 },
                 Attempt {
-                    endpoint: "127.0.0.1:9081".to_owned(),
+                    endpoint: "127.0.0.1:9081".into(),
                     outcome: AttemptOutcome::Status(http::StatusCode::OK),
                     started: Duration::from_micros(400),
                     took: Duration::from_micros(900),
@@ -273,7 +273,7 @@ fn full_exchange() -> mirrorlab::capture::Exchange {
         shadows: vec![
             ShadowRecord {
                 target: Arc::from("reviews-v2/v2"),
-                endpoint: Some("127.0.0.1:9082".to_owned()),
+                endpoint: Some("127.0.0.1:9082".into()),
                 outcome: ShadowOutcome::Sent(UpstreamOutcome::Failed(UpstreamFailure {
                     kind: UpstreamErrorKind::Reset,
                     detail: "reset mid-body".to_owned(),

@@ -256,6 +256,44 @@ async fn every_forwarded_request_carries_the_sidecars_headers_and_the_client_see
     assert!(r.headers.contains_key("x-request-id"));
 }
 
+/// `x-envoy-upstream-service-time` in whole milliseconds, on the answer the client got.
+fn service_time(response: &reqwest::Response) -> u64 {
+    response.headers()["x-envoy-upstream-service-time"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("whole milliseconds")
+}
+
+#[tokio::test]
+async fn the_upstream_service_time_counts_the_primarys_milliseconds() {
+    // router.cc onUpstreamHeaders: x-envoy-upstream-service-time is the time from the
+    // request's start upstream to the response head, in milliseconds.
+    let v1 = TestUpstream::start("v1", Reply::ok("v1").delay(Duration::from_millis(150))).await;
+    let v2 = TestUpstream::start("v2", Reply::ok("v2")).await;
+    let ports = MeshPorts {
+        v1: v1.addr.port(),
+        v2: v2.addr.port(),
+        v3: common::refusing_addr().port(),
+    };
+    let yaml = mesh_yaml(
+        ports,
+        &reviews_vs("  - route: [{destination: {host: reviews, subset: v1}}]\n"),
+    );
+    let (proxy, _c) = serve_yaml(&yaml, ProxySettings::default());
+    let slow = service_time(&get(&proxy, "/").await);
+    assert!((150..5_000).contains(&slow), "{slow} ms");
+    let fast_mesh = Mesh::start().await;
+    let (fast, _c2) = serve_yaml(
+        &fast_mesh.yaml(&reviews_vs(
+            "  - route: [{destination: {host: reviews, subset: v1}}]\n",
+        )),
+        ProxySettings::default(),
+    );
+    let quick = service_time(&get(&fast, "/").await);
+    assert!(quick < 150, "{quick} ms for an upstream on loopback");
+}
+
 /// The test mesh with its v2 (the mirror) answering after `shadow_delay`.
 async fn slow_shadow_mesh(shadow_delay: Duration) -> (TestUpstream, TestUpstream, MeshPorts) {
     let v1 = TestUpstream::start("v1", Reply::ok("v1")).await;

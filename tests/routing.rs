@@ -111,19 +111,19 @@ fn main_sample_routes_to_v1_and_mirrors_everything_to_reviews_v2() {
     );
 
     let r = Req::get("reviews", "/reviews/1").resolve(&table).unwrap();
-    assert_eq!(r.trace.virtual_service, "default/reviews-vs");
+    assert_eq!(&*r.trace.virtual_service, "default/reviews-vs");
     assert_eq!(r.trace.route_index, 0);
     assert_eq!(r.trace.route_name.as_deref(), Some("reviews-v1-mirrored"));
     assert_eq!(r.trace.match_index, None);
-    assert_eq!(r.trace.match_summary, "any request");
+    assert_eq!(&*r.trace.match_summary, "any request");
     assert_eq!(r.forward().unwrap().destinations.len(), 1);
     assert_eq!(r.forward().unwrap().destinations[0].weight, 100);
     let primary = r.pick_destination(0.5).unwrap();
-    assert_eq!(primary.upstream.label, "reviews/v1");
+    assert_eq!(&*primary.upstream.label, "reviews/v1");
     assert_eq!(primary.upstream.endpoints, vec![sock(9081)]);
     assert_eq!(r.mirrors().len(), 1);
     assert_eq!(r.mirrors()[0].fraction, 1.0);
-    assert_eq!(r.mirrors()[0].upstream.label, "reviews-v2/v2");
+    assert_eq!(&*r.mirrors()[0].upstream.label, "reviews-v2/v2");
     assert_eq!(r.mirrors()[0].upstream.endpoints, vec![sock(9082)]);
 }
 
@@ -186,7 +186,7 @@ fn user_agent_scenario_mirrors_only_testing_clients() {
         .unwrap();
     assert_eq!(r.trace.route_index, 0);
     assert_eq!(r.trace.match_index, Some(0));
-    assert_eq!(r.trace.match_summary, "header user-agent ~ .*testing.*");
+    assert_eq!(&*r.trace.match_summary, "header user-agent ~ .*testing.*");
     assert_eq!(r.mirrors().len(), 1);
 
     let r = Req::get("reviews", "/")
@@ -243,9 +243,9 @@ fn mirrors_list_keeps_each_percentage_in_order() {
     .unwrap();
     let r = Req::get("reviews", "/").resolve(&table).unwrap();
     assert_eq!(r.mirrors().len(), 2);
-    assert_eq!(r.mirrors()[0].upstream.label, "reviews-v2/v2");
+    assert_eq!(&*r.mirrors()[0].upstream.label, "reviews-v2/v2");
     assert_eq!(r.mirrors()[0].fraction, 1.0);
-    assert_eq!(r.mirrors()[1].upstream.label, "reviews/v3");
+    assert_eq!(&*r.mirrors()[1].upstream.label, "reviews/v3");
     assert_eq!(r.mirrors()[1].fraction, 0.1);
     assert_eq!(r.mirrors()[1].upstream.endpoints, vec![sock(9083)]);
 }
@@ -260,7 +260,7 @@ fn baseline_sample_mirrors_to_candidate_and_primary_version() {
     let labels: Vec<_> = r
         .mirrors()
         .iter()
-        .map(|m| m.upstream.label.clone())
+        .map(|m| m.upstream.label.to_string())
         .collect();
     assert_eq!(labels, ["reviews-v2/v2", "reviews/v1"]);
     // The primary and the baseline mirror share one upstream (and its round robin).
@@ -322,7 +322,7 @@ fn blocks_are_ored_fields_anded_and_first_route_wins() {
     post.method = "POST";
     let r = post.resolve(&table).unwrap();
     assert_eq!((r.trace.route_index, r.trace.match_index), (0, Some(0)));
-    assert_eq!(r.trace.match_summary, "uri prefix /api and method = POST");
+    assert_eq!(&*r.trace.match_summary, "uri prefix /api and method = POST");
 
     // Second block of the same route (OR).
     let r = Req::get("reviews", "/other")
@@ -352,19 +352,19 @@ fn weights_pick_destinations_and_subsets_select_endpoints() {
         .resolve(&table)
         .unwrap();
     assert_eq!(
-        r.pick_destination(0.0).unwrap().upstream.label,
+        &*r.pick_destination(0.0).unwrap().upstream.label,
         "reviews/v1"
     );
     assert_eq!(
-        r.pick_destination(0.74).unwrap().upstream.label,
+        &*r.pick_destination(0.74).unwrap().upstream.label,
         "reviews/v1"
     );
     assert_eq!(
-        r.pick_destination(0.76).unwrap().upstream.label,
+        &*r.pick_destination(0.76).unwrap().upstream.label,
         "reviews/v2"
     );
     assert_eq!(
-        r.pick_destination(0.999).unwrap().upstream.label,
+        &*r.pick_destination(0.999).unwrap().upstream.label,
         "reviews/v2"
     );
 
@@ -425,7 +425,7 @@ spec:
     let mut req = Req::get("x.example.com", "/");
     req.port = 8080;
     let r = req.resolve(&table).unwrap();
-    assert_eq!(r.trace.match_summary, "port 8080");
+    assert_eq!(&*r.trace.match_summary, "port 8080");
     assert_eq!(
         r.forward().unwrap().destinations[0].upstream.endpoints,
         vec![sock(9089)]
@@ -436,7 +436,7 @@ spec:
     assert_eq!(r.trace.route_index, 2);
     assert_eq!(r.timeout(), Some(std::time::Duration::from_millis(1500)));
     assert_eq!(
-        r.forward().unwrap().destinations[0].upstream.label,
+        &*r.forward().unwrap().destinations[0].upstream.label,
         "backend:8000"
     );
     // One VirtualService: its first host is the default.
@@ -470,6 +470,7 @@ spec:
             .unwrap()
             .trace
             .virtual_service
+            .to_string()
     };
     // Twice over: the second round is answered from the table's host cache and must agree.
     for _ in 0..2 {
@@ -510,7 +511,7 @@ spec:
     };
     let table = table_of(vs("bookinfo"));
     let r = Req::get("reviews", "/").resolve(&table).unwrap();
-    assert_eq!(r.trace.virtual_service, "bookinfo/reviews");
+    assert_eq!(&*r.trace.virtual_service, "bookinfo/reviews");
     assert!(Req::get("reviews.bookinfo", "/").resolve(&table).is_ok());
     assert!(Req::get("reviews.other", "/").resolve(&table).is_err());
 

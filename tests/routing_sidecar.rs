@@ -99,7 +99,7 @@ fn primary_label(r: &Resolution) -> String {
         .expect("a destination")
         .upstream
         .label
-        .clone()
+        .to_string()
 }
 
 const TWO_ROUTES: &str = "apiVersion: networking.istio.io/v1
@@ -342,7 +342,7 @@ spec:
     assert_eq!(
         r.trace.origin,
         RouteOrigin::Delegate {
-            virtual_service: "default/reviews-api".to_owned(),
+            virtual_service: "default/reviews-api".into(),
             route_index: 0
         }
     );

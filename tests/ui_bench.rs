@@ -47,11 +47,11 @@ fn exchange(id: u64, at: SystemTime) -> Exchange {
         request_id: format!("req-{id}"),
         started_at: at,
         trace: Some(RouteTrace {
-            virtual_service: "default/reviews-vs".to_owned(),
+            virtual_service: "default/reviews-vs".into(),
             route_index: 0,
-            route_name: Some("reviews-v1-mirrored".to_owned()),
+            route_name: Some("reviews-v1-mirrored".into()),
             match_index: None,
-            match_summary: "any request".to_owned(),
+            match_summary: "any request".into(),
             ..Default::default()
         }),
         request: CapturedRequest {
@@ -64,7 +64,7 @@ fn exchange(id: u64, at: SystemTime) -> Exchange {
         },
         primary: Some(PrimaryRecord {
             target: Arc::from("reviews/v1"),
-            endpoint: "127.0.0.1:9081".to_owned(),
+            endpoint: "127.0.0.1:9081".into(),
             attempts: Vec::new(),
             outcome: UpstreamOutcome::Response(response(
                 200,
@@ -76,7 +76,7 @@ fn exchange(id: u64, at: SystemTime) -> Exchange {
         flags: Default::default(),
         shadows: vec![ShadowRecord {
             target: Arc::from("reviews-v2/v2"),
-            endpoint: Some("127.0.0.1:9082".to_owned()),
+            endpoint: Some("127.0.0.1:9082".into()),
             outcome: ShadowOutcome::Sent(UpstreamOutcome::Response(response(
                 shadow_status,
                 30 + id % 11,

@@ -209,8 +209,8 @@ async fn the_default_policy_retries_a_refused_connection_on_the_other_endpoint()
             p.attempts[0].outcome,
             AttemptOutcome::Failed(UpstreamErrorKind::Refused)
         );
-        assert_eq!(p.attempts[0].endpoint, refusing.to_string());
-        assert_eq!(p.endpoint, good.addr.to_string());
+        assert_eq!(&*p.attempts[0].endpoint, refusing.to_string());
+        assert_eq!(&*p.endpoint, good.addr.to_string());
     }
     assert!(proxy.counters().retries >= retried.len() as u64);
 }
@@ -580,7 +580,7 @@ async fn outlier_detection_ejects_an_endpoint_that_keeps_failing() {
         .filter(|a| a.ejected)
         .collect();
     assert_eq!(ejecting.len(), 1, "{ejecting:?}");
-    assert_eq!(ejecting[0].endpoint, bad.addr.to_string());
+    assert_eq!(&*ejecting[0].endpoint, bad.addr.to_string());
     assert_eq!(
         ejecting[0].outcome,
         AttemptOutcome::Status(StatusCode::SERVICE_UNAVAILABLE)

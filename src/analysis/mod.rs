@@ -126,7 +126,7 @@ impl AnalysisSettings {
     /// How `exchange`'s gRPC messages are read now (`None`: not a gRPC call), for the
     /// Traffic detail; asks nothing.
     pub fn grpc_decode(&self, exchange: &Exchange) -> Option<descriptors::GrpcDecode> {
-        let rules = self.rules_for(exchange.trace.as_ref().map(|t| t.virtual_service.as_str()));
+        let rules = self.rules_for(exchange.trace.as_ref().map(|t| &*t.virtual_service));
         descriptors::grpc_decode(exchange, rules.grpc.as_ref(), self.reflection.as_deref())
     }
 }
@@ -135,11 +135,11 @@ impl AnalysisSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct RouteKey {
     /// `namespace/name` of the VirtualService.
-    pub virtual_service: String,
+    pub virtual_service: Arc<str>,
     /// Index of the route in `spec.http`.
     pub route_index: usize,
     /// `spec.http[i].name`, if set.
-    pub route_name: Option<String>,
+    pub route_name: Option<Arc<str>>,
 }
 
 impl RouteKey {
@@ -278,7 +278,7 @@ impl AnalysisSnapshot {
     /// The descriptors to read `exchange`'s messages with now: its rules' (annotation,
     /// setting), else what server reflection found so far. Asks nothing.
     pub fn grpc_descriptors(&self, exchange: &Exchange) -> Option<GrpcDescriptors> {
-        let rules = self.rules_for(exchange.trace.as_ref().map(|t| t.virtual_service.as_str()));
+        let rules = self.rules_for(exchange.trace.as_ref().map(|t| &*t.virtual_service));
         if rules.grpc.is_some() {
             return rules.grpc;
         }
@@ -304,7 +304,7 @@ pub const OTHER_ENDPOINTS: &str = "(other endpoints)";
 pub struct Analyzer {
     settings: Arc<AnalysisSettings>,
     /// Global plus per-VirtualService rules, resolved once per VirtualService.
-    resolved_rules: HashMap<String, IgnoreRules>,
+    resolved_rules: HashMap<Arc<str>, IgnoreRules>,
     exchanges: u64,
     unrouted: u64,
     newest_second: Option<u64>,

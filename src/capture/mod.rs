@@ -299,8 +299,8 @@ pub enum ShadowOutcome {
 pub struct ShadowRecord {
     /// Label of the mirror destination (`reviews-v2/v2`).
     pub target: Arc<str>,
-    /// Endpoint the copy went to, when one was sent.
-    pub endpoint: Option<String>,
+    /// Endpoint the copy went to, when one was sent (shared with the proxy's rendering of it).
+    pub endpoint: Option<Arc<str>>,
     /// What happened.
     pub outcome: ShadowOutcome,
 }
@@ -310,8 +310,9 @@ pub struct ShadowRecord {
 pub struct PrimaryRecord {
     /// Label of the picked destination (`reviews/v1`).
     pub target: Arc<str>,
-    /// Endpoint the request went to (the last attempt's).
-    pub endpoint: String,
+    /// Endpoint the request went to (the last attempt's; shared with the proxy's rendering
+    /// of it). Empty when none was picked.
+    pub endpoint: Arc<str>,
     /// How it answered (the last attempt).
     pub outcome: UpstreamOutcome,
     /// Every attempt, when there was more than one or a pick passed over an ejected
@@ -330,7 +331,7 @@ impl PrimaryRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     /// The endpoint tried.
-    pub endpoint: String,
+    pub endpoint: Arc<str>,
     /// How it ended.
     pub outcome: AttemptOutcome,
     /// When it started, from the first attempt's start.
@@ -528,7 +529,7 @@ impl Exchange {
             .iter()
             .map(|s| {
                 RECORD_OVERHEAD / 2
-                    + s.endpoint.as_ref().map_or(0, String::len)
+                    + s.endpoint.as_ref().map_or(0, |e| e.len())
                     + match &s.outcome {
                         ShadowOutcome::Skipped(_) => 0,
                         ShadowOutcome::Sent(outcome) => outcome.approx_bytes(),

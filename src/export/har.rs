@@ -338,7 +338,7 @@ pub fn har_entry(
         .map(|s| {
             let mut out = HarShadow {
                 target: s.target.to_string(),
-                endpoint: s.endpoint.clone(),
+                endpoint: s.endpoint.as_deref().map(str::to_owned),
                 outcome: "skipped",
                 skip_reason: None,
                 error: None,
@@ -385,7 +385,7 @@ pub fn har_entry(
             (_, None) => format!("{}:http[{}]", t.virtual_service, t.route_index),
         }),
         primary_target: e.primary.as_ref().map(|p| p.target.to_string()),
-        primary_endpoint: e.primary.as_ref().map(|p| p.endpoint.clone()),
+        primary_endpoint: e.primary.as_ref().map(|p| p.endpoint.to_string()),
         error,
         shadows,
         action: e.trace.as_ref().map(|t| t.action.as_str()),
@@ -396,7 +396,7 @@ pub fn har_entry(
             .iter()
             .flat_map(|p| &p.attempts)
             .map(|a| HarAttempt {
-                endpoint: a.endpoint.clone(),
+                endpoint: a.endpoint.to_string(),
                 outcome: a.outcome.to_string(),
                 started: millis(a.started),
                 time: millis(a.took),

@@ -319,9 +319,9 @@ impl Report {
             .iter()
             .map(|r| RouteSection {
                 route: r.label.clone(),
-                virtual_service: r.route.virtual_service.clone(),
+                virtual_service: r.route.virtual_service.to_string(),
                 route_index: r.route.route_index,
-                route_name: r.route.route_name.clone(),
+                route_name: r.route.route_name.as_deref().map(str::to_owned),
                 requests: r.requests,
                 primary: PrimarySection {
                     sent: r.primary.sent,

@@ -49,7 +49,7 @@ const MAX_IN_FLIGHT: usize = 8;
 /// The TLS each primary destination's endpoints speak, by (destination label, endpoint),
 /// as the route table's DestinationRules originate it.
 #[derive(Debug, Default)]
-pub(super) struct EndpointTls(HashMap<(String, String), Arc<UpstreamTls>>);
+pub(super) struct EndpointTls(HashMap<(Arc<str>, String), Arc<UpstreamTls>>);
 
 impl EndpointTls {
     /// The TLS setups of `upstreams`' endpoints.
@@ -71,7 +71,7 @@ impl EndpointTls {
 
     fn get(&self, target: &str, endpoint: &str) -> Option<Arc<UpstreamTls>> {
         self.0
-            .get(&(target.to_owned(), endpoint.to_owned()))
+            .get(&(Arc::from(target), endpoint.to_owned()))
             .cloned()
     }
 }

@@ -129,12 +129,14 @@ impl Shared {
         if host == "localhost" {
             return true;
         }
+        let own = self.local_addr.ip();
+        if host == "127.0.0.1" {
+            // What a local client nearly always names: no need to parse it.
+            return own.is_loopback() || own.is_unspecified();
+        }
         let host = host.trim_start_matches('[').trim_end_matches(']');
         match host.parse::<IpAddr>() {
-            Ok(ip) => {
-                let own = self.local_addr.ip();
-                ip == own || own.is_unspecified() || (ip.is_loopback() && own.is_loopback())
-            }
+            Ok(ip) => ip == own || own.is_unspecified() || (ip.is_loopback() && own.is_loopback()),
             Err(_) => false,
         }
     }

@@ -51,7 +51,7 @@ impl AttemptLog {
         skipped: usize,
     ) {
         self.attempts.push(Attempt {
-            endpoint: String::from(&*target.text),
+            endpoint: Arc::clone(&target.text),
             outcome,
             started: started.saturating_duration_since(self.first_started),
             took: started.elapsed(),
@@ -64,7 +64,7 @@ impl AttemptLog {
     fn retried(self, target: &UpstreamTarget) -> Option<Box<Retried>> {
         (self.keep || !self.flags.is_empty()).then(|| {
             Box::new(Retried {
-                endpoint: String::from(&*target.text),
+                endpoint: Arc::clone(&target.text),
                 attempts: self.attempts,
                 flags: self.flags,
             })
@@ -163,7 +163,7 @@ impl<'r> Attempts<'r> {
         let route_timeout = kind == UpstreamErrorKind::Timeout && !per_try;
         let ejected = outlier_result(kind, per_try)
             .is_some_and(|r| upstream.state.report(self.index, r, now));
-        let err = ProxyError::upstream(kind, upstream.label.as_str(), &*self.target.text, detail);
+        let err = ProxyError::upstream(kind, &*upstream.label, &*self.target.text, detail);
         let wants_retry = !route_timeout
             && self
                 .policy
@@ -456,7 +456,7 @@ impl Shared {
     ) -> Result<(usize, UpstreamTarget, usize), ProxyError> {
         let bound = u64::try_from(policy.backoff_bound(retry).as_millis()).unwrap_or(u64::MAX);
         let wait = Duration::from_millis(send.rng.u64(..bound.max(1)));
-        let label = upstream.label.as_str();
+        let label = &*upstream.label;
         if let Some(deadline) = clock.deadline()
             && tokio::time::Instant::now() + wait >= deadline
         {
@@ -549,11 +549,20 @@ impl Shared {
         if let Some(cookie) = &send.edits.set_cookie {
             head.headers.append(SET_COOKIE, cookie.clone());
         }
-        head.headers.insert(
-            X_ENVOY_UPSTREAM_SERVICE_TIME,
-            HeaderValue::from(u64::try_from(ttfb.as_millis()).unwrap_or(u64::MAX)),
-        );
+        head.headers
+            .insert(X_ENVOY_UPSTREAM_SERVICE_TIME, service_time(ttfb));
         Response::from_parts(head, ProxyBody::upstream(capture))
+    }
+}
+
+/// `x-envoy-upstream-service-time`: the upstream's time to its answer's head, in whole
+/// milliseconds. The values a lab on loopback nearly always sees are shared, not formatted.
+fn service_time(ttfb: Duration) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    let ms = u64::try_from(ttfb.as_millis()).unwrap_or(u64::MAX);
+    match usize::try_from(ms).ok().and_then(|i| SMALL.get(i)) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(ms),
     }
 }
 

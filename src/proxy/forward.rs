@@ -146,10 +146,10 @@ impl Shared {
             started_at,
             trace,
             request,
-            primary_target: Arc::from(upstream.label.as_str()),
+            primary_target: Arc::clone(&upstream.label),
             primary_endpoint: first
                 .as_ref()
-                .map_or_else(String::new, |f| String::from(&*f.target.text)),
+                .map_or_else(|| Arc::from(""), |f| Arc::clone(&f.target.text)),
             mirrors: Arc::clone(&forward.mirrors),
             forwarded: finalized.forwarded,
             flags,
@@ -185,7 +185,7 @@ impl Shared {
         destination: &WeightedUpstream,
         edits: &ResponseEdits<'_>,
     ) -> Response<ProxyBody> {
-        let label = destination.upstream.label.as_str();
+        let label = &*destination.upstream.label;
         let err = ProxyError::upstream(
             UpstreamErrorKind::NoEndpoint,
             label,
@@ -332,7 +332,7 @@ impl Shared {
         let uri = match first.target.uri(&send.finalized_path) {
             Ok(uri) => uri,
             Err(detail) => {
-                let label = send.destination.upstream.label.as_str();
+                let label = &*send.destination.upstream.label;
                 let err = ProxyError::upstream(
                     UpstreamErrorKind::Other,
                     label,

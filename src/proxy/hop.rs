@@ -39,20 +39,8 @@ fn strip(headers: &mut HeaderMap, keep_te_trailers: bool) {
         }
     }
     if present[0] {
-        let listed: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            // `keep-alive`, what `Connection` nearly always says, is one of the fixed
-            // names: no need to parse it as a header name.
-            .filter(|option| !option.eq_ignore_ascii_case("keep-alive"))
-            .filter_map(|option| HeaderName::from_bytes(option.as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
-        }
+        remove_connection_options(headers);
+        present[0] = false;
     }
     let te_trailers = keep_te_trailers && present[3] && names_trailers(headers);
     for (name, present) in ALWAYS_HOP_BY_HOP.iter().zip(present) {
@@ -62,6 +50,35 @@ fn strip(headers: &mut HeaderMap, keep_te_trailers: bool) {
     }
     if te_trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Removes `Connection` and every field it names, with one lookup of `Connection`. Nearly
+/// every `Connection` an upstream sends says only `keep-alive`, one of the fixed names
+/// (removed by the caller anyway): such a value is not split or parsed.
+fn remove_connection_options(headers: &mut HeaderMap) {
+    let http::header::Entry::Occupied(connection) = headers.entry(CONNECTION) else {
+        return;
+    };
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for value in connection.iter() {
+        if value.as_bytes().eq_ignore_ascii_case(b"keep-alive") {
+            continue;
+        }
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        listed.extend(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|option| !option.eq_ignore_ascii_case("keep-alive"))
+                .filter_map(|option| HeaderName::from_bytes(option.as_bytes()).ok()),
+        );
+    }
+    connection.remove_entry_mult();
+    for name in listed {
+        headers.remove(name);
     }
 }
 

@@ -56,7 +56,7 @@ pub(crate) struct PrimaryOutcome {
 /// What retries changed.
 #[derive(Debug)]
 pub(crate) struct Retried {
-    pub(crate) endpoint: String,
+    pub(crate) endpoint: Arc<str>,
     pub(crate) attempts: Vec<Attempt>,
     pub(crate) flags: ResponseFlags,
 }
@@ -162,7 +162,7 @@ pub(super) struct ExchangeRecord {
     pub(super) trace: RouteTrace,
     pub(super) request: CapturedRequest,
     pub(super) primary_target: Arc<str>,
-    pub(super) primary_endpoint: String,
+    pub(super) primary_endpoint: Arc<str>,
     pub(super) mirrors: Arc<[MirrorPolicy]>,
     /// What the primary was sent, when the route changed the request.
     pub(super) forwarded: Option<Arc<ForwardedRequest>>,
@@ -268,7 +268,7 @@ impl ExchangeJoin {
                     SkipReason::NotSampled
                 };
                 shared.counters.skipped(reason);
-                skipped(Arc::from(policy.upstream.label.as_str()), reason)
+                skipped(Arc::clone(&policy.upstream.label), reason)
             })
             .collect();
         shared.publish(record.finish(primary, shadows));

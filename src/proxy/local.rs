@@ -160,7 +160,7 @@ fn local_exchange(
     let cap = shared.settings.capture_body_cap;
     let primary = target.map(|target| PrimaryRecord {
         target: Arc::from(target),
-        endpoint: String::new(),
+        endpoint: Arc::from(""),
         attempts: Vec::new(),
         outcome: UpstreamOutcome::Response(CapturedResponse {
             trailers: None,

@@ -150,8 +150,13 @@ struct Shared {
     /// upstream request cost more than the rest of building it.
     /// Rendered endpoints by address, one per TLS setup (id 0: plaintext); looked up by a
     /// borrowed address, so the request path clones no key.
-    targets: RwLock<HashMap<EndpointAddr, Vec<(u64, target::UpstreamTarget)>>>,
+    targets: RwLock<TargetCache>,
 }
+
+/// Rendered endpoints by address, each with its TLS setups; hashed with foldhash (the keys
+/// are the config's endpoints, and the lookup is on every upstream request).
+type TargetCache =
+    HashMap<EndpointAddr, Vec<(u64, target::UpstreamTarget)>, foldhash::fast::RandomState>;
 
 /// Most endpoints kept rendered; reloads that keep adding new ones start the cache afresh.
 const MAX_CACHED_TARGETS: usize = 4096;
@@ -245,7 +250,7 @@ impl Proxy {
             hub,
             next_id: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
-            targets: RwLock::new(HashMap::new()),
+            targets: RwLock::new(HashMap::default()),
             settings,
         });
         let workers = listener::Workers::start(workers, &shared, &cancel)?;

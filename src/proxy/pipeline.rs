@@ -167,7 +167,8 @@ impl Shared {
             None => None,
         };
 
-        let url = RequestUrl {
+        // What a local answer's Location is built from (not needed to forward).
+        let url = || RequestUrl {
             scheme: "http",
             authority: arrival.authority(),
             path_and_query: arrival.path_and_query.as_str(),
@@ -197,11 +198,12 @@ impl Shared {
             }
             RouteAction::Redirect(redirect) => (
                 ActionKind::Redirect,
-                LocalReply::redirect(redirect, &url, routed.resolution.matched),
+                LocalReply::redirect(redirect, &url(), routed.resolution.matched),
             ),
-            RouteAction::DirectResponse(direct) => {
-                (ActionKind::DirectResponse, LocalReply::direct(direct, &url))
-            }
+            RouteAction::DirectResponse(direct) => (
+                ActionKind::DirectResponse,
+                LocalReply::direct(direct, &url()),
+            ),
         };
         route.response_headers.apply(&mut reply.headers);
         if let Some(cors) = &cors {

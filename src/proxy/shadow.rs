@@ -50,7 +50,7 @@ enum ShadowLeg {
     Done(ShadowRecord),
     Running {
         target: Arc<str>,
-        endpoint: String,
+        endpoint: Arc<str>,
         call: ShadowCall,
     },
 }
@@ -106,7 +106,10 @@ impl ShadowTimeout {
 )]
 enum LegRecord {
     Done(ShadowRecord),
-    Awaited { target: Arc<str>, endpoint: String },
+    Awaited {
+        target: Arc<str>,
+        endpoint: Arc<str>,
+    },
 }
 
 impl Shared {
@@ -188,7 +191,7 @@ impl Shared {
         let last = sampled.iter().rposition(|sampled| *sampled);
         let mut legs = Vec::with_capacity(mirrors.len());
         for (index, (policy, sampled)) in mirrors.iter().zip(sampled).enumerate() {
-            let target: Arc<str> = Arc::from(policy.upstream.label.as_str());
+            let target: Arc<str> = Arc::clone(&policy.upstream.label);
             let skip = |reason| ShadowLeg::Done(skipped(Arc::clone(&target), reason));
             let leg = if !sampled {
                 skip(SkipReason::NotSampled)
@@ -300,7 +303,7 @@ impl Shared {
         upstream.ensure_host(&mut headers);
         ShadowLeg::Running {
             target,
-            endpoint: String::from(&*upstream.text),
+            endpoint: Arc::clone(&upstream.text),
             call: ShadowCall {
                 method: copy.method.clone(),
                 uri: upstream.uri(copy.path_and_query),

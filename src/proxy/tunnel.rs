@@ -76,7 +76,7 @@ pub(super) struct Upgrade<'r> {
 /// The upstream side of an upgrade: where it went, what it upgrades to, when it was sent.
 struct Leg<'a> {
     label: &'a str,
-    endpoint: String,
+    endpoint: Arc<str>,
     protocol: String,
     sent_at: Instant,
 }
@@ -196,7 +196,7 @@ impl Shared {
         };
         let target = self.upstream_target(&endpoint, &destination.upstream);
         target.ensure_host(&mut headers);
-        let endpoint_text = String::from(&*target.text);
+        let endpoint_text = Arc::clone(&target.text);
         let opts = SendOptions::plain(destination.upstream.policy.connect_timeout, false);
         let sent_at = Instant::now();
         let mut request = Request::new(UpstreamBody::Empty);
@@ -335,7 +335,7 @@ impl Shared {
         let reply = LocalReply::for_error(&err);
         let primary = PrimaryRecord {
             target: Arc::from(label),
-            endpoint: endpoint.to_owned(),
+            endpoint: Arc::from(endpoint),
             outcome: UpstreamOutcome::Failed(UpstreamFailure {
                 kind,
                 detail,
@@ -374,9 +374,9 @@ impl Shared {
             .unwrap_or_default();
         let client = Client::new(&mut arrival, String::new());
         let trace = RouteTrace {
-            virtual_service: "CONNECT".to_owned(),
-            route_name: Some("tunnel".to_owned()),
-            match_summary: format!("CONNECT {target}"),
+            virtual_service: Arc::from("CONNECT"),
+            route_name: Some(Arc::from("tunnel")),
+            match_summary: Arc::from(format!("CONNECT {target}")),
             steps: vec![format!(
                 "CONNECT: tunnelled to {target}, not mirrored (the lab's own; a sidecar has no CONNECT route)"
             )],
@@ -402,7 +402,7 @@ impl Shared {
         };
         let primary = PrimaryRecord {
             target: Arc::from("CONNECT"),
-            endpoint: target,
+            endpoint: Arc::from(target),
             outcome: UpstreamOutcome::Response(CapturedResponse {
                 status: StatusCode::OK,
                 headers: http::HeaderMap::new(),

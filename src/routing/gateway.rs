@@ -68,7 +68,7 @@ pub(super) fn compile(
             out.hosts.push(display.clone());
         }
         out.services.push(CompiledVirtualService {
-            name: g.sources.join(", "),
+            name: Arc::from(g.sources.join(", ")),
             hosts: vec![fqdn(&g.host, &g.namespace)],
             default_host: Some(display),
             routes,
@@ -160,7 +160,8 @@ fn compile_generated(
     }
     Ok(CompiledRoute {
         index: r.origin.rule,
-        name: r.route.name.clone(),
+        name: r.route.name.as_deref().map(Arc::from),
+        trace_name: Some(Arc::from(r.origin.route.as_str())),
         matches,
         route: Arc::new(compile_route(&scope, &base, &r.route, resolver)?),
         origin: RouteOrigin::GatewayRoute {

@@ -2,6 +2,7 @@
 //! [`RequestHead`] without allocating per request where it can be avoided.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::RequestHead;
 use crate::config::matcher::{MatchField, MatcherError, StringMatcher};
@@ -19,7 +20,7 @@ pub struct MatchBlock {
     without_headers: Vec<(String, StringMatcher)>,
     query_params: Vec<(String, StringMatcher)>,
     port: Option<u32>,
-    summary: String,
+    summary: Arc<str>,
 }
 
 impl MatchBlock {
@@ -60,9 +61,9 @@ impl MatchBlock {
             )?,
             query_params: map(&m.query_params, MatchField::QueryParam, "queryParams")?,
             port: m.port,
-            summary: String::new(),
+            summary: Arc::from(""),
         };
-        block.summary = block.describe();
+        block.summary = Arc::from(block.describe());
         Ok(block)
     }
 
@@ -123,12 +124,17 @@ impl MatchBlock {
     /// words (`path prefix /api`) rather than in the blocks it is written as.
     #[must_use]
     pub fn with_summary(mut self, summary: String) -> Self {
-        self.summary = summary;
+        self.summary = Arc::from(summary);
         self
     }
 
     /// Short human text of the block, e.g. `uri prefix /api and header x-user = jason`.
     pub fn summary(&self) -> &str {
+        &self.summary
+    }
+
+    /// The summary, shared: what a request's route trace holds.
+    pub fn shared_summary(&self) -> &Arc<str> {
         &self.summary
     }
 

@@ -84,7 +84,8 @@ pub struct Upstream {
     /// `destination.port.number`, if given.
     pub port: Option<u16>,
     /// Human label used in captures, reports and the UI: `reviews/v1`, `reviews-v2`, `reviews:9080`.
-    pub label: String,
+    /// Shared with every exchange that names it.
+    pub label: Arc<str>,
     /// Endpoints that serve this destination. Empty only when a subset selects no
     /// ServiceEntry endpoint (`mirrorlab check` warns ML0206); the proxy answers 503 then.
     pub endpoints: Vec<EndpointAddr>,
@@ -128,7 +129,7 @@ impl Upstream {
             host,
             subset,
             port,
-            label,
+            label: Arc::from(label),
             endpoints,
             policy,
             state,
@@ -271,15 +272,17 @@ impl MirrorHeaders {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteTrace {
     /// `namespace/name` of the VirtualService; for a default route, the service's host.
-    pub virtual_service: String,
+    /// Shared with the compiled route (as are the route's name and the match's summary):
+    /// every request's trace names them, and none copies them.
+    pub virtual_service: Arc<str>,
     /// Index of the route in `spec.http` (of the root VirtualService for a delegated route).
     pub route_index: usize,
     /// `spec.http[i].name`, if set (`default` for a default route).
-    pub route_name: Option<String>,
+    pub route_name: Option<Arc<str>>,
     /// Index of the match block that matched; `None` for a route without `match`.
     pub match_index: Option<usize>,
     /// Human description of the matched block, e.g. `header user-agent ~ .*testing.*`.
-    pub match_summary: String,
+    pub match_summary: Arc<str>,
     /// Where the route came from.
     pub origin: RouteOrigin,
     /// What answered the request.

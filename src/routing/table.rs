@@ -2,7 +2,7 @@
 //! destination resolved to endpoints on this machine.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use parking_lot::RwLock;
 
@@ -36,7 +36,7 @@ pub struct RouteTable {
     /// working it out builds the name's candidate FQDNs and tries every pattern, and a lab
     /// sees a handful of hosts over and over. The table never changes, so neither do the
     /// answers.
-    host_cache: RwLock<HashMap<String, HostEntry>>,
+    host_cache: RwLock<HashMap<String, HostEntry, foldhash::fast::RandomState>>,
 }
 
 /// What a host resolved to, and its service port.
@@ -55,13 +55,18 @@ enum HostHit {
     Unknown,
 }
 
+/// The trace's match summary for a route without `match`, shared by every such request.
+static ANY_REQUEST: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("any request"));
+/// The trace's route name for a host's default route.
+static DEFAULT_ROUTE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("default"));
+
 /// Most hosts remembered; a client inventing names starts the cache afresh when it fills.
 const MAX_CACHED_HOSTS: usize = 1024;
 
 #[derive(Debug)]
 pub(super) struct CompiledVirtualService {
     /// `namespace/name`.
-    pub(super) name: String,
+    pub(super) name: Arc<str>,
     /// Normalized host patterns.
     pub(super) hosts: Vec<String>,
     /// The host a request addressed to the lab goes to when this is the only service.
@@ -74,7 +79,10 @@ pub(super) struct CompiledRoute {
     /// Index of the route (of the root, for a delegated route) in `spec.http`; of the rule
     /// for a Gateway API route.
     pub(super) index: usize,
-    pub(super) name: Option<String>,
+    pub(super) name: Option<Arc<str>>,
+    /// The name the route trace gives instead of the VirtualService's: a Gateway API rule's
+    /// route.
+    pub(super) trace_name: Option<Arc<str>>,
     /// The match blocks that apply to the lab's workload, each with its index in `match`.
     /// Empty when the route has no `match` (it takes every request).
     pub(super) matches: Vec<(usize, MatchBlock)>,
@@ -88,7 +96,7 @@ struct DefaultService {
     /// `namespace/name` of the ServiceEntry.
     service_entry: String,
     /// The host as written, for the trace.
-    host: String,
+    host: Arc<str>,
     /// The normalized host.
     pattern: String,
     /// One default route per declared port, the first port first.
@@ -171,7 +179,7 @@ impl RouteTable {
             }
             hosts.extend(vs.spec.hosts.iter().cloned());
             services.push(CompiledVirtualService {
-                name: resource.object.qualified_name(),
+                name: Arc::from(resource.object.qualified_name()),
                 hosts: patterns,
                 default_host: vs.spec.hosts.first().cloned(),
                 routes,
@@ -183,7 +191,7 @@ impl RouteTable {
         let defaults = default_services(set, &mut resolver);
         for d in &defaults {
             if !hosts.iter().any(|h| fqdn(h, "default") == d.pattern) {
-                hosts.push(d.host.clone());
+                hosts.push(d.host.to_string());
             }
         }
         let default_host = match services.as_slice() {
@@ -191,7 +199,7 @@ impl RouteTable {
             _ => None,
         };
         Ok(Self {
-            host_cache: RwLock::new(HashMap::new()),
+            host_cache: RwLock::new(HashMap::default()),
             services,
             defaults,
             hosts,
@@ -255,15 +263,14 @@ impl RouteTable {
             };
             return Ok(Resolution {
                 trace: RouteTrace {
-                    virtual_service: match &route.origin {
-                        RouteOrigin::GatewayRoute { route, .. } => route.clone(),
-                        _ => vs.name.clone(),
-                    },
+                    virtual_service: Arc::clone(route.trace_name.as_ref().unwrap_or(&vs.name)),
                     route_index: route.index,
                     route_name: route.name.clone(),
                     match_index: block.map(|(i, _)| i),
-                    match_summary: block
-                        .map_or_else(|| "any request".to_owned(), |(_, m)| m.summary().to_owned()),
+                    match_summary: block.map_or_else(
+                        || Arc::clone(&ANY_REQUEST),
+                        |(_, m)| Arc::clone(m.shared_summary()),
+                    ),
                     origin: route.origin.clone(),
                     action: route.route.action.kind(),
                     steps: Vec::new(),
@@ -274,7 +281,7 @@ impl RouteTable {
         }
         Err(NoRoute::NoMatchingRoute {
             host: host.to_owned(),
-            virtual_service: vs.name.clone(),
+            virtual_service: vs.name.to_string(),
             routes: vs.routes.len(),
             method: req.method.to_owned(),
             path: req.path_and_query.to_owned(),
@@ -289,11 +296,11 @@ impl RouteTable {
             .map_or_else(|| Arc::clone(&d.fallback), |(_, r)| Arc::clone(r));
         Resolution {
             trace: RouteTrace {
-                virtual_service: d.host.clone(),
+                virtual_service: Arc::clone(&d.host),
                 route_index: 0,
-                route_name: Some("default".to_owned()),
+                route_name: Some(Arc::clone(&DEFAULT_ROUTE)),
                 match_index: None,
-                match_summary: "any request".to_owned(),
+                match_summary: Arc::clone(&ANY_REQUEST),
                 origin: RouteOrigin::DefaultRoute {
                     service_entry: d.service_entry.clone(),
                 },
@@ -496,7 +503,8 @@ fn compile_expanded(
     let compiled = compile_route(&scope, &e.base, route, resolver)?;
     Ok(Some(CompiledRoute {
         index: e.root_index,
-        name: route.name.clone(),
+        name: route.name.as_deref().map(Arc::from),
+        trace_name: None,
         matches,
         route: Arc::new(compiled),
         origin: e.origin.clone(),
@@ -537,7 +545,7 @@ fn default_services(set: &ConfigSet, resolver: &mut UpstreamResolver<'_>) -> Vec
             };
             out.push(DefaultService {
                 service_entry: resource.object.qualified_name(),
-                host: host.clone(),
+                host: Arc::from(host.as_str()),
                 pattern,
                 fallback: Arc::clone(first),
                 ports,

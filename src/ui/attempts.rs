@@ -59,7 +59,7 @@ pub fn attempt_rows(primary: &PrimaryRecord) -> Vec<AttemptRow> {
         };
         return vec![AttemptRow {
             number: 1,
-            endpoint: primary.endpoint.clone(),
+            endpoint: primary.endpoint.to_string(),
             outcome,
             started: ms(Duration::ZERO),
             took: ms(took),
@@ -70,7 +70,7 @@ pub fn attempt_rows(primary: &PrimaryRecord) -> Vec<AttemptRow> {
     (primary.attempts.iter().enumerate())
         .map(|(i, a)| AttemptRow {
             number: i + 1,
-            endpoint: a.endpoint.clone(),
+            endpoint: a.endpoint.to_string(),
             outcome: a.outcome.to_string(),
             started: format!("+{}", ms(a.started)),
             took: ms(a.took),
@@ -140,7 +140,7 @@ mod tests {
     fn primary(attempts: Vec<Attempt>) -> PrimaryRecord {
         PrimaryRecord {
             target: Arc::from("reviews/v1"),
-            endpoint: "127.0.0.1:9081".to_owned(),
+            endpoint: "127.0.0.1:9081".into(),
             outcome: UpstreamOutcome::Response(CapturedResponse {
                 trailers: None,
                 status: http::StatusCode::OK,
@@ -158,7 +158,7 @@ mod tests {
     fn a_retry_after_a_refused_connection_lists_both_attempts() {
         let p = primary(vec![
             Attempt {
-                endpoint: "127.0.0.1:9089".to_owned(),
+                endpoint: "127.0.0.1:9089".into(),
                 outcome: AttemptOutcome::Failed(UpstreamErrorKind::Refused),
                 started: Duration::ZERO,
                 took: Duration::from_micros(300),
@@ -166,7 +166,7 @@ mod tests {
                 skipped_ejected: 0,
             },
             Attempt {
-                endpoint: "127.0.0.1:9081".to_owned(),
+                endpoint: "127.0.0.1:9081".into(),
                 outcome: AttemptOutcome::Status(http::StatusCode::OK),
                 started: Duration::from_millis(20),
                 took: Duration::from_millis(3),
@@ -209,7 +209,7 @@ mod tests {
         use egui_kittest::kittest::Queryable as _;
         let p = primary(vec![
             Attempt {
-                endpoint: "127.0.0.1:9089".to_owned(),
+                endpoint: "127.0.0.1:9089".into(),
                 outcome: AttemptOutcome::Failed(UpstreamErrorKind::Refused),
                 started: Duration::ZERO,
                 took: Duration::from_micros(300),
@@ -217,7 +217,7 @@ mod tests {
                 skipped_ejected: 0,
             },
             Attempt {
-                endpoint: "127.0.0.1:9081".to_owned(),
+                endpoint: "127.0.0.1:9081".into(),
                 outcome: AttemptOutcome::Status(http::StatusCode::OK),
                 started: Duration::from_millis(20),
                 took: Duration::from_millis(3),

@@ -78,11 +78,11 @@ pub fn failure(kind: UpstreamErrorKind, ms: u64) -> UpstreamOutcome {
 
 pub fn trace(vs: &str, index: usize) -> RouteTrace {
     RouteTrace {
-        virtual_service: vs.to_owned(),
+        virtual_service: vs.into(),
         route_index: index,
         route_name: None,
         match_index: None,
-        match_summary: String::new(),
+        match_summary: "".into(),
         ..Default::default()
     }
 }
@@ -90,7 +90,7 @@ pub fn trace(vs: &str, index: usize) -> RouteTrace {
 pub fn sent(target: &str, r: CapturedResponse) -> ShadowRecord {
     ShadowRecord {
         target: Arc::from(target),
-        endpoint: Some("127.0.0.1:9".to_owned()),
+        endpoint: Some("127.0.0.1:9".into()),
         outcome: ShadowOutcome::Sent(UpstreamOutcome::Response(r)),
     }
 }
@@ -98,7 +98,7 @@ pub fn sent(target: &str, r: CapturedResponse) -> ShadowRecord {
 pub fn sent_failed(target: &str, kind: UpstreamErrorKind) -> ShadowRecord {
     ShadowRecord {
         target: Arc::from(target),
-        endpoint: Some("127.0.0.1:9".to_owned()),
+        endpoint: Some("127.0.0.1:9".into()),
         outcome: ShadowOutcome::Sent(failure(kind, 1000)),
     }
 }
@@ -140,7 +140,7 @@ pub fn exchange(
         },
         primary: Some(PrimaryRecord {
             target: Arc::from("reviews/v1"),
-            endpoint: "127.0.0.1:9081".to_owned(),
+            endpoint: "127.0.0.1:9081".into(),
             attempts: Vec::new(),
             outcome: primary,
         }),

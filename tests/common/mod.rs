@@ -336,11 +336,11 @@ impl FixedRoutes {
             host: host.to_owned(),
             resolution: Resolution {
                 trace: RouteTrace {
-                    virtual_service: format!("default/{host}"),
+                    virtual_service: Arc::from(format!("default/{host}")),
                     route_index: 0,
                     route_name: None,
                     match_index: None,
-                    match_summary: "any request".to_owned(),
+                    match_summary: Arc::from("any request"),
                     ..Default::default()
                 },
                 route: Arc::new(Route {

@@ -69,7 +69,7 @@ pub fn compare(
     shadow_index: usize,
     snapshot: &AnalysisSnapshot,
 ) -> Comparison {
-    let mut rules = snapshot.rules_for(exchange.trace.as_ref().map(|t| t.virtual_service.as_str()));
+    let mut rules = snapshot.rules_for(exchange.trace.as_ref().map(|t| &*t.virtual_service));
     // What server reflection found since the exchange was analysed counts here too: the
     // detail shows the messages as they read now.
     rules.grpc = snapshot.grpc_descriptors(exchange);

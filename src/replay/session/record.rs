@@ -265,11 +265,11 @@ fn outcome_out(o: &UpstreamOutcome, c: Credentials) -> OutcomeRecord {
 
 fn trace_out(t: &RouteTrace) -> TraceRecord {
     TraceRecord {
-        virtual_service: t.virtual_service.clone(),
+        virtual_service: t.virtual_service.to_string(),
         route_index: t.route_index,
-        route_name: t.route_name.clone(),
+        route_name: t.route_name.as_deref().map(str::to_owned),
         match_index: t.match_index,
-        match_summary: t.match_summary.clone(),
+        match_summary: t.match_summary.to_string(),
         origin: match &t.origin {
             RouteOrigin::VirtualService => OriginRecord::VirtualService,
             RouteOrigin::Delegate {
@@ -311,13 +311,13 @@ impl ExchangeRecord {
             },
             primary: e.primary.as_ref().map(|p| PrimaryRecordR {
                 target: p.target.to_string(),
-                endpoint: p.endpoint.clone(),
+                endpoint: p.endpoint.to_string(),
                 outcome: outcome_out(&p.outcome, c),
                 attempts: p
                     .attempts
                     .iter()
                     .map(|a| AttemptRecord {
-                        endpoint: a.endpoint.clone(),
+                        endpoint: a.endpoint.to_string(),
                         outcome: a.outcome.to_string(),
                         started_ns: nanos(a.started),
                         took_ns: nanos(a.took),
@@ -336,7 +336,7 @@ impl ExchangeRecord {
                 .iter()
                 .map(|s| ShadowRecordR {
                     target: s.target.to_string(),
-                    endpoint: s.endpoint.clone(),
+                    endpoint: s.endpoint.as_deref().map(str::to_owned),
                     outcome: match &s.outcome {
                         ShadowOutcome::Skipped(r) => {
                             ShadowOutcomeRecord::Skipped(r.as_str().to_owned())
@@ -378,7 +378,7 @@ impl ExchangeRecord {
                 .map(|p| -> Result<PrimaryRecord, String> {
                     Ok(PrimaryRecord {
                         target: Arc::from(p.target),
-                        endpoint: p.endpoint,
+                        endpoint: Arc::from(p.endpoint),
                         outcome: outcome_in(p.outcome)?,
                         attempts: p
                             .attempts
@@ -404,7 +404,7 @@ impl ExchangeRecord {
                 .map(|s| -> Result<ShadowRecord, String> {
                     Ok(ShadowRecord {
                         target: Arc::from(s.target),
-                        endpoint: s.endpoint,
+                        endpoint: s.endpoint.map(Arc::from),
                         outcome: match s.outcome {
                             ShadowOutcomeRecord::Skipped(r) => ShadowOutcome::Skipped(skip_in(&r)?),
                             ShadowOutcomeRecord::Sent(o) => ShadowOutcome::Sent(outcome_in(o)?),
@@ -500,7 +500,7 @@ fn attempt_in(a: AttemptRecord) -> Result<Attempt, String> {
         Err(_) => AttemptOutcome::Failed(error_kind_in(&a.outcome)?),
     };
     Ok(Attempt {
-        endpoint: a.endpoint,
+        endpoint: Arc::from(a.endpoint),
         outcome,
         started: Duration::from_nanos(a.started_ns),
         took: Duration::from_nanos(a.took_ns),
@@ -534,11 +534,11 @@ fn trace_in(t: TraceRecord) -> Result<RouteTrace, String> {
         OriginRecord::DefaultRoute { service_entry } => RouteOrigin::DefaultRoute { service_entry },
     };
     Ok(RouteTrace {
-        virtual_service: t.virtual_service,
+        virtual_service: Arc::from(t.virtual_service),
         route_index: t.route_index,
-        route_name: t.route_name,
+        route_name: t.route_name.map(Arc::from),
         match_index: t.match_index,
-        match_summary: t.match_summary,
+        match_summary: Arc::from(t.match_summary),
         origin,
         action,
         steps: t.steps,

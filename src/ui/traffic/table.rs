@@ -178,9 +178,10 @@ impl TrafficView<'_> {
                         let short = e.trace.as_ref().map_or_else(
                             || "(no route)".to_owned(),
                             |t| {
-                                t.route_name
-                                    .clone()
-                                    .unwrap_or_else(|| format!("http[{}]", t.route_index))
+                                t.route_name.as_deref().map_or_else(
+                                    || format!("http[{}]", t.route_index),
+                                    str::to_owned,
+                                )
                             },
                         );
                         ui.label(short).on_hover_text(route_label(e));

@@ -35,7 +35,7 @@ fn exchange(method: http::Method, uri: &str, status: u16, body: &[u8]) -> Exchan
         },
         primary: Some(PrimaryRecord {
             target: Arc::from("reviews/v1"),
-            endpoint: "127.0.0.1:9081".to_owned(),
+            endpoint: "127.0.0.1:9081".into(),
             attempts: Vec::new(),
             outcome: UpstreamOutcome::Response(CapturedResponse {
                 trailers: None,
