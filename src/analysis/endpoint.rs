@@ -12,7 +12,12 @@
 pub fn endpoint_template(method: &str, target: &str) -> String {
     let path = target.split(['?', '#']).next().unwrap_or("");
     // An absolute-form target (lab used as HTTP_PROXY) keeps only its path.
-    let path = match path.find("://") {
+    let absolute = if path.starts_with('/') {
+        None
+    } else {
+        path.find("://")
+    };
+    let path = match absolute {
         Some(i) => {
             let rest = path.get(i + 3..).unwrap_or("");
             rest.find('/').and_then(|j| rest.get(j..)).unwrap_or("/")

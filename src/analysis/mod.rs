@@ -304,7 +304,7 @@ pub const OTHER_ENDPOINTS: &str = "(other endpoints)";
 pub struct Analyzer {
     settings: Arc<AnalysisSettings>,
     /// Global plus per-VirtualService rules, resolved once per VirtualService.
-    resolved_rules: HashMap<Arc<str>, IgnoreRules>,
+    resolved_rules: HashMap<Arc<str>, IgnoreRules, foldhash::fast::RandomState>,
     exchanges: u64,
     unrouted: u64,
     newest_second: Option<u64>,
@@ -330,7 +330,7 @@ impl Analyzer {
         let summaries = summary::SummaryStore::new(settings.max_exchange_summaries);
         Self {
             settings: Arc::new(settings),
-            resolved_rules: HashMap::new(),
+            resolved_rules: HashMap::default(),
             exchanges: 0,
             unrouted: 0,
             newest_second: None,
@@ -435,15 +435,11 @@ impl Analyzer {
             None => self.route_slot(trace),
         };
         self.last_route = Some(idx);
-        if !self.resolved_rules.contains_key(&trace.virtual_service) {
-            let rules = self.settings.rules_for(Some(&trace.virtual_service));
-            self.resolved_rules
-                .insert(trace.virtual_service.clone(), rules);
-        }
-        let rules = self
+        let settings = &self.settings;
+        let rules: &IgnoreRules = self
             .resolved_rules
-            .get(&trace.virtual_service)
-            .unwrap_or(&self.settings.ignore);
+            .entry(Arc::clone(&trace.virtual_service))
+            .or_insert_with(|| settings.rules_for(Some(&trace.virtual_service)));
         // The annotation's or the setting's descriptors, else server reflection's.
         let reflected = match rules.grpc {
             Some(_) => None,

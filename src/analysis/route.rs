@@ -46,7 +46,7 @@ pub(crate) struct RouteAccumulator {
     pub primary: SideAccumulator,
     /// Mirror sides in order of first appearance, with the baseline mark of the last record.
     pub mirrors: Vec<(Arc<str>, bool, SideAccumulator)>,
-    pub endpoints: HashMap<String, EndpointDiffs>,
+    pub endpoints: HashMap<String, EndpointDiffs, foldhash::fast::RandomState>,
     /// Exchanges by what answered them (forwarded, or the lab's own answer).
     pub actions: BTreeMap<ActionKind, u64>,
     /// Exchanges by Envoy's response flags; unflagged ones not counted.
@@ -72,7 +72,7 @@ impl RouteAccumulator {
             requests: 0,
             primary: SideAccumulator::default(),
             mirrors: Vec::new(),
-            endpoints: HashMap::new(),
+            endpoints: HashMap::default(),
             actions: BTreeMap::new(),
             response_flags: BTreeMap::new(),
             upstream: UpstreamAccumulator::default(),
@@ -96,7 +96,13 @@ impl RouteAccumulator {
                 .or_default() += 1;
         }
         let primary_response = self.record_primary(exchange, cx.second);
-        let endpoint = self.endpoint_of(exchange);
+        // The endpoint keys the mirror diffs and volatile fields: a route that never
+        // mirrored needs none.
+        let endpoint = if exchange.shadows.is_empty() && self.mirrors.is_empty() {
+            String::new()
+        } else {
+            self.endpoint_of(exchange)
+        };
         let path = Some(exchange.request.uri.as_str());
         let prepared_primary = primary_response.map(|r| {
             PreparedResponse::new(r, "primary")
