@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::SET_COOKIE;
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{Request, Response};
 use tokio::sync::oneshot;
 
 use crate::capture::{Attempt, AttemptOutcome, ResponseFlags, UpstreamErrorKind, owned_headers};
@@ -19,7 +19,7 @@ use crate::routing::retry::RetryPolicy;
 use super::Shared;
 use super::body::{CaptureBody, Deadline, ProxyBody, ResponseHead, UpstreamBody};
 use super::error::ProxyError;
-use super::forward::{PrimaryJob, PrimarySend, RequestTemplate, failure};
+use super::forward::{PrimaryJob, PrimarySend, RequestTemplate, failure, set_service_time};
 use super::hop::strip_hop_by_hop;
 use super::join::{Deliver, PrimaryOutcome, Retried};
 use super::pool::{Pooled, SendError, SendOptions};
@@ -28,9 +28,6 @@ use super::retry::{
     set_attempt_count,
 };
 use super::target::UpstreamTarget;
-
-const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
-    HeaderName::from_static("x-envoy-upstream-service-time");
 
 /// The attempts so far: what the exchange records when there were retries.
 struct AttemptLog {
@@ -549,20 +546,8 @@ impl Shared {
         if let Some(cookie) = &send.edits.set_cookie {
             head.headers.append(SET_COOKIE, cookie.clone());
         }
-        head.headers
-            .insert(X_ENVOY_UPSTREAM_SERVICE_TIME, service_time(ttfb));
+        set_service_time(&mut head.headers, ttfb);
         Response::from_parts(head, ProxyBody::upstream(capture))
-    }
-}
-
-/// `x-envoy-upstream-service-time`: the upstream's time to its answer's head, in whole
-/// milliseconds. The values a lab on loopback nearly always sees are shared, not formatted.
-fn service_time(ttfb: Duration) -> HeaderValue {
-    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-    let ms = u64::try_from(ttfb.as_millis()).unwrap_or(u64::MAX);
-    match usize::try_from(ms).ok().and_then(|i| SMALL.get(i)) {
-        Some(text) => HeaderValue::from_static(text),
-        None => HeaderValue::from(ms),
     }
 }
 
